@@ -1,0 +1,1 @@
+"""steinkit: learned Stein discrepancies for unnormalized models."""

@@ -1,0 +1,1 @@
+"""steinkit.samplers."""
