@@ -46,8 +46,9 @@ class SGLDResult:
 
 
 def _score(score_fn: ScoreFn, x: Tensor) -> Tensor:
+    # A fresh detached alias: score_fn may call requires_grad_() on it without touching x.
     with torch.enable_grad():
-        s = score_fn(x)
+        s = score_fn(x.detach())
     if not isinstance(s, Tensor):
         raise TypeError(f"score_fn must return a torch.Tensor, got {type(s).__name__}")
     if s.shape != x.shape:
