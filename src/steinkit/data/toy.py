@@ -10,7 +10,7 @@ so that the only source of randomness is the ``generator`` argument.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -28,7 +28,7 @@ TOY_DATASETS: tuple[str, ...] = (
     "rings",
 )
 
-_Sampler = Callable[[int, "torch.Generator | None", torch.device], Tensor]
+_Sampler = Callable[[int, Optional[torch.Generator], torch.device], Tensor]
 
 
 def _rand(n: int, g: torch.Generator | None, dev: torch.device) -> Tensor:
