@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -144,6 +144,19 @@ class _TangentMLP(torch.autograd.Function):
         return (d_x, d_probes, None, *params, *([None] * n_masks))
 
 
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def _draw(draw, lead: torch.Size, shape: tuple[int, ...], generator: Generators) -> Tensor:
+    """Draw a (*lead, *shape) tensor; with one generator per ensemble member, member k's slice
+    is drawn from its own generator, exactly as a lone critic with that generator would."""
+    if isinstance(generator, (list, tuple)):
+        if len(lead) != 1 or lead[0] != len(generator):
+            raise ValueError(f"need one generator per ensemble member ({lead}), got {len(generator)}")
+        return torch.stack([draw(shape, g) for g in generator])
+    return draw((*lead, *shape), generator)
+
+
 def _reduce_to(t: Tensor, shape: torch.Size) -> Tensor:
     """Sum broadcast leading dimensions of ``t`` so it has ``shape``."""
     while t.dim() > len(shape):
@@ -228,25 +241,22 @@ class MLPCritic(nn.Module):
                 a = nn.functional.dropout(a, self.dropout, training=True)
         return a @ self.weights[-1].transpose(-1, -2) + self.biases[-1].unsqueeze(-2)
 
-    def _dropout_masks(self, lead: torch.Size, n: int, generator: torch.Generator | None):
+    def _dropout_masks(self, lead: torch.Size, n: int, generator: Generators) -> list[Tensor]:
         if not (self.training and self.dropout > 0):
             return []
         keep = 1.0 - self.dropout
         w = self.weights[0]
-        return [
-            torch.bernoulli(
-                torch.full((*lead, n, self.hidden), keep, dtype=w.dtype, device=w.device),
-                generator=generator,
-            ).div_(keep)
-            for _ in range(self.n_layers)
-        ]
+        draw = lambda shape, g: torch.bernoulli(  # noqa: E731
+            torch.full(shape, keep, dtype=w.dtype, device=w.device), generator=g
+        ).div_(keep)
+        return [_draw(draw, lead, (n, self.hidden), generator) for _ in range(self.n_layers)]
 
     def _lead(self, x: Tensor) -> torch.Size:
         return torch.broadcast_shapes(x.shape[:-2], self.weights[0].shape[:-2])
 
     # -- Stein terms ------------------------------------------------------------------------
     def jvp(
-        self, x: Tensor, probes: Tensor, *, generator: torch.Generator | None = None
+        self, x: Tensor, probes: Tensor, *, generator: Generators = None
     ) -> tuple[Tensor, Tensor]:
         """Critic values f(x) and Jacobian-vector products (∇f(x)) ε for each probe block.
 
@@ -268,7 +278,7 @@ class MLPCritic(nn.Module):
         trace: str = "hutchinson",
         n_probes: int = 1,
         probes: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> tuple[Tensor, Tensor]:
         """Per-example Stein terms s(x)ᵀf(x) + tr ∇f(x) and the critic values f(x).
 
@@ -278,7 +288,8 @@ class MLPCritic(nn.Module):
             trace: ``"hutchinson"`` (εᵀ∇f ε averaged over ``n_probes`` Gaussian probes) or
                 ``"exact"``.
             probes: explicit probes (n_probes*n, d) instead of drawing them.
-            generator: random generator for the probes and dropout masks.
+            generator: random generator for the probes and dropout masks; for an ensemble
+                also a list with one generator per member.
 
         Returns:
             (terms, f) with terms (n,) or (K, n) and f (n, d) or (K, n, d).
@@ -291,8 +302,10 @@ class MLPCritic(nn.Module):
         if probes is None:
             if n_probes < 1:
                 raise ValueError(f"n_probes must be >= 1, got {n_probes!r}")
-            shape = (*self._lead(x), n_probes * n, x.shape[-1])
-            probes = torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
+            draw = lambda shape, g: torch.randn(  # noqa: E731
+                shape, generator=g, dtype=x.dtype, device=x.device
+            )
+            probes = _draw(draw, self._lead(x), (n_probes * n, x.shape[-1]), generator)
         n_probes = probes.shape[-2] // n
         f, jv = self.jvp(x, probes, generator=generator)
         lead = jv.shape[:-2]
@@ -300,7 +313,7 @@ class MLPCritic(nn.Module):
         return (scores * f).sum(-1) + quad, f
 
     def _exact_terms(
-        self, x: Tensor, scores: Tensor, generator: torch.Generator | None
+        self, x: Tensor, scores: Tensor, generator: Generators
     ) -> tuple[Tensor, Tensor]:
         masks = self._dropout_masks(self._lead(x), x.shape[-2], generator)
         a = x

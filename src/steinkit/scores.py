@@ -1,0 +1,162 @@
+"""One adapter from every kind of model to a score function x -> ∇ₓ log q(x).
+
+Example:
+    >>> import torch
+    >>> score = as_score(torch.distributions.Normal(torch.zeros(2), torch.ones(2)))
+    >>> score(torch.ones(3, 2)).tolist()
+    [[-1.0, -1.0], [-1.0, -1.0], [-1.0, -1.0]]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Score", "as_score", "check_data"]
+
+
+def check_data(x: Any, name: str = "x", *, min_rows: int = 1) -> Tensor:
+    """Validate data: a finite 2-D float tensor (n, d); numpy arrays are converted.
+
+    Integer arrays become float32; float64 stays float64.
+
+    Example:
+        >>> check_data([[0.0, 1.0]]).shape
+        torch.Size([1, 2])
+    """
+    if not isinstance(x, Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except Exception as exc:  # noqa: BLE001 - report what was given
+            raise TypeError(f"{name} must be a tensor or array of shape (n, d), got {type(x).__name__}") from exc
+    if not (x.is_floating_point()):
+        x = x.to(torch.get_default_dtype())
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor of shape (n, d), got shape {tuple(x.shape)}")
+    if x.shape[0] < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} rows, got {x.shape[0]}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf values")
+    return x
+
+
+class Score:
+    """A checked score function: calls the model and verifies shape and finiteness.
+
+    Arguments:
+        fn: the raw function (n, d) -> (n, d).
+        dim: the model's dimension if it declares one (checked against the data).
+        source: a short description of the model for error messages.
+    """
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], dim: int | None, source: str) -> None:
+        self.fn, self.dim, self.source = fn, dim, source
+
+    def check_dim(self, x: Tensor, name: str = "x") -> None:
+        """Raise if the data's dimension differs from the model's declared dimension."""
+        if self.dim is not None and x.shape[-1] != self.dim:
+            raise ValueError(
+                f"{name} has dimension {x.shape[-1]} but the model ({self.source}) has dimension {self.dim}"
+            )
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self.check_dim(x)
+        try:
+            out = self.fn(x)
+        except (RuntimeError, IndexError) as exc:
+            raise ValueError(
+                f"model ({self.source}) failed on x of shape {tuple(x.shape)}: {exc}"
+            ) from exc
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"score of model ({self.source}) must have the shape of x {tuple(x.shape)}, got {shape}"
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(f"score of model ({self.source}) returned NaN or inf values")
+        return out
+
+    def __repr__(self) -> str:
+        return f"Score({self.source})"
+
+
+def _autograd_score(log_density: Callable[[Tensor], Tensor], sign: float) -> Callable[[Tensor], Tensor]:
+    """Score from a scalar-per-example function by autograd (sign=+1 for log q, -1 for energy).
+
+    Builds a graph for higher derivatives only when the caller has grad mode on and the
+    input needs it, so evaluation stays cheap.
+    """
+
+    def score(x: Tensor) -> Tensor:
+        create_graph = torch.is_grad_enabled() and x.requires_grad
+        with torch.enable_grad():
+            xg = x if x.requires_grad else x.detach().requires_grad_(True)
+            out = log_density(xg)
+            if not isinstance(out, Tensor) or out.shape != (x.shape[0],):
+                shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ValueError(
+                    f"log-density/energy must return one value per example, shape ({x.shape[0]},), got {shape}"
+                )
+            (grad,) = torch.autograd.grad(out.sum(), xg, create_graph=create_graph)
+        return grad * sign if sign != 1 else grad
+
+    return score
+
+
+def _model_dim(obj: Any) -> int | None:
+    dim = getattr(obj, "dim", None)
+    if isinstance(dim, int):
+        return dim
+    if isinstance(obj, torch.distributions.Distribution) and len(obj.event_shape) == 1:
+        return int(obj.event_shape[0])
+    if isinstance(obj, torch.distributions.Distribution) and len(obj.batch_shape) == 1:
+        return int(obj.batch_shape[0])
+    return None
+
+
+def as_score(obj: Any) -> Score:
+    """Turn a model into a checked score function x (n, d) -> ∇ₓ log q(x) (n, d).
+
+    Accepted, in this order:
+      1. a :class:`Score` (returned as is);
+      2. a ``torch.distributions.Distribution`` (autograd of ``log_prob``; a distribution with
+         a batch of d independent scalars has its log-probabilities summed per example);
+      3. an object with a ``.score`` method;
+      4. an object with a ``.log_prob`` method (autograd);
+      5. an ``nn.Module`` energy E with q ∝ exp(−E): ``E(x)`` returns (n,), score = −∇E;
+      6. any other callable, taken to be the score function itself.
+
+    Example:
+        >>> energy = lambda x: 0.5 * (x ** 2).sum(1)
+        >>> class Energy(torch.nn.Module):
+        ...     def forward(self, x):
+        ...         return 0.5 * (x ** 2).sum(1)
+        >>> as_score(Energy())(torch.ones(1, 2)).tolist()
+        [[-1.0, -1.0]]
+    """
+    if isinstance(obj, Score):
+        return obj
+    name = type(obj).__name__
+    dim = _model_dim(obj)
+    if isinstance(obj, torch.distributions.Distribution):
+        event_dims = len(obj.event_shape)
+
+        def log_prob(x: Tensor) -> Tensor:
+            lp = obj.log_prob(x)
+            return lp if event_dims else lp.sum(-1)
+
+        return Score(_autograd_score(log_prob, 1.0), dim, f"Distribution {name}")
+    if callable(getattr(obj, "score", None)):
+        return Score(obj.score, dim, f"{name}.score")
+    if callable(getattr(obj, "log_prob", None)):
+        return Score(_autograd_score(obj.log_prob, 1.0), dim, f"autograd of {name}.log_prob")
+    if isinstance(obj, nn.Module):
+        return Score(_autograd_score(obj, -1.0), dim, f"energy module {name}")
+    if callable(obj):
+        return Score(obj, dim, f"score function {getattr(obj, '__name__', name)}")
+    raise TypeError(
+        "model must be a torch Distribution, an object with .score or .log_prob, an energy "
+        f"nn.Module or a score callable, got {name}"
+    )
