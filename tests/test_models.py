@@ -60,6 +60,7 @@ def _points(model: torch.nn.Module, n: int = 64, seed: int = 7) -> torch.Tensor:
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
@@ -211,7 +212,7 @@ def test_ica_integrates_to_one_in_1d() -> None:
     q = LinearICA(torch.tensor([[-1.7]], dtype=torch.float64))
 
     def density(t: float) -> float:
-        return math.exp(float(q.log_prob(torch.tensor([[t]], dtype=torch.float64))))
+        return math.exp(float(q.log_prob(torch.tensor([[t]], dtype=torch.float64)).detach()))
 
     total, err = integrate.quad(density, -np.inf, np.inf, points=None, limit=200)
     assert abs(total - 1) < 1e-7 and err < 1e-6
@@ -458,3 +459,41 @@ def test_ebm_activations_and_depth(activation: str) -> None:
     ebm = MLPEnergy(4, hidden=5, n_layers=3, activation=activation)
     assert sum(isinstance(m, torch.nn.Linear) for m in ebm.net) == 4
     assert ebm.score(torch.randn(3, 4)).shape == (3, 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# The NumPy reference sampler of benchmarks/gibbs_numpy_reference.py samples the same chain.
+# ----------------------------------------------------------------------------------------------
+
+
+def _load_benchmark():  # type: ignore[no-untyped-def]
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gibbs_numpy_reference.py"
+    spec = importlib.util.spec_from_file_location("gibbs_numpy_reference", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_numpy_reference_gibbs_matches_exact_mixture_mean(legacy: bool) -> None:
+    bench = _load_benchmark()
+    rbm = _tiny_rbm()
+    log_w, means = _rbm_mixture(rbm)
+    w = log_w.exp()
+    mu = (w @ means).numpy()
+    var = (1 + w @ means.square() - torch.from_numpy(mu).square()).numpy()
+    n = 20_000
+    B, b, c = (p.detach().numpy() for p in (rbm.B, rbm.b, rbm.c))
+    x = bench.numpy_gibbs(B, b, c, n, 100, seed=5, legacy=legacy)
+    assert x.shape == (n, 2)
+    assert np.all(np.abs(x.mean(0) - mu) < 4 * np.sqrt(var / n))
+
+
+def test_bench_gibbs_smoke() -> None:
+    res = _load_benchmark().bench_gibbs(n=20, dx=4, dh=3, steps=5)
+    assert {"gibbs_speedup", "steinkit_s", "numpy_s"} <= set(res)
+    assert res["gibbs_speedup"] > 0 and res["steinkit_s"] > 0 and res["numpy_s"] > 0

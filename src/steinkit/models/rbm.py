@@ -170,7 +170,6 @@ class GaussianBernoulliRBM(nn.Module):
             B_T = B.T.contiguous()
             logits = torch.empty(n, self.hidden_dim, dtype=dtype, device=device)
             uniform = torch.empty_like(logits)
-            on = torch.empty(n, self.hidden_dim, dtype=torch.bool, device=device)
             u = torch.empty_like(logits)
             noise = torch.empty_like(x)
             for _ in range(burn_in):
@@ -178,8 +177,7 @@ class GaussianBernoulliRBM(nn.Module):
                 torch.addmm(two_c, x, B, out=logits)
                 torch.sigmoid(logits, out=logits)
                 uniform.uniform_(generator=generator)
-                torch.lt(uniform, logits, out=on)
-                u.copy_(on)
+                torch.lt(uniform, logits, out=u)  # writes 0.0 / 1.0 straight into the float buffer
                 # x | h ~ N(b - B1/2 + B u, I).
                 noise.normal_(generator=generator)
                 noise.add_(x_bias)
