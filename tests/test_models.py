@@ -17,6 +17,17 @@ from steinkit.models.ica import LinearICA
 from steinkit.models.rbm import GaussianBernoulliRBM
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    """Run these small-tensor tests on one intra-op thread. On a busy 2-core machine torch's
+    thread pool stalls on every element-wise op over 32768 elements (the Gibbs tests took
+    ~15 s instead of ~0.2 s); the results are the same either way."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -303,19 +314,34 @@ def test_rbm_log_prob_is_stable_for_large_preactivations() -> None:
     assert torch.allclose(lp, torch.full((2,), -2500.0 + 5000.0 - math.log(2)))
 
 
-def test_rbm_gibbs_matches_exact_mixture_moments() -> None:
-    rbm = _tiny_rbm()
+def _rank_one_rbm() -> GaussianBernoulliRBM:
+    """dx=3, dh=2 with parallel columns: B^T B is singular."""
+    B = torch.tensor([[1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
+    return GaussianBernoulliRBM(B, torch.tensor([0.3, -0.5, 0.1], dtype=torch.float64), torch.tensor([0.4, -0.2], dtype=torch.float64))
+
+
+GIBBS_CASES = {
+    "dx2_dh3": _tiny_rbm,  # dh >= dx: every sweep draws x
+    "dx3_dh2": lambda: GaussianBernoulliRBM.random(3, 2, generator=_gen(27), dtype=torch.float64),  # projected sweeps
+    "dx3_dh2_rank1": _rank_one_rbm,  # projected sweeps with a singular B^T B
+}
+
+
+@pytest.mark.parametrize("case", GIBBS_CASES)
+def test_rbm_gibbs_matches_exact_mixture_moments(case: str) -> None:
+    rbm = GIBBS_CASES[case]()
+    d = rbm.dim
     log_w, means = _rbm_mixture(rbm)
     w = log_w.exp()
     mu = w @ means
-    cov = torch.eye(2, dtype=mu.dtype) + (means * w[:, None]).T @ means - torch.outer(mu, mu)
+    cov = torch.eye(d, dtype=mu.dtype) + (means * w[:, None]).T @ means - torch.outer(mu, mu)
     n = 20_000
     x = rbm.sample(n, burn_in=200, generator=_gen(23))
-    assert x.shape == (n, 2) and x.dtype == torch.float64 and not x.requires_grad
+    assert x.shape == (n, d) and x.dtype == torch.float64 and not x.requires_grad
     se_mean = torch.sqrt(torch.diagonal(cov) / n)
     assert bool(((x.mean(0) - mu).abs() < 4 * se_mean).all()), (x.mean(0), mu)
     xc = x - mu  # centre at the exact mean: E[xc_i xc_j] = cov_ij
-    for i, j in [(0, 0), (0, 1), (1, 1)]:
+    for i, j in itertools.combinations_with_replacement(range(d), 2):
         prod = xc[:, i] * xc[:, j]
         se = float(prod.std()) / math.sqrt(n)
         assert abs(float(prod.mean()) - float(cov[i, j])) < 4 * se, (i, j)
