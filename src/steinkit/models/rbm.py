@@ -1,0 +1,215 @@
+r"""Gaussian-Bernoulli restricted Boltzmann machine with hidden units in {-1, +1}.
+
+Joint density (paper Sec. 7.1), with visible :math:`x \in R^{d_x}` and hidden
+:math:`h \in \{-1, +1\}^{d_h}`:
+
+.. math:: p(x, h) \propto \exp(\tfrac12 x^T B h + b^T x + c^T h - \tfrac12 \|x\|^2).
+
+Summing out :math:`h` gives the unnormalized marginal
+
+.. math:: \log p(x) = b^T x - \tfrac12\|x\|^2 + \sum_j \log\cosh(\tfrac12 (B^T x)_j + c_j) + \text{const},
+
+so the score is :math:`b - x + \tfrac12 B \tanh(\tfrac12 B^T x + c)`. (The paper prints it without
+the two factors 1/2; that is a slip.) The conditionals used by the Gibbs sampler are
+:math:`P(h_j = +1 \mid x) = \sigma(2(\tfrac12 B^T x + c)_j)` and :math:`x \mid h \sim N(b + \tfrac12 B h, I)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .gaussian import _as_param, _check_count, _check_points, _float_dtype
+
+__all__ = ["GaussianBernoulliRBM"]
+
+_LOG2 = math.log(2.0)
+
+
+def _log_cosh(a: Tensor) -> Tensor:
+    """Numerically stable :math:`\\log\\cosh(a) = |a| + \\log(1 + e^{-2|a|}) - \\log 2`."""
+    abs_a = a.abs()
+    return abs_a + torch.log1p(torch.exp(-2.0 * abs_a)) - _LOG2
+
+
+class GaussianBernoulliRBM(nn.Module):
+    r"""Gaussian-Bernoulli RBM :math:`p(x, h) \propto \exp(\tfrac12 x^T B h + b^T x + c^T h - \tfrac12\|x\|^2)`.
+
+    :meth:`log_prob` is the marginal of :math:`x` *without* its normalizing constant
+    (``normalized = False``); :meth:`score` is exact and differentiable in ``B``, ``b``, ``c``.
+
+    Arguments:
+        B: Interaction weights, shape (dx, dh).
+        b: Visible bias, shape (dx,).
+        c: Hidden bias, shape (dh,).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> rbm = GaussianBernoulliRBM.random(5, 3, generator=g)
+        >>> x = rbm.sample(100, burn_in=100, generator=g)
+        >>> rbm.score(x).shape, rbm.log_prob(x).shape
+        (torch.Size([100, 5]), torch.Size([100]))
+        >>> rbm.perturb(0.01, generator=g).B.shape
+        torch.Size([5, 3])
+    """
+
+    normalized: bool = False
+
+    def __init__(self, B: Tensor, b: Tensor, c: Tensor) -> None:
+        super().__init__()
+        dtype = _float_dtype(B, b, c)
+        B_t = _as_param(B, "B", dtype, ndim=2)
+        b_t = _as_param(b, "b", dtype, ndim=1)
+        c_t = _as_param(c, "c", dtype, ndim=1)
+        dx, dh = B_t.shape
+        if dx == 0 or dh == 0:
+            raise ValueError(f"B must have shape (dx, dh) with dx, dh >= 1, got {tuple(B_t.shape)}")
+        if b_t.shape != (dx,):
+            raise ValueError(f"b must have shape ({dx},) to match B of shape {tuple(B_t.shape)}, got {tuple(b_t.shape)}")
+        if c_t.shape != (dh,):
+            raise ValueError(f"c must have shape ({dh},) to match B of shape {tuple(B_t.shape)}, got {tuple(c_t.shape)}")
+        self.dim: int = int(dx)
+        self.hidden_dim: int = int(dh)
+        self.B = nn.Parameter(B_t)
+        self.b = nn.Parameter(b_t)
+        self.c = nn.Parameter(c_t)
+
+    @classmethod
+    def random(
+        cls,
+        dx: int,
+        dh: int,
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> GaussianBernoulliRBM:
+        """Random RBM as in the paper's B.1: entries of ``B`` uniform on {-1, +1}, ``b``, ``c`` ~ N(0, I).
+
+        Example:
+            >>> rbm = GaussianBernoulliRBM.random(50, 40, generator=torch.Generator().manual_seed(0))
+            >>> rbm.dim, rbm.hidden_dim
+            (50, 40)
+        """
+        dx = _check_count(dx, "dx")
+        dh = _check_count(dh, "dh")
+        B = torch.randint(0, 2, (dx, dh), generator=generator).to(dtype) * 2 - 1
+        b = torch.randn(dx, generator=generator, dtype=dtype)
+        c = torch.randn(dh, generator=generator, dtype=dtype)
+        return cls(B, b, c)
+
+    def perturb(self, std: float, *, generator: torch.Generator | None = None) -> GaussianBernoulliRBM:
+        """A new RBM whose ``B`` has i.i.d. N(0, std²) noise added; ``b`` and ``c`` are copied unchanged.
+
+        Example:
+            >>> rbm = GaussianBernoulliRBM.random(4, 2, generator=torch.Generator().manual_seed(0))
+            >>> torch.equal(rbm.perturb(0.0).B, rbm.B)
+            True
+        """
+        try:
+            std = float(std)
+        except (TypeError, ValueError):
+            raise TypeError(f"std must be a real number, got {type(std).__name__}") from None
+        if not math.isfinite(std) or std < 0:
+            raise ValueError(f"std must be a finite number >= 0, got {std}")
+        with torch.no_grad():
+            noise = torch.randn(self.B.shape, generator=generator, dtype=self.B.dtype, device=self.B.device)
+            return type(self)(self.B + std * noise, self.b.clone(), self.c.clone())
+
+    def _preactivation(self, x: Tensor) -> Tensor:
+        """:math:`\\tfrac12 B^T x + c` for each row of ``x``; shape (n, dh)."""
+        return torch.addmm(self.c, x, self.B, alpha=0.5)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Unnormalized marginal :math:`b^T x - \\tfrac12\\|x\\|^2 + \\sum_j \\log\\cosh(\\cdot)`; returns (n,)."""
+        x = _check_points(x, self.dim, self.B)
+        return x @ self.b - 0.5 * x.square().sum(1) + _log_cosh(self._preactivation(x)).sum(1)
+
+    def score(self, x: Tensor) -> Tensor:
+        """Exact score :math:`b - x + \\tfrac12 B \\tanh(\\tfrac12 B^T x + c)`; returns (n, dx)."""
+        x = _check_points(x, self.dim, self.B)
+        return torch.addmm(self.b - x, torch.tanh(self._preactivation(x)), self.B.T, alpha=0.5)
+
+    def sample(
+        self,
+        n: int,
+        *,
+        burn_in: int = 2000,
+        generator: torch.Generator | None = None,
+        x0: Tensor | None = None,
+    ) -> Tensor:
+        r"""Run ``n`` independent blocked Gibbs chains for ``burn_in`` sweeps; return their last ``x``, (n, dx).
+
+        One sweep draws :math:`h \mid x` then :math:`x \mid h`. Chains start at ``x0`` (n, dx), by
+        default N(0, I) draws, and all advance together as matrix products on preallocated
+        buffers (no per-chain Python work). Runs under ``torch.no_grad()``; the same
+        ``generator`` state gives the same samples.
+
+        How a sweep is computed. With :math:`h = 2u - 1`, :math:`u \in \{0, 1\}^{d_h}`:
+        :math:`b + \tfrac12 B h = (b - \tfrac12 B 1) + B u` and the logits of :math:`u` are
+        :math:`y = 2(\tfrac12 B^T x + c) = B^T x + 2c`. Between sweeps ``x`` enters only through
+        ``y``, so when :math:`d_h < d_x` the intermediate sweeps draw ``y`` directly,
+        :math:`y \mid u \sim N(B^T(b - \tfrac12 B 1) + 2c + B^T B u,\; B^T B)`, with :math:`d_h`
+        instead of :math:`d_x` normal draws (an exact reformulation of the same chain; random
+        numbers dominate the cost). The last sweep draws ``x`` itself.
+
+        Example:
+            >>> rbm = GaussianBernoulliRBM.random(3, 2, generator=torch.Generator().manual_seed(0))
+            >>> rbm.sample(4, burn_in=50, generator=torch.Generator().manual_seed(1)).shape
+            torch.Size([4, 3])
+        """
+        n = _check_count(n)
+        burn_in = _check_count(burn_in, "burn_in", minimum=0)
+        B = self.B.detach()
+        dtype, device = B.dtype, B.device
+        dx, dh = self.dim, self.hidden_dim
+        with torch.no_grad():
+            if x0 is None:
+                x = torch.randn(n, dx, generator=generator, dtype=dtype, device=device)
+            else:
+                if not isinstance(x0, Tensor):
+                    raise TypeError(f"x0 must be a torch.Tensor of shape ({n}, {dx}), got {type(x0).__name__}")
+                if x0.shape != (n, dx):
+                    raise ValueError(f"x0 must have shape ({n}, {dx}), got {tuple(x0.shape)}")
+                x = x0.detach().to(dtype=dtype, device=device, copy=True)
+            if burn_in == 0:
+                return x
+            two_c = 2.0 * self.c.detach()
+            x_bias = self.b.detach() - 0.5 * B.sum(1)  # mean of x given u = 0
+            B_T = B.T.contiguous()
+            y = torch.addmm(two_c, x, B)  # logits of u given x0
+            uniform = torch.empty_like(y)
+            u = torch.empty_like(y)
+            noise = torch.empty_like(x)
+            projected = dh < dx and burn_in > 1
+            if projected:
+                gram = (B_T.double() @ B.double())  # B^T B, the covariance of y given u
+                evals, evecs = torch.linalg.eigh(gram)
+                factor_T = (evecs * evals.clamp_min(0).sqrt()).T.to(dtype)  # L^T with L L^T = B^T B
+                gram = gram.to(dtype)
+                y_bias = x_bias @ B + two_c
+                noise_y = torch.empty_like(y)
+                tmp = torch.empty_like(y)
+            for step in range(burn_in):
+                # u | x: u_j = 1 with probability sigmoid(y_j).
+                torch.sigmoid(y, out=y)
+                uniform.uniform_(generator=generator)
+                torch.lt(uniform, y, out=u)  # writes 0.0 / 1.0 straight into the float buffer
+                last = step == burn_in - 1
+                if projected and not last:
+                    # y | u ~ N(y_bias + B^T B u, B^T B), drawn as y_bias + L z + B^T B u.
+                    noise_y.normal_(generator=generator)
+                    torch.addmm(y_bias, noise_y, factor_T, out=tmp)
+                    torch.addmm(tmp, u, gram, out=y)
+                else:
+                    # x | u ~ N(x_bias + B u, I).
+                    noise.normal_(generator=generator)
+                    noise.add_(x_bias)
+                    torch.addmm(noise, u, B_T, out=x)
+                    if not last:
+                        torch.addmm(two_c, x, B, out=y)
+            return x
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, hidden_dim={self.hidden_dim}"
