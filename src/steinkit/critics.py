@@ -350,8 +350,8 @@ class MLPCritic(nn.Module):
             sl = [g[..., start : start + chunk, :] for g in slopes]
             t = (eye @ W[0].transpose(-1, -2)).unsqueeze(-3) * sl[0].unsqueeze(-2)
             for layer in range(1, self.n_layers):
-                t = (t @ W[layer].transpose(-1, -2)) * sl[layer].unsqueeze(-2)
-            out = t @ W[-1].transpose(-1, -2)
+                t = (t @ W[layer].transpose(-1, -2).unsqueeze(-3)) * sl[layer].unsqueeze(-2)
+            out = t @ W[-1].transpose(-1, -2).unsqueeze(-3)
             traces.append(torch.diagonal(out, dim1=-2, dim2=-1).sum(-1))
         return torch.cat(traces, dim=-1)
 
