@@ -110,6 +110,28 @@ def test_stein_kernel_matrix_and_ksd_statistic_match_loop(d: int, h: float) -> N
     assert _rel(stderr, 2 * rows.std(ddof=1) / math.sqrt(12)) < 1e-8
 
 
+@pytest.mark.parametrize("n", [5, 128, 129, 300, 1001])
+def test_blocked_bootstrap_equals_full_quadratic_forms(n: int) -> None:
+    from steinkit.gof.ksd import _quadratic_forms
+
+    x, _ = _data(n, 3, seed=n)
+    s = torch.randn(n, 3, generator=_gen(n + 1), dtype=torch.float64)
+    U = stein_kernel_matrix(x, s, 1.0)
+    W = torch.randint(0, 2, (17, n), generator=_gen(0), dtype=torch.float64) * 2 - 1
+    ref = ((W @ U) * W).sum(1)
+    assert torch.allclose(_quadratic_forms(U, W), ref, rtol=1e-10, atol=1e-10 * float(U.abs().sum()))
+
+
+def test_ksd_bootstrap_draws_are_rademacher_quadratic_forms() -> None:
+    x, s = _data(40, 2, shift=0.2, seed=21)
+    out = ksd_test(x, s, bandwidth=1.0, n_bootstrap=30, generator=_gen(4))
+    W = torch.randint(0, 2, (30, 40), generator=_gen(4), dtype=torch.float64) * 2 - 1
+    U = torch.from_numpy(_stein_loop(x, s, 1.0))
+    ref = ((W @ U) * W).sum(1) / 40
+    assert _rel(out.details["bootstrap_statistics"].numpy(), ref.numpy()) < 1e-10
+    assert out.pvalue == (1 + int((ref >= out.statistic).sum())) / 31
+
+
 def test_stein_kernel_float32_input_matches_float64() -> None:
     x, _ = _data(30, 4, seed=3)
     s = torch.randn(30, 4, generator=_gen(4), dtype=torch.float64)

@@ -11,10 +11,11 @@ and with ``r = x - y`` the Stein kernel (Liu, Lee & Jordan 2016) is
     u_q(x, y) = s(x)^T s(y) k + s(x)^T grad_y k + grad_x k^T s(y) + tr(grad_x grad_y k)
               = k * [ s(x)^T s(y) + (s(x) - s(y))^T r / h^2 + d / h^2 - ||r||^2 / h^4 ].
 
-The matrix form only needs Gram matrices (no ``(n, n, d)`` tensors), all
-computed in float64. The bandwidth-free pieces ``||r||^2``, ``s(x)^T s(y)`` and
-``(s(x) - s(y))^T r`` are kept apart so a bandwidth search re-evaluates
-``u_q`` for a new ``h`` with element-wise work only.
+The matrix form is two matrix products of (n, 2d + 2) factors followed by one exp
+and one multiply (no ``(n, n, d)`` tensors), all in float64; x is centred first
+(u_q is translation invariant in x) to limit cancellation. Results are float64.
+The pair form keeps the bandwidth-free pieces ``||r||^2``, ``s(x)^T s(y)`` and
+``(s(x) - s(y))^T r`` so a bandwidth search only redoes element-wise work.
 
 Example:
     >>> import torch

@@ -7,7 +7,8 @@ the data (n, d); all arithmetic is float64.
 
 Test statistic: ``n * V`` with ``V = mean_{i,j} u_q(x_i, x_j)`` (V-statistic, diagonal
 included). Bootstrap draw b: ``(1/n) sum_{i,j} w_i w_j u_q(x_i, x_j)`` with Rademacher
-weights ``w``; all draws are one matrix product ``((W @ U) * W).sum(1) / n``.
+weights ``w``; all B draws are computed together as ``((W @ U) * W).sum(1) / n`` with W the
+(B, n) weight matrix (over the upper block triangle of the symmetric U, which saves ~40%).
 p-value: ``(1 + #{boot >= stat}) / (1 + B)``, the Monte-Carlo p-value that is valid at
 every B (it is never 0 and lies in (0, 1]).
 
@@ -51,6 +52,27 @@ def _u_stat_and_row_means(U: Tensor) -> tuple[Tensor, Tensor]:
     diag = U.diagonal()
     rows = (U.sum(1) - diag) / (n - 1)
     return rows.mean(), rows
+
+
+def _quadratic_forms(U: Tensor, W: Tensor) -> Tensor:
+    """``w_b^T U w_b`` for every row w_b of W, for symmetric U.
+
+    Equal to ``((W @ U) * W).sum(1)``, computed over the upper block triangle only: with U cut
+    into k row blocks, block row p contributes ``W_p U_pp W_p`` once and ``W_p U_pq W_q`` (q > p)
+    twice, so the matrix products cost (k + 1) / (2 k) of the full product (k <= 8 blocks of
+    >= 128 rows; one block, i.e. the plain product, for n <= 128).
+    """
+    n = U.shape[0]
+    k = max(1, min(8, -(-n // 128)))
+    m = -(-n // k)
+    out = torch.zeros(W.shape[0], dtype=U.dtype, device=U.device)
+    for a in range(0, n, m):
+        b = min(a + m, n)
+        prod = (W[:, a:b] @ U[a:b, a:]).mul_(W[:, a:])
+        out += prod[:, : b - a].sum(1)
+        if b < n:
+            out += 2.0 * prod[:, b - a:].sum(1)
+    return out
 
 
 def _ksd_objective(U: Tensor, objective: str, reg: float) -> float:
@@ -193,12 +215,12 @@ def ksd_test(
     n = U.shape[0]
     stat = U.sum() / n
     boot = torch.empty(n_bootstrap, dtype=torch.float64, device=U.device)
-    chunk = max(1, min(n_bootstrap, (1 << 25) // n))  # bounds W's memory; one product for usual sizes
+    chunk = max(1, min(n_bootstrap, (1 << 25) // n))  # bounds W's memory; one chunk for usual sizes
     for start in range(0, n_bootstrap, chunk):
         b = min(chunk, n_bootstrap - start)
         W = torch.randint(0, 2, (b, n), generator=generator, device=_generator_device(generator),
                           dtype=torch.float64).to(U.device).mul_(2.0).sub_(1.0)
-        boot[start:start + b] = ((W @ U) * W).sum(1) / n
+        boot[start:start + b] = _quadratic_forms(U, W) / n
     pvalue = (1.0 + float((boot >= stat).sum())) / (1.0 + n_bootstrap)
     details.update(
         v_statistic=float(stat) / n,
