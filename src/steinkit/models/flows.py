@@ -163,9 +163,9 @@ class AdditiveCoupling(nn.Module):
         n_out = channels - self.n_cond
         self.net = nn.Sequential(
             nn.Conv2d(self.n_cond, hidden, kernel_size=3, padding=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(hidden, hidden, kernel_size=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(hidden, n_out, kernel_size=3, padding=1),
         )
         last = self.net[-1]
@@ -400,7 +400,10 @@ class GlowFlow(nn.Module):
         ):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
         p = next(self.parameters())
-        z = torch.randn(n, self.dim, generator=generator, dtype=p.dtype, device=p.device)
+        # draw on the generator's device (a CPU generator also works for a GPU flow)
+        gen_device = generator.device if generator is not None else p.device
+        z = torch.randn(n, self.dim, generator=generator, dtype=p.dtype, device=gen_device)
+        z = z.to(p.device)
         return self.inverse(z * temperature)
 
 
@@ -436,7 +439,9 @@ def train_flow(
         batch_size: examples per step (capped at N).
         lr: Adam learning rate (paper: 1e-4).
         checkpoint_every: call ``callback`` every this many steps.
-        callback: ``callback(step, flow)``, e.g. to save ``flow.state_dict()``.
+        callback: ``callback(step, flow)``, e.g. to save a checkpoint. Note that
+            ``flow.state_dict()`` holds references that later steps update in place: keep
+            ``copy.deepcopy(flow.state_dict())`` or ``torch.save`` it right away.
         generator: random generator for the shuffling.
         progress: show a tqdm progress bar.
 
