@@ -17,10 +17,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .critics import MLPCritic
-from .fit import fit_critic
+from .fit import fit_heldout_critics
 from .scores import as_score, check_data
-from .stein import stein_terms
 
 __all__ = [
     "DiscrepancyEstimate",
@@ -95,25 +93,7 @@ def split_data(
 
 
 def _estimates(
-    models: Sequence[Any],
-    x: Any,
-    *,
-    lam: float,
-    split: Sequence[float],
-    hidden: int,
-    n_layers: int,
-    dropout: float,
-    weight_decay: float,
-    n_iters: int,
-    lr: float,
-    batch_size: int | None,
-    val_every: int,
-    objective: str,
-    selection: str,
-    trace: str,
-    n_probes: int,
-    seed: int,
-    progress: bool,
+    models: Sequence[Any], x: Any, *, lam: float, seed: int, **options: Any
 ) -> list[DiscrepancyEstimate]:
     """Fit one critic per model (as one ensemble) on a shared split; estimate on the test part."""
     if lam <= 0:
@@ -122,48 +102,18 @@ def _estimates(
     scores = [as_score(m) for m in models]
     for sc in scores:
         sc.check_dim(x)
-    parts = split_data(x, split, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        per_part = [torch.stack([sc(p) for sc in scores]) for p in parts]
-    k = len(models)
-    critic = MLPCritic(
-        x.shape[1], hidden, n_layers, dropout, n_critics=k, seeds=[seed + 1] * k, dtype=x.dtype
-    )
-    fit = fit_critic(
-        critic,
-        parts[0],
-        per_part[0],
-        parts[1],
-        per_part[1],
-        lam=lam,
-        objective=objective,
-        selection=selection,
-        n_iters=n_iters,
-        lr=lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        val_every=val_every,
-        trace=trace,
-        n_probes=n_probes,
-        generator=[torch.Generator().manual_seed(seed + 2) for _ in range(k)],
-        progress=progress,
-    )
-    with torch.no_grad():
-        terms, _ = stein_terms(fit.critic, parts[2], per_part[2], trace="exact")
-    n_test = parts[2].shape[0]
+    fits = fit_heldout_critics([(sc, x, seed) for sc in scores], lam=lam, **options)
     out = []
-    for j in range(k):
-        member_history = tuple(
-            {key: (v[j] if isinstance(v, list) else v) for key, v in row.items()} for row in fit.history
-        )
+    for fit in fits:
+        n_test = fit.test_terms.shape[0]
         out.append(
             DiscrepancyEstimate(
-                value=float(terms[j].mean()),
-                stderr=float(terms[j].std() / n_test**0.5),
+                value=float(fit.test_terms.mean()),
+                stderr=float(fit.test_terms.std() / n_test**0.5),
                 n_test=n_test,
                 lam=lam,
-                best_iteration=int(fit.best_iteration[j]),  # type: ignore[index]
-                history=member_history,
+                best_iteration=fit.best_iteration,
+                history=fit.history,
             )
         )
     return out

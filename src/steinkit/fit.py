@@ -25,16 +25,17 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .critics import Generators, MLPCritic
+from .scores import Score
 from .stein import stein_terms
 
-__all__ = ["CriticFit", "fit_critic", "OBJECTIVES", "SELECTIONS"]
+__all__ = ["CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "OBJECTIVES", "SELECTIONS"]
 
 OBJECTIVES = ("lsd", "power")
 SELECTIONS = ("mean-std", "power", "mean", "last")
@@ -226,3 +227,100 @@ def _take(t: Tensor, idx: Tensor) -> Tensor:
     if t.dim() == 2:
         return t[idx]
     return torch.gather(t, 1, idx.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+
+
+@dataclass(frozen=True)
+class HeldOutFit:
+    """One problem's outcome from :func:`fit_heldout_critics`.
+
+    Attributes:
+        test_terms: Stein terms of the selected critic on the test split (exact trace), (n_test,).
+        best_iteration: iteration of the selected critic.
+        history: train/val statistics at every validation.
+    """
+
+    test_terms: Tensor
+    best_iteration: int
+    history: tuple[dict, ...]
+
+
+def _split(x: Tensor, split: Sequence[float], seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    from .evaluate import split_data  # local: evaluate builds on this module
+
+    return split_data(x, split, generator=torch.Generator().manual_seed(seed))
+
+
+def fit_heldout_critics(
+    problems: Sequence[tuple[Score, Tensor, int]],
+    *,
+    split: Sequence[float],
+    hidden: int,
+    n_layers: int,
+    dropout: float,
+    progress: bool = False,
+    **fit_options: Any,
+) -> list[HeldOutFit]:
+    """Split, fit and test one critic per (score, data, seed) problem, all as one ensemble.
+
+    Problem k splits its data with ``seed``, initialises its critic from ``seed + 1`` and draws
+    probes, dropout masks and batches from ``seed + 2``, so its outcome does not depend on the
+    other problems it is batched with. Data sets must share their shape; problems that share
+    the same data tensor and seed share one copy of the split.
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+        >>> out = fit_heldout_critics([(as_score(lambda z: -z), x, 0)], split=(.6, .2, .2),
+        ...                           hidden=8, n_layers=2, dropout=0.0, n_iters=20, val_every=10)
+        >>> out[0].test_terms.shape
+        torch.Size([20])
+    """
+    if not problems:
+        raise ValueError("problems must not be empty")
+    shapes = {tuple(x.shape) for _, x, _ in problems}
+    if len(shapes) != 1:
+        raise ValueError(f"all data sets must have one shape to be fitted together, got {sorted(shapes)}")
+    shared = all(x is problems[0][1] and seed == problems[0][2] for _, x, seed in problems)
+    if shared:
+        parts = _split(problems[0][1], split, problems[0][2])
+        x_parts = list(parts)
+        with torch.no_grad():
+            s_parts = [torch.stack([score(p) for score, _, _ in problems]) for p in parts]
+    else:
+        per_problem = [_split(x, split, seed) for _, x, seed in problems]
+        x_parts = [torch.stack([pp[i] for pp in per_problem]) for i in range(3)]
+        with torch.no_grad():
+            s_parts = [
+                torch.stack([score(pp[i]) for (score, _, _), pp in zip(problems, per_problem)])
+                for i in range(3)
+            ]
+    seeds = [seed for _, _, seed in problems]
+    x0 = problems[0][1]
+    critic = MLPCritic(
+        x0.shape[1],
+        hidden,
+        n_layers,
+        dropout,
+        n_critics=len(problems),
+        seeds=[s + 1 for s in seeds],
+        dtype=x0.dtype,
+    )
+    fit = fit_critic(
+        critic,
+        x_parts[0],
+        s_parts[0],
+        x_parts[1],
+        s_parts[1],
+        generator=[torch.Generator().manual_seed(s + 2) for s in seeds],
+        progress=progress,
+        **fit_options,
+    )
+    with torch.no_grad():
+        terms, _ = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
+    out = []
+    for k in range(len(problems)):
+        history = tuple(
+            {key: (v[k] if isinstance(v, list) else v) for key, v in row.items()} for row in fit.history
+        )
+        out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history))  # type: ignore[index]
+    return out
