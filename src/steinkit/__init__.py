@@ -11,7 +11,8 @@ Example:
 
 from __future__ import annotations
 
-from . import data, models, samplers
+from . import data, gof, models, samplers
+from .gof import GofResult, gof_test, gof_tests
 from .critics import MLPCritic
 from .evaluate import ComparisonRow, DiscrepancyEstimate, compare, split_data, stein_discrepancy
 from .fit import CriticFit, fit_critic
@@ -31,6 +32,10 @@ __all__ = [
     "models",
     "data",
     "samplers",
+    "gof",
+    "gof_test",
+    "gof_tests",
+    "GofResult",
     "as_score",
     "Score",
     "MLPCritic",

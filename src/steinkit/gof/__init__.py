@@ -1,1 +1,26 @@
-"""steinkit.gof."""
+"""Goodness-of-fit tests: the learned Stein discrepancy test and kernel Stein baselines."""
+
+from .api import METHODS, GofResult, gof_test, gof_tests
+from .fssd import fssd_test
+from .kernels import KernelTestOutcome, median_bandwidth, stein_kernel_matrix
+from .ksd import ksd_estimate, ksd_test, learn_ksd_bandwidth
+from .lksd import learn_lksd_bandwidth, lksd_estimate, lksd_test
+from .lsd import lsd_tests
+
+__all__ = [
+    "METHODS",
+    "GofResult",
+    "gof_test",
+    "gof_tests",
+    "lsd_tests",
+    "ksd_test",
+    "ksd_estimate",
+    "learn_ksd_bandwidth",
+    "lksd_test",
+    "lksd_estimate",
+    "learn_lksd_bandwidth",
+    "fssd_test",
+    "KernelTestOutcome",
+    "median_bandwidth",
+    "stein_kernel_matrix",
+]

@@ -1,0 +1,199 @@
+"""``gof_test``: one entry point for the LSD test and the kernel Stein baselines.
+
+Example:
+    >>> import torch, steinkit as sk
+    >>> x = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
+    >>> res = sk.gof_test(sk.models.Gaussian(torch.zeros(2), torch.eye(2)), x, method="ksd", seed=0)
+    >>> res.reject
+    False
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from ..scores import as_score, check_data
+from .fssd import fssd_test
+from .kernels import KernelTestOutcome
+from .ksd import ksd_test
+from .lksd import lksd_test
+from .lsd import LSD_DEFAULTS, lsd_tests
+
+__all__ = ["GofResult", "gof_test", "gof_tests", "METHODS"]
+
+METHODS = ("lsd", "ksd", "lksd", "fssd")
+
+
+@dataclass(frozen=True)
+class GofResult:
+    """Outcome of a goodness-of-fit test of H0: the data came from the model.
+
+    Attributes:
+        method: ``"lsd"``, ``"ksd"``, ``"lksd"`` or ``"fssd"``.
+        statistic: the test statistic.
+        pvalue: its p-value in [0, 1].
+        reject: whether H0 is rejected at level ``alpha`` (``pvalue < alpha``).
+        alpha: the level.
+        seconds: wall time of the test.
+        details: method-specific values (bandwidths, splits, training history, ...).
+    """
+
+    method: str
+    statistic: float
+    pvalue: float
+    reject: bool
+    alpha: float
+    seconds: float
+    details: Mapping[str, Any] = field(repr=False, compare=False)
+
+    def __str__(self) -> str:
+        verdict = "reject H0" if self.reject else "do not reject H0"
+        return (
+            f"{self.method.upper()} test: statistic = {self.statistic:.4g}, p-value = {self.pvalue:.4g} "
+            f"-> {verdict} at alpha = {self.alpha:g} ({self.seconds:.2f} s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tensors become lists; long arrays are dropped from details)."""
+        details = {}
+        for key, value in self.details.items():
+            if isinstance(value, Tensor):
+                if value.numel() > 1000:
+                    continue
+                value = value.tolist()
+            details[key] = value
+        return {
+            "method": self.method,
+            "statistic": self.statistic,
+            "pvalue": self.pvalue,
+            "reject": self.reject,
+            "alpha": self.alpha,
+            "seconds": self.seconds,
+            "details": details,
+        }
+
+
+_KERNEL_OPTIONS: dict[str, tuple[Callable[..., KernelTestOutcome], tuple[str, ...]]] = {
+    "ksd": (ksd_test, ("bandwidth", "n_bootstrap", "train_fraction")),
+    "lksd": (lksd_test, ("bandwidth", "train_fraction")),
+    "fssd": (
+        fssd_test,
+        ("n_locations", "train_fraction", "opt_steps", "learning_rate", "reg", "n_simulate", "locations", "bandwidth"),
+    ),
+}
+
+
+def _check_common(method: str, alpha: float, seed: int) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    if not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+
+
+def _check_options(method: str, options: Mapping[str, Any]) -> None:
+    valid = tuple(LSD_DEFAULTS) if method == "lsd" else _KERNEL_OPTIONS[method][1]
+    unknown = set(options) - set(valid)
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)} for method {method!r}; valid: {sorted(valid)}")
+
+
+def _result(method: str, outcome: KernelTestOutcome, alpha: float, seconds: float) -> GofResult:
+    p = float(outcome.pvalue)
+    if not (0.0 <= p <= 1.0) or math.isnan(p):
+        raise RuntimeError(f"{method} test produced an invalid p-value {p!r}")
+    return GofResult(
+        method=method,
+        statistic=float(outcome.statistic),
+        pvalue=p,
+        reject=p < alpha,
+        alpha=float(alpha),
+        seconds=seconds,
+        details=MappingProxyType(dict(outcome.details)),
+    )
+
+
+def gof_test(
+    model: Any, x: Any, method: str = "lsd", alpha: float = 0.05, seed: int = 0, **options: Any
+) -> GofResult:
+    """Test H0: x was drawn from ``model`` (any object :func:`steinkit.as_score` accepts).
+
+    Arguments:
+        model: the unnormalized model; only its score is used.
+        x: samples, (n, d).
+        method: ``"lsd"`` (learned Stein discrepancy, Algorithm 2), ``"ksd"`` (quadratic
+            kernel Stein discrepancy with wild bootstrap), ``"lksd"`` (linear-time KSD) or
+            ``"fssd"`` (finite-set Stein discrepancy with optimized test locations).
+        alpha: test level in (0, 1).
+        seed: seed for every random choice (splits, initialisation, probes, bootstrap).
+        **options: method options. LSD: split (.8, .1, .1), hidden (300), n_layers (2),
+            dropout (0.5), weight_decay (5e-4), lam (0.5), n_iters (1000), lr (1e-3),
+            batch_size (None), val_every (100), trace ("hutchinson"), n_probes (1), progress.
+            KSD: bandwidth (median heuristic; a float, "median" or "learn"), n_bootstrap
+            (1000). LKSD: bandwidth. FSSD: n_locations (5), train_fraction (0.2),
+            opt_steps, n_simulate (3000), reg.
+
+    Returns:
+        A :class:`GofResult`.
+    """
+    return gof_tests([model], [x], method=method, alpha=alpha, seeds=[seed], **options)[0]
+
+
+def gof_tests(
+    models: Sequence[Any],
+    xs: Sequence[Any],
+    method: str = "lsd",
+    alpha: float = 0.05,
+    seeds: Sequence[int] | None = None,
+    **options: Any,
+) -> list[GofResult]:
+    """Run many independent tests; LSD tests are trained together as one critic ensemble.
+
+    ``models[k]`` is tested on ``xs[k]`` with ``seeds[k]`` (default 0, 1, ...); each result
+    equals ``gof_test(models[k], xs[k], method, alpha, seeds[k])``. The ``seconds`` of each
+    batched LSD result is the batch's wall time divided by the number of tests.
+
+    Example:
+        >>> import torch, steinkit as sk
+        >>> g = torch.Generator().manual_seed(0)
+        >>> xs = [torch.randn(100, 2, generator=g) for _ in range(3)]
+        >>> model = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
+        >>> res = sk.gof_tests([model] * 3, xs, method="lksd")
+        >>> len(res)
+        3
+    """
+    if len(models) != len(xs):
+        raise ValueError(f"models and xs must have the same length, got {len(models)} and {len(xs)}")
+    if seeds is None:
+        seeds = list(range(len(models)))
+    if len(seeds) != len(models):
+        raise ValueError(f"seeds must give one seed per test, got {len(seeds)} for {len(models)} tests")
+    for s in seeds:
+        _check_common(method, alpha, s)
+    _check_options(method, options)
+    data = [check_data(x, "x") for x in xs]
+    scores = [as_score(m) for m in models]
+    for sc, x in zip(scores, data):
+        sc.check_dim(x)
+    if method == "lsd":
+        start = time.perf_counter()
+        outcomes = lsd_tests(list(zip(scores, data, seeds)), **options)
+        seconds = (time.perf_counter() - start) / len(outcomes)
+        return [_result(method, o, alpha, seconds) for o in outcomes]
+    fn = _KERNEL_OPTIONS[method][0]
+    results = []
+    for sc, x, seed in zip(scores, data, seeds):
+        start = time.perf_counter()
+        with torch.no_grad():
+            s = sc(x)
+        outcome = fn(x, s, generator=torch.Generator().manual_seed(seed), **options)
+        results.append(_result(method, outcome, alpha, time.perf_counter() - start))
+    return results
