@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -104,6 +104,7 @@ def fit_critic(
     generator: Generators = None,
     progress: bool = False,
     desc: str = "fitting critic",
+    callback: Callable[[int, MLPCritic], None] | None = None,
 ) -> CriticFit:
     """Train ``critic`` to maximize an LSD objective on the training split, selecting on val.
 
@@ -123,6 +124,8 @@ def fit_critic(
         val_trace: trace used on the validation split.
         generator: random generator (or one per ensemble member) for probes, dropout, batches.
         progress: show a progress bar.
+        callback: called as ``callback(iteration, critic)`` after each validation (the
+            critic in eval mode, under ``torch.no_grad``), e.g. to record extra metrics.
 
     Returns:
         A :class:`CriticFit`.
@@ -177,6 +180,9 @@ def fit_critic(
             best_stat = stat.clone() if best_stat is None else torch.where(improved, stat, best_stat)
             iters = torch.full_like(stat, iteration, dtype=torch.long)
             best_iter = iters if best_iter is None else torch.where(improved, iters, best_iter)
+        if callback is not None:
+            with torch.no_grad():
+                callback(iteration, critic)
         critic.train()
 
     critic.train()

@@ -44,12 +44,13 @@ def hutchinson_trace(
     n_probes: int = 1,
     probes: Tensor | None = None,
     generator: torch.Generator | None = None,
-    create_graph: bool = True,
+    create_graph: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Hutchinson estimate of tr ∇f(x), εᵀ(∇f)ε averaged over Gaussian probes (Eq. 10).
 
-    One vector-Jacobian product per probe, with ``create_graph`` so the estimate can be
-    differentiated again (the plain double-backward formulation). Returns (trace (n,), f (n, d)).
+    One vector-Jacobian product per probe; ``create_graph`` (default: whether grad mode is on)
+    keeps the graph so the estimate can be differentiated again (the plain double-backward
+    formulation). Returns (trace (n,), f (n, d)).
 
     Example:
         >>> x = torch.randn(8, 2)
@@ -59,6 +60,8 @@ def hutchinson_trace(
     """
     if probes is None and n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes!r}")
+    if create_graph is None:
+        create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
         xg = _with_input_grad(x)
         f = critic(xg)
@@ -69,31 +72,39 @@ def hutchinson_trace(
             )
         blocks = probes.reshape(-1, n, x.shape[1])
         total = torch.zeros(n, dtype=f.dtype, device=f.device)
-        for i, eps in enumerate(blocks):
+        for eps in blocks if f.requires_grad else []:
             (vjp,) = torch.autograd.grad(
-                f, xg, eps, create_graph=create_graph, retain_graph=True
+                f, xg, eps, create_graph=create_graph, retain_graph=True, allow_unused=True
             )
-            total = total + (vjp * eps).sum(1)
+            if vjp is not None:
+                total = total + (vjp * eps).sum(1)
     return total / blocks.shape[0], f
 
 
-def exact_trace(critic: Critic, x: Tensor, *, create_graph: bool = True) -> tuple[Tensor, Tensor]:
+def exact_trace(
+    critic: Critic, x: Tensor, *, create_graph: bool | None = None
+) -> tuple[Tensor, Tensor]:
     """Exact tr ∇f(x) with d vector-Jacobian products. Returns (trace (n,), f (n, d)).
+
+    ``create_graph`` defaults to whether grad mode is on.
 
     Example:
         >>> tr, _ = exact_trace(lambda z: 3 * z, torch.randn(5, 4))
         >>> tr.tolist()
         [12.0, 12.0, 12.0, 12.0, 12.0]
     """
+    if create_graph is None:
+        create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
         xg = _with_input_grad(x)
         f = critic(xg)
         total = torch.zeros(x.shape[0], dtype=f.dtype, device=f.device)
-        for j in range(x.shape[1]):
+        for j in range(x.shape[1]) if f.requires_grad else []:
             (col,) = torch.autograd.grad(
-                f[:, j].sum(), xg, create_graph=create_graph, retain_graph=True
+                f[:, j].sum(), xg, create_graph=create_graph, retain_graph=True, allow_unused=True
             )
-            total = total + col[:, j]
+            if col is not None:
+                total = total + col[:, j]
     return total, f
 
 

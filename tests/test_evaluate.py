@@ -1,0 +1,97 @@
+"""stein_discrepancy and compare (Algorithm 1): values, ranking, reproducibility, bad input."""
+
+import pytest
+import torch
+
+import steinkit as sk
+
+from conftest import gen
+
+FAST = dict(n_iters=200, hidden=64, val_every=50)
+
+
+@pytest.fixture(scope="module")
+def rbm_data():
+    torch.set_num_threads(1)
+    p = sk.models.GaussianBernoulliRBM.random(50, 40, generator=gen(0))
+    x = p.sample(2000, burn_in=1000, generator=gen(1))
+    return p, x
+
+
+def test_compare_ranks_perturbed_rbms_in_order(rbm_data):
+    p, x = rbm_data
+    sigmas = [0.0, 0.02, 0.04, 0.06]
+    models = {f"sigma={s}": p.perturb(s, generator=gen(2)) for s in sigmas}
+    rows = sk.compare(models, x, **FAST)
+    assert [r.name for r in rows] == list(models)
+    assert all(r.stderr > 0 for r in rows)
+
+
+def test_estimate_tracks_the_closed_form_for_an_rbm(rbm_data):
+    """The learned value is close to E‖s_q − s_p‖²/(2λ) (within 5 stderr + 15%)."""
+    p, x = rbm_data
+    q = p.perturb(0.06, generator=gen(2))
+    est = sk.stein_discrepancy(q, x, **FAST)
+    with torch.no_grad():
+        truth = float(sk.optimal_lsd(q.score(x), p.score(x), 0.5))
+    assert abs(est.value - truth) < 5 * est.stderr + 0.15 * truth
+
+
+def test_compare_equals_separate_estimates():
+    x = torch.randn(300, 3, generator=gen(0))
+    a = sk.models.Gaussian(torch.zeros(3), torch.eye(3))
+    b = sk.models.Gaussian(torch.full((3,), 0.5), torch.eye(3))
+    rows = {r.name: r for r in sk.compare({"a": a, "b": b}, x, seed=3, **FAST)}
+    for name, model in [("a", a), ("b", b)]:
+        alone = sk.stein_discrepancy(model, x, seed=3, **FAST)
+        assert rows[name].value == pytest.approx(alone.value, rel=1e-4, abs=1e-5)
+
+
+def test_same_seed_same_answer_and_history():
+    x = torch.randn(200, 2, generator=gen(0)) + 0.5
+    model = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    e1 = sk.stein_discrepancy(model, x, seed=7, **FAST)
+    e2 = sk.stein_discrepancy(model, x, seed=7, **FAST)
+    assert e1.value == e2.value and e1.stderr == e2.stderr
+    assert e1.n_test == 20 and len(e1.history) == 4
+    assert {"train_mean", "train_std", "val_mean", "val_std"} <= set(e1.history[0])
+    assert "LSD =" in str(e1)
+
+
+def test_result_is_frozen():
+    x = torch.randn(100, 2, generator=gen(0))
+    est = sk.stein_discrepancy(lambda z: -z, x, n_iters=20, hidden=8, val_every=10)
+    with pytest.raises(AttributeError):
+        est.value = 0.0
+
+
+GAUSS = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
+
+
+@pytest.mark.parametrize(
+    "x, options, error, match",
+    [
+        (torch.tensor([[0.0, float("nan")]] * 50), {}, ValueError, "x contains NaN"),
+        (torch.tensor([[0.0, float("inf")]] * 50), {}, ValueError, "x contains NaN"),
+        (torch.zeros(50), {}, ValueError, "x must be a 2-D"),
+        (torch.zeros(50, 3), {}, ValueError, "x has dimension 3 but the model"),
+        (torch.zeros(10, 2), {}, ValueError, "x has too few samples"),
+        (torch.zeros(50, 2), {"lam": 0.0}, ValueError, "lam must be > 0"),
+        (torch.zeros(50, 2), {"lam": -1.0}, ValueError, "lam must be > 0"),
+        (torch.zeros(50, 2), {"split": (0.5, 0.5)}, ValueError, "split"),
+        (torch.zeros(50, 2), {"bogus": 1}, TypeError, "unknown option"),
+    ],
+)
+def test_bad_input(x, options, error, match):
+    with pytest.raises(error, match=match):
+        sk.stein_discrepancy(GAUSS, x, n_iters=5, **options)
+
+
+def test_score_of_wrong_shape_is_reported():
+    with pytest.raises(ValueError, match="score .* must have the shape"):
+        sk.stein_discrepancy(lambda z: z.sum(1, keepdim=True), torch.zeros(50, 2), n_iters=5)
+
+
+def test_compare_needs_a_mapping():
+    with pytest.raises(TypeError, match="models must be"):
+        sk.compare([GAUSS], torch.zeros(50, 2))
