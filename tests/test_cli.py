@@ -1,0 +1,99 @@
+"""The steinkit command: test/evaluate a user's model file, reproductions, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from steinkit.cli import main
+
+MODEL_FILE = """
+import torch
+import steinkit as sk
+
+model = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
+
+class Shifted:
+    dim = 2
+    def score(self, x):
+        return -(x - 1.0)
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "mymodel.py").write_text(MODEL_FILE)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "samples.npy", rng.standard_normal((300, 2)).astype(np.float32))
+    np.savetxt(tmp_path / "samples.csv", rng.standard_normal((300, 2)), delimiter=",")
+    return tmp_path
+
+
+@pytest.mark.parametrize("data", ["samples.npy", "samples.csv"])
+def test_test_command_prints_json(files, capsys, data):
+    code = main(["test", "--model", f"{files}/mymodel.py:model", "--data", f"{files}/{data}",
+                 "--method", "ksd", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "ksd" and 0 <= out["pvalue"] <= 1 and out["reject"] is False
+
+
+def test_test_command_lsd_with_options_and_class(files, capsys):
+    code = main(["test", "--model", f"{files}/mymodel.py:Shifted", "--data", f"{files}/samples.npy",
+                 "--option", "n_iters=60", "--option", "hidden=16", "--option", "val_every=20"])
+    assert code == 0
+    assert "LSD test" in capsys.readouterr().out
+
+
+def test_evaluate_command(files, capsys):
+    code = main(["evaluate", "--model", f"{files}/mymodel.py:Shifted", "--data", f"{files}/samples.npy",
+                 "--option", "n_iters=60", "--option", "hidden=16", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["value"] > 0 and out["stderr"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "nofile.py:model"], "does not exist"),
+        (["--model", "{d}/mymodel.py:missing"], "no attribute"),
+        (["--model", "{d}/mymodel.py"], "must look like"),
+        (["--data", "{d}/nothing.npy"], "does not exist"),
+        (["--option", "oops"], "must look like name=value"),
+        (["--alpha", "2"], "alpha must lie in"),
+    ],
+)
+def test_errors_are_reported_cleanly(files, capsys, args, message):
+    base = {"--model": f"{files}/mymodel.py:model", "--data": f"{files}/samples.npy"}
+    extra = []
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag in base:
+            base[flag] = value.format(d=files)
+        else:
+            extra += [flag, value]
+    argv = ["test", "--method", "ksd"] + [v for kv in base.items() for v in kv] + extra
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_reproduce_gaussian_critic_tiny(tmp_path):
+    assert main(["reproduce", "gaussian-critic", "--out", str(tmp_path), "--dim", "5", "--iters", "40",
+                 "--batch-size", "64", "--n-eval", "500"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res["pairs"]) == {"mean", "scale"} and (tmp_path / "figure3.png").exists()
+
+
+def test_reproduce_model_selection_tiny(tmp_path):
+    assert main(["reproduce", "model-selection", "--out", str(tmp_path), "--iters", "60"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["selected_by_mean_minus_std"]["iteration"] in [h["iteration"] for h in res["history"]]
+    assert (tmp_path / "figure10.png").exists()
+
+
+def test_demo_tiny(tmp_path, capsys):
+    from steinkit.demo import run_demo
+
+    res = run_demo(tmp_path, dx=6, dh=4, n=400, n_iters=30, batch_size=100, progress=False)
+    assert len(res["ranking"]) == 4 and (tmp_path / "demo.png").exists()
+    assert "rank" in capsys.readouterr().out
