@@ -55,21 +55,20 @@ def _tangent_forward(
         h += b.unsqueeze(-2)
         u = z[..., n:, :]
         s = torch.sigmoid(h)
-        act = h * s
-        g = s + act - act * s  # swish'(h) = s + h s (1 - s)
+        nxt = torch.empty_like(z)
+        act = torch.mul(h, s, out=nxt[..., :n, :])
+        g = torch.addcmul(s, act, s, value=-1.0).add_(act)  # swish'(h) = s + h s (1 - s)
         if m is not None:
             act.mul_(m)
             gm = g * m
         else:
             gm = g
-        nxt = torch.empty_like(z)
-        nxt[..., :n, :] = act
-        lead, rest = u.shape[:-2], u.shape[-2]
-        probes = rest // n
+        lead, width = u.shape[:-2], u.shape[-1]
+        probes = u.shape[-2] // n
         torch.mul(
-            u.reshape(*lead, probes, n, u.shape[-1]),
+            u.view(*lead, probes, n, width),
             gm.unsqueeze(-3),
-            out=nxt[..., n:, :].view(*lead, probes, n, u.shape[-1]),
+            out=nxt[..., n:, :].view(*lead, probes, n, width),
         )
         saved.append((a, h, s, g, u, m))
         a = nxt
@@ -125,11 +124,12 @@ class _TangentMLP(torch.autograd.Function):
                 da.mul_(m)
                 dv4.mul_(m.unsqueeze(-3))
             # swish''(h) = s (1 - s) (2 + h (1 - 2 s))
-            s1 = s - s * s
-            d2 = s1 * (2.0 + h - 2.0 * h * s)
-            dh = da * g + (dv4 * u4).sum(-3) * d2
-            dv4.mul_(g.unsqueeze(-3))  # becomes du
-            grad[..., :n, :] = dh
+            d2 = torch.addcmul(h, h, s, value=-2.0).add_(2.0).mul_(s).mul_(1.0 - s)
+            dvu = dv4 * u4 if probes > 1 else dv * u
+            if probes > 1:
+                dvu = dvu.sum(-3)
+            dh = torch.addcmul(dvu.mul_(d2), da, g, out=da)  # rows :n of grad become dh
+            dv4.mul_(g.unsqueeze(-3))  # rows n: of grad become du
             w_grads.append(grad.transpose(-1, -2) @ a)
             b_grads.append(dh.sum(-2))
         d_x = d_probes = None
