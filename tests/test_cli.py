@@ -85,7 +85,8 @@ def test_reproduce_gaussian_critic_tiny(tmp_path):
 
 
 def test_reproduce_model_selection_tiny(tmp_path):
-    assert main(["reproduce", "model-selection", "--out", str(tmp_path), "--iters", "60"]) == 0
+    assert main(["reproduce", "model-selection", "--out", str(tmp_path), "--iters", "60",
+                 "--n-fresh", "1000"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["selected_by_mean_minus_std"]["iteration"] in [h["iteration"] for h in res["history"]]
     assert (tmp_path / "figure10.png").exists()

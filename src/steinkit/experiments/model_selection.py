@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-val", type=int, default=100)
     parser.add_argument("--iters", type=int, default=3000, help="quick: 1000")
     parser.add_argument("--lam", type=float, default=0.5)
+    parser.add_argument("--n-fresh", type=int, default=20000, help="fresh samples for each critic's true LSD")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -43,6 +44,7 @@ def run(
     n_val: int = 100,
     iters: int | None = None,
     lam: float = 0.5,
+    n_fresh: int = 20000,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def run(
     out = prepare_out(out)
     iters = iters or (1000 if quick else 3000)
     start = time.perf_counter()
-    dim, n_fresh = 10, 20000
+    dim = 10
     g = torch.Generator().manual_seed(seed)
     x_train, x_val, x_fresh = (torch.randn(n, dim, generator=g) for n in (n_train, n_val, n_fresh))
     score = lambda x: -(x - 1.0)  # noqa: E731  model N(1, I)
@@ -81,7 +83,10 @@ def run(
     by_mean_std = next(h for h in history if h["iteration"] == fit.best_iteration)
     results = {
         "experiment": NAME,
-        "settings": {"dim": dim, "n_train": n_train, "n_val": n_val, "iterations": iters, "lam": lam, "seed": seed},
+        "settings": {
+            "dim": dim, "n_train": n_train, "n_val": n_val, "n_fresh": n_fresh,
+            "iterations": iters, "lam": lam, "seed": seed,
+        },
         "true_lsd": truth,
         "selected_by_mean_minus_std": {"iteration": by_mean_std["iteration"], "fresh_lsd": by_mean_std["fresh_lsd"]},
         "selected_by_mean": {"iteration": by_mean["iteration"], "fresh_lsd": by_mean["fresh_lsd"]},
