@@ -83,6 +83,7 @@ class TrainResult:
         diverged_at: the step whose loss or gradients were not finite (only with
             ``on_nan="stop"``), else ``None``.
         checkpoint: the checkpoint path, if any.
+        world_size: the number of DDP processes (1 without DDP).
     """
 
     model: nn.Module
@@ -95,6 +96,7 @@ class TrainResult:
     resumed_from: int = 0
     diverged_at: int | None = None
     checkpoint: Path | None = None
+    world_size: int = 1
 
     def __repr__(self) -> str:
         last = self.history[-1] if self.history else {}
@@ -248,6 +250,11 @@ def _build_objective(method: str, model: nn.Module, data: Tensor, eps: float) ->
     return LSDModelObjective(model)
 
 
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def _empty_pending() -> dict[str, dict[str, Any]]:
     """Running sums of the metrics since the last history record, per optimizer."""
     return {"model": {"count": 0, "sums": {}}, "critic": {"count": 0, "sums": {}}}
@@ -308,7 +315,8 @@ def train(
         eps: the noise scale ε of ``cnce`` (y = x + ε n).
         checkpoint: a file path; written atomically every ``checkpoint_every`` steps and at
             the end (by rank 0 only).
-        resume: continue from ``checkpoint`` if the file exists (it must be of the same method).
+        resume: continue from ``checkpoint`` if the file exists (it must be of the same method);
+            the learning rates given now replace the saved ones, the Adam moments are kept.
         eval_fn: called as ``eval_fn(model)`` at step 0, every ``eval_every`` steps and at the
             end; returns a float (recorded as ``"eval"``) or a dict of floats.
         eval_every: steps between evaluations (default: ``log_every``).
@@ -411,10 +419,12 @@ def train(
         model.load_state_dict(state["model"])
         objective.load_state_dict({**state["objective_extra"], **{f"model.{k}": v for k, v in state["model"].items()}})
         model_step.optimizer.load_state_dict(state["optimizer"])
+        _set_lr(model_step.optimizer, lr)  # the rates given now win over the saved ones
         if critic_step is not None:
             assert critic is not None
             critic.load_state_dict(state["critic"])
             critic_step.optimizer.load_state_dict(state["critic_optimizer"])
+            _set_lr(critic_step.optimizer, critic_lr)
         generator.set_state(state["generator"])
         start, seconds_before = int(state["step"]), float(state["seconds"])
         history = list(state["history"])
@@ -567,4 +577,5 @@ def train(
         resumed_from=start,
         diverged_at=diverged_at,
         checkpoint=path,
+        world_size=world,
     )
