@@ -389,7 +389,11 @@ def train(
     critic_obj: CriticObjective | None = None
     if method == "lsd":
         if critic is None:
-            critic = MLPCritic(dim, generator=generator, dtype=first.dtype).to(first.device)
+            init_gen = generator
+            if generator.device.type != "cpu":  # the critic is initialised on the CPU
+                cpu_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+                init_gen = torch.Generator().manual_seed(cpu_seed)
+            critic = MLPCritic(dim, generator=init_gen, dtype=first.dtype).to(first.device)
         if not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
         cdim = getattr(critic, "dim", dim)
