@@ -194,7 +194,7 @@ def test_history_and_eval_fn_are_recorded():
 
     def eval_fn(model):
         calls.append(1)
-        return {"mean0": float(model.mean[0])}
+        return {"mean0": float(model.mean[0].detach())}
 
     res = train(_gauss(), x, method="ml", steps=20, log_every=5, eval_every=10, eval_fn=eval_fn, seed=0, progress=False)
     steps = [h["step"] for h in res.history]
