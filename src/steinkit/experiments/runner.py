@@ -120,6 +120,12 @@ class TrialStore:
             row = con.execute("SELECT result FROM trials WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
+        """Stored results of the given keys (missing keys are left out)."""
+        wanted = set(keys)
+        with self._connect() as con:
+            return {k: json.loads(r) for k, r in con.execute("SELECT key, result FROM trials") if k in wanted}
+
     def keys(self) -> set[str]:
         """Keys of all stored trials."""
         with self._connect() as con:
@@ -275,12 +281,10 @@ def run_trials(
     pending = list(dict.fromkeys(k for k in keys if k not in done))
     if pending:
         _run_pending(trial_fn, pending, store, jobs=jobs, backend=backend, progress=progress, threads=threads)
-    results = {}
-    for key in dict.fromkeys(keys):
-        value = store.get(key)
-        if value is None:  # pragma: no cover - every pending key was stored or an error was raised
-            raise RuntimeError(f"trial {key} has no stored result")
-        results[key] = value
+    results = store.get_many(keys)
+    missing = [k for k in keys if k not in results]
+    if missing:  # pragma: no cover - every pending key was stored or an error was raised
+        raise RuntimeError(f"trial {missing[0]} has no stored result")
     return [results[k] for k in keys]
 
 
