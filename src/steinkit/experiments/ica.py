@@ -1,0 +1,536 @@
+r"""Linear ICA trained by ML, LSD, SSM, NCE and CNCE (paper Sec. 8.1, Figure 8, App. B.5).
+
+For each source family, dimension D and seed: a true mixing matrix with standard Gaussian
+entries, redrawn until its condition number is below D (:meth:`LinearICA.random`); training,
+validation and test sets drawn from it; every method trained from the **identity** matrix
+(the same start for every method, dimension and seed) over its search grid; the configuration
+with the best validation log-likelihood kept, and its test log-likelihood per example, under the
+exact normalized ICA density of the learned W, reported.
+
+Source families (``--sources``):
+  * ``laplace``: Laplace(0, 1) sources, as the paper's text says. Its log-density is piecewise
+    linear, so the score ``-W^{-T} sign(W^{-1} x)`` is piecewise constant: autograd differentiates
+    ``sign`` to zero. SSM's Hessian term is then exactly 0 and SSM minimizes ½E‖s‖², which
+    W → ∞ drives to 0 (the parameters run away; no NaN). LSD's model gradient E[(∂s/∂θ)ᵀ f]
+    misses the contribution of the moving sign boundaries; with even the exact optimal critic
+    the update only moves W along ``M W``-type directions with M symmetric and stalls on a
+    manifold of spurious fixed points, short of ML.
+  * ``logistic``: Logistic(0, 1) sources, smooth, as in the authors' released code
+    (``lsd_ica.py`` draws its sources from a Logistic(0, 1) base). Here the score methods
+    are consistent and LSD reaches ML.
+
+Search grids (App. B.5): learning rate {1e-3, 1e-4, 1e-5} for every method; LSD λ {.1, 1, 10}
+× critic steps {1, 5}; CNCE ε {.01, .1, 1, 10}. Adam with betas (.5, .9) everywhere; critic
+2x300 Swish MLP. ``--quick`` trims this (see :data:`QUICK`).
+
+Every run (source × D × seed × method × configuration) is one joblib job that writes
+``out/runs/<key>.json``; a rerun skips the runs whose file exists, so an interrupted sweep
+resumes. Long runs also checkpoint to ``out/checkpoints`` and resume from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..models import LinearICA
+from ..models.gaussian import _check_points
+from ..train import METHODS, lsd_model_loss, train
+
+__all__ = [
+    "NAME",
+    "DESCRIPTION",
+    "FULL",
+    "QUICK",
+    "LogisticICA",
+    "add_arguments",
+    "run",
+    "grid",
+    "run_job",
+    "make_problem",
+    "ALL_METHODS",
+]
+
+NAME = "ica"
+DESCRIPTION = "Linear ICA trained by ML, LSD, SSM, NCE and CNCE over D (Figure 8)"
+
+FULL: dict[str, Any] = {
+    "dims": [5, 10, 20, 30, 40, 50],
+    "seeds": 5,
+    "steps": 100_000,
+    "sources": ["laplace", "logistic"],
+    "lrs": [1e-3, 1e-4, 1e-5],
+    "lams": [0.1, 1.0, 10.0],
+    "critic_steps": [1, 5],
+    "critic_lr_factors": [1.0, 0.1],
+    "cnce_eps": [0.01, 0.1, 1.0, 10.0],
+    "batch_size": 100,
+    "n_train": 20_000,
+    "n_val": 5_000,
+    "n_test": 10_000,
+    "curve_every": 1_000,
+}
+#: What ``--quick`` trims: D in {10, 20}; 2 seeds; 1000·D steps (10k, 20k) instead of 100k;
+#: learning rate 1e-3 only (the smaller rates barely move W in so few steps); LSD with λ = 10,
+#: one critic step (B.5: "1 critic step works best") and the critic's rate at lr/10; CNCE ε in
+#: {1, 10}.
+QUICK: dict[str, Any] = {
+    **FULL,
+    "dims": [10, 20],
+    "seeds": 2,
+    "steps": None,  # 1000·D
+    "lrs": [1e-3],
+    "lams": [10.0],
+    "critic_steps": [1],
+    "critic_lr_factors": [0.1],
+    "cnce_eps": [1.0, 10.0],
+    "curve_every": 500,
+}
+_LABELS = {
+    "ml": "Max. Likelihood",
+    "lsd": "LSD",
+    "ssm": "Score Matching (SSM)",
+    "nce": "NCE",
+    "cnce": "CNCE",
+    "lsd_oracle": "LSD, exact critic (diagnostic)",
+}
+#: Every method of the sweep: the trainer's five and a diagnostic, ``lsd_oracle``: Algorithm 3's
+#: model update with the critic replaced by the exact optimal one, f* ∝ s_q − s_p (known here,
+#: since p is), which isolates the model gradient from critic error.
+ALL_METHODS: tuple[str, ...] = (*METHODS, "lsd_oracle")
+
+
+# --------------------------------------------------------------------------- the models
+def _log_2cosh(a: Tensor) -> Tensor:
+    b = a.abs()
+    return b + torch.log1p(torch.exp(-2.0 * b))
+
+
+class LogisticICA(LinearICA):
+    r"""Linear ICA with Logistic(0, 1) sources: log p(z) = −2 log(2 cosh(z/2)), score −tanh(z/2).
+
+    Same mixing-matrix parameterization, checks and :meth:`random` as :class:`LinearICA`.
+
+    Example:
+        >>> q = LogisticICA.random(3, generator=torch.Generator().manual_seed(0))
+        >>> x = q.sample(5, generator=torch.Generator().manual_seed(1))
+        >>> q.log_prob(x).shape, q.score(x).shape
+        (torch.Size([5]), torch.Size([5, 3]))
+    """
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        x = _check_points(x, self.dim, self.W)
+        lu, _, z = self._unmix(x)
+        return -2.0 * _log_2cosh(0.5 * z).sum(1) - torch.log(torch.diagonal(lu).abs()).sum()
+
+    def score(self, x: Tensor) -> Tensor:
+        x = _check_points(x, self.dim, self.W)
+        lu, pivots, z = self._unmix(x)
+        return -torch.linalg.lu_solve(lu, pivots, torch.tanh(0.5 * z).T, adjoint=True).T
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        W = self.W.detach()
+        with torch.no_grad():
+            u = torch.rand(n, self.dim, generator=generator, dtype=torch.float64)
+            u = u.clamp(1e-12, 1 - 1e-12)
+            z = (torch.log(u) - torch.log1p(-u)).to(W.dtype)
+            return z @ W.T
+
+
+_MODELS = {"laplace": LinearICA, "logistic": LogisticICA}
+
+
+# --------------------------------------------------------------------------- one run
+def grid(method: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The search grid of one method: a list of configuration dicts.
+
+    Example:
+        >>> len(grid("lsd", FULL)), len(grid("cnce", FULL)), len(grid("ml", FULL))
+        (36, 12, 3)
+    """
+    out = []
+    for lr in settings["lrs"]:
+        if method == "lsd":
+            for lam, cs, fac in itertools.product(
+                settings["lams"], settings["critic_steps"], settings["critic_lr_factors"]
+            ):
+                out.append({"lr": lr, "lam": lam, "critic_steps": cs, "critic_lr_factor": fac})
+        elif method == "cnce":
+            out.extend({"lr": lr, "eps": eps} for eps in settings["cnce_eps"])
+        else:
+            out.append({"lr": lr})
+    return out
+
+
+def _key(spec: dict[str, Any]) -> str:
+    cfg = "-".join(f"{k}{v:g}" for k, v in sorted(spec["config"].items()))
+    return f"{spec['source']}-d{spec['dim']}-s{spec['seed']}-{spec['method']}-{cfg}"
+
+
+def make_problem(source: str, dim: int, seed: int, n_train: int, n_val: int, n_test: int):
+    """The true model and (train, val, test) data of one (source, D, seed).
+
+    The mixing matrix depends on (D, seed) only, so both source families share it.
+    """
+    g = torch.Generator().manual_seed(1_000_003 * seed + dim)
+    truth = _MODELS[source].random(dim, generator=g)
+    gd = torch.Generator().manual_seed(2_000_003 * seed + 7 * dim + (1 if source == "logistic" else 0))
+    x = truth.sample(n_train + n_val + n_test, generator=gd)
+    return truth, x[:n_train], x[n_train : n_train + n_val], x[n_train + n_val :]
+
+
+def _mean_loglik(model: LinearICA, x: Tensor) -> float:
+    try:
+        with torch.no_grad():
+            value = float(model.log_prob(x).mean())
+    except ValueError:  # W became singular
+        return float("nan")
+    return value
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def _train_oracle(model: LinearICA, truth: LinearICA, x: Tensor, spec: dict[str, Any], lr: float, eval_fn) -> tuple[dict, ...]:
+    """Algorithm 3's model step with the exact optimal critic f* = s_q − s_p (any λ: Adam is
+    scale-free), on the same mini-batches and schedule as :func:`train`."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
+    g = torch.Generator().manual_seed(10_007 * spec["seed"] + spec["dim"])
+    history = [{"step": 0, **eval_fn(model)}]
+    for step in range(1, spec["steps"] + 1):
+        xb = x[torch.randint(0, x.shape[0], (spec["batch_size"],), generator=g)]
+        with torch.no_grad():
+            f = model.score(xb) - truth.score(xb)
+        loss = lsd_model_loss(model.score(xb), f)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % spec["curve_every"] == 0 or step == spec["steps"]:
+            history.append({"step": step, "loss": float(loss.detach()), **eval_fn(model)})
+    return tuple(history)
+
+
+def run_job(spec: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
+    """Train one configuration and write ``out/runs/<key>.json`` (skipped if it exists).
+
+    ``spec``: source, dim, seed, method, config (lr and lam/critic_steps or eps), steps,
+    batch_size, n_train, n_val, n_test, curve_every.
+    """
+    torch.set_num_threads(1)
+    out = Path(out)
+    key = _key(spec)
+    path = out / "runs" / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    truth, x_train, x_val, x_test = make_problem(
+        spec["source"], spec["dim"], spec["seed"], spec["n_train"], spec["n_val"], spec["n_test"]
+    )
+    model = _MODELS[spec["source"]](torch.eye(spec["dim"]))
+    cfg = dict(spec["config"])
+    kwargs: dict[str, Any] = {"lr": cfg.pop("lr")}
+    if "critic_lr_factor" in cfg:
+        kwargs["critic_lr"] = kwargs["lr"] * cfg.pop("critic_lr_factor")
+    kwargs.update(cfg)
+    ckpt = out / "checkpoints" / f"{key}.pt"
+
+    def eval_fn(m: LinearICA) -> dict[str, float]:
+        return {"val": _mean_loglik(m, x_val), "test": _mean_loglik(m, x_test)}
+
+    t0 = time.perf_counter()
+    error = None
+    history: tuple[dict, ...] = ()
+    diverged_at = None
+    try:
+        if spec["method"] == "lsd_oracle":
+            history = _train_oracle(model, truth, x_train, spec, kwargs["lr"], eval_fn)
+        else:
+            res = train(
+                model,
+                x_train,
+                method=spec["method"],
+                steps=spec["steps"],
+                batch_size=spec["batch_size"],
+                eval_fn=eval_fn,
+                eval_every=spec["curve_every"],
+                log_every=spec["curve_every"],
+                checkpoint=ckpt,
+                checkpoint_every=max(spec["curve_every"], spec["steps"] // 10),
+                on_nan="stop",
+                seed=10_007 * spec["seed"] + spec["dim"],
+                progress=False,
+                **kwargs,
+            )
+            history, diverged_at = res.history, res.diverged_at
+    except (ValueError, RuntimeError) as exc:  # e.g. W turned singular
+        error = f"{type(exc).__name__}: {exc}"
+    result = {
+        "key": key,
+        **{k: spec[k] for k in ("source", "dim", "seed", "method", "config", "steps")},
+        "val_loglik": _mean_loglik(model, x_val) if error is None else float("nan"),
+        "test_loglik": _mean_loglik(model, x_test) if error is None else float("nan"),
+        "true_test_loglik": _mean_loglik(truth, x_test),
+        "diverged_at": diverged_at,
+        "error": error,
+        "w_norm": float(model.W.detach().norm()),
+        "true_w_norm": float(truth.W.detach().norm()),
+        "seconds": time.perf_counter() - t0,
+        "curve": [
+            {k: h[k] for k in ("step", "val", "test", "loss", "hess_term") if k in h} for h in history
+        ],
+    }
+    _write_json(result, path)
+    if ckpt.exists():
+        ckpt.unlink()
+    return result
+
+
+# --------------------------------------------------------------------------- the sweep
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``steinkit reproduce ica`` (``--out`` and ``--quick`` are common)."""
+    parser.add_argument("--dims", type=int, nargs="+", help="dimensions D (default 5 10 20 30 40 50)")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default 5)")
+    parser.add_argument("--steps", type=int, help="training steps per run (default 100000; quick 1000*D)")
+    parser.add_argument("--methods", nargs="+", choices=ALL_METHODS, help="methods (default all)")
+    parser.add_argument("--sources", nargs="+", choices=sorted(_MODELS), help="source families (default both)")
+    parser.add_argument("--n-jobs", type=int, default=2, help="parallel joblib workers (default 2)")
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    m = sum(vals) / len(vals)
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return m, sd
+
+
+def _select(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (source, dim, seed, method): the configuration with the best validation log-lik."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["source"], r["dim"], r["seed"], r["method"]), []).append(r)
+    rows = []
+    for (source, dim, seed, method), rs in sorted(groups.items()):
+        score = lambda r: r["val_loglik"] if math.isfinite(r["val_loglik"]) else -math.inf  # noqa: E731
+        best = max(rs, key=score)
+        rows.append(
+            {
+                "source": source,
+                "method": method,
+                "dim": dim,
+                "seed": seed,
+                "test_loglik": best["test_loglik"],
+                "val_loglik": best["val_loglik"],
+                "true_test_loglik": best["true_test_loglik"],
+                "config": best["config"],
+                "diverged_at": best["diverged_at"],
+                "w_norm": best["w_norm"],
+                "true_w_norm": best["true_w_norm"],
+                "n_configs": len(rs),
+                "key": best["key"],
+            }
+        )
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], methods: Sequence[str], dims: Sequence[int], source: str) -> str:
+    lines = [
+        f"Test log-likelihood per example, {source} sources (mean ± sd over seeds; best config on validation)",
+        "",
+        "| Method | " + " | ".join(f"D={d}" for d in dims) + " |",
+        "|---|" + "---|" * len(dims),
+    ]
+    truth_cells = []
+    for d in dims:
+        vals = {r["seed"]: r["true_test_loglik"] for r in rows if r["source"] == source and r["dim"] == d}
+        m, sd = _mean_sd(list(vals.values()))
+        truth_cells.append(f"{m:.2f}")
+    for method in methods:
+        cells = []
+        for d in dims:
+            sel = [r for r in rows if r["source"] == source and r["dim"] == d and r["method"] == method]
+            m, sd = _mean_sd([r["test_loglik"] for r in sel])
+            mark = "†" if any(r["diverged_at"] for r in sel) else ""
+            cells.append("—" if not sel else f"{m:.2f} ± {sd:.2f}{mark}")
+        lines.append(f"| {_LABELS[method]} | " + " | ".join(cells) + " |")
+    lines.append("| (true W) | " + " | ".join(truth_cells) + " |")
+    if any(r["diverged_at"] for r in rows if r["source"] == source):
+        lines.append("")
+        lines.append("† a run stopped on a non-finite loss; its last finite parameters are scored.")
+    return "\n".join(lines)
+
+
+def _gaps(rows: list[dict[str, Any]], sources: Sequence[str], dims: Sequence[int], methods: Sequence[str]):
+    """Relative gap of each method to ML, (ML − method)/|ML| per seed, averaged."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for source in sources:
+        out[source] = {}
+        for method in methods:
+            if method == "ml":
+                continue
+            out[source][method] = {}
+            for d in dims:
+                per_seed = []
+                for r in rows:
+                    if (r["source"], r["dim"], r["method"]) != (source, d, method):
+                        continue
+                    ml = [q for q in rows if (q["source"], q["dim"], q["seed"], q["method"]) == (source, d, r["seed"], "ml")]
+                    if ml and math.isfinite(ml[0]["test_loglik"]):
+                        per_seed.append((ml[0]["test_loglik"] - r["test_loglik"]) / abs(ml[0]["test_loglik"]))
+                out[source][method][str(d)] = _mean_sd(per_seed)[0]
+    return out
+
+
+def _plot_curves(runs, rows, dim: int, sources: Sequence[str], methods: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_key = {r["key"]: r for r in runs}
+    fig, axes = plt.subplots(1, len(sources), figsize=(5.5 * len(sources), 4), squeeze=False)
+    for ax, source in zip(axes[0], sources):
+        truth = []
+        for method in methods:
+            sel = [r for r in rows if (r["source"], r["dim"], r["method"]) == (source, dim, method)]
+            curves = [by_key[r["key"]]["curve"] for r in sel]
+            curves = [[(c["step"], c["test"]) for c in cv if "test" in c] for cv in curves]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            steps = [c[0] for c in curves[0][:n]]
+            mean = [sum(c[i][1] for c in curves) / len(curves) for i in range(n)]
+            ax.plot(steps, mean, label=_LABELS[method])
+            truth.extend(r["true_test_loglik"] for r in sel)
+        if truth:
+            ax.axhline(sum(truth) / len(truth), color="k", ls="--", lw=0.8, label="true W")
+            finite = [v for v in truth if math.isfinite(v)]
+            lo = min(finite) if finite else -1.0
+            ax.set_ylim(lo * 1.6, lo * 0.9 if lo < 0 else lo * 1.1)
+        ax.set_title(f"{source} sources, D = {dim}")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("test log-likelihood per example")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(
+    out: Path,
+    *,
+    quick: bool = False,
+    dims: Sequence[int] | None = None,
+    seeds: int | None = None,
+    steps: int | None = None,
+    methods: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    n_jobs: int = 2,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Run the sweep, write ``results.json``, ``table.md`` and ``ica_curves.png`` under ``out``.
+
+    Arguments:
+        out: output folder (runs already present there are reused).
+        quick: use :data:`QUICK` instead of :data:`FULL`.
+        dims, seeds, steps, methods, sources: override the preset.
+        n_jobs: joblib workers (each uses one torch thread).
+        overrides: any other key of the preset (``lrs``, ``lams``, ``batch_size``, ``n_train``...).
+
+    Returns:
+        The results dict (also written to ``out/results.json``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = dict(QUICK if quick else FULL)
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(settings)}")
+    settings.update(overrides)
+    if dims is not None:
+        settings["dims"] = list(dims)
+    if seeds is not None:
+        settings["seeds"] = int(seeds)
+    if steps is not None:
+        settings["steps"] = int(steps)
+    if sources is not None:
+        settings["sources"] = list(sources)
+    methods = list(methods) if methods is not None else list(_LABELS)
+    for m in methods:
+        if m not in ALL_METHODS:
+            raise ValueError(f"methods must be among {ALL_METHODS}, got {m!r}")
+    methods = [m for m in _LABELS if m in methods]  # the paper's order: ML, LSD, SSM, NCE, CNCE
+    for s in settings["sources"]:
+        if s not in _MODELS:
+            raise ValueError(f"sources must be among {sorted(_MODELS)}, got {s!r}")
+    dims_ = sorted(settings["dims"])
+
+    specs = []
+    for source, dim, seed, method in itertools.product(settings["sources"], dims_, range(settings["seeds"]), methods):
+        for config in grid(method, settings):
+            specs.append(
+                {
+                    "source": source,
+                    "dim": dim,
+                    "seed": seed,
+                    "method": method,
+                    "config": config,
+                    "steps": settings["steps"] or 1000 * dim,
+                    **{k: settings[k] for k in ("batch_size", "n_train", "n_val", "n_test", "curve_every")},
+                }
+            )
+    # Costliest first, for load balancing: LSD (critic steps), then larger D.
+    cost = lambda s: s["steps"] * (1 + 3 * s["config"].get("critic_steps", 0)) * (1 + s["dim"] / 50)  # noqa: E731
+    specs.sort(key=cost, reverse=True)
+    todo = [s for s in specs if not (out / "runs" / f"{_key(s)}.json").exists()]
+    t0 = time.perf_counter()
+    if todo:
+        from joblib import Parallel, delayed
+
+        Parallel(n_jobs=n_jobs, verbose=5)(delayed(run_job)(s, str(out)) for s in todo)
+    runs = [json.loads((out / "runs" / f"{_key(s)}.json").read_text()) for s in specs]
+    rows = _select(runs)
+    tables = {src: _table(rows, methods, dims_, src) for src in settings["sources"]}
+    (out / "table.md").write_text("\n\n".join(tables.values()) + "\n")
+    figure = out / "ica_curves.png"
+    _plot_curves(runs, rows, dims_[-1], settings["sources"], methods, figure)
+    ssm = [
+        {k: r[k] for k in ("source", "dim", "seed", "config", "test_loglik", "w_norm", "true_w_norm", "diverged_at")}
+        | {"mean_hess_term": _mean_sd([c["hess_term"] for c in r["curve"] if "hess_term" in c])[0]}
+        for r in runs
+        if r["method"] == "ssm"
+    ]
+    results = {
+        "experiment": NAME,
+        "quick": quick,
+        "settings": settings,
+        "methods": methods,
+        "init": "identity matrix for every method, dimension and seed",
+        "rows": rows,
+        "gap_to_ml": _gaps(rows, settings["sources"], dims_, methods),
+        "ssm_runs": ssm,
+        "tables": tables,
+        "figures": [figure.name],
+        "n_runs": len(runs),
+        "n_new_runs": len(todo),
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds_of_runs": sum(r["seconds"] for r in runs),
+    }
+    _write_json(results, out / "results.json")
+    return results

@@ -1,0 +1,167 @@
+"""RBM experiments (Figures 5 and 6) on tiny settings: well-formed trials, files, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from steinkit.experiments import get_experiment, rbm_eval, rbm_power
+from steinkit.experiments.runner import TrialStore
+
+TINY_POWER = dict(dims="5:3", n=200, burn_in=50, n_iters=20, hidden=16, n_bootstrap=100)
+TINY_EVAL = dict(dims="5:3", n=200, burn_in=50, n_iters=20, hidden=16)
+
+
+def _refuse(config):
+    raise AssertionError("a finished trial was run again")
+
+
+# --- rbm-power ---------------------------------------------------------------------------
+
+def test_registry_and_protocol():
+    for name, mod in (("rbm-power", rbm_power), ("rbm-eval", rbm_eval)):
+        assert get_experiment(name) is mod
+        assert mod.NAME == name and "--quick" in mod.DESCRIPTION
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        mod.add_arguments(parser)
+        args = vars(parser.parse_args(["--jobs", "2", "--dims", "50"]))
+        assert args["jobs"] == 2 and args["dims"] == "50" and args["backend"] == "loky"
+
+
+def test_parse_dims():
+    assert rbm_power.parse_dims("50,100,200") == [(50, 40), (100, 80), (200, 100)]
+    assert rbm_power.parse_dims("10:3, 20") == [(10, 3), (20, 16)]
+    assert rbm_power.parse_dims([(7, 2), 50]) == [(7, 2), (50, 40)]
+    for bad in ("50:0", "a", "1:2:3", "", [True]):
+        with pytest.raises(ValueError, match="dims"):
+            rbm_power.parse_dims(bad)
+
+
+def test_trial_configs_cover_the_sweep_lsd_first():
+    cfgs = rbm_power.trial_configs(dims="50,100", reps=5, batch=2)
+    assert len(cfgs) == 4 * 2 * 3 * 5  # methods x dims x blocks x sigmas
+    assert [c["reps"] for c in cfgs[:3]] == [[0, 1], [0, 1], [0, 1]]
+    assert {tuple(c["reps"]) for c in cfgs} == {(0, 1), (2, 3), (4,)}
+    n_lsd = sum(c["method"] == "lsd" for c in cfgs)
+    assert all(c["method"] == "lsd" for c in cfgs[:n_lsd])
+    assert cfgs[0]["options"] == {"n_iters": 1000, "hidden": 300}
+    assert cfgs[-1]["method"] == "fssd" and cfgs[-1]["alpha"] == 0.05
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(methods=["lsd", "mmd"]), "methods must be among"),
+        (dict(reps=0), "reps must be an int >= 1"),
+        (dict(batch=1.5), "batch must be an int"),
+        (dict(sigmas=[-0.1]), "sigmas must be finite and >= 0"),
+        (dict(sigmas="a,b"), "sigmas must be a comma-separated list"),
+        (dict(alpha=1.0), "alpha must lie in"),
+        (dict(kernel_bandwidth="silverman"), "kernel_bandwidth must be one of"),
+    ],
+)
+def test_trial_configs_reject_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rbm_power.trial_configs(**kwargs)
+
+
+def test_rbm_problem_is_seeded_and_perturbations_are_nested():
+    p, q1, x = rbm_power.rbm_problem(6, 3, rep=2, sigma=0.01, n=20, burn_in=10)
+    p2, q2, x2 = rbm_power.rbm_problem(6, 3, rep=2, sigma=0.02, n=20, burn_in=10)
+    assert torch.equal(x, x2) and torch.equal(p.B, p2.B)
+    assert torch.allclose(q2.B - p.B, 2 * (q1.B - p.B), atol=1e-6)
+    _, _, x3 = rbm_power.rbm_problem(6, 3, rep=3, sigma=0.01, n=20, burn_in=10)
+    assert not torch.equal(x, x3)
+
+
+def test_power_trials_are_well_formed_and_share_data():
+    cfgs = rbm_power.trial_configs(sigmas=[0.0], reps=2, batch=2, **TINY_POWER)
+    checksums = set()
+    for cfg in cfgs:
+        res = rbm_power.run_trial(cfg)
+        json.dumps(res)
+        assert [t["rep"] for t in res["tests"]] == [0, 1]
+        for t in res["tests"]:
+            assert 0.0 <= t["pvalue"] <= 1.0 and t["reject"] == (t["pvalue"] < 0.05) and t["seconds"] >= 0
+        checksums.add(tuple(res["data_checksums"]))
+    assert len(checksums) == 1  # every method tested the same samples
+
+
+def test_batched_lsd_trial_equals_single_trials():
+    batched = rbm_power.trial_configs(sigmas=[0.05], reps=2, batch=2, methods=["lsd"], **TINY_POWER)
+    single = rbm_power.trial_configs(sigmas=[0.05], reps=2, batch=1, methods=["lsd"], **TINY_POWER)
+    together = rbm_power.run_trial(batched[0])["tests"]
+    alone = [rbm_power.run_trial(c)["tests"][0] for c in single]
+    for a, b in zip(together, alone):
+        assert a["rep"] == b["rep"]
+        assert a["pvalue"] == pytest.approx(b["pvalue"], abs=1e-4)
+
+
+def test_summarize_rates_and_binomial_stderr():
+    cfg = {"method": "lsd", "dx": 5, "dh": 3, "sigma": 0.0}
+    tests = [{"reject": r, "seconds": 1.0} for r in (True, False, False, False)]
+    (row,) = rbm_power.summarize([cfg, cfg], [{"tests": tests[:2]}, {"tests": tests[2:]}])
+    assert row["reps"] == 4 and row["rejection_rate"] == 0.25
+    assert row["stderr"] == pytest.approx(math.sqrt(0.25 * 0.75 / 4))
+
+
+def test_power_run_writes_results_and_resumes(tmp_path, monkeypatch):
+    report = rbm_power.run(tmp_path, quick=True, reps=2, sigmas="0,0.5", jobs=1, progress=False, **TINY_POWER)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"] == report["rows"] and saved["quick"] is True
+    assert len(saved["rows"]) == 4 * 2  # methods x sigmas
+    for row in saved["rows"]:
+        assert set(row) >= {"method", "dx", "dh", "sigma", "reps", "rejection_rate", "stderr"}
+        assert row["reps"] == 2 and 0 <= row["rejection_rate"] <= 1 and (row["dx"], row["dh"]) == (5, 3)
+    assert saved["all_methods_saw_same_data"] is True
+    assert "| LSD |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "figure5.png").stat().st_size > 1000
+    assert len(TrialStore(tmp_path / "trials.sqlite")) == saved["n_trials"] == 4 * 2 * 2
+    monkeypatch.setattr(rbm_power, "run_trial", _refuse)  # a rerun must not run any trial
+    again = rbm_power.run(tmp_path, quick=True, reps=2, sigmas="0,0.5", jobs=1, progress=False, **TINY_POWER)
+    assert again["rows"] == report["rows"]
+
+
+# --- rbm-eval ----------------------------------------------------------------------------
+
+def test_eval_trial_is_well_formed():
+    cfg0, cfg1 = rbm_eval.trial_configs(sigmas=[0.0, 0.5], **TINY_EVAL)
+    res0, res1 = rbm_eval.run_trial(cfg0), rbm_eval.run_trial(cfg1)
+    json.dumps(res0)
+    assert res0["data_checksum"] == res1["data_checksum"]  # same samples of p for every sigma
+    rows0 = {r["method"]: r for r in res0["rows"]}
+    rows1 = {r["method"]: r for r in res1["rows"]}
+    assert set(rows0) == set(rbm_eval.EVAL_METHODS)
+    assert rows0["theory"]["value"] == 0.0 and rows0["theory"]["stderr"] == 0.0  # q = p
+    assert rows1["theory"]["value"] > 0
+    for r in res1["rows"]:
+        assert math.isfinite(r["value"]) and r["stderr"] >= 0
+    assert rows1["ksd"]["n_train"] == 40 and rows1["ksd"]["n_eval"] == 160
+    assert rows1["lsd"]["n_eval"] == 20 and rows1["ksd"]["bandwidth"] > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [(dict(lam=0.0), "lam must be > 0"), (dict(dropout=1.0), "dropout must lie in"), (dict(n=10), "n must be")],
+)
+def test_eval_configs_reject_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rbm_eval.trial_configs(**{**TINY_EVAL, **kwargs})
+
+
+def test_eval_run_writes_results_and_resumes(tmp_path, monkeypatch):
+    report = rbm_eval.run(tmp_path, quick=True, sigmas="0,0.5", jobs=1, progress=False, **TINY_EVAL)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"] == report["rows"]
+    assert len(saved["rows"]) == 2 * 4
+    for row in saved["rows"]:
+        assert set(row) >= {"method", "dx", "sigma", "value", "stderr"}
+    assert "optimal critic" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "figure6.png").stat().st_size > 1000
+    monkeypatch.setattr(rbm_eval, "run_trial", _refuse)
+    assert rbm_eval.run(tmp_path, quick=True, sigmas="0,0.5", jobs=1, progress=False, **TINY_EVAL)["rows"] == report["rows"]

@@ -1,0 +1,112 @@
+"""The training reproductions (ICA, toy densities) on tiny settings: outputs, resumption, checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import gen
+from steinkit.experiments import get_experiment, ica, toy
+from steinkit.models import MLPEnergy
+
+TINY_ICA = dict(
+    dims=[2], seeds=1, steps=30, n_jobs=1, curve_every=15, n_train=300, n_val=100, n_test=100,
+)
+
+
+def test_experiment_modules_follow_the_protocol():
+    for name, module in (("ica", ica), ("toy", toy)):
+        assert get_experiment(name) is module
+        assert module.NAME == name and module.DESCRIPTION
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        ns = parser.parse_args(["--n-jobs", "1"])
+        assert ns.n_jobs == 1
+
+
+def test_ica_grids_follow_appendix_b5():
+    assert [len(ica.grid(m, ica.FULL)) for m in ("ml", "lsd", "ssm", "nce", "cnce")] == [3, 36, 3, 3, 12]
+    lsd = ica.grid("lsd", ica.FULL)
+    assert {c["lam"] for c in lsd} == {0.1, 1.0, 10.0} and {c["critic_steps"] for c in lsd} == {1, 5}
+    assert {c["eps"] for c in ica.grid("cnce", ica.FULL)} == {0.01, 0.1, 1.0, 10.0}
+    assert {c["lr"] for c in ica.grid("ml", ica.FULL)} == {1e-3, 1e-4, 1e-5}
+
+
+def test_logistic_ica_is_normalized_and_its_score_is_the_gradient_of_its_log_density():
+    q = ica.LogisticICA(torch.tensor([[2.0]], dtype=torch.float64))
+    xs = torch.linspace(-60, 60, 24001, dtype=torch.float64)[:, None]
+    mass = float(q.log_prob(xs).detach().exp().sum() * (xs[1, 0] - xs[0, 0]))
+    assert abs(mass - 1.0) < 1e-6
+    q = ica.LogisticICA.random(3, generator=gen(0), dtype=torch.float64)
+    x = q.sample(7, generator=gen(1)).requires_grad_(True)
+    (auto,) = torch.autograd.grad(q.log_prob(x).sum(), x)
+    torch.testing.assert_close(q.score(x.detach()), auto)
+    # Logistic(0, 1) sources have variance π²/3: the sample covariance of 20000 draws of x = W z
+    # is (π²/3) W Wᵀ up to a relative error of a few percent (4 standard errors ≈ 0.06).
+    z = torch.linalg.solve(q.W.detach(), q.sample(20000, generator=gen(2)).T).T
+    assert abs(float(z.var(0).mean()) - math.pi**2 / 3) < 0.06 * math.pi**2 / 3
+
+
+def test_ica_problem_is_well_conditioned_and_split():
+    truth, xtr, xva, xte = ica.make_problem("laplace", 5, 0, 50, 20, 30)
+    assert float(torch.linalg.cond(truth.W)) < 5
+    assert (xtr.shape, xva.shape, xte.shape) == ((50, 5), (20, 5), (30, 5))
+    truth2, *_ = ica.make_problem("logistic", 5, 0, 50, 20, 30)
+    assert torch.equal(truth.W, truth2.W)  # both source families share the mixing matrix
+
+
+def test_ica_tiny_sweep_writes_results_and_resumes(tmp_path):
+    res = ica.run(tmp_path, quick=True, **TINY_ICA)
+    per_source = 1 + 1 + 1 + 1 + 2 + 1  # ml, lsd, ssm, nce, cnce (2 eps), lsd_oracle
+    assert res["n_runs"] == res["n_new_runs"] == 2 * per_source
+    saved = json.loads((tmp_path / "results.json").read_text())
+    rows = saved["rows"]
+    assert len(rows) == 2 * 6
+    for r in rows:
+        assert {"method", "dim", "seed", "test_loglik", "source"} <= set(r)
+        assert math.isfinite(r["test_loglik"])
+    table = (tmp_path / "table.md").read_text()
+    assert "| Max. Likelihood |" in table and "| LSD |" in table and "D=2" in table
+    assert (tmp_path / "ica_curves.png").stat().st_size > 0
+    # SSM on Laplace sources: the Hessian term is exactly zero.
+    ssm = [r for r in saved["ssm_runs"] if r["source"] == "laplace"]
+    assert ssm and all(r["mean_hess_term"] == 0.0 for r in ssm)
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))
+    # a rerun trains nothing and reports the same rows
+    again = ica.run(tmp_path, quick=True, **TINY_ICA)
+    assert again["n_new_runs"] == 0
+    assert again["rows"] == rows
+
+
+def test_ica_rejects_unknown_options(tmp_path):
+    with pytest.raises(ValueError, match="unknown options"):
+        ica.run(tmp_path, quick=True, n_layers=3)
+    with pytest.raises(ValueError, match="methods must be among"):
+        ica.run(tmp_path, quick=True, methods=["cd"])
+    with pytest.raises(ValueError, match="sources must be among"):
+        ica.run(tmp_path, quick=True, sources=["cauchy"])
+
+
+def test_grid_log_density_is_normalized():
+    torch.manual_seed(0)
+    m = MLPEnergy(2, hidden=8)
+    pts, lq, log_z = toy.grid_log_density(m, 6.0, 200)
+    cell = (12.0 / 199) ** 2
+    assert abs(float((lq - log_z).exp().sum()) * cell - 1.0) < 1e-4
+
+
+def test_toy_tiny_run_writes_results_and_figure(tmp_path):
+    opts = dict(datasets=["moons"], steps=4, hidden=16, n_train=400, n_test=200, grid=40, n_jobs=1)
+    res = toy.run(tmp_path, **opts)
+    (row,) = res["rows"]
+    assert row["dataset"] == "moons" and row["steps"] == 4
+    assert math.isfinite(row["test_loglik"]) and math.isfinite(row["gaussian_test_loglik"])
+    assert (tmp_path / "toy_densities.png").stat().st_size > 0
+    assert "| moons |" in (tmp_path / "table.md").read_text()
+    assert toy.run(tmp_path, **opts)["rows"] == res["rows"]  # resumed: nothing retrained
+    with pytest.raises(ValueError, match="datasets must be among"):
+        toy.run(tmp_path, datasets=["spiral"])
