@@ -1,0 +1,207 @@
+"""Tests of the flow-evaluation experiment (Figure 7) on tiny settings (8x8 digits)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from steinkit.experiments import flow_eval
+from steinkit.experiments.flow_eval import FlowScore, score_matching_terms
+from steinkit.models.flows import GlowFlow
+
+TINY = dict(
+    dataset="digits",
+    n_stages=2,
+    n_blocks=1,
+    hidden_channels=4,
+    batch_size=32,
+    checkpoint_steps=[2, 4, 6],
+    critic_hidden=16,
+    critic_passes=2,
+    critic_batch_size=64,
+    sm_probes=1,
+    chunk_size=200,
+    progress=False,
+)
+ROW_KEYS = {"checkpoint", "step", "bits_per_dim", "lsd", "lsd_stderr", "score_matching"}
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _tiny_flow() -> tuple[GlowFlow, torch.Tensor]:
+    flow = GlowFlow((1, 4, 4), n_stages=2, n_blocks=1, hidden_channels=4, generator=_gen(0))
+    x = torch.randn(6, 16, generator=_gen(1), dtype=torch.float64)
+    flow = flow.double()
+    flow(torch.randn(64, 16, generator=_gen(2), dtype=torch.float64))  # initialise actnorm
+    with torch.no_grad():  # make the couplings non-trivial
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=_gen(3), dtype=p.dtype))
+    return flow, x
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("flow_eval")
+    return out, flow_eval.run(out, quick=True, **TINY)
+
+
+def test_run_writes_results_of_the_documented_shape(tiny_run: tuple[Path, dict]) -> None:
+    out, res = tiny_run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["rows"] == res["rows"]
+    rows = res["rows"]
+    assert [r["checkpoint"] for r in rows] == [1, 2, 3]
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    for r in rows:
+        assert ROW_KEYS <= set(r)
+        for key in ("bits_per_dim", "lsd", "lsd_stderr", "score_matching"):
+            assert math.isfinite(r[key])
+        assert r["lsd_stderr"] > 0
+        assert 0 < r["bits_per_dim"] < 16
+    for key in ("lsd", "score_matching"):
+        assert set(res["spearman"][key]) == {"rho", "pvalue"}
+        assert -1.0 <= res["spearman"][key]["rho"] <= 1.0
+    assert isinstance(res["claim_holds"], bool)
+    assert (out / "flow_eval.png").stat().st_size > 0
+    assert (out / "samples.png").stat().st_size > 0
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == [
+        "step-0000002.pt", "step-0000004.pt", "step-0000006.pt"
+    ]
+
+
+def test_rerun_reuses_checkpoints_and_evaluations(
+    tiny_run: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, res = tiny_run
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("train_flow must not be called when all checkpoints exist")
+
+    def no_lsd(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cached evaluation must be reused")
+
+    monkeypatch.setattr(flow_eval, "train_flow", no_training)
+    monkeypatch.setattr(flow_eval, "stein_discrepancy", no_lsd)
+    again = flow_eval.run(out, quick=True, **TINY)
+    assert again["rows"] == res["rows"]
+
+
+def test_interrupted_training_resumes_from_the_last_checkpoint(
+    tiny_run: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, _ = tiny_run
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    for step in (2, 4):  # as if the run had stopped after step 4
+        (ckpt / f"step-{step:07d}.pt").write_bytes((out / "checkpoints" / f"step-{step:07d}.pt").read_bytes())
+    calls: list[int] = []
+    real = flow_eval.train_flow
+
+    def recording(flow: GlowFlow, data: torch.Tensor, **kwargs: object) -> list[float]:
+        calls.append(int(kwargs["steps"]))  # type: ignore[arg-type]
+        return real(flow, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(flow_eval, "train_flow", recording)
+    res = flow_eval.run(tmp_path, quick=True, **{**TINY, "critic_passes": 1})
+    assert calls == [2]  # only steps 5..6 were trained
+    assert [r["step"] for r in res["rows"]] == [2, 4, 6]
+    assert (ckpt / "step-0000006.pt").is_file()
+
+
+def test_checkpoints_of_another_configuration_are_refused(tiny_run: tuple[Path, dict]) -> None:
+    out, _ = tiny_run
+    with pytest.raises(ValueError, match="different configuration"):
+        flow_eval.run(out, quick=True, **{**TINY, "hidden_channels": 8})
+
+
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        ({"nonsense": 1}, TypeError, "unknown option"),
+        ({"checkpoint_steps": [4, 2]}, ValueError, "checkpoint_steps"),
+        ({"checkpoint_steps": [3]}, ValueError, "checkpoint_steps"),
+        ({"critic_passes": 0}, ValueError, "critic_passes"),
+        ({"lr": -1.0}, ValueError, "lr"),
+        ({"alpha": 0.5}, ValueError, "alpha"),
+        ({"split": [0.8, 0.2]}, ValueError, "split"),
+        ({"threads": 0}, ValueError, "threads"),
+        ({"critic_standardize": "yes"}, ValueError, "critic_standardize"),
+    ],
+)
+def test_bad_options_are_rejected(tmp_path: Path, options: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        flow_eval.run(tmp_path, quick=True, **{**TINY, **options})
+
+
+def test_flow_score_matches_the_flow_in_chunks() -> None:
+    flow, x = _tiny_flow()
+    assert torch.allclose(FlowScore(flow, chunk_size=4).score(x), flow.score(x))
+    with pytest.raises(ValueError, match="chunk_size"):
+        FlowScore(flow, chunk_size=0)
+
+
+def test_flow_score_in_standardized_coordinates_is_the_transformed_models_score() -> None:
+    flow, x = _tiny_flow()
+    shift = torch.randn(16, generator=_gen(4), dtype=x.dtype)
+    scale = torch.rand(16, generator=_gen(5), dtype=x.dtype) + 0.5
+    u = x.clone().requires_grad_(True)
+    log_q_u = flow.log_prob(shift + scale * u) + scale.log().sum()
+    (want,) = torch.autograd.grad(log_q_u.sum(), u)
+    got = FlowScore(flow, chunk_size=4, shift=shift, scale=scale).score(x)
+    assert torch.allclose(got, want, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"shift": torch.zeros(3, dtype=torch.float64)}, "shift"),
+        ({"scale": torch.zeros(16, dtype=torch.float64)}, "scale"),
+        ({"scale": [1.0] * 16}, "scale"),
+    ],
+)
+def test_flow_score_rejects_bad_standardization(kwargs: dict, match: str) -> None:
+    flow, _ = _tiny_flow()
+    with pytest.raises(ValueError, match=match):
+        FlowScore(flow, **kwargs)
+
+
+def test_score_matching_terms_equal_the_hessian_formula_for_the_same_probes() -> None:
+    flow, x = _tiny_flow()
+    n_probes = 3
+    got = score_matching_terms(flow, x, n_probes=n_probes, chunk_size=100, generator=_gen(7))
+    eps = torch.randn(n_probes, x.shape[0], x.shape[1], generator=_gen(7), dtype=x.dtype)
+    s = flow.score(x)
+    want = []
+    for i in range(x.shape[0]):
+        hess = torch.autograd.functional.hessian(lambda v: flow.log_prob(v[None])[0], x[i])
+        quad = torch.stack([e @ hess @ e for e in eps[:, i]]).mean()
+        want.append(0.5 * s[i].pow(2).sum() + quad)
+    assert torch.allclose(got, torch.stack(want), atol=1e-8, rtol=1e-8)
+
+
+def test_score_matching_trace_is_unbiased_for_the_exact_trace() -> None:
+    flow, x = _tiny_flow()
+    x = x[:2]
+    many = 4000
+    est = score_matching_terms(flow, x.repeat(many, 1), n_probes=1, chunk_size=4000, generator=_gen(9))
+    est = est.reshape(many, 2)
+    s = flow.score(x)
+    for i in range(2):
+        hess = torch.autograd.functional.hessian(lambda v: flow.log_prob(v[None])[0], x[i])
+        exact = 0.5 * s[i].pow(2).sum() + torch.trace(hess)
+        se = est[:, i].std() / math.sqrt(many)
+        assert abs(float(est[:, i].mean() - exact.detach())) < 4 * float(se)
+
+
+def test_score_matching_terms_reject_bad_arguments() -> None:
+    flow, x = _tiny_flow()
+    with pytest.raises(ValueError, match="n_probes"):
+        score_matching_terms(flow, x, n_probes=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        score_matching_terms(flow, x, chunk_size=0)
