@@ -98,3 +98,15 @@ def test_demo_tiny(tmp_path, capsys):
     res = run_demo(tmp_path, dx=6, dh=4, n=400, n_iters=30, batch_size=100, progress=False)
     assert len(res["ranking"]) == 4 and (tmp_path / "demo.png").exists()
     assert "rank" in capsys.readouterr().out
+
+
+def test_every_registered_experiment_has_a_reproduce_command(capsys):
+    from steinkit.experiments import EXPERIMENTS, get_experiment
+
+    for name in EXPERIMENTS:
+        module = get_experiment(name)
+        assert module.NAME == name and module.DESCRIPTION
+        with pytest.raises(SystemExit) as exc:
+            main(["reproduce", name, "--help"])
+        assert exc.value.code == 0
+        assert "--quick" in capsys.readouterr().out

@@ -125,14 +125,16 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     module = get_experiment(args.experiment)
     options = {k: v for k, v in vars(args).items() if k not in _GLOBAL_KEYS}
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.cli_threads:
+        options.pop("threads")
+        if args.threads:
+            torch.set_num_threads(args.threads)
     module.run(Path(args.out), quick=args.quick, **options)
     print(f"results in {args.out}")
     return 0
 
 
-_GLOBAL_KEYS = {"command", "experiment", "out", "quick", "threads", "func"}
+_GLOBAL_KEYS = {"command", "experiment", "out", "quick", "func", "cli_threads"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,16 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")
     rep_sub = rep.add_subparsers(dest="experiment", required=True)
     for exp_name in EXPERIMENTS:
-        try:
-            module = get_experiment(exp_name)
-        except ImportError:
-            continue
+        module = get_experiment(exp_name)
         p = rep_sub.add_parser(exp_name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         p.add_argument("--out", required=True, help="output folder for results.json and figures")
         p.add_argument("--quick", action="store_true", help="the reduced preset (see the description)")
-        p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
         module.add_arguments(p)
-        p.set_defaults(func=_cmd_reproduce)
+        own_threads = "--threads" in p._option_string_actions  # the experiment handles threads itself
+        if not own_threads:
+            p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+        p.set_defaults(func=_cmd_reproduce, cli_threads=not own_threads)
     return parser
 
 
