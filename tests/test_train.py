@@ -1,0 +1,341 @@
+"""Trainer and losses: exact loss values, gradients, input checks, checkpoints and resume, NaN stop."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import gen
+from steinkit.critics import MLPCritic
+from steinkit.models import Gaussian, GaussianBernoulliRBM, LinearICA, MLPEnergy
+from steinkit.stein import stein_terms
+from steinkit.train import (
+    METHODS,
+    TrainingDiverged,
+    cnce_loss,
+    fit_noise,
+    load_checkpoint,
+    lsd_model_loss,
+    nce_loss,
+    ssm_terms,
+    train,
+)
+
+
+def _gauss(d: int = 2, dtype: torch.dtype = torch.float32) -> Gaussian:
+    """A Gaussian whose mean is trained and whose covariance is frozen."""
+    q = Gaussian(torch.zeros(d, dtype=dtype), torch.eye(d, dtype=dtype))
+    q.cov.requires_grad_(False)
+    return q
+
+
+def _data(n: int = 1000, d: int = 2, shift: float = 1.0, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, d, generator=gen(seed)) + shift
+
+
+def _small_critic(d: int = 2, seed: int = 1) -> MLPCritic:
+    return MLPCritic(d, hidden=16, generator=gen(seed))
+
+
+def _kwargs(method: str) -> dict:
+    if method == "lsd":
+        return {"critic": _small_critic(), "critic_steps": 2, "lam": 0.5}
+    if method == "cnce":
+        return {"eps": 0.5}
+    return {}
+
+
+# ----------------------------------------------------------------------------- losses
+def test_ssm_terms_are_exact_for_a_gaussian():
+    cov = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    mean = torch.tensor([0.3, -0.2], dtype=torch.float64)
+    q = Gaussian(mean, cov)
+    x = torch.randn(5, 2, generator=gen(0), dtype=torch.float64)
+    eps = torch.randn(5, 2, generator=gen(1), dtype=torch.float64)
+    sq, hess = ssm_terms(q, x, eps)
+    prec = torch.linalg.inv(cov)
+    s = -(x - mean) @ prec
+    torch.testing.assert_close(sq, 0.5 * s.pow(2).sum(1))
+    torch.testing.assert_close(hess, -((eps @ prec) * eps).sum(1))
+
+
+def test_ssm_hessian_term_vanishes_for_the_laplace_ica_model():
+    # The Laplace log-density is piecewise linear in x: its Hessian is zero almost everywhere,
+    # so sliced score matching sees only the ½‖s‖² term, which shrinks as W grows.
+    q = LinearICA.random(4, generator=gen(0))
+    x = q.sample(50, generator=gen(1))
+    sq, hess = ssm_terms(q, x, torch.randn(50, 4, generator=gen(2)))
+    assert torch.all(hess == 0)
+    assert torch.all(sq > 0)
+
+
+def test_ssm_terms_reject_a_score_without_graph():
+    class Detached(nn.Module):
+        dim = 2
+
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.zeros(2))
+
+        def score(self, x):
+            return (-x).detach()
+
+    with pytest.raises(ValueError, match="differentiable"):
+        ssm_terms(Detached(), torch.zeros(3, 2), torch.ones(3, 2))
+
+
+def test_ssm_terms_check_probe_shape():
+    with pytest.raises(ValueError, match="probes"):
+        ssm_terms(_gauss(), torch.zeros(3, 2), torch.ones(2, 2))
+
+
+def test_nce_loss_matches_the_logistic_formula():
+    q = _gauss()
+    noise = fit_noise(_data(500))
+    x, y = _data(7, seed=3), noise.sample(7, generator=gen(4))
+    c = torch.tensor(0.3)
+    gx = q.log_prob(x) + c - noise.log_prob(x)
+    gy = q.log_prob(y) + c - noise.log_prob(y)
+    expect = -torch.log(torch.sigmoid(gx)).mean() - torch.log(1 - torch.sigmoid(gy)).mean()
+    torch.testing.assert_close(nce_loss(q, x, y, noise.log_prob, c), expect)
+
+
+def test_fit_noise_matches_the_data_moments():
+    x = _data(400, d=3)
+    noise = fit_noise(x)
+    torch.testing.assert_close(noise.mean, x.mean(0))
+    torch.testing.assert_close(noise.cov, torch.cov(x.T), rtol=1e-4, atol=1e-4)
+    assert not any(p.requires_grad for p in noise.parameters())
+
+
+def test_cnce_loss_matches_the_formula_and_is_log2_for_equal_points():
+    q = _gauss()
+    x = _data(6)
+    y = x + 0.1 * torch.randn(6, 2, generator=gen(5))
+    g = q.log_prob(x) - q.log_prob(y)
+    torch.testing.assert_close(cnce_loss(q, x, y), torch.log1p(torch.exp(-g)).mean())
+    assert math.isclose(float(cnce_loss(q, x, x).detach()), math.log(2.0), rel_tol=1e-6)
+
+
+def test_lsd_model_gradient_equals_the_gradient_of_the_stein_discrepancy():
+    # The trace term does not depend on θ, so E[sᵀf] (critic held fixed) has LSD's θ-gradient.
+    torch.manual_seed(0)
+    ebm = MLPEnergy(2, hidden=8, dtype=torch.float64)
+    critic = MLPCritic(2, hidden=8, generator=gen(1), dtype=torch.float64)
+    x = torch.randn(20, 2, generator=gen(2), dtype=torch.float64)
+    probes = torch.randn(20, 2, generator=gen(3), dtype=torch.float64)
+    terms, _ = stein_terms(critic, x, ebm.score(x), probes=probes)
+    full = torch.autograd.grad(terms.mean(), list(ebm.parameters()), allow_unused=True)
+    with torch.no_grad():
+        f = critic(x)
+    ours = torch.autograd.grad(lsd_model_loss(ebm.score(x), f), list(ebm.parameters()), allow_unused=True)
+    for a, b in zip(full, ours):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b)
+
+
+# ----------------------------------------------------------------------------- training works
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_moves_a_gaussian_mean_to_the_data_mean(method):
+    # Data N(1, I); the model N(m, I) starts at m = 0. Every method's population optimum is m = 1.
+    x = _data(2000)
+    q = _gauss()
+    res = train(q, x, method=method, steps=300, batch_size=100, lr=2e-2, seed=0, progress=False, **_kwargs(method))
+    assert res.steps == 300 and res.method == method
+    # The sample mean of 2000 points is within 4·(1/√2000) ≈ 0.09 of 1; Adam's jitter at this lr
+    # and the critic's error (LSD) add at most a few hundredths more.
+    assert torch.allclose(q.mean.detach(), torch.ones(2), atol=0.2), q.mean
+
+
+def test_lsd_and_ssm_train_an_mlp_energy_through_its_autograd_score():
+    x = _data(500)
+    for method in ("lsd", "ssm"):
+        torch.manual_seed(0)
+        ebm = MLPEnergy(2, hidden=16).init_base(x)
+        before = [p.detach().clone() for p in ebm.parameters()]
+        res = train(ebm, x, method=method, steps=10, batch_size=50, seed=0, progress=False, **_kwargs(method))
+        changed = [not torch.equal(a, b.detach()) for a, b in zip(before, ebm.parameters())]
+        # Every parameter the score depends on moves (the output bias of the net does not
+        # enter the score, so it stays put).
+        names = [n for n, _ in ebm.named_parameters()]
+        assert all(c for n, c in zip(names, changed) if n not in ("net.4.bias",)), (method, names, changed)
+        assert math.isfinite(res.history[-1]["loss"])
+
+
+def test_nce_learns_the_log_normalizer_of_an_unnormalized_model():
+    # An RBM's log_prob omits log Z, so the learned c must absorb it; check only that c moves
+    # and training runs on a model flagged unnormalized.
+    rbm = GaussianBernoulliRBM.random(3, 2, generator=gen(0))
+    x = rbm.sample(500, burn_in=50, generator=gen(1))
+    res = train(rbm, x, method="nce", steps=50, seed=0, lr=1e-2, progress=False)
+    assert res.log_normalizer is not None and res.log_normalizer != 0.0
+
+
+def test_same_seed_same_parameters_and_float64_works():
+    x = _data(300).double()
+    runs = []
+    for seed in (0, 0, 1):
+        q = _gauss(dtype=torch.float64)
+        train(q, x, method="cnce", steps=20, seed=seed, lr=1e-2, progress=False)
+        runs.append(q.mean.detach().clone())
+    assert runs[0].dtype == torch.float64
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_history_and_eval_fn_are_recorded():
+    x = _data(300)
+    calls = []
+
+    def eval_fn(model):
+        calls.append(1)
+        return {"mean0": float(model.mean[0])}
+
+    res = train(_gauss(), x, method="ml", steps=20, log_every=5, eval_every=10, eval_fn=eval_fn, seed=0, progress=False)
+    steps = [h["step"] for h in res.history]
+    assert steps == [0, 5, 10, 15, 20]
+    assert [h["step"] for h in res.history if "mean0" in h] == [0, 10, 20]
+    assert all("loss" in h for h in res.history[1:])
+    assert len(calls) == 3
+
+    res = train(_gauss(), x, method="lsd", steps=4, log_every=2, seed=0, progress=False, eval_fn=lambda m: 1.5, **_kwargs("lsd"))
+    assert {"loss", "critic_loss", "lsd", "eval"} <= set(res.history[-1])
+
+
+# ----------------------------------------------------------------------------- input checks
+def test_bad_inputs_raise_errors_that_name_the_argument():
+    x = _data(100)
+    q = _gauss()
+    with pytest.raises(ValueError, match="method must be one of"):
+        train(q, x, method="cd", steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"data has 3 columns .*model.dim = 2"):
+        train(q, _data(100, d=3), method="ml", steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"data must be a 2-D tensor"):
+        train(q, torch.zeros(10), method="ml", steps=1, progress=False)
+    bad = x.clone()
+    bad[7, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"data contains NaN or inf .*row 7"):
+        train(q, bad, method="ml", steps=1, progress=False)
+    bad[7, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"data contains NaN or inf"):
+        train(q, bad, method="ssm", steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"method='ml' needs a normalized model .*MLPEnergy"):
+        train(MLPEnergy(2, hidden=4), x, method="ml", steps=1, progress=False)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        train(lambda z: -z, x, method="lsd", steps=1, progress=False)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        train(q, x, method="ml", steps=0, progress=False)
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        train(q, x, method="ml", steps=1, batch_size=2.5, progress=False)
+    with pytest.raises(ValueError, match="lr must be"):
+        train(q, x, method="ml", steps=1, lr=-1.0, progress=False)
+    with pytest.raises(ValueError, match="lam must be"):
+        train(q, x, method="lsd", steps=1, lam=0.0, progress=False)
+    with pytest.raises(ValueError, match="eps must be"):
+        train(q, x, method="cnce", steps=1, eps=float("nan"), progress=False)
+    with pytest.raises(ValueError, match="betas must be"):
+        train(q, x, method="ml", steps=1, betas=(0.5, 1.0), progress=False)
+    with pytest.raises(ValueError, match="trace must be"):
+        train(q, x, method="lsd", steps=1, trace="sloppy", progress=False)
+    with pytest.raises(ValueError, match="on_nan must be"):
+        train(q, x, method="ml", steps=1, on_nan="ignore", progress=False)
+    with pytest.raises(ValueError, match="critic has dimension critic.dim = 3"):
+        train(q, x, method="lsd", steps=1, critic=MLPCritic(3, hidden=4), progress=False)
+    with pytest.raises(ValueError, match="either generator or seed"):
+        train(q, x, method="ml", steps=1, seed=0, generator=gen(0), progress=False)
+    with pytest.raises(ValueError, match="distributed=True needs torch.distributed"):
+        train(q, x, method="ml", steps=1, distributed=True, progress=False)
+
+
+def test_lsd_refuses_a_score_without_parameter_graph():
+    class Fixed(nn.Module):
+        dim = 2
+
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.zeros(2))
+
+        def score(self, x):
+            return -x
+
+    with pytest.raises(ValueError, match="differentiable in the model's parameters"):
+        train(Fixed(), _data(50), method="lsd", steps=1, progress=False, **_kwargs("lsd"))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("method", METHODS)
+def test_resumed_run_ends_with_the_parameters_of_a_straight_run(tmp_path, method):
+    x = _data(500)
+
+    def fresh():
+        return _gauss(), _kwargs(method)
+
+    q1, kw1 = fresh()
+    straight = train(q1, x, method=method, steps=12, log_every=3, seed=0, lr=1e-2, progress=False, **kw1)
+
+    path = tmp_path / f"{method}.pt"
+    q2, kw2 = fresh()
+    first = train(q2, x, method=method, steps=7, log_every=3, checkpoint=path, seed=0, lr=1e-2, progress=False, **kw2)
+    assert first.steps == 7 and path.exists()
+    q3, kw3 = fresh()  # brand-new objects: everything must come from the checkpoint
+    resumed = train(q3, x, method=method, steps=12, log_every=3, checkpoint=path, seed=123, lr=1e-2, progress=False, **kw3)
+    assert resumed.resumed_from == 7 and resumed.steps == 12
+    assert torch.equal(q1.mean, q3.mean)
+    if method == "lsd":
+        for a, b in zip(straight.critic.parameters(), resumed.critic.parameters()):
+            assert torch.equal(a, b)
+    if method == "nce":
+        assert straight.log_normalizer == resumed.log_normalizer
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(straight.history) == strip(resumed.history)
+    assert load_checkpoint(path)["step"] == 12
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left behind
+
+
+def test_resume_refuses_a_checkpoint_of_another_method(tmp_path):
+    path = tmp_path / "ck.pt"
+    train(_gauss(), _data(100), method="ml", steps=2, checkpoint=path, seed=0, progress=False)
+    with pytest.raises(ValueError, match="written by method='ml'"):
+        train(_gauss(), _data(100), method="ssm", steps=4, checkpoint=path, seed=0, progress=False)
+    # resume=False starts over and overwrites it
+    res = train(_gauss(), _data(100), method="ssm", steps=3, checkpoint=path, resume=False, seed=0, progress=False)
+    assert res.resumed_from == 0 and load_checkpoint(path)["method"] == "ssm"
+
+
+class _Breaks(nn.Module):
+    """N(mu, I) whose log_prob turns NaN from its ``bad_call``-th call on."""
+
+    normalized = True
+
+    def __init__(self, bad_call: int) -> None:
+        super().__init__()
+        self.dim = 2
+        self.mu = nn.Parameter(torch.zeros(2))
+        self.calls, self.bad_call = 0, bad_call
+
+    def log_prob(self, x):
+        self.calls += 1
+        lp = -0.5 * (x - self.mu).pow(2).sum(1) - math.log(2 * math.pi)
+        return lp * float("nan") if self.calls >= self.bad_call else lp
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "ck.pt"
+    model = _Breaks(bad_call=12)
+    with pytest.raises(TrainingDiverged, match=r"step 12 .*last good checkpoint \(step 10\)") as info:
+        train(model, _data(100), method="ml", steps=30, checkpoint=path, checkpoint_every=5, seed=0, progress=False)
+    assert info.value.step == 12 and info.value.last_good_step == 10
+    state = load_checkpoint(path)
+    assert state["step"] == 10
+    assert torch.isfinite(model.mu).all()
+    # on_nan="stop": a warning and a result instead of an exception
+    model = _Breaks(bad_call=4)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        res = train(model, _data(100), method="ml", steps=30, on_nan="stop", seed=0, progress=False)
+    assert res.diverged_at == 4 and res.steps == 3
+    assert torch.isfinite(model.mu).all()
