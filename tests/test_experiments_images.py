@@ -1,0 +1,196 @@
+"""The image experiment (Sec. 8.2, App. B.6 / C) end to end on 8x8 digits, and its building blocks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import gen
+from steinkit.cli import main
+from steinkit.experiments import images
+from steinkit.experiments._images_common import (
+    energy_score_fn,
+    make_space,
+    rbm_visible_mean,
+    summarize_history,
+    train_in_segments,
+)
+from steinkit.models import GaussianBernoulliRBM, MLPEnergy
+
+TINY = dict(
+    dataset="digits",
+    ebm_steps=6,
+    rbm_steps=6,
+    ebm_hidden=16,
+    critic_hidden=16,
+    rbm_critic_hidden=16,
+    rbm_hidden=8,
+    n_train=300,
+    n_test=50,
+    n_samples=9,
+    sgld_steps=31,
+    gibbs_steps=20,
+    segment_epochs=1.0,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("images")
+    return out, images.run(out, **TINY)
+
+
+def test_end_to_end_results_and_pngs(tiny_run):
+    out, res = tiny_run
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["experiment"] == "images" and saved["preset"] == "full"
+    assert saved["dataset"] == {"name": "digits", "n_train": 300, "n_test": 50, "shape": [8, 8],
+                                "load_seconds": saved["dataset"]["load_seconds"]}
+    s = saved["settings"]
+    assert (s["lam"], s["critic_steps"], s["lr"], s["rbm_lr"], s["sgld_step_size"], s["sgld_noise"]) == (
+        10.0, 5, 1e-4, 1e-3, 1.0, 0.01)
+    for name in ("ebm", "rbm"):
+        st = saved["stages"][name]
+        assert st["steps"] == 6 and st["diverged_at"] is None
+        assert st["train_seconds_total"] > 0 and st["sampling_seconds"] >= 0
+        assert math.isfinite(st["final"]["loss"]) and math.isfinite(st["final"]["lsd"])
+        assert math.isfinite(st["held_out_lsd"]["mean"]) and st["held_out_lsd"]["n"] == 50
+        for png in st["grids"].values():
+            assert (out / png).stat().st_size > 0
+    grids = saved["stages"]["ebm"]["grids"]
+    for sigma in ("0.01", "0.1"):
+        for t in (30, 31):
+            assert f"sigma={sigma}, {t} steps" in grids
+    assert saved["stages"]["ebm"]["sgld"]["fraction_finite"] == {"0.01": 1.0, "0.1": 1.0}
+    assert set(saved["stages"]["rbm"]["grids"]) == {"samples", "means"}
+    assert {"data.png", "training_curves.png", "ebm_samples.png", "rbm_samples.png",
+            "ebm_sampler_study.png"} <= set(saved["pngs"])
+    assert all((out / p).exists() for p in saved["pngs"])
+    assert res["settings"] == saved["settings"]
+
+
+def test_rerun_resumes_from_checkpoints(tiny_run):
+    out, first = tiny_run
+    again = images.run(out, **TINY)
+    for name in ("ebm", "rbm"):
+        st = again["stages"][name]
+        assert st["resumed_from"] == 6 and st["steps"] == 6
+        assert st["final"] == first["stages"][name]["final"]
+
+
+def test_other_settings_refuse_the_checkpoint(tiny_run):
+    out, _ = tiny_run
+    with pytest.raises(ValueError, match="--fresh"):
+        images.run(out, **{**TINY, "lam": 1.0}, stages=["ebm"])
+
+
+def test_cli_rbm_stage_standardized(tmp_path):
+    argv = ["reproduce", "images", "--dataset", "digits", "--out", str(tmp_path), "--stages", "rbm",
+            "--rbm-steps", "3", "--rbm-hidden", "4", "--rbm-critic-hidden", "8", "--rbm-critic-steps", "1",
+            "--n-train", "200", "--n-test", "20", "--n-samples", "4", "--gibbs-steps", "5",
+            "--rbm-space", "standardized", "--threads", "1"]
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["stages"]) == {"rbm"}
+    assert "standardization" in saved["stages"]["rbm"]["space"]
+    assert (tmp_path / "rbm_samples.png").exists()
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"dataset": "cifar"}, "dataset"),
+        ({"stages": ["gan"]}, "stages"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lam": -1.0}, "lam"),
+        ({"sgld_noise": -0.1}, "sgld_noise"),
+        ({"alpha": 0.5}, "alpha"),
+        ({"rbm_space": "pixels"}, "rbm_space"),
+        ({"ebm_steps": None, "epochs": 0.0}, "epochs"),
+        ({"n_train": 1}, "n_train"),
+    ],
+)
+def test_bad_options_name_the_argument(tmp_path, options, match):
+    with pytest.raises(ValueError, match=match):
+        images.run(tmp_path, **{**TINY, **options})
+
+
+def test_unknown_option_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match="bogus"):
+        images.run(tmp_path, **TINY, bogus=1)
+
+
+# --------------------------------------------------------------------------- building blocks
+@pytest.mark.parametrize("name", ["logit", "standardized"])
+def test_space_round_trip_recovers_the_pixels(name):
+    pixels = torch.randint(0, 256, (200, 6), generator=gen(0), dtype=torch.uint8)
+    space = make_space(name, pixels)
+    y = space.encode(pixels, generator=gen(1))
+    assert y.dtype == torch.float32 and torch.isfinite(y).all()
+    x = space.decode(y)
+    levels = torch.floor(x * 256).clamp(0, 255)
+    diff = (levels - pixels.float()).abs()
+    assert diff.max() <= 1 and (diff == 0).float().mean() > 0.99  # float32 rounding at level edges
+    u = space.uniform(1000, 6, generator=gen(2))
+    assert torch.isfinite(u).all() and space.decode(u).min() >= 0 and space.decode(u).max() <= 1
+
+
+def test_standardized_space_has_unit_moments():
+    pixels = torch.randint(0, 256, (5000, 3), generator=gen(0), dtype=torch.uint8)
+    y = make_space("standardized", pixels).encode(pixels, generator=gen(1))
+    # mean 0 / std 1 up to the dequantization noise's sampling error (tiny relative to 4 SE)
+    assert y.mean(0).abs().max() < 4 / math.sqrt(5000)
+    assert (y.std(0) - 1).abs().max() < 0.05
+
+
+def test_make_space_rejects_unknown_name():
+    with pytest.raises(ValueError, match="space"):
+        make_space("pixels", torch.zeros(2, 2, dtype=torch.uint8))
+
+
+def test_energy_score_fn_matches_the_model_score():
+    torch.manual_seed(0)
+    ebm = MLPEnergy(5, hidden=8)
+    x = torch.randn(7, 5, generator=gen(3))
+    torch.testing.assert_close(energy_score_fn(ebm)(x), ebm.score(x).detach())
+
+
+def test_rbm_visible_mean_is_unbiased_for_the_conditional_mean():
+    rbm = GaussianBernoulliRBM.random(4, 3, generator=gen(0))
+    x = torch.randn(1, 4, generator=gen(1)).expand(20000, 4)
+    m = rbm_visible_mean(rbm, x, generator=gen(2))
+    with torch.no_grad():
+        exact = rbm.b + 0.5 * torch.tanh(0.5 * x[0] @ rbm.B + rbm.c) @ rbm.B.T
+    se = m.std(0) / math.sqrt(m.shape[0])
+    assert ((m.mean(0) - exact).abs() <= 4 * se + 1e-6).all()
+
+
+def test_segmented_training_resumes_exactly(tmp_path):
+    pixels = torch.randint(0, 256, (60, 4), generator=gen(0), dtype=torch.uint8)
+    space = make_space("logit", pixels)
+
+    def fresh():
+        torch.manual_seed(0)
+        return MLPEnergy(4, hidden=8)
+
+    kw = dict(segment=2, seed=3, device=torch.device("cpu"), progress=False, method="lsd", batch_size=10,
+              lr=1e-3, critic_steps=1, lam=10.0, log_every=1)
+    a, b = fresh(), fresh()
+    res_a, _ = train_in_segments(a, pixels, space, steps=5, checkpoint=tmp_path / "a.pt", **kw)
+    train_in_segments(b, pixels, space, steps=3, checkpoint=tmp_path / "b.pt", **kw)
+    b2 = fresh()  # a new process: parameters come from the checkpoint
+    res_b, _ = train_in_segments(b2, pixels, space, steps=5, checkpoint=tmp_path / "b.pt", **kw)
+    assert res_a.steps == res_b.steps == 5
+    for pa, pb in zip(a.parameters(), b2.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0)
+    assert [r["loss"] for r in res_a.history] == [r["loss"] for r in res_b.history]
+
+
+def test_summarize_history_averages_the_tail():
+    hist = [{"step": i, "loss": float(i)} for i in range(10)]
+    out = summarize_history(hist, keys=("loss", "lsd"), last=4)
+    assert out["loss"] == 7.5 and math.isnan(out["lsd"])
