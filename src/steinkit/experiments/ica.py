@@ -38,7 +38,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -206,7 +206,14 @@ def _write_json(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _train_oracle(model: LinearICA, truth: LinearICA, x: Tensor, spec: dict[str, Any], lr: float, eval_fn) -> tuple[dict, ...]:
+def _train_oracle(
+    model: LinearICA,
+    truth: LinearICA,
+    x: Tensor,
+    spec: dict[str, Any],
+    lr: float,
+    eval_fn: Callable[[LinearICA], dict[str, float]],
+) -> tuple[dict, ...]:
     """Algorithm 3's model step with the exact optimal critic f* = s_q − s_p (any λ: Adam is
     scale-free), on the same mini-batches and schedule as :func:`train`."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
