@@ -55,7 +55,7 @@ def test_end_to_end_results_and_pngs(tiny_run):
         10.0, 5, 1e-4, 1e-3, 1.0, 0.01)
     for name in ("ebm", "rbm"):
         st = saved["stages"][name]
-        assert st["steps"] == 6 and st["diverged_at"] is None
+        assert st["steps"] == 6 and st["diverged_at"] is None and st["resumed_from"] == 0
         assert st["train_seconds_total"] > 0 and st["sampling_seconds"] >= 0
         assert math.isfinite(st["final"]["loss"]) and math.isfinite(st["final"]["lsd"])
         assert math.isfinite(st["held_out_lsd"]["mean"]) and st["held_out_lsd"]["n"] == 50
@@ -180,11 +180,11 @@ def test_segmented_training_resumes_exactly(tmp_path):
     kw = dict(segment=2, seed=3, device=torch.device("cpu"), progress=False, method="lsd", batch_size=10,
               lr=1e-3, critic_steps=1, lam=10.0, log_every=1)
     a, b = fresh(), fresh()
-    res_a, _ = train_in_segments(a, pixels, space, steps=5, checkpoint=tmp_path / "a.pt", **kw)
+    res_a, start_a, _ = train_in_segments(a, pixels, space, steps=5, checkpoint=tmp_path / "a.pt", **kw)
     train_in_segments(b, pixels, space, steps=3, checkpoint=tmp_path / "b.pt", **kw)
     b2 = fresh()  # a new process: parameters come from the checkpoint
-    res_b, _ = train_in_segments(b2, pixels, space, steps=5, checkpoint=tmp_path / "b.pt", **kw)
-    assert res_a.steps == res_b.steps == 5
+    res_b, start_b, _ = train_in_segments(b2, pixels, space, steps=5, checkpoint=tmp_path / "b.pt", **kw)
+    assert res_a.steps == res_b.steps == 5 and (start_a, start_b) == (0, 3)
     for pa, pb in zip(a.parameters(), b2.parameters()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0)
     assert [r["loss"] for r in res_a.history] == [r["loss"] for r in res_b.history]

@@ -126,14 +126,16 @@ def train_in_segments(
     device: torch.device,
     progress: bool = True,
     **train_kwargs: Any,
-) -> tuple[TrainResult, float]:
+) -> tuple[TrainResult, int, float]:
     """Train ``model`` for ``steps`` model updates, redrawing the dequantization noise every ``segment`` steps.
 
     Each segment continues the trainer from ``checkpoint`` (which is also how an interrupted run
     resumes: segments already done are skipped). Segment ``k`` dequantizes with seed
     ``seed * 100003 + k``, so the data seen at every step is the same whether or not a run was
     interrupted. Returns the last segment's :class:`TrainResult` (its ``steps``, ``history`` and
-    ``seconds`` cover the whole run) and the seconds spent preparing data.
+    ``seconds`` cover the whole run; its ``resumed_from`` is only that segment's start), the step
+    the checkpoint held when this call began (0 for a fresh run), and the seconds spent
+    preparing data.
     """
     result: TrainResult | None = None
     done = 0
@@ -163,7 +165,7 @@ def train_in_segments(
         if result.diverged_at is not None:
             break
     assert result is not None
-    return result, prep
+    return result, done, prep
 
 
 def energy_score_fn(ebm: MLPEnergy) -> Callable[[Tensor], Tensor]:
