@@ -67,7 +67,9 @@ def test_run_writes_results_of_the_documented_shape(tiny_run: tuple[Path, dict])
     for key in ("lsd", "score_matching"):
         assert set(res["spearman"][key]) == {"rho", "pvalue"}
         assert -1.0 <= res["spearman"][key]["rho"] <= 1.0
-    assert isinstance(res["claim_holds"], bool)
+    for key in ("claim_holds", "lsd_rho_at_least_0.9", "lsd_rho_above_score_matching"):
+        assert isinstance(res[key], bool)
+    assert res["seconds"]["total"] > 0 and res["seconds"]["cpu_total"] > 0
     assert (out / "flow_eval.png").stat().st_size > 0
     assert (out / "samples.png").stat().st_size > 0
     assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == [
@@ -118,6 +120,16 @@ def test_checkpoints_of_another_configuration_are_refused(tiny_run: tuple[Path, 
     out, _ = tiny_run
     with pytest.raises(ValueError, match="different configuration"):
         flow_eval.run(out, quick=True, **{**TINY, "hidden_channels": 8})
+
+
+def test_presets_are_valid_and_follow_the_paper_where_stated() -> None:
+    full = flow_eval._config(False, {})
+    quick = flow_eval._config(True, {})
+    assert (full["n_stages"], full["n_blocks"], full["hidden_channels"], full["lr"]) == (3, 4, 128, 1e-4)
+    assert full["checkpoint_steps"] == [1000 * k for k in range(1, 11)]
+    assert (full["critic_hidden"], full["critic_layers"], full["critic_passes"]) == (1000, 2, 100)
+    assert full["critic_batch_size"] == 128 and full["split"] == [0.8, 0.1, 0.1]
+    assert len(quick["checkpoint_steps"]) == 10 and quick["critic_hidden"] == 1000
 
 
 @pytest.mark.parametrize(

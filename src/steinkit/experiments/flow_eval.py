@@ -26,8 +26,22 @@ would need the pixel-space score ``grad_x [log q(y(x)) + log|dy/dx|]`` instead; 
 would compare a logit-space score with pixel-space data.) Every checkpoint uses the same
 split, the same critic initialisation and the same probes.
 
-The claim checked: across checkpoints, LSD tracks bits/dim (high Spearman correlation),
-score matching much less so.
+Critic coordinates. The quick preset fits the critic in *standardized* logit coordinates
+``u = (y - m) / D`` (m, D: per-pixel mean and standard deviation of the critic's training
+split, the same for every checkpoint), i.e. it estimates the Stein discrepancy between the
+standardized data and the standardized model, whose score is ``D * grad_y log q(m + D u)``.
+This equals the logit-space LSD with the critic ``f(y) = D g((y - m) / D)`` and the penalty
+``lam E||g||^2``: only the critic's parametrisation and the weighting of its L2 penalty change.
+Logit-space pixels have very different spreads (background pixels ~1, strokes ~4), and with
+raw coordinates a 2x1000 critic given a few hundred steps learned the discrepancies too
+slowly to rank the checkpoints (Spearman 0.59 with 8 passes on raw coordinates against 0.94
+standardized, and 1.0 standardized with 16 passes). The full preset keeps the paper's raw
+coordinates (``critic_standardize=False``), where 100 passes train the critic much further.
+
+The claim checked: across checkpoints, LSD tracks bits/dim (Spearman >= 0.9) better than
+score matching does. (In the quick preset's early-training regime score matching also tracks
+bits/dim closely: for dequantized data its objective keeps decreasing as the flow sharpens
+its density at the quantization-bin edges, which maximum-likelihood training does throughout.)
 
 Checkpoints are saved to ``out/checkpoints/step-XXXXXXX.pt`` as soon as they are reached and
 each checkpoint's evaluation to ``step-XXXXXXX.eval.json`` next to it, so a rerun skips
@@ -39,11 +53,14 @@ uninterrupted run.
 Presets:
     full (the paper's B.3): flow of 3 stages x 4 blocks, 128 hidden channels, Adam lr 1e-4,
     batch 64, checkpoints every 1000 steps up to 10000; critic 2x1000 trained for 100 passes
-    over its 8000 images with batch 128, validating after every pass. Hours on a CPU.
-    quick: a narrower flow (32 hidden channels) trained with lr 1e-3, checkpoints spaced
-    geometrically over the first 1000 steps (25, 50, ..., 1000) where bits/dim moves most;
-    the same 2x1000 critic trained for 8 passes (504 steps of batch 128) instead of 100,
-    validating after every pass; score matching with 4 probes.
+    over its 8000 images with batch 128 (6300 steps), validating after every pass; score
+    matching with 16 probes. Hours on a CPU.
+    quick: the same flow architecture but 32 hidden channels, lr 1e-3, checkpoints spaced
+    about geometrically over the first 1000 steps (25, 50, 75, 100, 150, 200, 300, 450, 650,
+    1000) where bits/dim moves most (5.05 -> 4.11 on Fashion-MNIST); the same 2x1000 critic in
+    standardized coordinates trained for 16 passes (1008 steps of batch 128) instead of 100,
+    validating after every pass; score matching with 4 probes. About 11 CPU-minutes on one
+    thread.
 
 Example:
     >>> from steinkit.experiments import flow_eval  # doctest: +SKIP
@@ -128,7 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         lam=0.5,
         critic_hidden=1000,
         critic_layers=2,
-        critic_passes=8,
+        critic_passes=16,
         critic_batch_size=128,
         critic_lr=1e-3,
         critic_standardize=True,
@@ -310,7 +327,8 @@ def run(out: str | os.PathLike[str], *, quick: bool = False, **options: Any) -> 
         The contents of ``results.json``: ``config``, ``rows`` (one per checkpoint with
         ``checkpoint, step, bits_per_dim, lsd, lsd_stderr, score_matching`` and their standard
         errors), ``spearman`` (``rho`` and ``pvalue`` of LSD and of score matching against
-        bits/dim), ``claim_holds``, ``seconds`` and ``files``.
+        bits/dim), ``lsd_rho_at_least_0.9``, ``lsd_rho_above_score_matching``,
+        ``claim_holds`` (both), ``seconds`` (wall and CPU) and ``files``.
     """
     t_start, cpu_start = time.perf_counter(), time.process_time()
     cfg = _config(quick, options)
@@ -357,11 +375,18 @@ def run(out: str | os.PathLike[str], *, quick: bool = False, **options: Any) -> 
             "config": cfg,
             "space": "LSD and score matching use the flow's score in logit space on "
             "logit-transformed test images; bits/dim is in pixel space (0..256 scale)",
+            "critic_coordinates": "standardized logit space (u = (y - m) / D from the critic's "
+            "training split)" if cfg["critic_standardize"] else "logit space",
             "sm_trace": f"hutchinson (Gaussian probes, {cfg['sm_probes']} per image)",
             "rows": rows,
             "spearman": spearman,
+            "lsd_rho_at_least_0.9": bool(spearman["lsd"]["rho"] >= 0.9),
+            "lsd_rho_above_score_matching": bool(
+                spearman["lsd"]["rho"] > spearman["score_matching"]["rho"] + 1e-9
+            ),
             "claim_holds": bool(
-                spearman["lsd"]["rho"] >= 0.9 and spearman["lsd"]["rho"] > spearman["score_matching"]["rho"]
+                spearman["lsd"]["rho"] >= 0.9
+                and spearman["lsd"]["rho"] > spearman["score_matching"]["rho"] + 1e-9
             ),
             "seconds": {
                 "train": t_train,
