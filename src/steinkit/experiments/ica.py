@@ -38,7 +38,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -49,6 +48,7 @@ from torch import Tensor
 from ..models import LinearICA
 from ..models.gaussian import _check_points
 from ..train import METHODS, lsd_model_loss, train
+from ._common import write_json
 
 __all__ = [
     "NAME",
@@ -202,14 +202,6 @@ def _mean_loglik(model: LinearICA, x: Tensor) -> float:
     return value
 
 
-def _write_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(tmp, path)
-
-
 def _train_oracle(
     model: LinearICA,
     truth: LinearICA,
@@ -304,7 +296,7 @@ def run_job(spec: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
             {k: h[k] for k in ("step", "val", "test", "loss", "hess_term") if k in h} for h in history
         ],
     }
-    _write_json(result, path)
+    write_json(path, result)
     if ckpt.exists():
         ckpt.unlink()
     return result
@@ -543,5 +535,5 @@ def run(
         "seconds": time.perf_counter() - t0,
         "run_seconds_total": sum(r["seconds"] for r in runs),  # wall time summed over runs
     }
-    _write_json(results, out / "results.json")
+    write_json(out / "results.json", results)
     return results

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +31,7 @@ from ..critics import MLPCritic
 from ..data.toy import TOY_DATASETS, sample_toy
 from ..models import Gaussian, MLPEnergy
 from ..train import train
+from ._common import write_json
 
 __all__ = ["NAME", "DESCRIPTION", "FULL", "QUICK", "add_arguments", "run", "run_dataset", "grid_log_density"]
 
@@ -86,14 +86,6 @@ def _gaussian_fit(x: Tensor) -> Gaussian:
     return Gaussian(mean, xc.T @ xc / x.shape[0])
 
 
-def _write_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(tmp, path)
-
-
 def run_dataset(name: str, settings: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
     """Train one set and write ``out/runs/<name>.json`` and ``out/runs/<name>.pt`` (the
     density grid); a set whose JSON exists is skipped."""
@@ -146,7 +138,7 @@ def run_dataset(name: str, settings: dict[str, Any], out: str | os.PathLike) -> 
         "seconds": seconds,
         "history": [{k: h[k] for k in ("step", "loss", "lsd") if k in h} for h in res.history],
     }
-    _write_json(result, path)
+    write_json(path, result)
     ckpt = out / "checkpoints" / f"{name}.pt"
     if ckpt.exists():
         ckpt.unlink()
@@ -247,5 +239,5 @@ def run(
         "figures": [figure.name],
         "seconds": time.perf_counter() - t0,
     }
-    _write_json(results, out / "results.json")
+    write_json(out / "results.json", results)
     return results
