@@ -298,7 +298,8 @@ def _run_pending(
     try:
         with _backend_context(backend, jobs) as (_, streams):
             if streams:
-                parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered")
+                # batch_size=1: every trial comes back (and is stored) on its own
+                parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
                 chunks: Iterable[Sequence[str]] = [pending]
             else:
                 width = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
