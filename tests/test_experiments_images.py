@@ -100,6 +100,14 @@ def test_cli_rbm_stage_standardized(tmp_path):
     assert (tmp_path / "rbm_samples.png").exists()
 
 
+def test_cli_uses_one_thread_by_default():
+    from steinkit.cli import build_parser
+
+    args = build_parser().parse_args(["reproduce", "images", "--out", "x"])
+    assert args.threads == 1 and args.dataset == "fashion-mnist" and args.quick is False
+    assert build_parser().parse_args(["reproduce", "images", "--out", "x", "--threads", "2"]).threads == 2
+
+
 @pytest.mark.parametrize(
     "options, match",
     [

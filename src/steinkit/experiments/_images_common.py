@@ -66,8 +66,11 @@ class Space:
     std: Tensor | None = None
 
     def encode(self, pixels: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """Dequantize uint8 ``pixels`` (n, d) with fresh noise and map them into the space (float32)."""
-        x01 = dequantize(pixels.cpu(), generator=generator)
+        """Dequantize uint8 ``pixels`` (n, d) with fresh noise and map them into the space (float32).
+
+        The work is done on ``pixels.device``; ``generator`` must live on that device.
+        """
+        x01 = dequantize(pixels, generator=generator)
         return self.from_unit(x01)
 
     def from_unit(self, x01: Tensor) -> Tensor:
@@ -130,7 +133,8 @@ def train_in_segments(
     """Train ``model`` for ``steps`` model updates, redrawing the dequantization noise every ``segment`` steps.
 
     Each segment continues the trainer from ``checkpoint`` (which is also how an interrupted run
-    resumes: segments already done are skipped). Segment ``k`` dequantizes with seed
+    resumes: segments already done are skipped). ``pixels`` (uint8) may already live on ``device``
+    so that the dequantization runs there. Segment ``k`` dequantizes with seed
     ``seed * 100003 + k``, so the data seen at every step is the same whether or not a run was
     interrupted. Returns the last segment's :class:`TrainResult` (its ``steps``, ``history`` and
     ``seconds`` cover the whole run; its ``resumed_from`` is only that segment's start), the step
@@ -148,7 +152,7 @@ def train_in_segments(
         if target <= done and k < n_segments - 1:
             continue  # finished before an interruption; the checkpoint holds its result
         t0 = time.perf_counter()
-        g = torch.Generator().manual_seed(seed * 100003 + k)
+        g = torch.Generator(device=pixels.device).manual_seed(seed * 100003 + k)
         data = space.encode(pixels, generator=g).to(device)
         prep += time.perf_counter() - t0
         result = train(

@@ -682,10 +682,11 @@ def _plot(rows: list[dict[str, Any]], spearman: dict[str, Any], path: Path, cfg:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
+    lsd_space = "standardized logit space" if cfg["critic_standardize"] else "logit space"
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = [
         ("bits_per_dim", "bits_per_dim_stderr", "bits/dim (test set, pixel space)", None),
-        ("lsd", "lsd_stderr", "LSD (logit space)", spearman["lsd"]["rho"]),
+        ("lsd", "lsd_stderr", f"LSD ({lsd_space})", spearman["lsd"]["rho"]),
         ("score_matching", "score_matching_stderr", "score matching (logit space)",
          spearman["score_matching"]["rho"]),
     ]

@@ -14,6 +14,11 @@ Three stages, each writing PNG grids (pixels back in [0, 1]) and its numbers to 
    mean, c = 0) trained by LSD (5 critic updates per model update, lambda = 10, Adam 1e-3) on
    the same data space; sampled by 2000 blocked-Gibbs sweeps. Two grids: the chains' last
    visible states x, and their noise-free means E[x | h] = b + B h / 2 after one more h-draw.
+   (Standardized pixels, ``--rbm-space standardized``, were tried and are much worse: the RBM's
+   fixed unit visible noise is as large as the whole per-pixel data variance there.)
+
+Chains that diverge (non-finite states) are drawn as mid-grey tiles; ``results.json`` records
+the finite fraction of each SGLD chain.
 
 ``--quick`` is a CPU preset (10-20 minutes on two shared cores): the paper's networks and
 hyper-parameters, but 600 EBM updates (one epoch instead of 100) at Adam lr 3e-4, and 1500 RBM
@@ -38,7 +43,7 @@ import numpy as np
 import torch
 
 from ..critics import MLPCritic
-from ..data import IMAGE_DATASETS, load_image_dataset, save_image_grid
+from ..data import IMAGE_DATASETS, load_image_dataset, make_image_grid, save_image_grid
 from ..models import GaussianBernoulliRBM, MLPEnergy
 from ..samplers import sgld
 from ._common import prepare_out, pyplot, write_json
@@ -120,7 +125,13 @@ _QUICK_NOTES = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The experiment's own options (``None`` defaults mean "take it from the preset")."""
+    """The experiment's own options (``None`` defaults mean "take it from the preset").
+
+    Also sets this command's ``--threads`` default to 1: on a shared 2-core machine (load ~7),
+    one torch thread ran a 2x1000 LSD update in 1.5-2.3 s, two threads in 8-14 s.
+    """
+    if parser.get_default("threads") is not None:  # the ``steinkit reproduce`` parser has it
+        parser.set_defaults(threads=1)
     a = parser.add_argument
     a("--dataset", choices=IMAGE_DATASETS, default="fashion-mnist")
     a("--data-root", default=None, help="folder with the IDX files (default: the dataset's standard place)")
@@ -250,9 +261,10 @@ def _curve_plot(path: Path, curves: dict[str, tuple[dict, ...]]) -> None:
     plt.close(fig)
 
 
-def _study_plot(path: Path, panels: dict[str, np.ndarray]) -> None:
+def _study_plot(path: Path, panels: dict[str, np.ndarray], rows: int, cols: int) -> None:
+    """The sampler study in one figure: one row per noise scale, one column per step count."""
     plt = pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(12, 8.4))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4.2 * rows), squeeze=False)
     for ax, (title, grid) in zip(axes.flat, panels.items()):
         ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=10)
@@ -281,7 +293,7 @@ def _run_ebm(out: Path, s: dict[str, Any], pixels: torch.Tensor, test_pixels: to
     ebm.to(device)
     critic.to(device)
     result, start, prep = train_in_segments(
-        ebm, pixels, space, steps=steps, segment=segment, checkpoint=ckpt, seed=s["seed"], device=device,
+        ebm, pixels.to(device), space, steps=steps, segment=segment, checkpoint=ckpt, seed=s["seed"], device=device,
         progress=progress, method="lsd", batch_size=s["batch_size"], lr=s["lr"], betas=(0.5, 0.9),
         critic=critic, critic_steps=s["critic_steps"], lam=s["lam"], log_every=max(1, min(50, steps // 20)),
         checkpoint_every=max(1, min(segment, 1000)), on_nan="stop",
@@ -309,15 +321,13 @@ def _run_ebm(out: Path, s: dict[str, Any], pixels: torch.Tensor, test_pixels: to
     grids["samples"] = _grid(space.decode(main), out / "ebm_samples.png", shape)
     grids["init"] = _grid(space.decode(x0), out / "ebm_sgld_init.png", shape)
     panels: dict[str, np.ndarray] = {}
-    from ..data import make_image_grid
-
     for sigma, res in chains.items():
         for t in marks:
             img = space.decode(res.snapshots[t])
             key = f"sigma={sigma:g}, {t} steps"
             grids[key] = _grid(img, out / f"ebm_sgld_sigma{sigma:g}_steps{t}.png", shape)
             panels[key] = make_image_grid(img, shape=shape)
-    _study_plot(out / "ebm_sampler_study.png", panels)
+    _study_plot(out / "ebm_sampler_study.png", panels, len(chains), len(marks))
     grids["sampler_study"] = "ebm_sampler_study.png"
     finite = {f"{sigma:g}": float(torch.isfinite(r.samples).all(1).float().mean()) for sigma, r in chains.items()}
     return {
@@ -362,7 +372,7 @@ def _run_rbm(out: Path, s: dict[str, Any], pixels: torch.Tensor, test_pixels: to
     rbm = GaussianBernoulliRBM(B, mean, torch.zeros(s["rbm_hidden"])).to(device)
     critic = MLPCritic(d, hidden=s["rbm_critic_hidden"], generator=g).to(device)
     result, start, prep = train_in_segments(
-        rbm, pixels, space, steps=steps, segment=segment, checkpoint=ckpt, seed=s["seed"] + 1, device=device,
+        rbm, pixels.to(device), space, steps=steps, segment=segment, checkpoint=ckpt, seed=s["seed"] + 1, device=device,
         progress=progress, method="lsd", batch_size=s["batch_size"], lr=s["rbm_lr"], betas=(0.5, 0.9),
         critic=critic, critic_steps=s["rbm_critic_steps"], lam=s["lam"], log_every=max(1, min(50, steps // 20)),
         checkpoint_every=max(1, min(segment, 1000)), on_nan="stop",
