@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         own_threads = "--threads" in p._option_string_actions  # the experiment handles threads itself
         if not own_threads:
-            p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+            default = p.get_default("threads") or 0  # an experiment may set its own default
+            p.add_argument("--threads", type=int, default=default, help="torch threads (0: torch's choice)")
         p.set_defaults(func=_cmd_reproduce, cli_threads=not own_threads)
     return parser
 

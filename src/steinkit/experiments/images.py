@@ -130,8 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Also sets this command's ``--threads`` default to 1: on a shared 2-core machine (load ~7),
     one torch thread ran a 2x1000 LSD update in 1.5-2.3 s, two threads in 8-14 s.
     """
-    if parser.get_default("threads") is not None:  # the ``steinkit reproduce`` parser has it
-        parser.set_defaults(threads=1)
+    parser.set_defaults(threads=1)  # the ``steinkit reproduce`` parser's --threads picks this up
     a = parser.add_argument
     a("--dataset", choices=IMAGE_DATASETS, default="fashion-mnist")
     a("--data-root", default=None, help="folder with the IDX files (default: the dataset's standard place)")
