@@ -42,6 +42,12 @@ The claim checked: across checkpoints, LSD tracks bits/dim (Spearman >= 0.9) bet
 score matching does. (In the quick preset's early-training regime score matching also tracks
 bits/dim closely: for dequantized data its objective keeps decreasing as the flow sharpens
 its density at the quantization-bin edges, which maximum-likelihood training does throughout.)
+Measured with the quick settings on Fashion-MNIST (seed 0): Spearman 1.00 for LSD and 1.00
+for score matching, so LSD reaches 0.9 but does not beat score matching. With the same
+critic budget on later, evenly spaced checkpoints (1000, 1500, ..., 5500 steps; 4.11 -> 3.94
+bits/dim) LSD fell to 0.49 (single checkpoints jumped to twice their neighbours' LSD) while
+score matching stayed at 0.99: resolving such small differences needs a better-trained critic
+than 16 passes give.
 
 Checkpoints are saved to ``out/checkpoints/step-XXXXXXX.pt`` as soon as they are reached and
 each checkpoint's evaluation to ``step-XXXXXXX.eval.json`` next to it, so a rerun skips
