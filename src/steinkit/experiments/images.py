@@ -37,7 +37,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -231,7 +231,8 @@ def _grid(images01: torch.Tensor, path: Path, shape: tuple[int, int]) -> str:
     return path.name
 
 
-def _held_out_lsd(critic: MLPCritic, score_fn, x: torch.Tensor, batch: int = 500) -> dict[str, float]:
+def _held_out_lsd(critic: MLPCritic, score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                  batch: int = 500) -> dict[str, float]:
     """Mean ± standard error of the learned critic's Stein terms (exact trace) on held-out data."""
     critic.eval()
     terms = []
