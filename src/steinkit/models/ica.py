@@ -3,6 +3,16 @@ r"""Linear ICA with Laplace sources: :math:`z_i \sim \mathrm{Laplace}(0, 1)` i.i
 .. math:: \log p(x) = \sum_i \log p_z\big((W^{-1}x)_i\big) - \log|\det W|, \qquad \log p_z(z) = -|z| - \log 2,
 
 and the score is :math:`\nabla_x \log p(x) = -W^{-T}\,\mathrm{sign}(W^{-1}x)` (paper Eq. 14).
+
+The score is piecewise constant in ``x``, with jumps on the hyperplanes :math:`(W^{-1}x)_i = 0`
+that move with ``W``. Plain autograd differentiates ``sign`` to zero, which drops the jumps from
+every derivative: expectations such as :math:`E_p[s_q(x)^\top f(x)]` then get a parameter gradient
+without the contribution of the moving boundaries, and Stein-type training (LSD) stalls at
+spurious fixed points short of the maximum-likelihood solution, while SSM's Hessian term
+is identically 0. ``boundary_width`` keeps the value ``sign`` but differentiates it as
+:math:`\tanh(z/w)`, whose derivative integrates to the jump: a kernel estimate of the delta
+term. Where the model is right the critic vanishes, so the width does not move LSD's fixed
+point; it trades bias for variance only on the way there.
 """
 
 from __future__ import annotations
@@ -19,15 +29,26 @@ __all__ = ["LinearICA"]
 _LOG2 = math.log(2.0)
 
 
+def _sign_with_smoothed_gradient(z: Tensor, width: float | None) -> Tensor:
+    """``sign(z)`` whose derivatives are those of ``tanh(z / width)`` (``width=None``: plain sign)."""
+    if width is None:
+        return torch.sign(z)
+    smooth = torch.tanh(z / width)
+    return smooth + (torch.sign(z) - smooth).detach()
+
+
 class LinearICA(nn.Module):
     r"""Linear ICA model :math:`x = W z` with i.i.d. Laplace(0, 1) sources ``z``.
 
     ``W`` is a trainable :class:`~torch.nn.Parameter`; :meth:`log_prob` is normalized. Both
     :meth:`log_prob` and :meth:`score` factor ``W`` once per call (LU) instead of inverting it.
-    The score uses ``sign``, whose derivative is zero, so it is piecewise constant in ``x``.
+    The score's value uses ``sign``; its derivatives (in ``x`` and ``W``) are those of
+    ``tanh(z / boundary_width)`` (see the module docstring), or zero with ``boundary_width=None``.
 
     Arguments:
         W: The square, non-singular mixing matrix, shape (d, d).
+        boundary_width: Width, in source units, of the smoothed derivative of ``sign``
+            (default 0.5); ``None`` differentiates ``sign`` to zero.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -39,7 +60,7 @@ class LinearICA(nn.Module):
 
     normalized: bool = True
 
-    def __init__(self, W: Tensor) -> None:
+    def __init__(self, W: Tensor, *, boundary_width: float | None = 0.5) -> None:
         super().__init__()
         W_t = _as_param(W, "W", _float_dtype(W), ndim=2)
         d = W_t.shape[0]
@@ -48,7 +69,10 @@ class LinearICA(nn.Module):
         _, _, info = torch.linalg.lu_factor_ex(W_t)
         if int(info) != 0:
             raise ValueError("W must be non-singular (its LU factorization has a zero pivot)")
+        if boundary_width is not None and not (isinstance(boundary_width, (int, float)) and boundary_width > 0):
+            raise ValueError(f"boundary_width must be a positive float or None, got {boundary_width!r}")
         self.dim: int = int(d)
+        self.boundary_width = None if boundary_width is None else float(boundary_width)
         self.W = nn.Parameter(W_t)
 
     @classmethod
@@ -104,7 +128,7 @@ class LinearICA(nn.Module):
         """Score :math:`-W^{-T}\\mathrm{sign}(W^{-1}x)` of each row of ``x`` (n, d); returns (n, d)."""
         x = _check_points(x, self.dim, self.W)
         lu, pivots, z = self._unmix(x)
-        return -torch.linalg.lu_solve(lu, pivots, torch.sign(z).T, adjoint=True).T
+        return -torch.linalg.lu_solve(lu, pivots, _sign_with_smoothed_gradient(z, self.boundary_width).T, adjoint=True).T
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` independent samples ``x = W z``, shape (n, d)."""
