@@ -63,14 +63,23 @@ def test_ssm_terms_are_exact_for_a_gaussian():
     torch.testing.assert_close(hess, -((eps @ prec) * eps).sum(1))
 
 
-def test_ssm_hessian_term_vanishes_for_the_laplace_ica_model():
-    # The Laplace log-density is piecewise linear in x: its Hessian is zero almost everywhere,
-    # so sliced score matching sees only the ½‖s‖² term, which shrinks as W grows.
-    q = LinearICA.random(4, generator=gen(0))
+def test_ssm_hessian_term_of_the_laplace_ica_model():
+    # The Laplace log-density is piecewise linear in x: differentiated pointwise
+    # (boundary_width=None) its Hessian is zero, so SSM sees only ½‖s‖², which shrinks as W grows.
+    q = LinearICA.random(4, generator=gen(0), dtype=torch.float64)
     x = q.sample(50, generator=gen(1))
-    sq, hess = ssm_terms(q, x, torch.randn(50, 4, generator=gen(2)))
+    v = torch.randn(50, 4, generator=gen(2), dtype=torch.float64)
+    q.boundary_width = None
+    sq, hess = ssm_terms(q, x, v)
     assert torch.all(hess == 0)
     assert torch.all(sq > 0)
+    # With the smoothed sign, ∇s = -W^{-T} diag(sech²(z/w)/w) W^{-1}: vᵀ∇s v in closed form.
+    q.boundary_width = 0.5
+    _, hess = ssm_terms(q, x, v)
+    W_inv = torch.linalg.inv(q.W.detach())
+    z, u = x @ W_inv.T, v @ W_inv.T
+    expected = -(u**2 * (1 - torch.tanh(z / 0.5) ** 2) / 0.5).sum(1)
+    torch.testing.assert_close(hess, expected)
 
 
 def test_ssm_terms_reject_a_score_without_graph():
@@ -339,3 +348,36 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
         res = train(model, _data(100), method="ml", steps=30, on_nan="stop", seed=0, progress=False)
     assert res.diverged_at == 4 and res.steps == 3
     assert torch.isfinite(model.mu).all()
+
+
+def test_cosine_lr_decay_starts_at_lr_and_resumes_exactly(tmp_path):
+    x = _data(300)
+    with pytest.raises(ValueError, match="lr_decay"):
+        train(_gauss(), x, method="ml", steps=2, lr_decay="step", seed=0, progress=False)
+    runs = {}
+    for decay, steps in (("constant", 1), ("cosine", 1), ("constant", 6), ("cosine", 6)):
+        q = _gauss()
+        train(q, x, method="ml", steps=steps, lr=1e-2, lr_decay=decay, seed=0, progress=False)
+        runs[decay, steps] = q.mean.detach().clone()
+    assert torch.equal(runs["constant", 1], runs["cosine", 1])  # step 1 of T uses the full rate
+    assert not torch.allclose(runs["constant", 6], runs["cosine", 6])
+    # Interrupted at step 3 (after the checkpoint of step 2), then rerun: the schedule is the same.
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_step_3(model):
+        calls.append(1)
+        if len(calls) == 2:  # step 0, then step 3
+            raise Interrupt
+        return 0.0
+
+    calls: list[int] = []
+    path = tmp_path / "cos.pt"
+    kw = dict(method="ml", steps=6, lr=1e-2, lr_decay="cosine", checkpoint=path, checkpoint_every=2, seed=0,
+              progress=False)
+    with pytest.raises(Interrupt):
+        train(_gauss(), x, eval_fn=stop_at_step_3, eval_every=3, **kw)
+    assert load_checkpoint(path)["step"] == 2
+    q = _gauss()
+    train(q, x, **kw)
+    assert torch.equal(q.mean, runs["cosine", 6])

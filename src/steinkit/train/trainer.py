@@ -56,9 +56,10 @@ from .objectives import (
     fit_noise,
 )
 
-__all__ = ["METHODS", "TrainResult", "TrainingDiverged", "train"]
+__all__ = ["LR_DECAYS", "METHODS", "TrainResult", "TrainingDiverged", "train"]
 
 METHODS: tuple[str, ...] = ("lsd", "ml", "ssm", "nce", "cnce")
+LR_DECAYS: tuple[str, ...] = ("constant", "cosine")
 _TRACES = ("hutchinson", "exact")
 _FORMAT = "steinkit.train/1"
 
@@ -273,6 +274,7 @@ def train(
     batch_size: int = 100,
     lr: float = 1e-3,
     betas: tuple[float, float] = (0.5, 0.9),
+    lr_decay: str = "constant",
     critic: nn.Module | None = None,
     critic_steps: int = 5,
     critic_lr: float | None = None,
@@ -305,6 +307,10 @@ def train(
         batch_size: global mini-batch size (drawn with replacement, fresh for every update;
             divisible by the world size under DDP).
         lr, betas: Adam settings of the model (and of the critic, unless ``critic_lr``).
+        lr_decay: the model's learning-rate schedule: ``"constant"`` (the paper's) or
+            ``"cosine"`` (lr · ½(1 + cos(π (t-1) / T)) at step t of T; the critic's rate stays).
+            Adam's step does not shrink with the gradient, so with a constant rate the model
+            keeps jittering at a scale set by lr around the optimum.
         critic: the LSD critic (default ``MLPCritic(model.dim)``: 2x300 Swish, initialised
             from the generator).
         critic_steps: critic updates C per model update (``lsd``).
@@ -352,6 +358,8 @@ def train(
     batch_size = _positive_int(batch_size, "batch_size")
     lr = _positive_float(lr, "lr")
     critic_lr = lr if critic_lr is None else _positive_float(critic_lr, "critic_lr")
+    if lr_decay not in LR_DECAYS:
+        raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}")
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(0.0 <= float(b) < 1.0 for b in betas)):
         raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}")
     betas = (float(betas[0]), float(betas[1]))
@@ -456,7 +464,8 @@ def train(
             "history": history,
             "pending": pending,
             "tail_row": tail_row,
-            "config": {"lr": lr, "batch_size": batch_size, "lam": lam, "critic_steps": critic_steps, "eps": eps},
+            "config": {"lr": lr, "batch_size": batch_size, "lam": lam, "critic_steps": critic_steps, "eps": eps,
+                       "lr_decay": lr_decay},
         }
         save_checkpoint(state, path)
         last_good = step
@@ -501,6 +510,8 @@ def train(
     try:
         for step in range(start + 1, steps + 1):
             failed = ""
+            if lr_decay == "cosine":
+                _set_lr(model_step.optimizer, lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps)))
             if critic_step is not None and critic_obj is not None:
                 for _ in range(critic_steps):
                     idx = torch.randint(0, n, (batch_size,), generator=generator, device=data.device)
