@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["prepare_out", "write_json", "pyplot", "markdown_table"]
+__all__ = ["prepare_out", "preset", "write_json", "pyplot", "markdown_table"]
 
 
 def prepare_out(out: str | os.PathLike) -> Path:
@@ -17,6 +17,21 @@ def prepare_out(out: str | os.PathLike) -> Path:
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def preset(full: dict[str, Any], quick_preset: dict[str, Any], quick: bool, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the chosen preset with ``overrides`` applied; unknown keys raise.
+
+    Example:
+        >>> preset({"a": 1, "b": 2}, {"a": 0, "b": 2}, True, {"b": 3})
+        {'a': 0, 'b': 3}
+    """
+    settings = dict(quick_preset if quick else full)
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(settings)}")
+    settings.update(overrides)
+    return settings
 
 
 def _clean(obj: Any) -> Any:

@@ -51,7 +51,7 @@ from torch import Tensor
 from ..models import LinearICA
 from ..models.gaussian import _check_points
 from ..train import METHODS, lsd_model_loss, train
-from ._common import write_json
+from ._common import preset, write_json
 
 __all__ = [
     "NAME",
@@ -482,11 +482,7 @@ def run(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = dict(QUICK if quick else FULL)
-    unknown = set(overrides) - set(settings)
-    if unknown:
-        raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(settings)}")
-    settings.update(overrides)
+    settings = preset(FULL, QUICK, quick, overrides)
     if dims is not None:
         settings["dims"] = list(dims)
     if seeds is not None:

@@ -42,8 +42,8 @@ from ..gof.ksd import ksd_estimate, learn_ksd_bandwidth
 from ..gof.lksd import learn_lksd_bandwidth, lksd_estimate
 from ..models import GaussianBernoulliRBM
 from ..stein import optimal_lsd
-from .rbm_power import SIGMAS, _parse_list, derive_seed, parse_dims
-from .runner import BACKENDS, run_trials
+from .rbm_power import SIGMAS, _parse_list, add_rbm_sweep_arguments, derive_seed, parse_dims
+from .runner import run_trials
 
 __all__ = ["NAME", "DESCRIPTION", "EVAL_METHODS", "add_arguments", "trial_configs", "run_trial", "run"]
 
@@ -276,15 +276,8 @@ def run(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line options of ``steinkit reproduce rbm-eval``."""
-    parser.add_argument("--jobs", type=int, default=1, help="parallel trial processes (default 1)")
-    parser.add_argument("--backend", choices=BACKENDS, default="loky",
-                        help="joblib backend: loky (local), dask or ray (optional extras)")
-    parser.add_argument("--dims", default=None,
-                        help="visible dims, optionally dx:dh (default 50,100,200 with dh 40,80,100; --quick: 50)")
-    parser.add_argument("--sigmas", default=None, help="perturbation stds (default 0,0.01,0.02,0.04,0.06)")
+    add_rbm_sweep_arguments(parser)
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, one RBM each (default 0)")
-    parser.add_argument("--n", type=int, default=1000, help="samples from p (default 1000)")
-    parser.add_argument("--burn-in", type=int, default=2000, help="Gibbs burn-in sweeps (default 2000)")
     parser.add_argument("--lam", type=float, default=0.5, help="critic L2 weight lambda (default 0.5)")
     parser.add_argument("--n-iters", type=int, default=1000, help="LSD critic training steps (default 1000)")
     parser.add_argument("--hidden", type=int, default=300, help="LSD critic width (default 300)")

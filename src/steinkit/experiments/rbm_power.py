@@ -53,6 +53,7 @@ __all__ = [
     "SIGMAS",
     "QUICK_REPS",
     "add_arguments",
+    "add_rbm_sweep_arguments",
     "derive_seed",
     "parse_dims",
     "rbm_problem",
@@ -397,21 +398,26 @@ def run(
     return report
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Command-line options of ``steinkit reproduce rbm-power``."""
+def add_rbm_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``rbm-power`` and ``rbm-eval`` share: workers, backend, the RBMs and their samples."""
     parser.add_argument("--jobs", type=int, default=1, help="parallel trial processes (default 1)")
     parser.add_argument("--backend", choices=BACKENDS, default="loky",
                         help="joblib backend: loky (local), dask or ray (optional extras)")
-    parser.add_argument("--reps", type=int, default=None,
-                        help=f"repetitions per setting (default 200; --quick: {QUICK_REPS})")
     parser.add_argument("--dims", default=None,
                         help="visible dims, optionally dx:dh (default 50,100,200 with dh 40,80,100; --quick: 50)")
     parser.add_argument("--sigmas", default=None, help="perturbation stds (default 0,0.01,0.02,0.04,0.06)")
+    parser.add_argument("--n", type=int, default=1000, help="samples from each RBM p (default 1000)")
+    parser.add_argument("--burn-in", type=int, default=2000, help="Gibbs burn-in sweeps (default 2000)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Command-line options of ``steinkit reproduce rbm-power``."""
+    add_rbm_sweep_arguments(parser)
+    parser.add_argument("--reps", type=int, default=None,
+                        help=f"repetitions per setting (default 200; --quick: {QUICK_REPS})")
     parser.add_argument("--methods", default=None, help="subset of lsd,ksd,lksd,fssd (default all)")
     parser.add_argument("--batch", type=int, default=1,
                         help="repetitions per trial; their LSD critics train as one ensemble (default 1)")
-    parser.add_argument("--n", type=int, default=1000, help="samples per test (default 1000)")
-    parser.add_argument("--burn-in", type=int, default=2000, help="Gibbs burn-in sweeps (default 2000)")
     parser.add_argument("--alpha", type=float, default=0.05, help="test level (default 0.05)")
     parser.add_argument("--n-iters", type=int, default=1000, help="LSD critic training steps (default 1000)")
     parser.add_argument("--hidden", type=int, default=300, help="LSD critic width (default 300)")

@@ -36,7 +36,7 @@ from ..critics import MLPCritic
 from ..data.toy import TOY_DATASETS, sample_toy
 from ..models import Gaussian, MLPEnergy
 from ..train import train
-from ._common import write_json
+from ._common import preset, write_json
 
 __all__ = ["NAME", "DESCRIPTION", "FULL", "QUICK", "add_arguments", "run", "run_dataset", "grid_log_density"]
 
@@ -208,11 +208,7 @@ def run(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = dict(QUICK if quick else FULL)
-    unknown = set(overrides) - set(settings)
-    if unknown:
-        raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(settings)}")
-    settings.update(overrides)
+    settings = preset(FULL, QUICK, quick, overrides)
     if datasets is not None:
         bad = [d for d in datasets if d not in TOY_DATASETS]
         if bad:
