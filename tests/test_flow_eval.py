@@ -106,14 +106,18 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(
     real = flow_eval.train_flow
 
     def recording(flow: GlowFlow, data: torch.Tensor, **kwargs: object) -> list[float]:
-        calls.append(int(kwargs["steps"]))  # type: ignore[arg-type]
+        calls.append((int(kwargs["start_step"]), int(kwargs["steps"])))  # type: ignore[arg-type]
         return real(flow, data, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(flow_eval, "train_flow", recording)
     res = flow_eval.run(tmp_path, quick=True, **{**TINY, "critic_passes": 1})
-    assert calls == [2]  # only steps 5..6 were trained
+    assert calls == [(4, 6)]  # only steps 5..6 were trained
     assert [r["step"] for r in res["rows"]] == [2, 4, 6]
-    assert (ckpt / "step-0000006.pt").is_file()
+    # with the saved Adam state and batch order, the resumed flow equals the uninterrupted one
+    resumed = torch.load(ckpt / "step-0000006.pt", weights_only=True)["state_dict"]
+    straight = torch.load(out / "checkpoints" / "step-0000006.pt", weights_only=True)["state_dict"]
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
 
 
 def test_checkpoints_of_another_configuration_are_refused(tiny_run: tuple[Path, dict]) -> None:

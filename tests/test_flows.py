@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable
 
@@ -433,3 +434,30 @@ def test_bad_train_args_raise(kwargs: dict, exc: type, match: str) -> None:
     flow, data = args.pop("flow"), args.pop("data")
     with pytest.raises(exc, match=match):
         train_flow(flow, data, progress=False, **args)
+
+
+def test_train_flow_resumed_from_saved_state_equals_a_straight_run() -> None:
+    data = _toy_data(100)  # 3 batches of 32 per epoch: the resume point (step 4) is mid-epoch 2
+
+    def fresh() -> tuple[GlowFlow, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        flow = _small_flow((1, 4, 4), 2, n_blocks=1)
+        return flow, torch.optim.Adam(flow.parameters(), lr=1e-2)
+
+    flow, opt = fresh()
+    straight = train_flow(flow, data, steps=7, batch_size=32, seed=5, optimizer=opt, progress=False)
+    flow1, opt1 = fresh()
+    first = train_flow(flow1, data, steps=4, batch_size=32, seed=5, optimizer=opt1, progress=False)
+    flow_state, opt_state = copy.deepcopy(flow1.state_dict()), copy.deepcopy(opt1.state_dict())
+    flow2, opt2 = fresh()
+    flow2.load_state_dict(flow_state)
+    opt2.load_state_dict(opt_state)
+    seen: list[int] = []
+    rest = train_flow(flow2, data, steps=7, start_step=4, batch_size=32, seed=5, optimizer=opt2,
+                      checkpoint_every=2, callback=lambda s, f: seen.append(s), progress=False)
+    assert first + rest == straight
+    assert seen == [6]  # absolute step numbers
+    for a, b in zip(flow.state_dict().values(), flow2.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="start_step"):
+        train_flow(flow2, data, steps=7, start_step=7, progress=False)

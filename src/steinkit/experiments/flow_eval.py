@@ -52,9 +52,8 @@ than 16 passes give.
 Checkpoints are saved to ``out/checkpoints/step-XXXXXXX.pt`` as soon as they are reached and
 each checkpoint's evaluation to ``step-XXXXXXX.eval.json`` next to it, so a rerun skips
 training and evaluation already done. A run interrupted during training resumes from the last
-checkpoint it saved; ``train_flow`` does not expose its Adam state, so the resumed part starts
-with fresh Adam moments (and its own shuffling seed) and is not bit-identical to an
-uninterrupted run.
+checkpoint it saved, with its Adam state and the same mini-batch order, so it ends with the
+flow an uninterrupted run would have.
 
 Presets:
     full (the paper's B.3): flow of 3 stages x 4 blocks, 128 hidden channels, Adam lr 1e-4,
@@ -507,6 +506,7 @@ def _train_config(cfg: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     tc = {k: cfg[k] for k in _TRAIN_KEYS}
     tc["image_shape"] = list(data["image_shape"])
     tc["n_train"] = int(data["train"].shape[0])
+    tc["batch_order"] = "per-epoch seed"  # train_flow's mini-batch order since checkpoints carry Adam state
     return tc
 
 
@@ -542,32 +542,33 @@ def _train_checkpoints(
         return [(s, _ckpt_path(ckpt_dir, s)) for s in steps]
 
     flow = _new_flow(cfg, data)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=cfg["lr"])
     if done:
-        flow.load_state_dict(_read_checkpoint(_ckpt_path(ckpt_dir, done))["state_dict"])
-        log(f"resuming training from the checkpoint at step {done} (fresh Adam state)")
+        saved = _read_checkpoint(_ckpt_path(ckpt_dir, done))
+        flow.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        log(f"resuming training from the checkpoint at step {done} (with its Adam state)")
     else:
         log(f"training the flow for {todo[-1]} steps")
-    every = math.gcd(*[s - done for s in todo])
-    shuffle = torch.Generator().manual_seed(cfg["seed"] + 3 + 7919 * done)
 
-    def save(local_step: int, f: GlowFlow) -> None:
-        step = done + local_step
+    def save(step: int, f: GlowFlow) -> None:
         if step in todo:
             path = _ckpt_path(ckpt_dir, step)
             tmp = path.with_suffix(".tmp")
             state = {k: v.detach().clone() for k, v in f.state_dict().items()}
-            torch.save({"step": step, "config": tc, "state_dict": state}, tmp)
+            torch.save({"step": step, "config": tc, "state_dict": state, "optimizer": optimizer.state_dict()}, tmp)
             os.replace(tmp, path)
 
     train_flow(
         flow,
         data["train"],
-        steps=todo[-1] - done,
+        steps=todo[-1],
+        start_step=done,
         batch_size=cfg["batch_size"],
-        lr=cfg["lr"],
-        checkpoint_every=every,
+        checkpoint_every=math.gcd(done, *todo),
         callback=save,
-        generator=shuffle,
+        seed=cfg["seed"] + 3,
+        optimizer=optimizer,
         progress=progress,
     )
     return [(s, _ckpt_path(ckpt_dir, s)) for s in steps]

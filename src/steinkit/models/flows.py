@@ -423,14 +423,23 @@ def train_flow(
     callback: Callable[[int, GlowFlow], None] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    seed: int | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    start_step: int = 0,
 ) -> list[float]:
     """Train ``flow`` by maximum likelihood with Adam; return the per-step loss history.
 
     The loss is the mean negative log-likelihood in nats per example (in the data's logit
-    space). Mini-batches are drawn by reshuffling ``data`` every epoch with ``generator``.
-    ``callback(step, flow)`` is called after steps ``checkpoint_every, 2*checkpoint_every,
-    ...`` (steps counted from 1); with ``checkpoint_every=None`` it is called once, after the
-    last step. The first mini-batch initialises the ActNorm layers.
+    space). Each epoch visits ``data`` in a fresh random order (the last incomplete batch is
+    dropped): the order of epoch e is drawn from a generator seeded by ``(seed, e)``, so the
+    mini-batch of every step is a function of ``seed`` and the step alone. ``callback(step,
+    flow)`` is called after steps ``checkpoint_every, 2*checkpoint_every, ...`` (steps counted
+    from 1); with ``checkpoint_every=None`` it is called once, after the last step. The first
+    mini-batch initialises the ActNorm layers.
+
+    Resuming exactly: keep the flow's ``state_dict()`` and the optimizer's (pass your own
+    ``optimizer`` to have it), then call again with both restored, the same ``seed`` and
+    ``start_step`` = the steps already done; the result equals an uninterrupted run.
 
     Arguments:
         flow: the flow to train (in place).
@@ -442,8 +451,12 @@ def train_flow(
         callback: ``callback(step, flow)``, e.g. to save a checkpoint. Note that
             ``flow.state_dict()`` holds references that later steps update in place: keep
             ``copy.deepcopy(flow.state_dict())`` or ``torch.save`` it right away.
-        generator: random generator for the shuffling.
+        generator: if ``seed`` is None, the shuffling seed is drawn from it (default: from
+            torch's global generator).
         progress: show a tqdm progress bar.
+        seed: the shuffling seed (see above).
+        optimizer: the optimizer to step (default: a new ``Adam(flow.parameters(), lr)``).
+        start_step: steps already done; training runs steps ``start_step + 1 .. steps``.
 
     Example:
         >>> flow = GlowFlow((1, 4, 4), n_stages=2, n_blocks=1, hidden_channels=8)
@@ -473,21 +486,29 @@ def train_flow(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
 
+    if not isinstance(start_step, int) or isinstance(start_step, bool) or not 0 <= start_step < steps:
+        raise ValueError(f"start_step must be an int in [0, steps), got {start_step!r}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if seed is None:
+        seed = int(torch.randint(0, 2**31, (1,), generator=generator))
     n = data.shape[0]
     batch_size = min(batch_size, n)
+    per_epoch = n // batch_size
     every = checkpoint_every if checkpoint_every is not None else steps
     flow.train()
-    optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
     history: list[float] = []
-    perm = torch.randperm(n, generator=generator).to(data.device)
-    pos = 0
-    bar = tqdm(range(1, steps + 1), disable=not progress, desc="train_flow")
+    epoch, perm = -1, torch.empty(0, dtype=torch.long)
+    bar = tqdm(range(start_step + 1, steps + 1), disable=not progress, desc="train_flow",
+               total=steps, initial=start_step)
     for step in bar:
-        if pos + batch_size > n:
-            perm = torch.randperm(n, generator=generator).to(data.device)
-            pos = 0
-        batch = data[perm[pos : pos + batch_size]]
-        pos += batch_size
+        e, k = divmod(step - 1, per_epoch)
+        if e != epoch:
+            epoch = e
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed((seed * 1_000_003 + e) % 2**63)).to(data.device)
+        batch = data[perm[k * batch_size : (k + 1) * batch_size]]
         loss = -flow.log_prob(batch).mean()
         if not bool(torch.isfinite(loss)):
             raise RuntimeError(f"train_flow: non-finite loss {loss.item()} at step {step}")
