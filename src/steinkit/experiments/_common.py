@@ -19,7 +19,9 @@ def prepare_out(out: str | os.PathLike) -> Path:
     return path
 
 
-def preset(full: dict[str, Any], quick_preset: dict[str, Any], quick: bool, overrides: dict[str, Any]) -> dict[str, Any]:
+def preset(
+    full: dict[str, Any], quick_preset: dict[str, Any], quick: bool, overrides: dict[str, Any]
+) -> dict[str, Any]:
     """A copy of the chosen preset with ``overrides`` applied; unknown keys raise.
 
     Example:

@@ -185,7 +185,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``steinkit reproduce toy`` (``--out`` and ``--quick`` are common)."""
     parser.add_argument("--datasets", nargs="+", choices=TOY_DATASETS, help="toy sets (default all)")
     parser.add_argument("--steps", type=int, help="model updates per set (default 10000; quick 2000)")
-    parser.add_argument("--jobs", "--n-jobs", dest="n_jobs", type=int, default=2, help="parallel joblib workers (default 2)")
+    parser.add_argument("--jobs", "--n-jobs", dest="n_jobs", type=int, default=2,
+                        help="parallel joblib workers (default 2)")
 
 
 def run(

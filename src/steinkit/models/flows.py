@@ -507,7 +507,8 @@ def train_flow(
         e, k = divmod(step - 1, per_epoch)
         if e != epoch:
             epoch = e
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed((seed * 1_000_003 + e) % 2**63)).to(data.device)
+            shuffle = torch.Generator().manual_seed((seed * 1_000_003 + e) % 2**63)
+            perm = torch.randperm(n, generator=shuffle).to(data.device)
         batch = data[perm[k * batch_size : (k + 1) * batch_size]]
         loss = -flow.log_prob(batch).mean()
         if not bool(torch.isfinite(loss)):

@@ -128,7 +128,8 @@ class LinearICA(nn.Module):
         """Score :math:`-W^{-T}\\mathrm{sign}(W^{-1}x)` of each row of ``x`` (n, d); returns (n, d)."""
         x = _check_points(x, self.dim, self.W)
         lu, pivots, z = self._unmix(x)
-        return -torch.linalg.lu_solve(lu, pivots, _sign_with_smoothed_gradient(z, self.boundary_width).T, adjoint=True).T
+        sign = _sign_with_smoothed_gradient(z, self.boundary_width)
+        return -torch.linalg.lu_solve(lu, pivots, sign.T, adjoint=True).T
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` independent samples ``x = W z``, shape (n, d)."""
