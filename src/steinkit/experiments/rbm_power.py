@@ -22,6 +22,12 @@ dh, rep), the tests' own randomness on (seed, dx, dh, rep, σ); all methods see 
 (each trial records a checksum of it). Trials run through :func:`~steinkit.experiments.runner.run_trials`
 and live in ``out/trials.sqlite``: a rerun skips finished trials.
 
+Measured (pieces run with ``--dims/--sigmas/--methods/--reps/--seed``, pooled): size at dx = 50,
+σ = 0: LSD 0.061 ± 0.015 (247 reps), KSD 0.035, LKSD 0.040, FSSD 0.030 (200 reps each). Power
+at σ = .01/.02 with 20 reps: dx = 100 LSD .20/1, KSD .45/1, FSSD .10/.65, LKSD .05/.05;
+dx = 200 LSD .30/1, KSD .25/1, FSSD .00/.55, LKSD .05/.15 — LSD overtakes the linear-time tests
+as dx grows and matches quadratic KSD at dx = 200, as the paper reports.
+
 Example:
     >>> cfg = trial_configs(dims=[(5, 3)], sigmas=[0.5], reps=1, methods=["lksd"], n=200, burn_in=50)[0]
     >>> res = run_trial(cfg)
