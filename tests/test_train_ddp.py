@@ -72,6 +72,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             state = _run(name)
             if rank == 0:
                 torch.save(state, os.path.join(out_dir, f"{name}.pt"))
+        dist.barrier()  # neither rank tears gloo down while the other still talks
+        if rank == 0:
+            open(os.path.join(out_dir, "done"), "w").close()
     finally:
         dist.destroy_process_group()
 
@@ -89,11 +92,17 @@ def ddp_states(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     ctx = mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=False)
     deadline = time.monotonic() + 120
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.terminate()
-            pytest.fail("DDP workers did not finish within 120 s")
+    try:
+        while not ctx.join(timeout=1):
+            if time.monotonic() > deadline:
+                for p in ctx.processes:
+                    p.terminate()
+                pytest.fail("DDP workers did not finish within 120 s")
+    except mp.ProcessExitedException:
+        # gloo sometimes aborts ("terminate called without an active exception") while a
+        # process exits after destroy_process_group; the results written before that count.
+        if not (out / "done").exists():
+            raise
     return {name: torch.load(out / f"{name}.pt") for name in _scenarios()}
 
 
