@@ -662,26 +662,17 @@ def _evaluate(flow: GlowFlow, cfg: dict[str, Any], data: dict[str, Any], progres
     )
     t_lsd = time.perf_counter() - t0
 
-    # score matching on the very split LSD is tested on (same seed -> same split)
+    # score matching on the very split LSD is tested on (same seed -> same split), in logit
+    # space and for the pixel-space density of the same images, with the same probes
+    def sm_terms(x: Tensor, pixel_alpha: float | None = None) -> Tensor:
+        return score_matching_terms(flow, x, n_probes=cfg["sm_probes"], chunk_size=chunk,
+                                    generator=torch.Generator().manual_seed(seed + 4), pixel_alpha=pixel_alpha)
+
     t0 = time.perf_counter()
-    sm = score_matching_terms(
-        flow,
-        y_test_split,
-        n_probes=cfg["sm_probes"],
-        chunk_size=chunk,
-        generator=torch.Generator().manual_seed(seed + 4),
-    )
+    sm = sm_terms(y_test_split)
     t_sm = time.perf_counter() - t0
-    # the same objective for the flow's pixel-space density, on the same images and probes
     _, _, x_test_split = split_data(data["test_pixels"], split, generator=torch.Generator().manual_seed(seed))
-    sm_px = score_matching_terms(
-        flow,
-        x_test_split,
-        n_probes=cfg["sm_probes"],
-        chunk_size=chunk,
-        generator=torch.Generator().manual_seed(seed + 4),
-        pixel_alpha=cfg["alpha"],
-    )
+    sm_px = sm_terms(x_test_split, cfg["alpha"])
     return {
         "bits_per_dim": float(bpd.mean()),
         "bits_per_dim_stderr": float(bpd.std() / math.sqrt(n)),
