@@ -16,12 +16,11 @@ and a number of checkpoints are kept. Every checkpoint is then scored on the tes
   Hessian-vector product per dimension (784 double-backward passes through the flow per
   batch), which is not cheap, so the trace is estimated with Hutchinson's estimator,
   ``eps^T H eps`` with Gaussian probes (Eq. 16, sliced score matching), averaged over
-  ``sm_probes`` probes per image. Reported in logit space (``score_matching``, the claim's
-  baseline) and, as a diagnostic, for the flow's pixel-space density on the same images
-  (``score_matching_pixel``): there the logit transform's log-Jacobian, whose derivatives
-  grow like 1/x² at the pixel bounds, dominates the objective. On the later checkpoints below
-  pixel-space SM was ~2e13 ± 1e13 and *rose* during training (Spearman −0.87 with bits/dim),
-  which may be what the paper's Figure 7 shows for score matching.
+  ``sm_probes`` probes per image, in logit space. (Not in pixel space: there the score of
+  the flow's density, ``q(logit x) |dy/dx|``, behaves like ``(s_y - 1) / x`` at a black
+  pixel's dequantized value x ~ U(0, 1/256), and ``E[1/x^2]`` is infinite, so with the
+  paper's alpha = 0 pixel-space score matching has no finite expectation: an estimate of it,
+  ~1e13 on our checkpoints, is noise, whatever its correlation with bits/dim.)
 
 All three are computed on the *same* dequantized test set (one fixed draw of the uniform
 noise), and LSD and score matching live in **logit space**: the flow models logit-space data,
@@ -275,7 +274,6 @@ def score_matching_terms(
     n_probes: int = 1,
     chunk_size: int = 500,
     generator: torch.Generator | None = None,
-    pixel_alpha: float | None = None,
 ) -> Tensor:
     r"""Per-example score-matching terms ``0.5 ||s(x)||^2 + tr grad s(x)`` (Hyvärinen, 2005).
 
@@ -287,12 +285,10 @@ def score_matching_terms(
 
     Arguments:
         flow: the model.
-        x: data (n, D) in the flow's (logit) space, or in pixel space [0, 1] with ``pixel_alpha``.
+        x: data (n, D) in the flow's (logit) space.
         n_probes: Gaussian probes per example.
         chunk_size: examples x probes per double-backward pass.
         generator: source of the probes.
-        pixel_alpha: if given, score the *pixel-space* density of the flow,
-            ``log q(logit_alpha(x)) + log|dy/dx|`` (:func:`~steinkit.data.logit_transform`).
 
     Returns:
         A tensor (n,).
@@ -312,11 +308,7 @@ def score_matching_terms(
         eps = eps.to(x.device)
         with torch.enable_grad():
             xr = xc.detach().repeat(n_probes, 1).requires_grad_(True)
-            if pixel_alpha is None:
-                s = flow.score(xr, create_graph=True)
-            else:
-                y, log_det = logit_transform(xr, pixel_alpha)
-                (s,) = torch.autograd.grad((flow.log_prob(y) + log_det).sum(), xr, create_graph=True)
+            s = flow.score(xr, create_graph=True)
             (hv,) = torch.autograd.grad((s * eps.reshape(-1, x.shape[1])).sum(), xr)
         trace = (hv.reshape(n_probes, n, -1) * eps).sum(-1).mean(0)
         sq = 0.5 * s.detach()[:n].pow(2).sum(-1)
@@ -377,8 +369,7 @@ def run(out: str | os.PathLike[str], *, quick: bool = False, **options: Any) -> 
             rows.append(row)
             log(f"checkpoint {k} (step {step}): {row['bits_per_dim']:.4f} bits/dim, "
                 f"LSD {row['lsd']:.4g} ± {row['lsd_stderr']:.2g}, "
-                f"SM {row['score_matching']:.5g} ± {row['score_matching_stderr']:.2g}, "
-                f"pixel-space SM {row['score_matching_pixel']:.3g}")
+                f"SM {row['score_matching']:.5g} ± {row['score_matching_stderr']:.2g}")
         t_eval = time.perf_counter() - t0
 
         spearman = _spearman(rows)
@@ -499,7 +490,6 @@ def _prepare_data(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "train": y_train,
         "test": y_test,
-        "test_pixels": x_test,
         "test_log_det": log_det_test,
         "image_shape": (1, h, w),
     }
@@ -607,7 +597,6 @@ def _evaluate_cached(
     key = {k: cfg[k] for k in _EVAL_KEYS}
     key["checkpoint_sha256"] = _sha256(path)
     key["n_test"] = int(data["test"].shape[0])
-    key["score_matching_spaces"] = ["logit", "pixel"]
     cache = path.with_suffix(".eval.json")
     if cache.is_file():
         with open(cache) as fh:
@@ -662,17 +651,11 @@ def _evaluate(flow: GlowFlow, cfg: dict[str, Any], data: dict[str, Any], progres
     )
     t_lsd = time.perf_counter() - t0
 
-    # score matching on the very split LSD is tested on (same seed -> same split), in logit
-    # space and for the pixel-space density of the same images, with the same probes
-    def sm_terms(x: Tensor, pixel_alpha: float | None = None) -> Tensor:
-        return score_matching_terms(flow, x, n_probes=cfg["sm_probes"], chunk_size=chunk,
-                                    generator=torch.Generator().manual_seed(seed + 4), pixel_alpha=pixel_alpha)
-
+    # score matching on the very split LSD is tested on (same seed -> same split)
     t0 = time.perf_counter()
-    sm = sm_terms(y_test_split)
+    sm = score_matching_terms(flow, y_test_split, n_probes=cfg["sm_probes"], chunk_size=chunk,
+                              generator=torch.Generator().manual_seed(seed + 4))
     t_sm = time.perf_counter() - t0
-    _, _, x_test_split = split_data(data["test_pixels"], split, generator=torch.Generator().manual_seed(seed))
-    sm_px = sm_terms(x_test_split, cfg["alpha"])
     return {
         "bits_per_dim": float(bpd.mean()),
         "bits_per_dim_stderr": float(bpd.std() / math.sqrt(n)),
@@ -681,8 +664,6 @@ def _evaluate(flow: GlowFlow, cfg: dict[str, Any], data: dict[str, Any], progres
         "lsd_best_iteration": est.best_iteration,
         "score_matching": float(sm.mean()),
         "score_matching_stderr": float(sm.std() / math.sqrt(sm.numel())),
-        "score_matching_pixel": float(sm_px.mean()),
-        "score_matching_pixel_stderr": float(sm_px.std() / math.sqrt(sm_px.numel())),
         "seconds": {"bits_per_dim": t_bpd, "lsd": t_lsd, "score_matching": t_sm},
     }
 
@@ -692,7 +673,7 @@ def _spearman(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
     bpd = [r["bits_per_dim"] for r in rows]
     out = {}
-    for key in ("lsd", "score_matching", "score_matching_pixel"):
+    for key in ("lsd", "score_matching"):
         res = spearmanr([r[key] for r in rows], bpd)
         rho, p = float(res.statistic), float(res.pvalue)
         out[key] = {"rho": rho if math.isfinite(rho) else 0.0, "pvalue": p if math.isfinite(p) else 1.0}
