@@ -243,31 +243,52 @@ def test_ica_integrates_to_one_in_2d() -> None:
     assert abs(float(total) - 1) < 2e-3
 
 
-def test_ica_parameter_gradient_includes_the_moving_sign_boundaries() -> None:
-    # F(W) = E_p[a . s_q(x)] for p = N(m, I) has a closed form: with R = W^{-1} (rows r_i),
+@pytest.mark.parametrize("parametrization", ["mixing", "unmixing"])
+def test_ica_parameter_gradient_includes_the_moving_sign_boundaries(parametrization: str) -> None:
+    # F = E_p[a . s_q(x)] for p = N(m, I) has a closed form: with R = W^{-1} = B (rows r_i),
     # E[sign(r_i . x)] = 2 Phi(r_i . m / |r_i|) - 1, so F = -sum_i (R a)_i (2 Phi(...) - 1).
     W0 = torch.tensor([[1.0, 0.6], [-0.4, 0.8]], dtype=torch.float64)
     m = torch.tensor([0.3, -0.5], dtype=torch.float64)
     a = torch.tensor([0.7, -1.1], dtype=torch.float64)
 
-    def exact(W: torch.Tensor) -> torch.Tensor:
-        R = torch.linalg.inv(W)
+    def exact(weight: torch.Tensor) -> torch.Tensor:
+        R = torch.linalg.inv(weight) if parametrization == "mixing" else weight
         return -(R @ a) @ (2 * torch.special.ndtr(R @ m / R.norm(dim=1)) - 1)
 
-    W = W0.clone().requires_grad_(True)
-    (g_exact,) = torch.autograd.grad(exact(W), W)
+    q0 = LinearICA(W0, parametrization=parametrization)  # type: ignore[arg-type]
+    weight = q0.weight.detach().clone().requires_grad_(True)
+    (g_exact,) = torch.autograd.grad(exact(weight), weight)
     x = m + torch.randn(200_000, 2, generator=_gen(3), dtype=torch.float64)
 
     def mc_grad(width: float | None) -> torch.Tensor:
-        q = LinearICA(W0, boundary_width=width)
-        assert torch.equal(q.score(x), LinearICA(W0, boundary_width=None).score(x))  # same values
-        return torch.autograd.grad((q.score(x) @ a).mean(), q.W)[0]
+        q = LinearICA(W0, boundary_width=width, parametrization=parametrization)  # type: ignore[arg-type]
+        plain = LinearICA(W0, boundary_width=None, parametrization=parametrization)  # type: ignore[arg-type]
+        assert torch.equal(q.score(x), plain.score(x))  # same values
+        return torch.autograd.grad((q.score(x) @ a).mean(), q.weight)[0]
 
-    # MC error of the smoothed estimate ~0.005 here; the dropped boundary term is ~0.23.
+    # MC error of the smoothed estimate ~0.005 here; the dropped boundary term is ~0.2.
     assert float((mc_grad(0.05) - g_exact).abs().max()) < 0.02
     assert float((mc_grad(None) - g_exact).abs().max()) > 0.1
     with pytest.raises(ValueError, match="boundary_width"):
         LinearICA(W0, boundary_width=0.0)
+
+
+def test_ica_unmixing_parametrization_is_the_same_density() -> None:
+    q = make_ica(torch.float64)
+    u = LinearICA(q.W.detach(), parametrization="unmixing")
+    assert u.parametrization == "unmixing" and torch.equal(u.B, u.weight)
+    torch.testing.assert_close(u.weight.detach(), torch.linalg.inv(q.W.detach()), rtol=0, atol=0)
+    torch.testing.assert_close(u.W, q.W.detach(), rtol=1e-12, atol=1e-12)
+    x = _points(q, n=30)
+    torch.testing.assert_close(u.log_prob(x), q.log_prob(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(u.score(x), q.score(x), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(u.sample(7, generator=_gen(4)), q.sample(7, generator=_gen(4)), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="parametrization must be"):
+        LinearICA(q.W.detach(), parametrization="inverse")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unmixing matrix is singular"):
+        with torch.no_grad():
+            u.weight.zero_()
+        u.log_prob(x)
 
 
 def test_ica_sample_sources_are_laplace() -> None:

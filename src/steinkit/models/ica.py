@@ -13,18 +13,27 @@ is identically 0. ``boundary_width`` keeps the value ``sign`` but differentiates
 :math:`\tanh(z/w)`, whose derivative integrates to the jump: a kernel estimate of the delta
 term. Where the model is right the critic vanishes, so the width does not move LSD's fixed
 point; it trades bias for variance only on the way there.
+
+What is trained is either the mixing matrix W (``parametrization="mixing"``, the paper's Eq. 14)
+or the unmixing matrix B = W^{-1} (``"unmixing"``, as in the authors' released code). The
+density is the same; the optimization landscape is not: with B the score ``-B^T sign(B x)`` is
+linear in the parameter away from the jumps, and Stein-type training is far better conditioned
+(see :mod:`steinkit.experiments.ica`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
 
 from .gaussian import _as_param, _check_count, _check_points, _float_dtype
 
-__all__ = ["LinearICA"]
+__all__ = ["LinearICA", "Parametrization"]
+
+Parametrization = Literal["mixing", "unmixing"]
 
 _LOG2 = math.log(2.0)
 
@@ -40,15 +49,19 @@ def _sign_with_smoothed_gradient(z: Tensor, width: float | None) -> Tensor:
 class LinearICA(nn.Module):
     r"""Linear ICA model :math:`x = W z` with i.i.d. Laplace(0, 1) sources ``z``.
 
-    ``W`` is a trainable :class:`~torch.nn.Parameter`; :meth:`log_prob` is normalized. Both
-    :meth:`log_prob` and :meth:`score` factor ``W`` once per call (LU) instead of inverting it.
-    The score's value uses ``sign``; its derivatives (in ``x`` and ``W``) are those of
-    ``tanh(z / boundary_width)`` (see the module docstring), or zero with ``boundary_width=None``.
+    The trainable :class:`~torch.nn.Parameter` is ``weight``: the mixing matrix W, or with
+    ``parametrization="unmixing"`` the unmixing matrix B = W^{-1}; the properties :attr:`W`
+    and :attr:`B` give both. :meth:`log_prob` is normalized. The score's value uses ``sign``;
+    its derivatives (in ``x`` and the parameter) are those of ``tanh(z / boundary_width)``
+    (see the module docstring), or zero with ``boundary_width=None``. Subclasses change the
+    source density by overriding :meth:`source_log_prob`, :meth:`source_score` and
+    :meth:`sample_sources`.
 
     Arguments:
         W: The square, non-singular mixing matrix, shape (d, d).
         boundary_width: Width, in source units, of the smoothed derivative of ``sign``
             (default 0.5); ``None`` differentiates ``sign`` to zero.
+        parametrization: ``"mixing"`` (train W, default) or ``"unmixing"`` (train B = W^{-1}).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -56,11 +69,20 @@ class LinearICA(nn.Module):
         >>> x = q.sample(10, generator=g)
         >>> q.log_prob(x).shape, q.score(x).shape
         (torch.Size([10]), torch.Size([10, 3]))
+        >>> u = LinearICA(q.W.detach(), parametrization="unmixing")
+        >>> bool(torch.allclose(u.log_prob(x), q.log_prob(x), atol=1e-4))
+        True
     """
 
     normalized: bool = True
 
-    def __init__(self, W: Tensor, *, boundary_width: float | None = 0.5) -> None:
+    def __init__(
+        self,
+        W: Tensor,
+        *,
+        boundary_width: float | None = 0.5,
+        parametrization: Parametrization = "mixing",
+    ) -> None:
         super().__init__()
         W_t = _as_param(W, "W", _float_dtype(W), ndim=2)
         d = W_t.shape[0]
@@ -71,9 +93,22 @@ class LinearICA(nn.Module):
             raise ValueError("W must be non-singular (its LU factorization has a zero pivot)")
         if boundary_width is not None and not (isinstance(boundary_width, (int, float)) and boundary_width > 0):
             raise ValueError(f"boundary_width must be a positive float or None, got {boundary_width!r}")
+        if parametrization not in ("mixing", "unmixing"):
+            raise ValueError(f"parametrization must be 'mixing' or 'unmixing', got {parametrization!r}")
         self.dim: int = int(d)
         self.boundary_width = None if boundary_width is None else float(boundary_width)
-        self.W = nn.Parameter(W_t)
+        self.parametrization: Parametrization = parametrization
+        self.weight = nn.Parameter(W_t if parametrization == "mixing" else torch.linalg.inv(W_t))
+
+    @property
+    def W(self) -> Tensor:
+        """The mixing matrix (the parameter itself when ``parametrization == "mixing"``)."""
+        return self.weight if self.parametrization == "mixing" else torch.linalg.inv(self.weight)
+
+    @property
+    def B(self) -> Tensor:
+        """The unmixing matrix W^{-1} (the parameter itself when ``parametrization == "unmixing"``)."""
+        return self.weight if self.parametrization == "unmixing" else torch.linalg.inv(self.weight)
 
     @classmethod
     def random(
@@ -109,36 +144,54 @@ class LinearICA(nn.Module):
             "raise max_condition or max_tries"
         )
 
-    def _unmix(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """LU factors of ``W`` and the sources ``z = W^{-1} x`` for each row of ``x``."""
-        lu, pivots, info = torch.linalg.lu_factor_ex(self.W)
+    # ---- the source density (override in subclasses) --------------------------------------
+    def source_log_prob(self, z: Tensor) -> Tensor:
+        """Log-density of the sources, summed over each row of ``z`` (n, d); returns (n,)."""
+        return -z.abs().sum(1) - self.dim * _LOG2
+
+    def source_score(self, z: Tensor) -> Tensor:
+        """Score of the sources at each row of ``z``: ``-sign(z)`` with smoothed derivatives."""
+        return -_sign_with_smoothed_gradient(z, self.boundary_width)
+
+    def sample_sources(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
+        """``n`` rows of i.i.d. sources, shape (n, d)."""
+        # Laplace(0, 1) = difference of two independent Exponential(1) variables.
+        e = torch.empty(2, n, self.dim, dtype=dtype).exponential_(generator=generator)
+        return e[0] - e[1]
+
+    # ---- the linear map -------------------------------------------------------------------
+    def _unmix(self, x: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        """Sources ``z = W^{-1} x`` of each row of ``x``, ``log|det W|``, and the map taking
+        rows ``g`` to rows of ``W^{-T} g`` (how a source-space score becomes an x-space one).
+        Factors the parameter once (LU) instead of inverting it."""
+        lu, pivots, info = torch.linalg.lu_factor_ex(self.weight)
         if int(info) != 0:
-            raise ValueError("W is singular (its LU factorization has a zero pivot)")
-        z = torch.linalg.lu_solve(lu, pivots, x.T).T
-        return lu, pivots, z
+            raise ValueError(f"the {self.parametrization} matrix is singular (its LU factorization has a zero pivot)")
+        log_abs_det = torch.log(torch.diagonal(lu).abs()).sum()
+        if self.parametrization == "mixing":
+            z = torch.linalg.lu_solve(lu, pivots, x.T).T
+            return z, log_abs_det, lambda g: torch.linalg.lu_solve(lu, pivots, g.T, adjoint=True).T
+        B = self.weight
+        return x @ B.T, -log_abs_det, lambda g: g @ B
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Normalized log-density of each row of ``x`` (n, d); returns (n,)."""
-        x = _check_points(x, self.dim, self.W)
-        lu, _, z = self._unmix(x)
-        log_abs_det = torch.log(torch.diagonal(lu).abs()).sum()
-        return -z.abs().sum(1) - self.dim * _LOG2 - log_abs_det
+        x = _check_points(x, self.dim, self.weight)
+        z, log_abs_det_W, _ = self._unmix(x)
+        return self.source_log_prob(z) - log_abs_det_W
 
     def score(self, x: Tensor) -> Tensor:
-        """Score :math:`-W^{-T}\\mathrm{sign}(W^{-1}x)` of each row of ``x`` (n, d); returns (n, d)."""
-        x = _check_points(x, self.dim, self.W)
-        lu, pivots, z = self._unmix(x)
-        sign = _sign_with_smoothed_gradient(z, self.boundary_width)
-        return -torch.linalg.lu_solve(lu, pivots, sign.T, adjoint=True).T
+        """Score :math:`-W^{-T}\\mathrm{sign}(W^{-1}x)` (Laplace sources) of each row of ``x`` (n, d); returns (n, d)."""
+        x = _check_points(x, self.dim, self.weight)
+        z, _, pull_back = self._unmix(x)
+        return pull_back(self.source_score(z))
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` independent samples ``x = W z``, shape (n, d)."""
         n = _check_count(n)
-        W = self.W.detach()
         with torch.no_grad():
-            # Laplace(0, 1) = difference of two independent Exponential(1) variables.
-            e = torch.empty(2, n, self.dim, dtype=W.dtype, device=W.device).exponential_(generator=generator)
-            return (e[0] - e[1]) @ W.T
+            W = self.W.detach()
+            return self.sample_sources(n, generator, W.dtype).to(W.device) @ W.T
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+        return f"dim={self.dim}, parametrization={self.parametrization!r}"
