@@ -86,7 +86,7 @@ def test_ica_ssm_hessian_term_is_zero_without_boundary_smoothing(tmp_path):
     res = ica.run(tmp_path, quick=True, **{**TINY_ICA, "steps": 4}, methods=["ssm"], sources=["laplace"],
                   boundary_width=None)
     assert res["ssm_runs"] and all(r["mean_hess_term"] == 0.0 for r in res["ssm_runs"])
-    assert all(r["key"].endswith("-bwnone") for r in res["rows"])
+    assert all("-bwnone" in r["key"] for r in res["rows"])
 
 
 def test_ica_rejects_unknown_options(tmp_path):

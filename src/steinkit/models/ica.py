@@ -166,7 +166,9 @@ class LinearICA(nn.Module):
         Factors the parameter once (LU) instead of inverting it."""
         lu, pivots, info = torch.linalg.lu_factor_ex(self.weight)
         if int(info) != 0:
-            raise ValueError(f"the {self.parametrization} matrix is singular (its LU factorization has a zero pivot)")
+            raise ValueError(
+                f"the {self.parametrization} matrix is singular (its LU factorization has a zero pivot)"
+            )
         log_abs_det = torch.log(torch.diagonal(lu).abs()).sum()
         if self.parametrization == "mixing":
             z = torch.linalg.lu_solve(lu, pivots, x.T).T
@@ -181,7 +183,8 @@ class LinearICA(nn.Module):
         return self.source_log_prob(z) - log_abs_det_W
 
     def score(self, x: Tensor) -> Tensor:
-        """Score :math:`-W^{-T}\\mathrm{sign}(W^{-1}x)` (Laplace sources) of each row of ``x`` (n, d); returns (n, d)."""
+        """Score :math:`-W^{-T}\\mathrm{sign}(W^{-1}x)` (Laplace sources) of each row of ``x`` (n, d);
+        returns (n, d)."""
         x = _check_points(x, self.dim, self.weight)
         z, _, pull_back = self._unmix(x)
         return pull_back(self.source_score(z))
