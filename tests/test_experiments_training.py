@@ -117,6 +117,14 @@ def test_toy_tiny_run_writes_results_and_figure(tmp_path):
     assert toy.run(tmp_path, **opts)["rows"] == res["rows"]  # resumed: nothing retrained
     with pytest.raises(ValueError, match="datasets must be among"):
         toy.run(tmp_path, datasets=["spiral"])
+    assert res["settings"]["lr_decay"] == "cosine"
+    parser = argparse.ArgumentParser()
+    toy.add_arguments(parser)
+    assert parser.parse_args(["--lr-decay", "constant"]).lr_decay == "constant"
+    constant = toy.run(tmp_path / "constant", **opts, lr_decay="constant")["rows"][0]
+    assert constant["test_loglik"] != row["test_loglik"]  # the schedule reaches the trainer
+    with pytest.raises(ValueError, match="lr_decay must be one of"):
+        toy.run(tmp_path / "bad", **opts, lr_decay="linear")
 
 
 def test_ica_unmixing_parametrization_lets_the_exact_critic_reach_the_truth(tmp_path):
