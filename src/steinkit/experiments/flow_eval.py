@@ -47,7 +47,8 @@ score matching does. (In the quick preset's early-training regime score matching
 bits/dim closely: for dequantized data its objective keeps decreasing as the flow sharpens
 its density at the quantization-bin edges, which maximum-likelihood training does throughout.)
 Measured with the quick settings on Fashion-MNIST (seed 0): Spearman 1.00 for LSD and 1.00
-for score matching, so LSD reaches 0.9 but does not beat score matching. With the same
+for score matching, so LSD reaches 0.9 but does not beat score matching; a rerun on one thread
+(11 min 11 s wall) gave LSD 0.99 (checkpoints 7 and 8 swapped) and score matching 1.00. With the same
 critic budget on later, evenly spaced checkpoints (1000, 1500, ..., 5500 steps; 4.11 -> 3.94
 bits/dim) LSD fell to 0.49 (single checkpoints jumped to twice their neighbours' LSD) while
 score matching stayed at 0.99: resolving such small differences needs a better-trained critic
