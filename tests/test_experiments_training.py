@@ -153,3 +153,11 @@ def test_ica_sweep_passes_parametrization_and_lr_decay_to_every_run(tmp_path):
     assert (ns.parametrization, ns.lr_decay) == ("unmixing", "cosine")
     with pytest.raises(ValueError, match="parametrization must be"):
         ica.run(tmp_path, quick=True, **{**TINY_ICA, "steps": 2}, methods=["ml"], parametrization="inverse")
+
+
+def test_ica_run_key_covers_the_sizes_that_change_a_result():
+    spec = {"source": "logistic", "dim": 3, "seed": 0, "method": "ml", "config": {"lr": 1e-3}, "steps": 10,
+            "batch_size": 5, "n_train": 50, "n_val": 10, "n_test": 10, "curve_every": 5}
+    assert ica._key(spec) == ica._key({**spec, "curve_every": 2})  # only when the curve is sampled
+    for k, v in (("steps", 11), ("batch_size", 6), ("n_train", 60), ("n_val", 11), ("n_test", 11), ("seed", 1)):
+        assert ica._key({**spec, k: v}) != ica._key(spec), k

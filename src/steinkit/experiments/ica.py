@@ -70,6 +70,7 @@ resumes. Long runs also checkpoint to ``out/checkpoints`` and resume from there.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import math
@@ -207,10 +208,16 @@ def grid(method: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
 def _key(spec: dict[str, Any]) -> str:
+    """File name of one run: every setting that changes its result (the sizes as a short hash)."""
     fmt = lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v)  # noqa: E731
     cfg = "-".join(f"{k}{fmt(v)}" for k, v in sorted(spec["config"].items()))
-    key = f"{spec['source']}-d{spec['dim']}-s{spec['seed']}-{spec['method']}-{cfg}"
+    sizes = json.dumps([spec.get(k) for k in ("steps", "batch_size", "n_train", "n_val", "n_test")])
+    key = f"{spec['source']}-d{spec['dim']}-s{spec['seed']}-{spec['method']}-{cfg}-{_digest(sizes)}"
     if spec["source"] == "laplace":
         bw = spec.get("boundary_width")
         key += "-bwnone" if bw is None else f"-bw{bw:g}"
