@@ -47,10 +47,10 @@ score matching does. (In the quick preset's early-training regime score matching
 bits/dim closely: for dequantized data its objective keeps decreasing as the flow sharpens
 its density at the quantization-bin edges, which maximum-likelihood training does throughout.)
 Measured with the quick settings on Fashion-MNIST (seed 0): Spearman 1.00 for LSD and 1.00
-for score matching, so LSD reaches 0.9 but does not beat score matching; a rerun on one thread
-(11 min 11 s wall) gave LSD 0.99 (checkpoints 7 and 8 swapped) and score matching 1.00. With the same
-critic budget on later, evenly spaced checkpoints (1000, 1500, ..., 5500 steps; 4.11 -> 3.94
-bits/dim) LSD fell to 0.49 (single checkpoints jumped to twice their neighbours' LSD) while
+for score matching, so LSD reaches 0.9 but does not beat score matching; a rerun on one
+thread (11 min 11 s wall) gave LSD 0.99 (checkpoints 7 and 8 swapped) and score matching 1.00.
+With the same critic budget on later, evenly spaced checkpoints (1000, 1500, ..., 5500 steps;
+4.11 -> 3.94 bits/dim) LSD fell to 0.49 (single checkpoints jumped to twice their neighbours' LSD) while
 score matching stayed at 0.99: resolving such small differences needs a better-trained critic
 than 16 passes give.
 
@@ -486,8 +486,9 @@ def _prepare_data(cfg: dict[str, Any]) -> dict[str, Any]:
     y_train, _ = logit_transform(
         dequantize(train_px, generator=torch.Generator().manual_seed(seed)), cfg["alpha"]
     )
-    x_test = dequantize(test_px, generator=torch.Generator().manual_seed(seed + 1))
-    y_test, log_det_test = logit_transform(x_test, cfg["alpha"])
+    y_test, log_det_test = logit_transform(
+        dequantize(test_px, generator=torch.Generator().manual_seed(seed + 1)), cfg["alpha"]
+    )
     return {
         "train": y_train,
         "test": y_test,
@@ -654,8 +655,13 @@ def _evaluate(flow: GlowFlow, cfg: dict[str, Any], data: dict[str, Any], progres
 
     # score matching on the very split LSD is tested on (same seed -> same split)
     t0 = time.perf_counter()
-    sm = score_matching_terms(flow, y_test_split, n_probes=cfg["sm_probes"], chunk_size=chunk,
-                              generator=torch.Generator().manual_seed(seed + 4))
+    sm = score_matching_terms(
+        flow,
+        y_test_split,
+        n_probes=cfg["sm_probes"],
+        chunk_size=chunk,
+        generator=torch.Generator().manual_seed(seed + 4),
+    )
     t_sm = time.perf_counter() - t0
     return {
         "bits_per_dim": float(bpd.mean()),

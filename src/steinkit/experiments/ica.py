@@ -208,16 +208,13 @@ def grid(method: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
 def _key(spec: dict[str, Any]) -> str:
     """File name of one run: every setting that changes its result (the sizes as a short hash)."""
     fmt = lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v)  # noqa: E731
     cfg = "-".join(f"{k}{fmt(v)}" for k, v in sorted(spec["config"].items()))
     sizes = json.dumps([spec.get(k) for k in ("steps", "batch_size", "n_train", "n_val", "n_test")])
-    key = f"{spec['source']}-d{spec['dim']}-s{spec['seed']}-{spec['method']}-{cfg}-{_digest(sizes)}"
+    digest = hashlib.sha1(sizes.encode()).hexdigest()[:8]
+    key = f"{spec['source']}-d{spec['dim']}-s{spec['seed']}-{spec['method']}-{cfg}-{digest}"
     if spec["source"] == "laplace":
         bw = spec.get("boundary_width")
         key += "-bwnone" if bw is None else f"-bw{bw:g}"
@@ -561,7 +558,11 @@ def run(
                     "config": config,
                     "steps": settings["steps"] or 2000 * dim,
                     "boundary_width": settings["boundary_width"] if source == "laplace" else None,
-                    **{k: settings[k] for k in ("parametrization", "lr_decay", "batch_size", "n_train", "n_val", "n_test", "curve_every")},
+                    **{
+                        k: settings[k]
+                        for k in ("parametrization", "lr_decay", "batch_size", "n_train", "n_val", "n_test",
+                                  "curve_every")
+                    },
                 }
             )
     # Costliest first, for load balancing: LSD (critic steps), then larger D.
