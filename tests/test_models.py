@@ -528,6 +528,26 @@ def test_ebm_bad_arguments() -> None:
         MLPEnergy(2.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="x must have at least 2 rows"):
         MLPEnergy(2).init_base(torch.zeros(1, 2))
+    for gain in (0.0, -1.0, float("nan"), "3"):
+        with pytest.raises(ValueError, match="first_layer_gain must be a positive finite number"):
+            MLPEnergy(2, first_layer_gain=gain)  # type: ignore[arg-type]
+
+
+def test_ebm_first_layer_gain_scales_only_the_first_layer() -> None:
+    torch.manual_seed(0)
+    plain = MLPEnergy(2, hidden=6)
+    torch.manual_seed(0)
+    sharp = MLPEnergy(2, hidden=6, first_layer_gain=3.0)
+    first, *rest = [m for m in plain.net if isinstance(m, torch.nn.Linear)]
+    first3, *rest3 = [m for m in sharp.net if isinstance(m, torch.nn.Linear)]
+    torch.testing.assert_close(first3.weight, 3 * first.weight)
+    torch.testing.assert_close(first3.bias, 3 * first.bias)
+    for a, b in zip(rest, rest3):
+        torch.testing.assert_close(a.weight, b.weight)
+        torch.testing.assert_close(a.bias, b.bias)
+    # the gained network is the plain one evaluated at 3x with its biases scaled alike
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(sharp.net(x), plain.net[1:](first(3 * x) + 2 * first.bias))
 
 
 @pytest.mark.parametrize("activation", ["swish", "relu", "elu", "softplus", "tanh"])

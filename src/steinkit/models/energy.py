@@ -41,6 +41,11 @@ class MLPEnergy(nn.Module):
         hidden: Width of each hidden layer.
         n_layers: Number of hidden layers (the paper uses 2).
         activation: One of "swish" (= "silu"), "relu", "elu", "softplus", "tanh".
+        first_layer_gain: Factor on the first layer's initial weights and bias (PyTorch's
+            default initialisation times the gain). With a gain g the initial features vary g
+            times faster in x, which thin structures need: on the toy rings (width 0.08) the
+            energy trained with the true score forms all four rings in 10k steps with g = 3 and
+            only the outer one with g = 1.
         dtype: Parameter dtype (default: torch's default dtype).
 
     Example:
@@ -62,6 +67,7 @@ class MLPEnergy(nn.Module):
         n_layers: int = 2,
         activation: str = "swish",
         *,
+        first_layer_gain: float = 1.0,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -70,6 +76,8 @@ class MLPEnergy(nn.Module):
         n_layers = _check_count(n_layers, "n_layers")
         if not isinstance(activation, str) or activation.lower() not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if not (isinstance(first_layer_gain, (int, float)) and math.isfinite(first_layer_gain) and first_layer_gain > 0):
+            raise ValueError(f"first_layer_gain must be a positive finite number, got {first_layer_gain!r}")
         dtype = dtype or torch.get_default_dtype()
         self.dim: int = dim
         layers: list[nn.Module] = []
@@ -79,6 +87,9 @@ class MLPEnergy(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, 1, dtype=dtype))
         self.net = nn.Sequential(*layers)
+        with torch.no_grad():
+            layers[0].weight.mul_(first_layer_gain)
+            layers[0].bias.mul_(first_layer_gain)
         self.mu = nn.Parameter(torch.zeros(dim, dtype=dtype))
         self.log_sigma = nn.Parameter(torch.zeros(dim, dtype=dtype))
 
