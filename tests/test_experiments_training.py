@@ -29,9 +29,10 @@ def test_experiment_modules_follow_the_protocol():
 
 
 def test_ica_grids_follow_appendix_b5():
-    assert [len(ica.grid(m, ica.FULL)) for m in ("ml", "lsd", "ssm", "nce", "cnce")] == [3, 36, 3, 3, 12]
+    assert [len(ica.grid(m, ica.FULL)) for m in ("ml", "lsd", "ssm", "nce", "cnce")] == [3, 54, 3, 3, 12]
     lsd = ica.grid("lsd", ica.FULL)
     assert {c["lam"] for c in lsd} == {0.1, 1.0, 10.0} and {c["critic_steps"] for c in lsd} == {1, 5}
+    assert {c["critic_lr_factor"] for c in lsd} == {1.0, 0.1, 0.03}
     assert {c["eps"] for c in ica.grid("cnce", ica.FULL)} == {0.01, 0.1, 1.0, 10.0}
     assert {c["lr"] for c in ica.grid("ml", ica.FULL)} == {1e-3, 1e-4, 1e-5}
 
@@ -153,6 +154,18 @@ def test_ica_sweep_passes_parametrization_and_lr_decay_to_every_run(tmp_path):
     assert (ns.parametrization, ns.lr_decay) == ("unmixing", "cosine")
     with pytest.raises(ValueError, match="parametrization must be"):
         ica.run(tmp_path, quick=True, **{**TINY_ICA, "steps": 2}, methods=["ml"], parametrization="inverse")
+
+
+def test_ica_critic_rate_factors_reach_the_grid_and_are_checked(tmp_path):
+    parser = argparse.ArgumentParser()
+    ica.add_arguments(parser)
+    assert parser.parse_args(["--critic-lr-factors", "0.1", "0.03"]).critic_lr_factors == [0.1, 0.03]
+    assert ica.FULL["critic_lr_factors"] == [1.0, 0.1, 0.03]
+    configs = ica.grid("lsd", {**ica.QUICK, "critic_lr_factors": [0.1, 0.03]})
+    assert sorted(c["critic_lr_factor"] for c in configs) == [0.03, 0.1]
+    for bad in ([], [0.0], [-0.1]):
+        with pytest.raises(ValueError, match="critic_lr_factors must be positive"):
+            ica.run(tmp_path, quick=True, **TINY_ICA, critic_lr_factors=bad)
 
 
 def test_ica_run_key_covers_the_sizes_that_change_a_result():
