@@ -111,7 +111,7 @@ def test_toy_tiny_run_writes_results_and_figure(tmp_path):
     opts = dict(datasets=["moons"], steps=4, hidden=16, n_train=400, n_test=200, grid=40, n_jobs=1)
     res = toy.run(tmp_path, **opts)
     (row,) = res["rows"]
-    assert row["dataset"] == "moons" and row["steps"] == 4
+    assert row["dataset"] == "moons" and row["steps"] == row["steps_done"] == 4
     assert math.isfinite(row["test_loglik"]) and math.isfinite(row["gaussian_test_loglik"])
     assert (tmp_path / "toy_densities.png").stat().st_size > 0
     assert "| moons |" in (tmp_path / "table.md").read_text()
@@ -122,8 +122,36 @@ def test_toy_tiny_run_writes_results_and_figure(tmp_path):
     parser = argparse.ArgumentParser()
     toy.add_arguments(parser)
     assert parser.parse_args(["--lr-decay", "constant"]).lr_decay == "constant"
-    constant = toy.run(tmp_path / "constant", **opts, lr_decay="constant")["rows"][0]
+    # another setting in the same folder is a new run, not the stale one
+    constant = toy.run(tmp_path, **opts, lr_decay="constant")["rows"][0]
     assert constant["test_loglik"] != row["test_loglik"]  # the schedule reaches the trainer
+    assert len(list((tmp_path / "runs").glob("moons-*.json"))) == 4  # 2 schedules x 2 gains
+
+
+def test_toy_keeps_the_run_with_the_best_validation_loglik(tmp_path):
+    opts = dict(datasets=["moons"], hidden=16, n_train=400, n_val=300, n_test=200, grid=40, n_jobs=1)
+    res = toy.run(tmp_path, **opts, steps=[3, 6])
+    assert res["settings"]["first_layer_gains"] == [1.0, 3.0]
+    runs = {(r["first_layer_gain"], r["steps"]): r for r in res["runs"]}
+    assert set(runs) == {(1.0, 3), (1.0, 6), (3.0, 3), (3.0, 6)}
+    assert runs[1.0, 3]["test_loglik"] != runs[3.0, 3]["test_loglik"]  # the gain reaches the model
+    assert runs[1.0, 3]["test_loglik"] != runs[1.0, 6]["test_loglik"]
+    best = max(runs.values(), key=lambda r: r["val_loglik"])
+    (row,) = res["rows"]
+    assert (row["first_layer_gain"], row["steps"], row["test_loglik"]) == (
+        best["first_layer_gain"], best["steps"], best["test_loglik"])
+    assert "| gain 1, 3 steps | gain 1, 6 steps | gain 3, 3 steps | gain 3, 6 steps |" in res["table"]
+    parser = argparse.ArgumentParser()
+    toy.add_arguments(parser)
+    ns = parser.parse_args(["--first-layer-gains", "1", "2", "--steps", "5", "7"])
+    assert (ns.first_layer_gains, ns.steps) == ([1.0, 2.0], [5, 7])
+    only = toy.run(tmp_path, **opts, steps=6, first_layer_gains=[3.0])  # reuses that run
+    assert only["rows"][0]["test_loglik"] == runs[3.0, 6]["test_loglik"]
+    assert toy.QUICK["steps"] == [2000] and toy.FULL["steps"] == [2000, 10000]
+    with pytest.raises(ValueError, match="first_layer_gains must be positive"):
+        toy.run(tmp_path, **opts, first_layer_gains=[0.0])
+    with pytest.raises(ValueError, match="steps must be positive"):
+        toy.run(tmp_path, **opts, steps=[0])
     with pytest.raises(ValueError, match="lr_decay must be one of"):
         toy.run(tmp_path / "bad", **opts, lr_decay="linear")
 

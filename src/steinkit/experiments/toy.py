@@ -30,6 +30,7 @@ way: the density keeps the outer ring or two and loses the inner ones (its log-d
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -46,21 +47,25 @@ from ..models import Gaussian, MLPEnergy
 from ..train import train
 from ._common import preset, write_json
 
-__all__ = ["NAME", "DESCRIPTION", "FULL", "QUICK", "add_arguments", "run", "run_dataset", "grid_log_density"]
+__all__ = [
+    "NAME", "DESCRIPTION", "FULL", "QUICK", "add_arguments", "run", "run_dataset", "run_stem", "grid_log_density",
+]
 
 NAME = "toy"
 DESCRIPTION = "Deep EBMs on 2-D toy densities trained with LSD (Figure 4)"
 
 FULL: dict[str, Any] = {
     "datasets": list(TOY_DATASETS),
-    "steps": 10_000,
+    "steps": [2_000, 10_000],
     "batch_size": 100,
     "critic_steps": 5,
     "lam": 10.0,
     "lr_decay": "cosine",
     "lr": 1e-3,
     "hidden": 300,
+    "first_layer_gains": [1.0, 3.0],
     "n_train": 50_000,
+    "n_val": 10_000,
     "n_test": 10_000,
     "box": 5.0,
     "grid": 300,
@@ -68,7 +73,7 @@ FULL: dict[str, Any] = {
 }
 #: ``--quick``: 2000 model steps (10,000 critic + 2,000 model updates, about the 10,000 alternating
 #: iterations of the authors' script) on every set.
-QUICK: dict[str, Any] = {**FULL, "steps": 2_000}
+QUICK: dict[str, Any] = {**FULL, "steps": [2_000]}
 
 
 def grid_log_density(model: MLPEnergy, box: float, n: int) -> tuple[Tensor, Tensor, float]:
@@ -100,36 +105,59 @@ def _gaussian_fit(x: Tensor) -> Gaussian:
     return Gaussian(mean, xc.T @ xc / x.shape[0])
 
 
-def run_dataset(name: str, settings: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
-    """Train one set and write ``out/runs/<name>.json`` and ``out/runs/<name>.pt`` (the
-    density grid); a set whose JSON exists is skipped."""
+def run_stem(name: str, settings: dict[str, Any], gain: float, steps: int) -> str:
+    """File stem of one run (set, first-layer gain, steps): the set, the gain and a short hash of
+    the steps and the other settings, so a rerun into the same folder with other settings never
+    reuses a stale run (and the quick preset's runs are the full preset's 2000-step runs).
+
+    Example:
+        >>> run_stem("rings", FULL, 3.0, 2000)[:12]
+        'rings-gain3-'
+        >>> run_stem("rings", FULL, 3.0, 2000) == run_stem("rings", {**QUICK, "datasets": ["rings"]}, 3.0, 2000)
+        True
+        >>> run_stem("rings", FULL, 3.0, 2000) == run_stem("rings", FULL, 3.0, 10000)
+        False
+    """
+    kept = {k: v for k, v in settings.items() if k not in ("datasets", "first_layer_gains", "steps")}
+    kept = dict(sorted({**kept, "steps": steps}.items()))
+    return f"{name}-gain{gain:g}-{hashlib.sha1(json.dumps(kept).encode()).hexdigest()[:8]}"
+
+
+def run_dataset(
+    name: str, settings: dict[str, Any], out: str | os.PathLike, gain: float, steps: int
+) -> dict[str, Any]:
+    """Train one set with one first-layer gain for ``steps`` model updates; write
+    ``out/runs/<stem>.json`` and ``out/runs/<stem>.pt`` (the density grid),
+    ``stem = run_stem(name, settings, gain, steps)``. A run whose JSON exists is reused."""
     torch.set_num_threads(1)
     out = Path(out)
-    path = out / "runs" / f"{name}.json"
+    stem = run_stem(name, settings, gain, steps)
+    path = out / "runs" / f"{stem}.json"
     if path.exists():
         return json.loads(path.read_text())
     seed = int(settings["seed"])
     g = torch.Generator().manual_seed(seed)
     x_train = sample_toy(name, settings["n_train"], generator=g)
     x_test = sample_toy(name, settings["n_test"], generator=g)
+    x_val = sample_toy(name, settings["n_val"], generator=g)
     torch.manual_seed(seed)  # the energy's nn.Linear initialisation
-    ebm = MLPEnergy(2, hidden=settings["hidden"]).init_base(x_train)
+    ebm = MLPEnergy(2, hidden=settings["hidden"], first_layer_gain=gain).init_base(x_train)
     critic = MLPCritic(2, hidden=settings["hidden"], generator=torch.Generator().manual_seed(seed + 1))
     t0 = time.perf_counter()
     res = train(
         ebm,
         x_train,
         method="lsd",
-        steps=settings["steps"],
+        steps=steps,
         batch_size=settings["batch_size"],
         lr=settings["lr"],
         critic=critic,
         critic_steps=settings["critic_steps"],
         lam=settings["lam"],
         lr_decay=settings["lr_decay"],
-        checkpoint=out / "checkpoints" / f"{name}.pt",
-        checkpoint_every=max(100, settings["steps"] // 10),
-        log_every=max(1, settings["steps"] // 100),
+        checkpoint=out / "checkpoints" / f"{stem}.pt",
+        checkpoint_every=max(100, steps // 10),
+        log_every=max(1, steps // 100),
         on_nan="stop",
         seed=seed + 2,
         progress=False,
@@ -138,31 +166,36 @@ def run_dataset(name: str, settings: dict[str, Any], out: str | os.PathLike) -> 
     pts, lq, log_z = grid_log_density(ebm, settings["box"], settings["grid"])
     with torch.no_grad():
         ll = float((ebm.log_prob(x_test) - log_z).mean())
+        val = float((ebm.log_prob(x_val) - log_z).mean())
         gauss = float(_gaussian_fit(x_train).log_prob(x_test).mean())
     inside = float((x_test.abs() <= settings["box"]).all(1).float().mean())
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"log_density": (lq - log_z).reshape(settings["grid"], settings["grid"])}, out / "runs" / f"{name}.pt")
+    torch.save({"log_density": (lq - log_z).reshape(settings["grid"], settings["grid"])}, out / "runs" / f"{stem}.pt")
     result = {
         "dataset": name,
+        "first_layer_gain": gain,
+        "val_loglik": val,
         "test_loglik": ll,
         "gaussian_test_loglik": gauss,
         "log_z": log_z,
         "test_fraction_inside_box": inside,
-        "steps": res.steps,
+        "steps": steps,
+        "steps_done": res.steps,
         "diverged_at": res.diverged_at,
         "seconds": seconds,
         "history": [{k: h[k] for k in ("step", "loss", "lsd") if k in h} for h in res.history],
     }
     write_json(path, result)
-    ckpt = out / "checkpoints" / f"{name}.pt"
+    ckpt = out / "checkpoints" / f"{stem}.pt"
     if ckpt.exists():
         ckpt.unlink()
     return result
 
 
-def _figure(names: Sequence[str], settings: dict[str, Any], out: Path, path: Path) -> None:
-    """Three rows per set: data histogram, learned density, learned log-density (clipped 8 nats
-    below its maximum, which shows the shape even where the weights of separate islands are off)."""
+def _figure(rows: Sequence[dict[str, Any]], settings: dict[str, Any], out: Path, path: Path) -> None:
+    """Three rows per set (the run kept for it): data histogram, learned density, learned
+    log-density (clipped 8 nats below its maximum, which shows the shape even where the weights
+    of separate islands are off)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,15 +203,16 @@ def _figure(names: Sequence[str], settings: dict[str, Any], out: Path, path: Pat
 
     box = settings["box"]
     extent = [-box, box, -box, box]
-    fig, axes = plt.subplots(3, len(names), figsize=(2.2 * len(names), 6.8), squeeze=False)
-    for j, name in enumerate(names):
+    fig, axes = plt.subplots(3, len(rows), figsize=(2.2 * len(rows), 6.8), squeeze=False)
+    for j, row in enumerate(rows):
+        name, gain, steps = row["dataset"], row["first_layer_gain"], row["steps"]
         x = sample_toy(name, 20_000, generator=torch.Generator().manual_seed(123))
         axes[0, j].hist2d(x[:, 0].numpy(), x[:, 1].numpy(), bins=120, range=[[-box, box], [-box, box]], cmap="viridis")
-        log_dens = torch.load(out / "runs" / f"{name}.pt")["log_density"]
+        log_dens = torch.load(out / "runs" / f"{run_stem(name, settings, gain, steps)}.pt")["log_density"]
         axes[1, j].imshow(log_dens.exp().numpy(), origin="lower", extent=extent, cmap="viridis")
         top = float(log_dens.max())
         axes[2, j].imshow(log_dens.clamp(min=top - 8.0).numpy(), origin="lower", extent=extent, cmap="viridis")
-        axes[0, j].set_title(name, fontsize=9)
+        axes[0, j].set_title(f"{name}\n(gain {gain:g}, {steps} steps)", fontsize=8)
         for i in range(3):
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
@@ -194,9 +228,14 @@ def _figure(names: Sequence[str], settings: dict[str, Any], out: Path, path: Pat
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``steinkit reproduce toy`` (``--out`` and ``--quick`` are common)."""
     parser.add_argument("--datasets", nargs="+", choices=TOY_DATASETS, help="toy sets (default all)")
-    parser.add_argument("--steps", type=int, help="model updates per set (default 10000; quick 2000)")
+    parser.add_argument("--steps", type=int, nargs="+",
+                        help="training lengths in model updates; each set keeps the run with the best "
+                             "validation log-likelihood (default 2000 10000; quick 2000)")
     parser.add_argument("--lr-decay", choices=("constant", "cosine"), default=argparse.SUPPRESS,
                         help="the energy's learning-rate schedule (default cosine; the paper's: constant)")
+    parser.add_argument("--first-layer-gains", type=float, nargs="+", default=argparse.SUPPRESS,
+                        help="factors on the energy's first-layer initialisation to train with; each set "
+                             "keeps the one with the best validation log-likelihood (default 1 3)")
     parser.add_argument("--jobs", "--n-jobs", dest="n_jobs", type=int, default=2,
                         help="parallel joblib workers (default 2)")
 
@@ -206,7 +245,7 @@ def run(
     *,
     quick: bool = False,
     datasets: Sequence[str] | None = None,
-    steps: int | None = None,
+    steps: int | Sequence[int] | None = None,
     n_jobs: int = 2,
     **overrides: Any,
 ) -> dict[str, Any]:
@@ -217,7 +256,7 @@ def run(
         quick: :data:`QUICK` instead of :data:`FULL`.
         datasets, steps: override the preset.
         n_jobs: joblib workers.
-        overrides: other preset keys (``lam``, ``hidden``, ``batch_size``, ``grid``...).
+        overrides: other preset keys (``lam``, ``hidden``, ``first_layer_gains``, ``grid``...).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,33 +267,52 @@ def run(
             raise ValueError(f"datasets must be among {TOY_DATASETS}, got {bad}")
         settings["datasets"] = list(datasets)
     if steps is not None:
-        settings["steps"] = int(steps)
+        settings["steps"] = [int(steps)] if isinstance(steps, int) else [int(t) for t in steps]
+    if not settings["steps"] or not all(t >= 1 for t in settings["steps"]):
+        raise ValueError(f"steps must be positive integers, got {settings['steps']!r}")
+    gains = [float(g) for g in settings["first_layer_gains"]]
+    if not gains or not all(math.isfinite(g) and g > 0 for g in gains):
+        raise ValueError(f"first_layer_gains must be positive finite numbers, got {settings['first_layer_gains']!r}")
     names = settings["datasets"]
     t0 = time.perf_counter()
-    todo = [n for n in names if not (out / "runs" / f"{n}.json").exists()]
+    grid = [(g, t) for g in gains for t in settings["steps"]]
+    jobs = [(n, g, t) for n in names for g, t in grid]
+    stem = lambda n, g, t: run_stem(n, settings, g, t)  # noqa: E731
+    todo = [job for job in jobs if not (out / "runs" / f"{stem(*job)}.json").exists()]
     if todo:
         from joblib import Parallel, delayed
 
-        Parallel(n_jobs=n_jobs, verbose=5)(delayed(run_dataset)(n, settings, str(out)) for n in todo)
-    rows = [json.loads((out / "runs" / f"{n}.json").read_text()) for n in names]
+        todo.sort(key=lambda job: -job[2])  # longest first, for a balanced pool
+        Parallel(n_jobs=n_jobs, verbose=5)(delayed(run_dataset)(n, settings, str(out), g, t) for n, g, t in todo)
+    runs = {job: json.loads((out / "runs" / f"{stem(*job)}.json").read_text()) for job in jobs}
+    val = lambda r: r["val_loglik"] if math.isfinite(r["val_loglik"] or math.nan) else -math.inf  # noqa: E731
+    rows = [max((runs[n, g, t] for g, t in grid), key=val) for n in names]
+    heads = " | ".join(f"gain {g:g}, {t} steps" for g, t in grid)
     lines = [
         f"Held-out log-likelihood per example (LSD density normalized on a {settings['grid']}^2 grid over "
-        f"[-{settings['box']:g}, {settings['box']:g}]^2; {settings['steps']} model steps)",
+        f"[-{settings['box']:g}, {settings['box']:g}]^2). Each set keeps the run (first-layer gain, model "
+        "steps) with the best validation log-likelihood; the last columns give every run's.",
         "",
-        "| Data set | LSD EBM | Gaussian fit | train time (s) |",
-        "|---|---|---|---|",
+        f"| Data set | LSD EBM | kept | Gaussian fit | {heads} | train time (s) |",
+        "|---|---|---|---|" + "---|" * len(grid) + "---|",
     ]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['test_loglik']:.3f} | {r['gaussian_test_loglik']:.3f} | {r['seconds']:.0f} |")
+        each = " | ".join(f"{runs[r['dataset'], g, t]['test_loglik']:.3f}" for g, t in grid)
+        seconds = sum(runs[r["dataset"], g, t]["seconds"] for g, t in grid)
+        lines.append(
+            f"| {r['dataset']} | {r['test_loglik']:.3f} | gain {r['first_layer_gain']:g}, {r['steps']} | "
+            f"{r['gaussian_test_loglik']:.3f} | {each} | {seconds:.0f} |"
+        )
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     figure = out / "toy_densities.png"
-    _figure(names, settings, out, figure)
+    _figure(rows, settings, out, figure)
     results = {
         "experiment": NAME,
         "quick": quick,
         "settings": settings,
         "rows": [{k: v for k, v in r.items() if k != "history"} for r in rows],
+        "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs.values()],
         "table": table,
         "figures": [figure.name],
         "seconds": time.perf_counter() - t0,
