@@ -150,8 +150,11 @@ def test_toy_keeps_the_run_with_the_best_validation_loglik(tmp_path):
     assert toy.QUICK["steps"] == [2000] and toy.FULL["steps"] == [2000, 10000]
     with pytest.raises(ValueError, match="first_layer_gains must be positive"):
         toy.run(tmp_path, **opts, first_layer_gains=[0.0])
-    with pytest.raises(ValueError, match="steps must be positive"):
-        toy.run(tmp_path, **opts, steps=[0])
+    for bad in ([0], [2.5], []):
+        with pytest.raises(ValueError, match="steps must be positive"):
+            toy.run(tmp_path, **opts, steps=bad)
+    assert toy._validation_score({"val_loglik": None}) == toy._validation_score({"val_loglik": math.nan}) == -math.inf
+    assert toy._validation_score({"val_loglik": 0.0}) == 0.0
     with pytest.raises(ValueError, match="lr_decay must be one of"):
         toy.run(tmp_path / "bad", **opts, lr_decay="linear")
 

@@ -144,6 +144,12 @@ def run_stem(name: str, settings: dict[str, Any], gain: float, steps: int) -> st
     return f"{name}-gain{gain:g}-{hashlib.sha1(json.dumps(kept).encode()).hexdigest()[:8]}"
 
 
+def _validation_score(run: dict[str, Any]) -> float:
+    """A run's validation log-likelihood, -inf when it is missing or not finite (a diverged run)."""
+    v = run["val_loglik"]
+    return v if v is not None and math.isfinite(v) else -math.inf
+
+
 def run_dataset(
     name: str, settings: dict[str, Any], out: str | os.PathLike, gain: float, steps: int
 ) -> dict[str, Any]:
@@ -288,8 +294,8 @@ def run(
             raise ValueError(f"datasets must be among {TOY_DATASETS}, got {bad}")
         settings["datasets"] = list(datasets)
     if steps is not None:
-        settings["steps"] = [int(steps)] if isinstance(steps, int) else [int(t) for t in steps]
-    if not settings["steps"] or not all(t >= 1 for t in settings["steps"]):
+        settings["steps"] = [steps] if isinstance(steps, int) else list(steps)
+    if not settings["steps"] or not all(isinstance(t, int) and t >= 1 for t in settings["steps"]):
         raise ValueError(f"steps must be positive integers, got {settings['steps']!r}")
     gains = [float(g) for g in settings["first_layer_gains"]]
     if not gains or not all(math.isfinite(g) and g > 0 for g in gains):
@@ -306,8 +312,7 @@ def run(
         todo.sort(key=lambda job: -job[2])  # longest first, for a balanced pool
         Parallel(n_jobs=n_jobs, verbose=5)(delayed(run_dataset)(n, settings, str(out), g, t) for n, g, t in todo)
     runs = {job: json.loads((out / "runs" / f"{stem(*job)}.json").read_text()) for job in jobs}
-    val = lambda r: r["val_loglik"] if math.isfinite(r["val_loglik"] or math.nan) else -math.inf  # noqa: E731
-    rows = [max((runs[n, g, t] for g, t in grid), key=val) for n in names]
+    rows = [max((runs[n, g, t] for g, t in grid), key=_validation_score) for n in names]
     heads = " | ".join(f"gain {g:g}, {t} steps" for g, t in grid)
     lines = [
         f"Held-out log-likelihood per example (LSD density normalized on a {settings['grid']}^2 grid over "
