@@ -20,7 +20,7 @@ Example:
     >>> from steinkit.models import Gaussian
     >>> q = Gaussian(torch.zeros(2), torch.eye(2))
     >>> x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
-    >>> float(ml_loss(q, x)) > 0
+    >>> ml_loss(q, x).item() > 0
     True
 """
 
@@ -50,7 +50,7 @@ def ml_loss(model: nn.Module, x: Tensor) -> Tensor:
 
     Example:
         >>> from steinkit.models import Gaussian
-        >>> round(float(ml_loss(Gaussian(torch.zeros(1), torch.eye(1)), torch.zeros(3, 1))), 4)
+        >>> round(ml_loss(Gaussian(torch.zeros(1), torch.eye(1)), torch.zeros(3, 1)).item(), 4)
         0.9189
     """
     return -model.log_prob(x).mean()
@@ -89,7 +89,7 @@ def ssm_loss(model: nn.Module, x: Tensor, probes: Tensor) -> Tensor:
 
     Example:
         >>> from steinkit.models import Gaussian
-        >>> float(ssm_loss(Gaussian(torch.zeros(2), torch.eye(2)), torch.zeros(1, 2), torch.ones(1, 2)))
+        >>> ssm_loss(Gaussian(torch.zeros(2), torch.eye(2)), torch.zeros(1, 2), torch.ones(1, 2)).item()
         -2.0
     """
     sq, hess = ssm_terms(model, x, probes)
@@ -111,7 +111,7 @@ def nce_loss(
         >>> from steinkit.models import Gaussian
         >>> q = Gaussian(torch.zeros(1), torch.eye(1))
         >>> x = torch.zeros(4, 1)
-        >>> round(float(nce_loss(q, x, x, q.log_prob, torch.tensor(0.0))), 4)   # 2 log 2
+        >>> round(nce_loss(q, x, x, q.log_prob, torch.tensor(0.0)).item(), 4)   # 2 log 2
         1.3863
     """
     gx = model.log_prob(x) + log_c - noise_log_prob(x)
@@ -127,7 +127,7 @@ def cnce_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     Example:
         >>> from steinkit.models import Gaussian
         >>> q = Gaussian(torch.zeros(1), torch.eye(1))
-        >>> round(float(cnce_loss(q, torch.zeros(2, 1), torch.zeros(2, 1))), 4)   # log 2
+        >>> round(cnce_loss(q, torch.zeros(2, 1), torch.zeros(2, 1)).item(), 4)   # log 2
         0.6931
     """
     g = model.log_prob(x) - model.log_prob(y)
