@@ -63,8 +63,8 @@ LSD creeps: at D = 20 (logistic sources, λ = 1, 10k steps) test log-likelihood 
 critic at 1e-3 and -62.1 at 1e-4, against ML's -61.0. The larger D, the slower the critic should
 learn: Laplace, D = 40, seed 0, quick budget (80k steps, λ 0.1, one critic step), LSD ends 7.6%
 below ML with the critic at lr, 2.0% at lr/10 and 1.0% at lr/30 (seed 1: 1.6% at lr/10, 0.36%
-at lr/30; validation picks lr/30 for both seeds); at D = 20 lr/30 ends 0.08%
-below ML (seeds 0 and 1) against lr/10's 0.03%. At D = 50 the quick budget (100k steps, the
+at lr/30; validation picks lr/30 for both seeds); at D = 20 lr/30 ends 0.08% / 0.07% below ML
+(seeds 0 / 1) against lr/10's 0.03% / 0.05%. At D = 50 the quick budget (100k steps, the
 paper's) is too short for either rate: LSD ends 1.8% (lr/10) and 2.1% (lr/30) below ML, still
 climbing when the rate reaches 0. With 200k steps (``--steps 200000``, 28 min) it ends 0.86%
 below (seed 0: −158.62 against ML's −157.26). ``--quick`` trims the grids (see :data:`QUICK`).
