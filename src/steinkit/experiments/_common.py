@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["prepare_out", "preset", "write_json", "pyplot", "markdown_table"]
+__all__ = ["prepare_out", "preset", "positive_numbers", "write_json", "pyplot", "markdown_table"]
 
 
 def prepare_out(out: str | os.PathLike) -> Path:
@@ -34,6 +34,22 @@ def preset(
         raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(settings)}")
     settings.update(overrides)
     return settings
+
+
+def positive_numbers(values: Any, name: str) -> list[float]:
+    """A preset's non-empty list of positive finite numbers as floats; anything else raises,
+    naming the setting.
+
+    Example:
+        >>> positive_numbers([1, 0.5], "gains")
+        [1.0, 0.5]
+    """
+    ok = isinstance(values, (list, tuple)) and len(values) > 0 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+    )
+    if not ok:
+        raise ValueError(f"{name} must be positive finite numbers, got {values!r}")
+    return [float(v) for v in values]
 
 
 def _clean(obj: Any) -> Any:

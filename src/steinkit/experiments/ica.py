@@ -91,7 +91,7 @@ from torch import Tensor
 
 from ..models import LinearICA
 from ..train import METHODS, lsd_model_loss, train
-from ._common import preset, write_json
+from ._common import positive_numbers, preset, write_json
 
 __all__ = [
     "NAME",
@@ -554,9 +554,7 @@ def run(
     for s in settings["sources"]:
         if s not in _MODELS:
             raise ValueError(f"sources must be among {sorted(_MODELS)}, got {s!r}")
-    factors = settings["critic_lr_factors"]
-    if not factors or not all(isinstance(f, (int, float)) and math.isfinite(f) and f > 0 for f in factors):
-        raise ValueError(f"critic_lr_factors must be positive finite numbers, got {factors!r}")
+    positive_numbers(settings["critic_lr_factors"], "critic_lr_factors")
     dims_ = sorted(settings["dims"])
 
     specs = []

@@ -66,7 +66,7 @@ from ..critics import MLPCritic
 from ..data.toy import TOY_DATASETS, sample_toy
 from ..models import Gaussian, MLPEnergy
 from ..train import train
-from ._common import preset, write_json
+from ._common import positive_numbers, preset, write_json
 
 __all__ = [
     "NAME", "DESCRIPTION", "FULL", "QUICK", "add_arguments", "run", "run_dataset", "run_stem", "grid_log_density",
@@ -297,9 +297,7 @@ def run(
         settings["steps"] = [steps] if isinstance(steps, int) else list(steps)
     if not settings["steps"] or not all(isinstance(t, int) and t >= 1 for t in settings["steps"]):
         raise ValueError(f"steps must be positive integers, got {settings['steps']!r}")
-    gains = [float(g) for g in settings["first_layer_gains"]]
-    if not gains or not all(math.isfinite(g) and g > 0 for g in gains):
-        raise ValueError(f"first_layer_gains must be positive finite numbers, got {settings['first_layer_gains']!r}")
+    gains = positive_numbers(settings["first_layer_gains"], "first_layer_gains")
     names = settings["datasets"]
     t0 = time.perf_counter()
     grid = [(g, t) for g in gains for t in settings["steps"]]
