@@ -528,9 +528,11 @@ def test_ebm_bad_arguments() -> None:
         MLPEnergy(2.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="x must have at least 2 rows"):
         MLPEnergy(2).init_base(torch.zeros(1, 2))
-    for gain in (0.0, -1.0, float("nan"), "3"):
-        with pytest.raises(ValueError, match="first_layer_gain must be a positive finite number"):
-            MLPEnergy(2, first_layer_gain=gain)  # type: ignore[arg-type]
+    for gain in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="first_layer_gain must be a finite number > 0"):
+            MLPEnergy(2, first_layer_gain=gain)
+    with pytest.raises(TypeError, match="first_layer_gain must be a real number"):
+        MLPEnergy(2, first_layer_gain="3")  # type: ignore[arg-type]
 
 
 def test_ebm_first_layer_gain_scales_only_the_first_layer() -> None:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import steinkit as sk
-from steinkit.scores import check_data
+from steinkit.validation import as_data
 
 from conftest import gen
 
@@ -110,11 +110,11 @@ def test_not_a_model():
         ("abc", "x must be"),
     ],
 )
-def test_check_data(bad, match):
+def test_as_data(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        check_data(bad)
+        as_data(bad)
 
 
-def test_check_data_converts_numpy_and_ints():
-    assert check_data(np.ones((2, 3))).dtype == torch.float64
-    assert check_data(np.ones((2, 3), dtype=np.int64)).dtype == torch.float32
+def test_as_data_converts_numpy_and_ints():
+    assert as_data(np.ones((2, 3))).dtype == torch.float64
+    assert as_data(np.ones((2, 3), dtype=np.int64)).dtype == torch.float32

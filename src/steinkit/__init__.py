@@ -7,6 +7,9 @@ Example:
     ...                            n_iters=100, hidden=32)
     >>> abs(est.value) < 5 * est.stderr + 0.1
     True
+    >>> quick = sk.ESTIMATE.replace(n_iters=100, hidden=32)   # the same, as a settings object
+    >>> sk.stein_discrepancy(sk.models.Gaussian(torch.zeros(2), torch.eye(2)), x, quick).value == est.value
+    True
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ from __future__ import annotations
 from . import data, gof, models, samplers
 from .gof import GofResult, gof_test, gof_tests
 from .critics import MLPCritic
-from .evaluate import ComparisonRow, DiscrepancyEstimate, compare, split_data, stein_discrepancy
+from .evaluate import ComparisonRow, DiscrepancyEstimate, compare, stein_discrepancy
 from .fit import CriticFit, fit_critic
 from .scores import Score, as_score
+from .settings import ESTIMATE, TEST, CriticSettings
+from .splits import split_data
 from .stein import (
+    FusedSteinCritic,
+    critic_objective,
     exact_trace,
     fisher_divergence,
     hutchinson_trace,
@@ -39,12 +46,17 @@ __all__ = [
     "as_score",
     "Score",
     "MLPCritic",
+    "FusedSteinCritic",
     "stein_terms",
+    "critic_objective",
     "hutchinson_trace",
     "exact_trace",
     "optimal_critic",
     "optimal_lsd",
     "fisher_divergence",
+    "CriticSettings",
+    "ESTIMATE",
+    "TEST",
     "fit_critic",
     "CriticFit",
     "stein_discrepancy",

@@ -22,6 +22,8 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from .validation import fraction, one_of, positive_int
+
 __all__ = ["MLPCritic", "swish"]
 
 
@@ -199,13 +201,11 @@ class MLPCritic(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("hidden", hidden), ("n_layers", n_layers)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
-        if n_critics is not None and (not isinstance(n_critics, int) or n_critics < 1):
-            raise ValueError(f"n_critics must be a positive integer, got {n_critics!r}")
+        dim, hidden = positive_int(dim, "dim"), positive_int(hidden, "hidden")
+        n_layers = positive_int(n_layers, "n_layers")
+        dropout = fraction(dropout, "dropout")
+        if n_critics is not None:
+            n_critics = positive_int(n_critics, "n_critics")
         if seeds is not None:
             if n_critics is None or len(seeds) != n_critics:
                 raise ValueError("seeds must give one seed per critic (len(seeds) == n_critics)")
@@ -296,12 +296,10 @@ class MLPCritic(nn.Module):
         """
         if trace == "exact":
             return self._exact_terms(x, scores, generator)
-        if trace != "hutchinson":
-            raise ValueError(f"trace must be 'hutchinson' or 'exact', got {trace!r}")
+        one_of(trace, "trace", ("hutchinson", "exact"))
         n = x.shape[-2]
         if probes is None:
-            if n_probes < 1:
-                raise ValueError(f"n_probes must be >= 1, got {n_probes!r}")
+            positive_int(n_probes, "n_probes")
             draw = lambda shape, g: torch.randn(  # noqa: E731
                 shape, generator=g, dtype=x.dtype, device=x.device
             )

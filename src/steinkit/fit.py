@@ -16,8 +16,9 @@ Example:
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.randn(200, 2, generator=g) + 1.0     # data from N(1, I)
     >>> s = -x                                          # model N(0, I)
+    >>> from steinkit.settings import ESTIMATE
     >>> fit = fit_critic(MLPCritic(2, hidden=32, generator=g), x[:150], s[:150], x[150:], s[150:],
-    ...                  n_iters=200, val_every=50, generator=g)
+    ...                  ESTIMATE.replace(n_iters=200, val_every=50), generator=g)
     >>> fit.best_iteration > 0
     True
 """
@@ -33,13 +34,11 @@ from tqdm.auto import tqdm
 
 from .critics import Generators, MLPCritic
 from .scores import Score
-from .stein import stein_terms
+from .settings import ESTIMATE, OBJECTIVES, SELECTIONS, CriticSettings, settings_from
+from .splits import split_data
+from .stein import critic_objective, power_ratio, stein_terms
 
 __all__ = ["CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "OBJECTIVES", "SELECTIONS"]
-
-OBJECTIVES = ("lsd", "power")
-SELECTIONS = ("mean-std", "power", "mean", "last")
-_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -60,21 +59,12 @@ class CriticFit:
     best_statistic: float | list[float]
 
 
-def _objective(terms: Tensor, f: Tensor, objective: str, lam: float) -> Tensor:
-    """Value to maximize, per ensemble member: (K,) or scalar."""
-    penalty = lam * f.pow(2).sum(-1).mean(-1)
-    mean = terms.mean(-1)
-    if objective == "power":
-        return mean / (terms.std(-1) + _EPS) - penalty
-    return mean - penalty
-
-
 def _statistic(terms: Tensor, selection: str) -> Tensor:
     mean, std = terms.mean(-1), terms.std(-1)
     if selection == "mean-std":
         return mean - std
     if selection == "power":
-        return mean / (std + _EPS)
+        return power_ratio(terms)
     return mean
 
 
@@ -82,84 +72,20 @@ def _tolist(t: Tensor) -> float | list[float]:
     return t.tolist() if t.dim() else float(t)
 
 
-def fit_critic(
-    critic: MLPCritic,
-    x_train: Tensor,
-    s_train: Tensor,
-    x_val: Tensor,
-    s_val: Tensor,
-    *,
-    lam: float = 0.5,
-    objective: str = "lsd",
-    selection: str = "mean-std",
-    n_iters: int = 1000,
-    lr: float = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    weight_decay: float = 0.0,
-    batch_size: int | None = None,
-    val_every: int = 100,
-    trace: str = "hutchinson",
-    n_probes: int = 1,
-    val_trace: str = "exact",
-    generator: Generators = None,
-    progress: bool = False,
-    desc: str = "fitting critic",
-    callback: Callable[[int, MLPCritic], None] | None = None,
-) -> CriticFit:
-    """Train ``critic`` to maximize an LSD objective on the training split, selecting on val.
+class _Selection:
+    """Validation bookkeeping of one fit: history rows and the best parameters per member."""
 
-    Arguments:
-        critic: an :class:`MLPCritic` (or an ensemble of them).
-        x_train, s_train: training data and the model's scores there ((n, d) or (K, n, d)).
-        x_val, s_val: validation data and scores.
-        lam: L2 penalty weight λ > 0.
-        objective: ``"lsd"`` or ``"power"``.
-        selection: ``"mean-std"``, ``"power"``, ``"mean"`` or ``"last"``.
-        n_iters: Adam steps.
-        lr, betas, weight_decay: Adam settings (weight decay as in ``torch.optim.Adam``).
-        batch_size: mini-batch size; ``None`` uses the whole training split each step.
-        val_every: validate every this many steps (and after the last step).
-        trace: trace estimator while training (``"hutchinson"`` or ``"exact"``).
-        n_probes: Hutchinson probes per example.
-        val_trace: trace used on the validation split.
-        generator: random generator (or one per ensemble member) for probes, dropout, batches.
-        progress: show a progress bar.
-        callback: called as ``callback(iteration, critic)`` after each validation (the
-            critic in eval mode, under ``torch.no_grad``), e.g. to record extra metrics.
+    def __init__(self, params: Sequence[Tensor], selection: str) -> None:
+        self.params, self.selection = list(params), selection
+        self.best_state = [p.detach().clone() for p in self.params]
+        self.best_stat: Tensor | None = None
+        self.best_iter: Tensor | None = None
+        self.history: list[dict] = []
 
-    Returns:
-        A :class:`CriticFit`.
-    """
-    if lam <= 0:
-        raise ValueError(f"lam must be > 0, got {lam!r}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-    if not isinstance(n_iters, int) or n_iters < 1:
-        raise ValueError(f"n_iters must be a positive integer, got {n_iters!r}")
-    if not isinstance(val_every, int) or val_every < 1:
-        raise ValueError(f"val_every must be a positive integer, got {val_every!r}")
-    n_train = x_train.shape[-2]
-    if batch_size is not None and not 1 <= batch_size <= n_train:
-        raise ValueError(f"batch_size must lie in [1, {n_train}], got {batch_size!r}")
-    full_batch = batch_size is None or batch_size == n_train
-
-    params = list(critic.parameters())
-    optimizer = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
-    best_state = [p.detach().clone() for p in params]
-    best_stat: Tensor | None = None
-    best_iter: Tensor | None = None
-    history: list[dict] = []
-
-    def evaluate(iteration: int) -> None:
-        nonlocal best_stat, best_iter
-        critic.eval()
-        with torch.no_grad():
-            val_terms, _ = stein_terms(critic, x_val, s_val, trace=val_trace)
-            train_terms, _ = stein_terms(critic, x_train, s_train, trace=val_trace)
-        stat = _statistic(val_terms, selection)
-        history.append(
+    def record(self, iteration: int, train_terms: Tensor, val_terms: Tensor) -> None:
+        """Add a history row and keep the parameters of members whose statistic improved."""
+        stat = _statistic(val_terms, self.selection)
+        self.history.append(
             {
                 "iteration": iteration,
                 "train_mean": _tolist(train_terms.mean(-1)),
@@ -170,42 +96,98 @@ def fit_critic(
             }
         )
         stat = torch.nan_to_num(stat, nan=-torch.inf)
-        improved = (
-            torch.ones_like(stat, dtype=torch.bool)
-            if best_stat is None or selection == "last"
-            else stat > best_stat
-        )
+        if self.best_stat is None or self.selection == "last":
+            improved = torch.ones_like(stat, dtype=torch.bool)
+        else:
+            improved = stat > self.best_stat
         if bool(improved.any()):
-            _copy_where(best_state, params, improved)
-            best_stat = stat.clone() if best_stat is None else torch.where(improved, stat, best_stat)
+            _copy_where(self.best_state, self.params, improved)
+            self.best_stat = stat.clone() if self.best_stat is None else torch.where(improved, stat, self.best_stat)
             iters = torch.full_like(stat, iteration, dtype=torch.long)
-            best_iter = iters if best_iter is None else torch.where(improved, iters, best_iter)
-        if callback is not None:
-            with torch.no_grad():
+            self.best_iter = iters if self.best_iter is None else torch.where(improved, iters, self.best_iter)
+
+    def restore(self) -> None:
+        """Load the kept parameters into the critic."""
+        with torch.no_grad():
+            for p, b in zip(self.params, self.best_state):
+                p.copy_(b)
+
+
+def fit_critic(
+    critic: MLPCritic,
+    x_train: Tensor,
+    s_train: Tensor,
+    x_val: Tensor,
+    s_val: Tensor,
+    settings: CriticSettings | None = None,
+    *,
+    generator: Generators = None,
+    progress: bool = False,
+    callback: Callable[[int, MLPCritic], None] | None = None,
+    desc: str = "fitting critic",
+    betas: tuple[float, float] = (0.9, 0.999),
+    val_trace: str = "exact",
+    **overrides: Any,
+) -> CriticFit:
+    """Train ``critic`` to maximize the penalised objective on the training split, selecting on val.
+
+    The critic's architecture is given; of ``settings`` this uses lam, objective, selection,
+    n_iters, lr, weight_decay, batch_size, val_every, trace and n_probes.
+
+    Arguments:
+        critic: an :class:`MLPCritic` (or an ensemble of them).
+        x_train, s_train: training data and the model's scores there ((n, d) or (K, n, d)).
+        x_val, s_val: validation data and scores.
+        settings: a :class:`~steinkit.settings.CriticSettings` (default
+            :data:`~steinkit.settings.ESTIMATE`).
+        generator: random generator (or one per ensemble member) for probes, dropout, batches.
+        progress: show a progress bar (titled ``desc``).
+        callback: called as ``callback(iteration, critic)`` after each validation (the
+            critic in eval mode, under ``torch.no_grad``), e.g. to record extra metrics.
+        betas: Adam's betas.
+        val_trace: trace used on the validation split (``"exact"`` by default).
+        **overrides: fields of ``settings`` to change (``n_iters=200``); unknown names raise.
+
+    Returns:
+        A :class:`CriticFit`.
+    """
+    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or desc, betas, val_trace")
+    n_train = x_train.shape[-2]
+    if cfg.batch_size is not None and cfg.batch_size > n_train:
+        raise ValueError(f"batch_size must lie in [1, {n_train}], got {cfg.batch_size!r}")
+    full_batch = cfg.batch_size is None or cfg.batch_size == n_train
+    params = list(critic.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+    selection = _Selection(params, cfg.selection)
+
+    def validate(iteration: int) -> None:
+        critic.eval()
+        with torch.no_grad():
+            val_terms, _ = stein_terms(critic, x_val, s_val, trace=val_trace)
+            train_terms, _ = stein_terms(critic, x_train, s_train, trace=val_trace)
+            selection.record(iteration, train_terms, val_terms)
+            if callback is not None:
                 callback(iteration, critic)
         critic.train()
 
     critic.train()
-    for it in tqdm(range(1, n_iters + 1), disable=not progress, desc=desc, leave=False):
+    for it in tqdm(range(1, cfg.n_iters + 1), disable=not progress, desc=desc, leave=False):
         if full_batch:
             xb, sb = x_train, s_train
         else:
-            idx = _batch_indices(n_train, batch_size, generator)
+            idx = _batch_indices(n_train, cfg.batch_size, generator)
             xb, sb = _take(x_train, idx), _take(s_train, idx)
-        terms, f = stein_terms(critic, xb, sb, trace=trace, n_probes=n_probes, generator=generator)
-        loss = -_objective(terms, f, objective, lam).sum()
+        terms, f = stein_terms(critic, xb, sb, trace=cfg.trace, n_probes=cfg.n_probes, generator=generator)
+        loss = -critic_objective(terms, f, cfg.lam, cfg.objective).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if it % val_every == 0 or it == n_iters:
-            evaluate(it)
-
-    with torch.no_grad():
-        for p, b in zip(params, best_state):
-            p.copy_(b)
+        if it % cfg.val_every == 0 or it == cfg.n_iters:
+            validate(it)
+    selection.restore()
     critic.eval()
-    assert best_stat is not None and best_iter is not None
-    return CriticFit(critic, tuple(history), _tolist(best_iter), _tolist(best_stat))
+    assert selection.best_stat is not None and selection.best_iter is not None
+    return CriticFit(critic, tuple(selection.history), _tolist(selection.best_iter), _tolist(selection.best_stat))
 
 
 def _copy_where(dst: Sequence[Tensor], src: Sequence[Tensor], mask: Tensor) -> None:
@@ -250,21 +232,33 @@ class HeldOutFit:
     history: tuple[dict, ...]
 
 
-def _split(x: Tensor, split: Sequence[float], seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    from .evaluate import split_data  # local: evaluate builds on this module
+def _split_problems(problems: Sequence[tuple[Score, Tensor, int]], split: Sequence[float]):
+    """Train/val/test data and scores of every problem, stacked along a leading member axis
+    (data shared by all problems with the same seed are split once and not stacked)."""
 
-    return split_data(x, split, generator=torch.Generator().manual_seed(seed))
+    def cut(x: Tensor, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+        return split_data(x, split, generator=torch.Generator().manual_seed(seed))
+
+    shared = all(x is problems[0][1] and seed == problems[0][2] for _, x, seed in problems)
+    if shared:
+        x_parts = list(cut(problems[0][1], problems[0][2]))
+        with torch.no_grad():
+            s_parts = [torch.stack([score(p) for score, _, _ in problems]) for p in x_parts]
+        return x_parts, s_parts
+    per_problem = [cut(x, seed) for _, x, seed in problems]
+    x_parts = [torch.stack([pp[i] for pp in per_problem]) for i in range(3)]
+    with torch.no_grad():
+        s_parts = [
+            torch.stack([score(pp[i]) for (score, _, _), pp in zip(problems, per_problem)]) for i in range(3)
+        ]
+    return x_parts, s_parts
 
 
 def fit_heldout_critics(
     problems: Sequence[tuple[Score, Tensor, int]],
+    settings: CriticSettings | None = None,
     *,
-    split: Sequence[float],
-    hidden: int,
-    n_layers: int,
-    dropout: float,
     progress: bool = False,
-    **fit_options: Any,
 ) -> list[HeldOutFit]:
     """Split, fit and test one critic per (score, data, seed) problem, all as one ensemble.
 
@@ -273,54 +267,36 @@ def fit_heldout_critics(
     other problems it is batched with. Data sets must share their shape; problems that share
     the same data tensor and seed share one copy of the split.
 
+    Arguments:
+        problems: (checked score function, data (n, d), seed) triples.
+        settings: a :class:`~steinkit.settings.CriticSettings` (default ``ESTIMATE``).
+        progress: show a progress bar.
+
     Example:
         >>> from steinkit.scores import as_score
+        >>> from steinkit.settings import CriticSettings
         >>> x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
-        >>> out = fit_heldout_critics([(as_score(lambda z: -z), x, 0)], split=(.6, .2, .2),
-        ...                           hidden=8, n_layers=2, dropout=0.0, n_iters=20, val_every=10)
+        >>> cfg = CriticSettings(split=(.6, .2, .2), hidden=8, n_iters=20, val_every=10)
+        >>> out = fit_heldout_critics([(as_score(lambda z: -z), x, 0)], cfg)
         >>> out[0].test_terms.shape
         torch.Size([20])
     """
+    cfg = ESTIMATE if settings is None else settings
     if not problems:
         raise ValueError("problems must not be empty")
     shapes = {tuple(x.shape) for _, x, _ in problems}
     if len(shapes) != 1:
         raise ValueError(f"all data sets must have one shape to be fitted together, got {sorted(shapes)}")
-    shared = all(x is problems[0][1] and seed == problems[0][2] for _, x, seed in problems)
-    if shared:
-        parts = _split(problems[0][1], split, problems[0][2])
-        x_parts = list(parts)
-        with torch.no_grad():
-            s_parts = [torch.stack([score(p) for score, _, _ in problems]) for p in parts]
-    else:
-        per_problem = [_split(x, split, seed) for _, x, seed in problems]
-        x_parts = [torch.stack([pp[i] for pp in per_problem]) for i in range(3)]
-        with torch.no_grad():
-            s_parts = [
-                torch.stack([score(pp[i]) for (score, _, _), pp in zip(problems, per_problem)])
-                for i in range(3)
-            ]
+    x_parts, s_parts = _split_problems(problems, cfg.split)
     seeds = [seed for _, _, seed in problems]
     x0 = problems[0][1]
     critic = MLPCritic(
-        x0.shape[1],
-        hidden,
-        n_layers,
-        dropout,
-        n_critics=len(problems),
-        seeds=[s + 1 for s in seeds],
-        dtype=x0.dtype,
+        x0.shape[1], cfg.hidden, cfg.n_layers, cfg.dropout,
+        n_critics=len(problems), seeds=[s + 1 for s in seeds], dtype=x0.dtype,
     )
-    fit = fit_critic(
-        critic,
-        x_parts[0],
-        s_parts[0],
-        x_parts[1],
-        s_parts[1],
-        generator=[torch.Generator().manual_seed(s + 2) for s in seeds],
-        progress=progress,
-        **fit_options,
-    )
+    generators = [torch.Generator().manual_seed(s + 2) for s in seeds]
+    fit = fit_critic(critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg, generator=generators,
+                     progress=progress)
     with torch.no_grad():
         terms, _ = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
     out = []

@@ -14,32 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Score", "as_score", "check_data"]
-
-
-def check_data(x: Any, name: str = "x", *, min_rows: int = 1) -> Tensor:
-    """Validate data: a finite 2-D float tensor (n, d); numpy arrays are converted.
-
-    Integer arrays become float32; float64 stays float64.
-
-    Example:
-        >>> check_data([[0.0, 1.0]]).shape
-        torch.Size([1, 2])
-    """
-    if not isinstance(x, Tensor):
-        try:
-            x = torch.as_tensor(x)
-        except Exception as exc:  # noqa: BLE001 - report what was given
-            raise TypeError(f"{name} must be a tensor or array of shape (n, d), got {type(x).__name__}") from exc
-    if not (x.is_floating_point()):
-        x = x.to(torch.get_default_dtype())
-    if x.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D tensor of shape (n, d), got shape {tuple(x.shape)}")
-    if x.shape[0] < min_rows:
-        raise ValueError(f"{name} needs at least {min_rows} rows, got {x.shape[0]}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or inf values")
-    return x
+__all__ = ["Score", "as_score"]
 
 
 class Score:

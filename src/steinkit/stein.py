@@ -1,8 +1,9 @@
 """The Stein operator: per-example terms s_q(x)ᵀf(x) + tr ∇f(x), traces, optimal critic.
 
-Any critic that maps (n, d) to (n, d) works through the autograd functions here; the
-:class:`~steinkit.critics.MLPCritic` has a faster path of its own and :func:`stein_terms`
-picks it when it can.
+Any critic that maps (n, d) to (n, d) works through the autograd functions here. A critic
+that computes its Stein terms itself (the :class:`FusedSteinCritic` protocol: a
+``stein_terms`` method, as :class:`~steinkit.critics.MLPCritic` has) is asked to do so by
+:func:`stein_terms`. :func:`critic_objective` is the penalised objective a critic maximizes.
 
 Example:
     >>> import torch
@@ -14,15 +15,17 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from .critics import MLPCritic
+from .validation import one_of, positive_float, positive_int
 
 __all__ = [
+    "FusedSteinCritic",
     "stein_terms",
+    "critic_objective",
     "hutchinson_trace",
     "exact_trace",
     "optimal_critic",
@@ -31,6 +34,29 @@ __all__ = [
 ]
 
 Critic = Callable[[Tensor], Tensor]
+_EPS = 1e-6  # added to the std in the power objective mean/std
+
+
+@runtime_checkable
+class FusedSteinCritic(Protocol):
+    """A critic that computes its own per-example Stein terms (e.g. a fused forward-mode pass).
+
+    :func:`stein_terms` hands such a critic the whole computation; any other callable goes
+    through autograd.
+    """
+
+    def stein_terms(
+        self,
+        x: Tensor,
+        scores: Tensor,
+        *,
+        trace: str = "hutchinson",
+        n_probes: int = 1,
+        probes: Tensor | None = None,
+        generator: Any = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Per-example terms s(x)ᵀf(x) + tr ∇f(x) and the critic values f(x)."""
+        ...
 
 
 def _with_input_grad(x: Tensor) -> Tensor:
@@ -58,8 +84,8 @@ def hutchinson_trace(
         >>> tr.shape
         torch.Size([8])
     """
-    if probes is None and n_probes < 1:
-        raise ValueError(f"n_probes must be >= 1, got {n_probes!r}")
+    if probes is None:
+        positive_int(n_probes, "n_probes")
     if create_graph is None:
         create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
@@ -121,7 +147,7 @@ def stein_terms(
     """Per-example Stein terms s_q(x)ᵀf(x) + tr ∇f(x) (Eq. 6; Eq. 11 with Hutchinson).
 
     Arguments:
-        critic: a callable (n, d) -> (n, d); an :class:`MLPCritic` uses its fused fast path.
+        critic: a callable (n, d) -> (n, d); a :class:`FusedSteinCritic` computes the terms itself.
         x: data, (n, d).
         scores: s_q(x) = ∇ log q(x), (n, d).
         trace: ``"hutchinson"`` or ``"exact"``.
@@ -140,7 +166,7 @@ def stein_terms(
     """
     if x.shape != scores.shape[-x.dim() :]:
         raise ValueError(f"scores must have the shape of x {tuple(x.shape)}, got {tuple(scores.shape)}")
-    if isinstance(critic, MLPCritic):
+    if isinstance(critic, FusedSteinCritic):
         return critic.stein_terms(
             x, scores, trace=trace, n_probes=n_probes, probes=probes, generator=generator
         )
@@ -149,8 +175,43 @@ def stein_terms(
     elif trace == "exact":
         tr, f = exact_trace(critic, x)
     else:
-        raise ValueError(f"trace must be 'hutchinson' or 'exact', got {trace!r}")
+        one_of(trace, "trace", ("hutchinson", "exact"))
     return (scores * f).sum(-1) + tr, f
+
+
+def critic_objective(terms: Tensor, f: Tensor, lam: float, objective: str = "lsd") -> Tensor:
+    """The penalised critic objective to maximize, per ensemble member.
+
+    ``"lsd"``: mean(terms) − λ·E‖f‖² (Eq. 8 with Eq. 11); ``"power"``: mean/(std + 1e-6) −
+    λ·E‖f‖² (Eq. 12). Means run over the example axis, so terms (K, n) and f (K, n, d)
+    give one value per member (K,); terms (n,) give a scalar.
+
+    Arguments:
+        terms: per-example Stein terms, (n,) or (K, n).
+        f: critic values at the same examples, (n, d) or (K, n, d).
+        lam: penalty weight λ > 0.
+        objective: ``"lsd"`` or ``"power"``.
+
+    Example:
+        >>> terms, f = torch.tensor([1.0, 3.0]), torch.ones(2, 2)
+        >>> float(critic_objective(terms, f, lam=0.5))   # 2 - 0.5 * 2
+        1.0
+    """
+    one_of(objective, "objective", ("lsd", "power"))
+    penalty = lam * f.pow(2).sum(-1).mean(-1)
+    if objective == "power":
+        return power_ratio(terms) - penalty
+    return terms.mean(-1) - penalty
+
+
+def power_ratio(terms: Tensor) -> Tensor:
+    """The test-power proxy mean/(std + 1e-6) of Stein terms over the last axis (Eq. 12).
+
+    Example:
+        >>> round(float(power_ratio(torch.tensor([1.0, 3.0]))), 4)
+        1.4142
+    """
+    return terms.mean(-1) / (terms.std(-1) + _EPS)
 
 
 def optimal_critic(score_q: Callable[[Tensor], Tensor], score_p: Callable[[Tensor], Tensor], lam: float):
@@ -161,8 +222,7 @@ def optimal_critic(score_q: Callable[[Tensor], Tensor], score_p: Callable[[Tenso
         >>> f(torch.zeros(1, 2)).tolist()
         [[-1.0, -1.0]]
     """
-    if lam <= 0:
-        raise ValueError(f"lam must be > 0, got {lam!r}")
+    positive_float(lam, "lam")
     return lambda x: (score_q(x) - score_p(x)) / (2 * lam)
 
 
@@ -185,6 +245,5 @@ def optimal_lsd(score_q: Tensor, score_p: Tensor, lam: float) -> Tensor:
         >>> float(optimal_lsd(torch.ones(3, 2), torch.zeros(3, 2), lam=0.5))
         2.0
     """
-    if lam <= 0:
-        raise ValueError(f"lam must be > 0, got {lam!r}")
+    positive_float(lam, "lam")
     return fisher_divergence(score_q, score_p) / (2 * lam)

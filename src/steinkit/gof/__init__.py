@@ -2,10 +2,11 @@
 
 from .api import METHODS, GofResult, gof_test, gof_tests
 from .fssd import fssd_test
-from .kernels import KernelTestOutcome, median_bandwidth, stein_kernel_matrix
+from .kernels import median_bandwidth, stein_kernel_matrix
 from .ksd import ksd_estimate, ksd_test, learn_ksd_bandwidth
 from .lksd import learn_lksd_bandwidth, lksd_estimate, lksd_test
 from .lsd import lsd_tests
+from .outcome import TestOutcome, normal_sf
 
 __all__ = [
     "METHODS",
@@ -20,7 +21,8 @@ __all__ = [
     "lksd_estimate",
     "learn_lksd_bandwidth",
     "fssd_test",
-    "KernelTestOutcome",
+    "TestOutcome",
+    "normal_sf",
     "median_bandwidth",
     "stein_kernel_matrix",
 ]

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,12 +20,14 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..scores import as_score, check_data
+from ..scores import as_score
+from ..settings import CriticSettings, field_names
+from ..validation import as_data, one_of, probability, seed_value
 from .fssd import fssd_test
-from .kernels import KernelTestOutcome
 from .ksd import ksd_test
 from .lksd import lksd_test
-from .lsd import LSD_DEFAULTS, lsd_tests
+from .lsd import lsd_tests
+from .outcome import TestOutcome
 
 __all__ = ["GofResult", "gof_test", "gof_tests", "METHODS"]
 
@@ -80,33 +83,37 @@ class GofResult:
         }
 
 
-_KERNEL_OPTIONS: dict[str, tuple[Callable[..., KernelTestOutcome], tuple[str, ...]]] = {
-    "ksd": (ksd_test, ("bandwidth", "n_bootstrap", "train_fraction")),
-    "lksd": (lksd_test, ("bandwidth", "train_fraction")),
-    "fssd": (
-        fssd_test,
-        ("n_locations", "train_fraction", "opt_steps", "learning_rate", "reg", "n_simulate", "locations", "bandwidth"),
-    ),
-}
+_KERNEL_TESTS: dict[str, Callable[..., TestOutcome]] = {"ksd": ksd_test, "lksd": lksd_test, "fssd": fssd_test}
 
 
-def _check_common(method: str, alpha: float, seed: int) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
-    if not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+def kernel_options(method: str) -> tuple[str, ...]:
+    """The options a kernel method takes (its test function's keywords but the generator).
+
+    Example:
+        >>> kernel_options("lksd")
+        ('bandwidth', 'train_fraction')
+    """
+    params = inspect.signature(_KERNEL_TESTS[method]).parameters
+    return tuple(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY and name != "generator")
 
 
-def _check_options(method: str, options: Mapping[str, Any]) -> None:
-    valid = tuple(LSD_DEFAULTS) if method == "lsd" else _KERNEL_OPTIONS[method][1]
+def _check_call(method: str, alpha: Any, settings: Any, options: Mapping[str, Any]) -> None:
+    one_of(method, "method", METHODS)
+    probability(alpha, "alpha")
+    if method == "lsd":
+        valid = field_names()
+        if settings is not None and not isinstance(settings, CriticSettings):
+            raise TypeError(f"settings must be a CriticSettings, got {type(settings).__name__}")
+    else:
+        valid = kernel_options(method)
+        if settings is not None:
+            raise TypeError(f"settings (a CriticSettings) applies to method='lsd' only, not {method!r}")
     unknown = set(options) - set(valid)
     if unknown:
         raise TypeError(f"unknown option(s) {sorted(unknown)} for method {method!r}; valid: {sorted(valid)}")
 
 
-def _result(method: str, outcome: KernelTestOutcome, alpha: float, seconds: float) -> GofResult:
+def _result(method: str, outcome: TestOutcome, alpha: float, seconds: float) -> GofResult:
     p = float(outcome.pvalue)
     if not (0.0 <= p <= 1.0) or math.isnan(p):
         raise RuntimeError(f"{method} test produced an invalid p-value {p!r}")
@@ -122,7 +129,15 @@ def _result(method: str, outcome: KernelTestOutcome, alpha: float, seconds: floa
 
 
 def gof_test(
-    model: Any, x: Any, method: str = "lsd", alpha: float = 0.05, seed: int = 0, **options: Any
+    model: Any,
+    x: Any,
+    method: str = "lsd",
+    alpha: float = 0.05,
+    seed: int = 0,
+    settings: CriticSettings | None = None,
+    *,
+    progress: bool = False,
+    **options: Any,
 ) -> GofResult:
     """Test H0: x was drawn from ``model`` (any object :func:`steinkit.as_score` accepts).
 
@@ -134,17 +149,29 @@ def gof_test(
             ``"fssd"`` (finite-set Stein discrepancy with optimized test locations).
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
-        **options: method options. LSD: split (.8, .1, .1), hidden (300), n_layers (2),
-            dropout (0.5), weight_decay (5e-4), lam (0.5), n_iters (1000), lr (1e-3),
-            batch_size (None), val_every (100), trace ("hutchinson"), n_probes (1), progress.
-            KSD: bandwidth (median heuristic; a float, "median" or "learn"), n_bootstrap
-            (1000). LKSD: bandwidth. FSSD: n_locations (5), train_fraction (0.2),
-            opt_steps, n_simulate (3000), reg.
+        settings: LSD only: a :class:`~steinkit.settings.CriticSettings`; default
+            :data:`~steinkit.settings.TEST` (split (.8, .1, .1), 2×300 Swish, dropout .5,
+            weight decay 5e-4, λ = .5, 1000 steps, power objective and selection).
+        progress: LSD only: show a progress bar.
+        **options: LSD: :class:`~steinkit.settings.CriticSettings` fields to change
+            (``n_iters=200``, ...). KSD: bandwidth (median heuristic; a float, "median" or
+            "learn"), n_bootstrap (1000), train_fraction. LKSD: bandwidth, train_fraction.
+            FSSD: n_locations (5), train_fraction (0.2), opt_steps, learning_rate, reg,
+            n_simulate (3000), locations, bandwidth. Unknown names raise a TypeError.
 
     Returns:
         A :class:`GofResult`.
+
+    Example:
+        >>> import torch, steinkit as sk
+        >>> x = torch.randn(300, 2, generator=torch.Generator().manual_seed(0)) + 1.0
+        >>> model = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
+        >>> sk.gof_test(model, x, "lsd", settings=sk.TEST.replace(n_iters=100, hidden=16)).reject
+        True
     """
-    return gof_tests([model], [x], method=method, alpha=alpha, seeds=[seed], **options)[0]
+    return gof_tests(
+        [model], [x], method=method, alpha=alpha, seeds=[seed], settings=settings, progress=progress, **options
+    )[0]
 
 
 def gof_tests(
@@ -153,13 +180,17 @@ def gof_tests(
     method: str = "lsd",
     alpha: float = 0.05,
     seeds: Sequence[int] | None = None,
+    settings: CriticSettings | None = None,
+    *,
+    progress: bool = False,
     **options: Any,
 ) -> list[GofResult]:
     """Run many independent tests; LSD tests are trained together as one critic ensemble.
 
     ``models[k]`` is tested on ``xs[k]`` with ``seeds[k]`` (default 0, 1, ...); each result
-    equals ``gof_test(models[k], xs[k], method, alpha, seeds[k])``. The ``seconds`` of each
-    batched LSD result is the batch's wall time divided by the number of tests.
+    equals ``gof_test(models[k], xs[k], method, alpha, seeds[k], ...)``. The ``seconds`` of each
+    batched LSD result is the batch's wall time divided by the number of tests. The other
+    arguments are those of :func:`gof_test`.
 
     Example:
         >>> import torch, steinkit as sk
@@ -172,28 +203,24 @@ def gof_tests(
     """
     if len(models) != len(xs):
         raise ValueError(f"models and xs must have the same length, got {len(models)} and {len(xs)}")
-    if seeds is None:
-        seeds = list(range(len(models)))
+    seeds = list(range(len(models))) if seeds is None else [seed_value(s) for s in seeds]
     if len(seeds) != len(models):
         raise ValueError(f"seeds must give one seed per test, got {len(seeds)} for {len(models)} tests")
-    for s in seeds:
-        _check_common(method, alpha, s)
-    _check_options(method, options)
-    data = [check_data(x, "x") for x in xs]
+    _check_call(method, alpha, settings, options)
+    data = [as_data(x, "x") for x in xs]
     scores = [as_score(m) for m in models]
     for sc, x in zip(scores, data):
         sc.check_dim(x)
     if method == "lsd":
         start = time.perf_counter()
-        outcomes = lsd_tests(list(zip(scores, data, seeds)), **options)
+        outcomes = lsd_tests(list(zip(scores, data, seeds)), settings, progress=progress, **options)
         seconds = (time.perf_counter() - start) / len(outcomes)
         return [_result(method, o, alpha, seconds) for o in outcomes]
-    fn = _KERNEL_OPTIONS[method][0]
     results = []
     for sc, x, seed in zip(scores, data, seeds):
         start = time.perf_counter()
         with torch.no_grad():
             s = sc(x)
-        outcome = fn(x, s, generator=torch.Generator().manual_seed(seed), **options)
+        outcome = _KERNEL_TESTS[method](x, s, generator=torch.Generator().manual_seed(seed), **options)
         results.append(_result(method, outcome, alpha, time.perf_counter() - start))
     return results

@@ -33,18 +33,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..validation import as_generator, integer, nonneg_float, one_of, positive_float, probability
 from .kernels import (
-    KernelTestOutcome,
-    _check_bandwidth,
     _check_data,
-    _check_fraction,
-    _check_generator,
-    _check_int,
     _check_matrix,
     _generator_device,
     _split_indices,
     median_bandwidth,
 )
+from .outcome import TestOutcome
 
 __all__ = ["fssd_features", "fssd_statistic", "fssd_power_criterion", "fssd_test"]
 
@@ -80,10 +77,11 @@ def _check_locations(locations: Any, d: int, device: torch.device) -> Tensor:
     return v.to(device)
 
 
-def _check_reg(reg: Any) -> float:
-    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not (math.isfinite(reg) and reg >= 0):
-        raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
-    return float(reg)
+def _checked_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, min_n: int, what: str):
+    """Checked float64 copies of the inputs and their features tau, (n, J*d)."""
+    x64, s64 = _check_data(x, s, min_n=min_n, what=what)
+    v = _check_locations(locations, x64.shape[1], x64.device)
+    return x64, _features(x64, s64, v, positive_float(bandwidth, "bandwidth"))
 
 
 def fssd_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> Tensor:
@@ -103,9 +101,7 @@ def fssd_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> 
         >>> fssd_features(x, -x, torch.zeros(2, 3), 1.0).shape
         torch.Size([10, 6])
     """
-    x64, s64 = _check_data(x, s, min_n=1, what="FSSD features")
-    v = _check_locations(locations, x64.shape[1], x64.device)
-    return _features(x64, s64, v, _check_bandwidth(bandwidth))
+    return _checked_features(x, s, locations, bandwidth, 1, "FSSD features")[1]
 
 
 def fssd_statistic(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> float:
@@ -123,9 +119,7 @@ def fssd_statistic(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) ->
         >>> fssd_statistic(x, -(x - 1.0), torch.zeros(3, 2), 1.0) > fssd_statistic(x, -x, torch.zeros(3, 2), 1.0)
         True
     """
-    x64, s64 = _check_data(x, s, min_n=2, what="the FSSD statistic")
-    v = _check_locations(locations, x64.shape[1], x64.device)
-    tau = _features(x64, s64, v, _check_bandwidth(bandwidth))
+    x64, tau = _checked_features(x, s, locations, bandwidth, 2, "the FSSD statistic")
     return float(x64.shape[0] * _fssd2_unbiased(tau))
 
 
@@ -145,10 +139,8 @@ def fssd_power_criterion(x: Tensor, s: Tensor, locations: Tensor, bandwidth: flo
         >>> fssd_power_criterion(x, -(x - 1.0), torch.zeros(3, 2), 1.0) > 0
         True
     """
-    x64, s64 = _check_data(x, s, min_n=2, what="the FSSD power criterion")
-    v = _check_locations(locations, x64.shape[1], x64.device)
-    tau = _features(x64, s64, v, _check_bandwidth(bandwidth))
-    return float(_power(tau, _check_reg(reg)))
+    _, tau = _checked_features(x, s, locations, bandwidth, 2, "the FSSD power criterion")
+    return float(_power(tau, nonneg_float(reg, "reg")))
 
 
 def _gaussian_locations(x64: Tensor, J: int, generator: torch.Generator | None) -> Tensor:
@@ -175,7 +167,7 @@ def fssd_test(
     locations: Tensor | None = None,
     bandwidth: float | None = None,
     generator: torch.Generator | None = None,
-) -> KernelTestOutcome:
+) -> TestOutcome:
     """FSSD goodness-of-fit test with optimized test locations and bandwidth.
 
     Arguments:
@@ -195,7 +187,7 @@ def fssd_test(
         generator: torch.Generator for the split, the initial locations and the null simulation.
 
     Returns:
-        KernelTestOutcome with ``statistic = n_test * FSSD^2`` on the test split,
+        TestOutcome with ``statistic = n_test * FSSD^2`` on the test split,
         ``pvalue = #{sim >= stat} / n_simulate``, and details ``locations`` ((J, d) CPU float64),
         ``bandwidth``, ``power_criterion_init``, ``power_criterion_opt`` (training split),
         ``fssd2``, ``n_train``, ``n_test``, ``n_locations``, ``opt_steps``, ``n_simulate``.
@@ -210,18 +202,15 @@ def fssd_test(
     """
     x64, s64 = _check_data(x, s, min_n=4, what="the FSSD test")
     n, d = x64.shape
-    n_locations = _check_int(n_locations, "n_locations", 1)
-    train_fraction = _check_fraction(train_fraction, "train_fraction")
-    opt_steps = _check_int(opt_steps, "opt_steps", 0)
-    n_simulate = _check_int(n_simulate, "n_simulate", 1)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
-        math.isfinite(learning_rate) and learning_rate > 0
-    ):
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
-    reg = _check_reg(reg)
-    _check_generator(generator)
+    n_locations = integer(n_locations, "n_locations", minimum=1)
+    train_fraction = probability(train_fraction, "train_fraction")
+    opt_steps = integer(opt_steps, "opt_steps", minimum=0)
+    n_simulate = integer(n_simulate, "n_simulate", minimum=1)
+    learning_rate = positive_float(learning_rate, "learning_rate")
+    reg = nonneg_float(reg, "reg")
+    as_generator(generator=generator)
     v0 = None if locations is None else _check_locations(locations, d, x64.device)
-    h0 = None if bandwidth is None else _check_bandwidth(bandwidth)
+    h0 = None if bandwidth is None else positive_float(bandwidth, "bandwidth")
 
     train, test = _split_indices(n, train_fraction, generator)
     x_tr, s_tr = x64[train.to(x64.device)], s64[train.to(x64.device)]
@@ -230,13 +219,42 @@ def fssd_test(
         v0 = _gaussian_locations(x_tr, n_locations, generator)
     if h0 is None:
         h0 = median_bandwidth(x_tr)
+    crit_init, crit_opt, v_opt, h_opt = _optimize_locations(x_tr, s_tr, v0, h0, reg, opt_steps, learning_rate)
 
+    tau = _features(x_te, s_te, v_opt, h_opt)
+    n_te = tau.shape[0]
+    fssd2 = _fssd2_unbiased(tau)
+    stat = float(n_te * fssd2)
+    pvalue = _simulated_pvalue(tau, stat, n_simulate, generator)
+    details: dict[str, Any] = {
+        "locations": v_opt.cpu(),
+        "bandwidth": h_opt,
+        "power_criterion_init": crit_init,
+        "power_criterion_opt": crit_opt,
+        "fssd2": float(fssd2),
+        "n_train": int(train.numel()),
+        "n_test": n_te,
+        "n_locations": int(v_opt.shape[0]),
+        "opt_steps": opt_steps,
+        "n_simulate": n_simulate,
+    }
+    return TestOutcome(statistic=stat, pvalue=pvalue, details=details)
+
+
+def _optimize_locations(
+    x_tr: Tensor, s_tr: Tensor, v0: Tensor, h0: float, reg: float, opt_steps: int, learning_rate: float
+) -> tuple[float, float, Tensor, float]:
+    """Adam on the power criterion over locations (standardized coordinates) and log bandwidth.
+
+    Returns (initial criterion, best criterion, best locations, best bandwidth); the initial
+    point counts as a candidate.
+    """
     # optimize in standardized coordinates: v = centre + scale * z, h = h0 * exp(eta)
     centre = x_tr.mean(0)
     scale = x_tr.std(0, unbiased=True)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     z = ((v0 - centre) / scale).clone().requires_grad_(True)
-    eta = torch.zeros((), dtype=torch.float64, device=x64.device, requires_grad=True)
+    eta = torch.zeros((), dtype=torch.float64, device=x_tr.device, requires_grad=True)
     with torch.enable_grad():
         def criterion() -> Tensor:
             return _power(_features(x_tr, s_tr, centre + scale * z, h0 * torch.exp(eta)), reg)
@@ -253,27 +271,13 @@ def fssd_test(
             c = float(crit.detach())
             if math.isfinite(c) and c > best[0]:
                 best = (c, (centre + scale * z).detach().clone(), float(h0 * torch.exp(eta.detach())))
-    crit_opt, v_opt, h_opt = best
+    return crit_init, best[0], best[1], best[2]
 
-    tau = _features(x_te, s_te, v_opt, h_opt)
-    n_te = tau.shape[0]
-    fssd2 = _fssd2_unbiased(tau)
-    stat = float(n_te * fssd2)
+
+def _simulated_pvalue(tau: Tensor, stat: float, n_simulate: int, generator: torch.Generator | None) -> float:
+    """Fraction of draws of the null sum_i lambda_i (Z_i^2 - 1) at or above ``stat``."""
     evals = torch.linalg.eigvalsh(torch.atleast_2d(torch.cov(tau.T))).clamp_min(0.0)
     zs = torch.randn(n_simulate, evals.numel(), generator=generator, device=_generator_device(generator),
                      dtype=torch.float64).to(evals.device)
     sims = (zs * zs - 1.0) @ evals
-    pvalue = float((sims >= stat).double().mean())
-    details: dict[str, Any] = {
-        "locations": v_opt.cpu(),
-        "bandwidth": h_opt,
-        "power_criterion_init": crit_init,
-        "power_criterion_opt": crit_opt,
-        "fssd2": float(fssd2),
-        "n_train": int(train.numel()),
-        "n_test": n_te,
-        "n_locations": int(v_opt.shape[0]),
-        "opt_steps": opt_steps,
-        "n_simulate": n_simulate,
-    }
-    return KernelTestOutcome(statistic=stat, pvalue=pvalue, details=details)
+    return float((sims >= stat).double().mean())

@@ -28,14 +28,15 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
+from ..validation import as_data, as_generator, integer, positive_float, probability
+
 __all__ = [
-    "KernelTestOutcome",
     "rbf_kernel",
     "median_bandwidth",
     "stein_kernel_matrix",
@@ -44,48 +45,19 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class KernelTestOutcome:
-    """Result of a kernel goodness-of-fit test.
-
-    Arguments:
-        statistic: the test statistic (float).
-        pvalue: the p-value, in [0, 1].
-        details: test-specific extras (bandwidth, sample sizes, ...).
-
-    Example:
-        >>> KernelTestOutcome(statistic=3.2, pvalue=0.01, details={"bandwidth": 1.0}).pvalue
-        0.01
-    """
-
-    statistic: float
-    pvalue: float
-    details: dict[str, Any] = field(default_factory=dict)
-
-
 # ---------------------------------------------------------------------------
-# input checks (shared by ksd, lksd and fssd)
+# input checks (shared by ksd, lksd and fssd; the rules live in steinkit.validation)
 # ---------------------------------------------------------------------------
 
 
-def _check_matrix(a: Any, name: str) -> Tensor:
-    if not isinstance(a, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (n, d), got {type(a).__name__}")
-    if a.is_complex() or a.dtype == torch.bool:
-        raise TypeError(f"{name} must be a real-valued tensor, got dtype {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D tensor (n, d), got shape {tuple(a.shape)}")
-    if a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one row and one column, got shape {tuple(a.shape)}")
-    a = a.detach().to(torch.float64)
-    if not bool(torch.isfinite(a).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return a
+def _check_matrix(a: Any, name: str, *, min_rows: int = 1, what: str | None = None) -> Tensor:
+    """A detached float64 copy of a real (n, d) tensor without NaN/inf."""
+    return as_data(a, name, tensors_only=True, dtype=torch.float64, min_rows=min_rows, what=what).detach()
 
 
 def _check_data(x: Any, s: Any, *, min_n: int = 2, what: str = "this test") -> tuple[Tensor, Tensor]:
     """Validate ``x`` and ``s`` and return float64 copies (detached, on x's device)."""
-    x64 = _check_matrix(x, "x")
+    x64 = _check_matrix(x, "x", min_rows=min_n, what=what)
     s64 = _check_matrix(s, "s")
     if s64.shape != x64.shape:
         raise ValueError(
@@ -94,45 +66,7 @@ def _check_data(x: Any, s: Any, *, min_n: int = 2, what: str = "this test") -> t
         )
     if s64.device != x64.device:
         raise ValueError(f"s must be on the same device as x, got s on {s64.device} and x on {x64.device}")
-    if x64.shape[0] < min_n:
-        raise ValueError(f"x must have at least {min_n} rows (samples) for {what}, got n={x64.shape[0]}")
     return x64, s64
-
-
-def _check_bandwidth(bandwidth: Any, name: str = "bandwidth") -> float:
-    if isinstance(bandwidth, Tensor):
-        if bandwidth.numel() != 1:
-            raise ValueError(f"{name} must be a positive scalar, got a tensor of shape {tuple(bandwidth.shape)}")
-        bandwidth = bandwidth.item()
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)):
-        raise TypeError(f"{name} must be a positive float, got {type(bandwidth).__name__}")
-    h = float(bandwidth)
-    if not math.isfinite(h) or h <= 0.0:
-        raise ValueError(f"{name} must be a finite number > 0, got {bandwidth!r}")
-    return h
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_fraction(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in (0, 1), got {type(value).__name__}")
-    f = float(value)
-    if not (0.0 < f < 1.0):
-        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
-    return f
-
-
-def _check_generator(generator: Any) -> torch.Generator | None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    return generator
 
 
 def _generator_device(generator: torch.Generator | None) -> torch.device:
@@ -181,7 +115,7 @@ def rbf_kernel(x: Tensor, y: Tensor, bandwidth: float) -> Tensor:
     x64, y64 = _check_matrix(x, "x"), _check_matrix(y, "y")
     if x64.shape[1] != y64.shape[1]:
         raise ValueError(f"y must have the same number of columns as x, got {y64.shape[1]} and {x64.shape[1]}")
-    h = _check_bandwidth(bandwidth)
+    h = positive_float(bandwidth, "bandwidth")
     out_dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
     centre = x64.mean(0)
     k = torch.exp(-_sq_dists(x64 - centre, y64.to(x64.device) - centre) / (2.0 * h * h))
@@ -209,12 +143,10 @@ def median_bandwidth(x: Tensor, *, max_points: int = 2000, generator: torch.Gene
         >>> median_bandwidth(torch.tensor([[0.0], [1.0], [3.0]]))
         2.0
     """
-    x64 = _check_matrix(x, "x")
-    max_points = _check_int(max_points, "max_points", 2)
-    _check_generator(generator)
+    x64 = _check_matrix(x, "x", min_rows=2, what="the median heuristic")
+    max_points = integer(max_points, "max_points", minimum=2)
+    as_generator(generator=generator)
     n = x64.shape[0]
-    if n < 2:
-        raise ValueError(f"x must have at least 2 rows for the median heuristic, got n={n}")
     if n > max_points:
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         idx = torch.randperm(n, generator=gen, device=_generator_device(gen))[:max_points]
@@ -295,7 +227,7 @@ def stein_kernel_matrix(x: Tensor, s: Tensor, bandwidth: float) -> Tensor:
         True
     """
     x64, s64 = _check_data(x, s, min_n=1, what="the Stein kernel")
-    h = _check_bandwidth(bandwidth)
+    h = positive_float(bandwidth, "bandwidth")
     return _stein_matrix(x64, s64, h)
 
 
@@ -327,7 +259,7 @@ def stein_kernel_pairs(x: Tensor, s: Tensor, y: Tensor, s_y: Tensor, bandwidth: 
         raise ValueError(f"y must have the same shape as x, got y {tuple(y64.shape)} and x {tuple(x64.shape)}")
     if t64.shape != y64.shape:
         raise ValueError(f"s_y must have the same shape as y, got s_y {tuple(t64.shape)} and y {tuple(y64.shape)}")
-    h = _check_bandwidth(bandwidth)
+    h = positive_float(bandwidth, "bandwidth")
     return _stein_pair_pieces(x64, s64, y64.to(x64.device), t64.to(x64.device)).evaluate(h)
 
 
@@ -368,11 +300,11 @@ def search_bandwidth(
         >>> abs(h - math.e) < 1e-4
         True
     """
-    init = _check_bandwidth(init, "init")
+    init = positive_float(init, "init")
     if isinstance(span, bool) or not isinstance(span, (int, float)) or not (math.isfinite(span) and span > 1.0):
         raise ValueError(f"span must be a finite number > 1, got {span!r}")
-    grid_size = _check_int(grid_size, "grid_size", 2)
-    steps = _check_int(steps, "steps", 0)
+    grid_size = integer(grid_size, "grid_size", minimum=2)
+    steps = integer(steps, "steps", minimum=0)
 
     def f(log_h: float) -> float:
         v = float(objective(math.exp(log_h)))
@@ -427,7 +359,7 @@ def _resolve_bandwidth(
         if bandwidth == "median":
             bandwidth = None
         elif bandwidth == "learn":
-            tf = _check_fraction(train_fraction, "train_fraction")
+            tf = probability(train_fraction, "train_fraction")
             train, test = _split_indices(n, tf, generator)
             if test.numel() < min_test:
                 raise ValueError(
@@ -444,11 +376,5 @@ def _resolve_bandwidth(
     if bandwidth is None:
         h = median_bandwidth(x64)
         return h, x64, s64, {"bandwidth": h, "bandwidth_rule": "median", "n_test": n}
-    h = _check_bandwidth(bandwidth)
+    h = positive_float(bandwidth, "bandwidth")
     return h, x64, s64, {"bandwidth": h, "bandwidth_rule": "fixed", "n_test": n}
-
-
-def _check_objective(objective: Any) -> str:
-    if objective not in ("value", "power"):
-        raise ValueError(f"objective must be 'value' or 'power', got {objective!r}")
-    return objective

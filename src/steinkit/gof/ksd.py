@@ -29,19 +29,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..validation import as_generator, integer, nonneg_float, one_of, positive_float, probability
 from .kernels import (
-    KernelTestOutcome,
     _check_data,
-    _check_generator,
-    _check_int,
-    _check_objective,
     _generator_device,
     _resolve_bandwidth,
     _stein_matrix,
-    _check_bandwidth,
     median_bandwidth,
     search_bandwidth,
 )
+from .outcome import TestOutcome
 
 __all__ = ["ksd_test", "ksd_estimate", "learn_ksd_bandwidth"]
 
@@ -122,10 +119,9 @@ def learn_ksd_bandwidth(
         True
     """
     x64, s64 = _check_data(x, s, min_n=3, what="learning a KSD bandwidth")
-    objective = _check_objective(objective)
-    h0 = median_bandwidth(x64) if init is None else _check_bandwidth(init, "init")
-    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0:
-        raise ValueError(f"reg must be a number >= 0, got {reg!r}")
+    objective = one_of(objective, "objective", ("value", "power"))
+    h0 = median_bandwidth(x64) if init is None else positive_float(init, "init")
+    reg = nonneg_float(reg, "reg")
     x64 = x64 - x64.mean(0)
     h, _ = search_bandwidth(
         lambda h: _ksd_objective(_stein_matrix(x64, s64, h), objective, float(reg)),
@@ -158,7 +154,7 @@ def ksd_estimate(x: Tensor, s: Tensor, *, bandwidth: float | None = None) -> tup
         True
     """
     x64, s64 = _check_data(x, s, min_n=2, what="the KSD estimate")
-    h = median_bandwidth(x64) if bandwidth is None else _check_bandwidth(bandwidth)
+    h = median_bandwidth(x64) if bandwidth is None else positive_float(bandwidth, "bandwidth")
     U = _stein_matrix(x64, s64, h)
     value, rows = _u_stat_and_row_means(U)
     n = U.shape[0]
@@ -174,7 +170,7 @@ def ksd_test(
     n_bootstrap: int = 1000,
     generator: torch.Generator | None = None,
     train_fraction: float = 0.2,
-) -> KernelTestOutcome:
+) -> TestOutcome:
     """Quadratic-time KSD goodness-of-fit test with a Rademacher wild bootstrap.
 
     H0: the rows of x were drawn from q (whose scores at x are ``s``).
@@ -192,7 +188,7 @@ def ksd_test(
         train_fraction: fraction of x used to learn the bandwidth when ``bandwidth="learn"``.
 
     Returns:
-        KernelTestOutcome with ``statistic = n V``, ``pvalue = (1 + #{boot >= stat}) / (1 + B)`` and
+        TestOutcome with ``statistic = n V``, ``pvalue = (1 + #{boot >= stat}) / (1 + B)`` and
         details ``bandwidth``, ``bandwidth_rule``, ``n_test`` (and ``n_train``), ``v_statistic``,
         ``n_bootstrap``, ``bootstrap_statistics`` (CPU float64 tensor of the B draws).
 
@@ -204,8 +200,8 @@ def ksd_test(
         True
     """
     x64, s64 = _check_data(x, s, min_n=2, what="the KSD test")
-    n_bootstrap = _check_int(n_bootstrap, "n_bootstrap", 1)
-    _check_generator(generator)
+    n_bootstrap = integer(n_bootstrap, "n_bootstrap", minimum=1)
+    as_generator(generator=generator)
     h, x64, s64, details = _resolve_bandwidth(
         bandwidth, x64, s64,
         learn=lambda xt, st: learn_ksd_bandwidth(xt, st, objective="power"),
@@ -227,4 +223,4 @@ def ksd_test(
         n_bootstrap=n_bootstrap,
         bootstrap_statistics=boot.cpu(),
     )
-    return KernelTestOutcome(statistic=float(stat), pvalue=pvalue, details=details)
+    return TestOutcome(statistic=float(stat), pvalue=pvalue, details=details)

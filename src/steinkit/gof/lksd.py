@@ -20,18 +20,16 @@ import math
 import torch
 from torch import Tensor
 
+from ..validation import as_generator, integer, nonneg_float, one_of, positive_float, probability
 from .kernels import (
-    KernelTestOutcome,
-    _check_bandwidth,
     _check_data,
-    _check_generator,
-    _check_objective,
     _resolve_bandwidth,
     _stein_pair_pieces,
     _SteinPieces,
     median_bandwidth,
     search_bandwidth,
 )
+from .outcome import TestOutcome, normal_sf
 
 __all__ = ["lksd_test", "lksd_estimate", "learn_lksd_bandwidth"]
 
@@ -79,10 +77,9 @@ def learn_lksd_bandwidth(
         True
     """
     x64, s64 = _check_data(x, s, min_n=_MIN_N, what="learning a linear KSD bandwidth")
-    objective = _check_objective(objective)
-    h0 = median_bandwidth(x64) if init is None else _check_bandwidth(init, "init")
-    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0:
-        raise ValueError(f"reg must be a number >= 0, got {reg!r}")
+    objective = one_of(objective, "objective", ("value", "power"))
+    h0 = median_bandwidth(x64) if init is None else positive_float(init, "init")
+    reg = nonneg_float(reg, "reg")
     pieces = _pair_pieces(x64, s64)
 
     def score(h: float) -> float:
@@ -114,7 +111,7 @@ def lksd_estimate(x: Tensor, s: Tensor, *, bandwidth: float | None = None) -> tu
         True
     """
     x64, s64 = _check_data(x, s, min_n=_MIN_N, what="the linear KSD estimate")
-    h = median_bandwidth(x64) if bandwidth is None else _check_bandwidth(bandwidth)
+    h = median_bandwidth(x64) if bandwidth is None else positive_float(bandwidth, "bandwidth")
     vals = _pair_pieces(x64, s64).evaluate(h)
     return float(vals.mean()), float(vals.std(unbiased=True) / math.sqrt(vals.numel()))
 
@@ -126,7 +123,7 @@ def lksd_test(
     bandwidth: float | str | None = None,
     generator: torch.Generator | None = None,
     train_fraction: float = 0.2,
-) -> KernelTestOutcome:
+) -> TestOutcome:
     """Linear-time KSD goodness-of-fit test (one-sided, normal approximation).
 
     Arguments:
@@ -141,7 +138,7 @@ def lksd_test(
         train_fraction: fraction of x used to learn the bandwidth when ``bandwidth="learn"``.
 
     Returns:
-        KernelTestOutcome with ``statistic = sqrt(m) mean(h) / std(h)``, ``pvalue = 1 - Phi(t)``
+        TestOutcome with ``statistic = sqrt(m) mean(h) / std(h)``, ``pvalue = 1 - Phi(t)``
         and details ``bandwidth``, ``bandwidth_rule``, ``n_test`` (and ``n_train``),
         ``n_pairs``, ``mean``, ``std``.
 
@@ -152,7 +149,7 @@ def lksd_test(
         True
     """
     x64, s64 = _check_data(x, s, min_n=_MIN_N, what="the linear KSD test (two pairs at least)")
-    _check_generator(generator)
+    as_generator(generator=generator)
     h, x64, s64, details = _resolve_bandwidth(
         bandwidth, x64, s64,
         learn=lambda xt, st: learn_lksd_bandwidth(xt, st, objective="power"),
@@ -165,6 +162,6 @@ def lksd_test(
         t = math.sqrt(m) * mean / std
     else:  # all h_i equal: the sign of the mean decides
         t = math.copysign(math.inf, mean) if mean != 0.0 else 0.0
-    pvalue = 0.5 * math.erfc(t / math.sqrt(2.0))  # 1 - Phi(t), accurate in the upper tail
+    pvalue = normal_sf(t)
     details.update(n_pairs=m, mean=mean, std=std)
-    return KernelTestOutcome(statistic=t, pvalue=min(max(pvalue, 0.0), 1.0), details=details)
+    return TestOutcome(statistic=t, pvalue=min(max(pvalue, 0.0), 1.0), details=details)

@@ -23,60 +23,40 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import torch
 from torch import Tensor
 
 from ..fit import fit_heldout_critics
 from ..scores import Score
-from .kernels import KernelTestOutcome
+from ..settings import TEST, CriticSettings, settings_from
+from .outcome import TestOutcome, normal_sf
 
-__all__ = ["LSD_DEFAULTS", "lsd_tests", "normal_sf"]
-
-LSD_DEFAULTS: dict[str, Any] = dict(
-    split=(0.8, 0.1, 0.1),
-    hidden=300,
-    n_layers=2,
-    dropout=0.5,
-    weight_decay=5e-4,
-    lam=0.5,
-    n_iters=1000,
-    lr=1e-3,
-    batch_size=None,
-    val_every=100,
-    trace="hutchinson",
-    n_probes=1,
-    progress=False,
-)
+__all__ = ["lsd_tests", "normal_sf"]
 
 
-def normal_sf(t: float) -> float:
-    """Upper tail 1 − Φ(t) of the standard normal, accurate far in the tail.
-
-    Example:
-        >>> round(normal_sf(1.6448536269514722), 6)
-        0.05
-    """
-    return 0.5 * math.erfc(t / math.sqrt(2.0))
-
-
-def lsd_tests(problems: Sequence[tuple[Score, Tensor, int]], **options: Any) -> list[KernelTestOutcome]:
+def lsd_tests(
+    problems: Sequence[tuple[Score, Tensor, int]],
+    settings: CriticSettings | None = None,
+    *,
+    progress: bool = False,
+    **overrides: Any,
+) -> list[TestOutcome]:
     """Run one LSD test per (score, data, seed) problem, all critics trained as one ensemble.
 
     Arguments:
         problems: triples of a checked score function, data (n, d) and a seed; data sets
             must share their shape.
-        **options: overrides of :data:`LSD_DEFAULTS` (split, hidden, n_layers, dropout,
-            weight_decay, lam, n_iters, lr, batch_size, val_every, trace, n_probes, progress).
+        settings: a :class:`~steinkit.settings.CriticSettings`; default
+            :data:`~steinkit.settings.TEST` (power objective and selection, dropout .5,
+            weight decay 5e-4, split .8/.1/.1, 2×300 Swish, 1000 steps).
+        progress: show a progress bar.
+        **overrides: :class:`~steinkit.settings.CriticSettings` fields to change.
 
     Returns:
-        One outcome per problem with the statistic t, the p-value 1 − Φ(t) and details
-        (test mean and std, n_test, best_iteration, history).
+        One :class:`~steinkit.gof.outcome.TestOutcome` per problem with the statistic t, the
+        p-value 1 − Φ(t) and details (test mean and std, n_test, best_iteration, history).
     """
-    unknown = set(options) - set(LSD_DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown LSD test option(s) {sorted(unknown)}; valid: {sorted(LSD_DEFAULTS)}")
-    opts = {**LSD_DEFAULTS, **options}
-    fits = fit_heldout_critics(problems, objective="power", selection="power", **opts)
+    cfg = settings_from(settings, TEST, overrides, extra=", or progress")
+    fits = fit_heldout_critics(problems, cfg, progress=progress)
     out = []
     for fit in fits:
         terms = fit.test_terms.double()
@@ -90,5 +70,5 @@ def lsd_tests(problems: Sequence[tuple[Score, Tensor, int]], **options: Any) -> 
             "best_iteration": fit.best_iteration,
             "history": fit.history,
         }
-        out.append(KernelTestOutcome(statistic=t, pvalue=normal_sf(t), details=details))
+        out.append(TestOutcome(statistic=t, pvalue=normal_sf(t), details=details))
     return out

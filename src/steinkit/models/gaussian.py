@@ -1,70 +1,19 @@
 """Multivariate Gaussian with a full covariance matrix.
 
-The module also holds the small input checks shared by every model in
-:mod:`steinkit.models` (``_check_points``, ``_check_count``, ``_as_param``).
+Input checks follow :mod:`steinkit.validation` (model methods take tensors of shape (n, d)
+and cast them to the parameters' dtype and device).
 """
 
 from __future__ import annotations
 
 import math
-import operator
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..validation import as_param, float_dtype, model_points, positive_int
+
 __all__ = ["Gaussian"]
-
-
-def _float_dtype(*values: Any) -> torch.dtype:
-    """The floating dtype shared by ``values`` (the default dtype if none is floating)."""
-    dtypes = [v.dtype for v in values if isinstance(v, Tensor) and v.is_floating_point()]
-    if not dtypes:
-        return torch.get_default_dtype()
-    dtype = dtypes[0]
-    for other in dtypes[1:]:
-        dtype = torch.promote_types(dtype, other)
-    return dtype
-
-
-def _as_param(value: Any, name: str, dtype: torch.dtype, ndim: int) -> Tensor:
-    """Convert ``value`` to a finite floating tensor with ``ndim`` dimensions, or raise."""
-    try:
-        t = torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}") from err
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
-    if t.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D tensor, got shape {tuple(t.shape)}")
-    t = t.detach().to(dtype=dtype).clone()
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must contain only finite values")
-    return t
-
-
-def _check_points(x: Tensor, dim: int, like: Tensor) -> Tensor:
-    """Validate a batch of points ``x`` of shape (n, dim); return it in ``like``'s dtype and device."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape (n, {dim}), got {type(x).__name__}")
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"x must be a 2-D tensor (n, {dim}) matching the model dimension {dim}, got shape {tuple(x.shape)}")
-    if x.dtype != like.dtype or x.device != like.device:
-        x = x.to(dtype=like.dtype, device=like.device)
-    return x
-
-
-def _check_count(n: Any, name: str = "n", minimum: int = 1) -> int:
-    """Validate an integer count such as a sample size or a number of steps."""
-    if isinstance(n, bool):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(n).__name__}") from None
-    if n < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {n}")
-    return n
 
 
 class Gaussian(nn.Module):
@@ -90,9 +39,9 @@ class Gaussian(nn.Module):
 
     def __init__(self, mean: Tensor, cov: Tensor) -> None:
         super().__init__()
-        dtype = _float_dtype(mean, cov)
-        mean_t = _as_param(mean, "mean", dtype, ndim=1)
-        cov_t = _as_param(cov, "cov", dtype, ndim=2)
+        dtype = float_dtype(mean, cov)
+        mean_t = as_param(mean, "mean", dtype, ndim=1)
+        cov_t = as_param(cov, "cov", dtype, ndim=2)
         d = mean_t.shape[0]
         if d == 0:
             raise ValueError("mean must have at least one entry, got shape (0,)")
@@ -116,7 +65,7 @@ class Gaussian(nn.Module):
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Normalized log-density of each row of ``x`` (n, d); returns (n,)."""
-        x = _check_points(x, self.dim, self.mean)
+        x = model_points(x, self.dim, self.mean)
         chol = self._cholesky()
         white = torch.linalg.solve_triangular(chol, (x - self.mean).T, upper=False)  # (d, n)
         half_logdet = torch.log(torch.diagonal(chol)).sum()
@@ -124,13 +73,13 @@ class Gaussian(nn.Module):
 
     def score(self, x: Tensor) -> Tensor:
         """Score :math:`-\\Sigma^{-1}(x - \\mu)` of each row of ``x`` (n, d); returns (n, d)."""
-        x = _check_points(x, self.dim, self.mean)
+        x = model_points(x, self.dim, self.mean)
         chol = self._cholesky()
         return -torch.cholesky_solve((x - self.mean).T, chol, upper=False).T
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` independent samples, shape (n, d)."""
-        n = _check_count(n)
+        n = positive_int(n, "n")
         with torch.no_grad():
             chol = self._cholesky()
             z = torch.randn(n, self.dim, generator=generator, dtype=self.mean.dtype, device=self.mean.device)

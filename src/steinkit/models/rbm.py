@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .gaussian import _as_param, _check_count, _check_points, _float_dtype
+from ..validation import as_param, float_dtype, model_points, nonneg_float, nonneg_int, positive_int
 
 __all__ = ["GaussianBernoulliRBM"]
 
@@ -59,10 +59,10 @@ class GaussianBernoulliRBM(nn.Module):
 
     def __init__(self, B: Tensor, b: Tensor, c: Tensor) -> None:
         super().__init__()
-        dtype = _float_dtype(B, b, c)
-        B_t = _as_param(B, "B", dtype, ndim=2)
-        b_t = _as_param(b, "b", dtype, ndim=1)
-        c_t = _as_param(c, "c", dtype, ndim=1)
+        dtype = float_dtype(B, b, c)
+        B_t = as_param(B, "B", dtype, ndim=2)
+        b_t = as_param(b, "b", dtype, ndim=1)
+        c_t = as_param(c, "c", dtype, ndim=1)
         dx, dh = B_t.shape
         if dx == 0 or dh == 0:
             raise ValueError(f"B must have shape (dx, dh) with dx, dh >= 1, got {tuple(B_t.shape)}")
@@ -92,8 +92,8 @@ class GaussianBernoulliRBM(nn.Module):
             >>> rbm.dim, rbm.hidden_dim
             (50, 40)
         """
-        dx = _check_count(dx, "dx")
-        dh = _check_count(dh, "dh")
+        dx = positive_int(dx, "dx")
+        dh = positive_int(dh, "dh")
         B = torch.randint(0, 2, (dx, dh), generator=generator).to(dtype) * 2 - 1
         b = torch.randn(dx, generator=generator, dtype=dtype)
         c = torch.randn(dh, generator=generator, dtype=dtype)
@@ -107,12 +107,7 @@ class GaussianBernoulliRBM(nn.Module):
             >>> torch.equal(rbm.perturb(0.0).B, rbm.B)
             True
         """
-        try:
-            std = float(std)
-        except (TypeError, ValueError):
-            raise TypeError(f"std must be a real number, got {type(std).__name__}") from None
-        if not math.isfinite(std) or std < 0:
-            raise ValueError(f"std must be a finite number >= 0, got {std}")
+        std = nonneg_float(std, "std")
         with torch.no_grad():
             noise = torch.randn(self.B.shape, generator=generator, dtype=self.B.dtype, device=self.B.device)
             return type(self)(self.B + std * noise, self.b.clone(), self.c.clone())
@@ -121,14 +116,34 @@ class GaussianBernoulliRBM(nn.Module):
         """:math:`\\tfrac12 B^T x + c` for each row of ``x``; shape (n, dh)."""
         return torch.addmm(self.c, x, self.B, alpha=0.5)
 
+    def visible_mean(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        r"""One more half-sweep from visible states ``x``: draw :math:`h \mid x`, return
+        :math:`E[x \mid h] = b + \tfrac12 B h`, (n, dx).
+
+        This is the noise-free image a Gibbs chain at ``x`` is about to emit (the usual way to
+        show Gaussian-visible RBM samples, next to the raw ``x``). Runs under ``torch.no_grad()``.
+
+        Example:
+            >>> rbm = GaussianBernoulliRBM.random(4, 2, generator=torch.Generator().manual_seed(0))
+            >>> rbm.visible_mean(torch.zeros(3, 4), generator=torch.Generator().manual_seed(1)).shape
+            torch.Size([3, 4])
+        """
+        x = model_points(x, self.dim, self.B)
+        with torch.no_grad():
+            B, b, c = self.B.detach(), self.b.detach(), self.c.detach()
+            p = torch.sigmoid(2.0 * (0.5 * x @ B + c))  # P(h = +1 | x)
+            u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+            h = (u < p).to(B.dtype) * 2.0 - 1.0
+            return b + 0.5 * h @ B.T
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Unnormalized marginal :math:`b^T x - \\tfrac12\\|x\\|^2 + \\sum_j \\log\\cosh(\\cdot)`; returns (n,)."""
-        x = _check_points(x, self.dim, self.B)
+        x = model_points(x, self.dim, self.B)
         return x @ self.b - 0.5 * x.square().sum(1) + _log_cosh(self._preactivation(x)).sum(1)
 
     def score(self, x: Tensor) -> Tensor:
         """Exact score :math:`b - x + \\tfrac12 B \\tanh(\\tfrac12 B^T x + c)`; returns (n, dx)."""
-        x = _check_points(x, self.dim, self.B)
+        x = model_points(x, self.dim, self.B)
         return torch.addmm(self.b - x, torch.tanh(self._preactivation(x)), self.B.T, alpha=0.5)
 
     def sample(
@@ -159,8 +174,8 @@ class GaussianBernoulliRBM(nn.Module):
             >>> rbm.sample(4, burn_in=50, generator=torch.Generator().manual_seed(1)).shape
             torch.Size([4, 3])
         """
-        n = _check_count(n)
-        burn_in = _check_count(burn_in, "burn_in", minimum=0)
+        n = positive_int(n, "n")
+        burn_in = nonneg_int(burn_in, "burn_in")
         B = self.B.detach()
         dtype, device = B.dtype, B.device
         dx, dh = self.dim, self.hidden_dim

@@ -1,0 +1,152 @@
+"""Settings of a learned Stein critic: architecture, optimiser, penalty, split, selection, trace.
+
+:class:`CriticSettings` is a frozen dataclass checked when it is made. Two named values hold
+the paper's two uses: :data:`ESTIMATE` (Algorithm 1, discrepancy estimates: objective
+``"lsd"``, selection by mean − std, no dropout) and :data:`TEST` (Algorithm 2, the
+goodness-of-fit test: objective and selection by the power mean/std, dropout .5, weight
+decay 5e-4). Derive others with :meth:`CriticSettings.replace`.
+
+Example:
+    >>> quick = ESTIMATE.replace(n_iters=200, hidden=32)
+    >>> quick.n_iters, quick.objective, TEST.objective
+    (200, 'lsd', 'power')
+    >>> ESTIMATE.replace(iters=5)
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown CriticSettings field(s) ['iters']; valid: ['batch_size', 'dropout', 'hidden', 'lam', 'lr', 'n_iters', 'n_layers', 'n_probes', 'objective', 'selection', 'split', 'trace', 'val_every', 'weight_decay']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .splits import check_split
+from .validation import fraction, nonneg_float, one_of, positive_float, positive_int
+
+__all__ = ["CriticSettings", "ESTIMATE", "TEST", "OBJECTIVES", "SELECTIONS", "TRACES", "settings_from"]
+
+OBJECTIVES = ("lsd", "power")
+SELECTIONS = ("mean-std", "power", "mean", "last")
+TRACES = ("hutchinson", "exact")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class CriticSettings:
+    """How a critic is built, fitted and selected (defaults: :data:`ESTIMATE`).
+
+    Every field carries a help text in ``dataclasses.fields(CriticSettings)[i].metadata["help"]``.
+    Values are checked on construction; ``split`` is stored as a tuple of floats.
+
+    Example:
+        >>> CriticSettings(lam=-1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: lam must be a finite number > 0, got -1.0
+    """
+
+    hidden: int = field(default=300, metadata=_help("units per hidden layer of the MLP critic"))
+    n_layers: int = field(default=2, metadata=_help("hidden layers of the MLP critic"))
+    dropout: float = field(default=0.0, metadata=_help("dropout rate on hidden units while fitting, in [0, 1)"))
+    weight_decay: float = field(default=0.0, metadata=_help("Adam weight decay of the critic (>= 0)"))
+    lam: float = field(default=0.5, metadata=_help("weight λ > 0 of the L2 penalty λ·E‖f‖² (Eq. 8)"))
+    n_iters: int = field(default=1000, metadata=_help("Adam steps of the critic"))
+    lr: float = field(default=1e-3, metadata=_help("Adam learning rate of the critic"))
+    batch_size: int | None = field(
+        default=None, metadata=_help("mini-batch size per step; None: the whole training split")
+    )
+    val_every: int = field(default=100, metadata=_help("validate (and maybe keep the critic) every this many steps"))
+    objective: str = field(
+        default="lsd", metadata=_help("what the critic maximizes: 'lsd' (mean, Eq. 11) or 'power' (mean/std, Eq. 12)")
+    )
+    selection: str = field(
+        default="mean-std",
+        metadata=_help("validation statistic that picks the critic: 'mean-std', 'power', 'mean' or 'last'"),
+    )
+    trace: str = field(default="hutchinson", metadata=_help("trace estimator while fitting: 'hutchinson' or 'exact'"))
+    n_probes: int = field(default=1, metadata=_help("Hutchinson probes per example"))
+    split: tuple[float, float, float] = field(
+        default=(0.8, 0.1, 0.1), metadata=_help("train/validation/test fractions of the data")
+    )
+
+    def __post_init__(self) -> None:
+        checked = {
+            "hidden": positive_int(self.hidden, "hidden"),
+            "n_layers": positive_int(self.n_layers, "n_layers"),
+            "dropout": fraction(self.dropout, "dropout"),
+            "weight_decay": nonneg_float(self.weight_decay, "weight_decay"),
+            "lam": positive_float(self.lam, "lam"),
+            "n_iters": positive_int(self.n_iters, "n_iters"),
+            "lr": positive_float(self.lr, "lr"),
+            "batch_size": None if self.batch_size is None else positive_int(self.batch_size, "batch_size"),
+            "val_every": positive_int(self.val_every, "val_every"),
+            "objective": one_of(self.objective, "objective", OBJECTIVES),
+            "selection": one_of(self.selection, "selection", SELECTIONS),
+            "trace": one_of(self.trace, "trace", TRACES),
+            "n_probes": positive_int(self.n_probes, "n_probes"),
+            "split": check_split(self.split),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> CriticSettings:
+        """A copy with some fields changed; unknown names raise a TypeError listing the valid ones.
+
+        Example:
+            >>> TEST.replace(n_iters=50).n_iters
+            50
+        """
+        unknown = set(changes) - set(field_names())
+        if unknown:
+            raise TypeError(f"unknown CriticSettings field(s) {sorted(unknown)}; valid: {sorted(field_names())}")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (e.g. for a results file or a cache key).
+
+        Example:
+            >>> ESTIMATE.as_dict()["split"]
+            (0.8, 0.1, 0.1)
+        """
+        return dataclasses.asdict(self)
+
+
+def field_names() -> tuple[str, ...]:
+    """Names of the :class:`CriticSettings` fields, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(CriticSettings))
+
+
+def settings_from(
+    settings: CriticSettings | None, default: CriticSettings, overrides: Mapping[str, Any], *, extra: str = ""
+) -> CriticSettings:
+    """``settings`` (or ``default``) with keyword ``overrides`` applied.
+
+    Unknown names raise a TypeError listing the valid ones (``extra`` names the call's other
+    keywords in the message).
+
+    Example:
+        >>> settings_from(None, TEST, {"n_iters": 10}).n_iters
+        10
+    """
+    base = default if settings is None else settings
+    if not isinstance(base, CriticSettings):
+        raise TypeError(f"settings must be a CriticSettings, got {type(base).__name__}")
+    unknown = set(overrides) - set(field_names())
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {sorted(unknown)}; valid: {sorted(field_names())}{extra}"
+        )
+    return base.replace(**overrides) if overrides else base
+
+
+ESTIMATE = CriticSettings()
+"""Algorithm 1 (discrepancy estimates): objective "lsd", selection "mean-std", no dropout."""
+
+TEST = CriticSettings(objective="power", selection="power", dropout=0.5, weight_decay=5e-4)
+"""Algorithm 2 (the LSD goodness-of-fit test): power objective and selection, dropout .5,
+weight decay 5e-4."""

@@ -1,0 +1,375 @@
+"""The one place where steinkit checks its inputs: bad input fails early with a ``ValueError``
+or ``TypeError`` that names the argument and says what was expected.
+
+Data (``as_data``): one rule per kind of entry point, chosen by its keywords.
+
+* Public data entry points (:func:`steinkit.stein_discrepancy`, :func:`steinkit.compare`,
+  :func:`steinkit.gof_test`, :func:`steinkit.split_data`): ``as_data(x)``. Tensors or arrays
+  of shape (n, d); floating tensors keep their dtype, integer data become the default float
+  dtype (float32); NaN/inf are rejected.
+* Kernel Stein tests (:mod:`steinkit.gof.kernels`, ``ksd``, ``lksd``, ``fssd``):
+  ``as_data(x, tensors_only=True, dtype=torch.float64)``. Tensors only, of any real dtype;
+  the computation runs on a float64 copy; NaN/inf are rejected.
+* Model methods (``log_prob``, ``score``, ...): ``as_data(x, dim=model.dim,
+  tensors_only=True, like=parameter, finite=False)``. Tensors only, cast to the model's
+  parameter dtype and device; not checked for NaN (hot path; a model maps NaN to NaN).
+* Samplers (:func:`steinkit.samplers.sgld`): ``as_data(x0, tensors_only=True,
+  floating=True)``. Floating tensors only (no silent cast of the chain's state), dtype kept.
+* Image preprocessing: :func:`float_tensor` (floating tensors of any shape, dtype kept).
+
+Numbers: :func:`positive_int`, :func:`nonneg_int`, :func:`positive_float`,
+:func:`nonneg_float`, :func:`fraction` ([0, 1)), :func:`probability` ((0, 1)),
+:func:`one_of`, :func:`as_generator`. Booleans are never accepted as numbers.
+
+Example:
+    >>> import torch
+    >>> as_data([[0, 1], [2, 3]]).dtype
+    torch.float32
+    >>> positive_int(0, "n_iters")
+    Traceback (most recent call last):
+    ...
+    ValueError: n_iters must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "as_data",
+    "model_points",
+    "float_tensor",
+    "float_dtype",
+    "as_param",
+    "integer",
+    "positive_int",
+    "nonneg_int",
+    "real",
+    "positive_float",
+    "nonneg_float",
+    "fraction",
+    "probability",
+    "one_of",
+    "seed_value",
+    "as_generator",
+]
+
+
+# --------------------------------------------------------------------------- data
+def _as_tensor(x: Any, name: str, tensors_only: bool) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if tensors_only:
+        raise TypeError(f"{name} must be a torch.Tensor of shape (n, d), got {type(x).__name__}")
+    try:
+        return torch.as_tensor(x)
+    except Exception as exc:  # noqa: BLE001 - report what was given
+        raise TypeError(f"{name} must be a tensor or array of shape (n, d), got {type(x).__name__}") from exc
+
+
+def _check_dtype(x: Tensor, name: str, floating: bool) -> None:
+    if x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name} must be a real-valued tensor, got dtype {x.dtype}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+
+
+def _check_shape(x: Tensor, name: str, dim: int | None, min_rows: int, what: str | None) -> None:
+    width = "d" if dim is None else str(dim)
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor (n, {width}), got shape {tuple(x.shape)}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(
+            f"{name} must be a 2-D tensor (n, {dim}) matching the dimension {dim}, got shape {tuple(x.shape)}"
+        )
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {tuple(x.shape)}")
+    if x.shape[0] < min_rows:
+        context = f" for {what}" if what else ""
+        rows = "row" if min_rows == 1 else "rows"
+        raise ValueError(f"{name} must have at least {min_rows} {rows}{context}, got n={x.shape[0]}")
+
+
+def as_data(
+    x: Any,
+    name: str = "x",
+    *,
+    min_rows: int = 1,
+    dim: int | None = None,
+    dtype: torch.dtype | None = None,
+    like: Tensor | None = None,
+    tensors_only: bool = False,
+    floating: bool = False,
+    finite: bool = True,
+    what: str | None = None,
+) -> Tensor:
+    """Check data of shape (n, d) and return it as a tensor (see the module docstring for the rules).
+
+    Arguments:
+        x: the data.
+        name: the argument's name for error messages.
+        min_rows: the least number of rows n.
+        dim: the required number of columns d, if any.
+        dtype: convert to this dtype; None keeps floating dtypes and turns integers into the
+            default float dtype.
+        like: convert to this tensor's dtype and device (a model's parameter).
+        tensors_only: reject anything but a ``torch.Tensor`` (no array conversion).
+        floating: reject non-floating tensors instead of converting them.
+        finite: reject NaN and inf.
+        what: what the data are for, added to the "too few rows" message.
+
+    Example:
+        >>> as_data(torch.zeros(3), "x0")
+        Traceback (most recent call last):
+        ...
+        ValueError: x0 must be a 2-D tensor (n, d), got shape (3,)
+    """
+    x = _as_tensor(x, name, tensors_only)
+    _check_dtype(x, name, floating)
+    _check_shape(x, name, dim, min_rows, what)
+    if like is not None:
+        if x.dtype != like.dtype or x.device != like.device:
+            x = x.to(dtype=like.dtype, device=like.device)
+    elif dtype is not None:
+        x = x.to(dtype)
+    elif not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    if finite and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values (it must be finite)")
+    return x
+
+
+def model_points(x: Any, dim: int, like: Tensor, name: str = "x") -> Tensor:
+    """Points handed to a model's method: the model rule of this module (see its docstring).
+
+    Example:
+        >>> model_points(torch.zeros(2, 3, dtype=torch.float64), 3, torch.zeros(1)).dtype
+        torch.float32
+    """
+    return as_data(x, name, dim=dim, like=like, tensors_only=True, finite=False)
+
+
+def float_tensor(x: Any, name: str, *, min_dim: int = 0) -> Tensor:
+    """A floating ``torch.Tensor`` with at least ``min_dim`` dimensions (dtype kept).
+
+    Example:
+        >>> float_tensor(torch.zeros(2), "y", min_dim=2)
+        Traceback (most recent call last):
+        ...
+        ValueError: y must have shape (n, d) or (n, ...), got shape (2,)
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+    if x.dim() < min_dim:
+        raise ValueError(f"{name} must have shape (n, d) or (n, ...), got shape {tuple(x.shape)}")
+    return x
+
+
+def float_dtype(*values: Any) -> torch.dtype:
+    """The floating dtype shared by ``values`` (the default dtype if none is floating).
+
+    Example:
+        >>> float_dtype(torch.zeros(1, dtype=torch.float64), [1.0])
+        torch.float64
+    """
+    dtypes = [v.dtype for v in values if isinstance(v, Tensor) and v.is_floating_point()]
+    if not dtypes:
+        return torch.get_default_dtype()
+    dtype = dtypes[0]
+    for other in dtypes[1:]:
+        dtype = torch.promote_types(dtype, other)
+    return dtype
+
+
+def as_param(value: Any, name: str, dtype: torch.dtype, ndim: int) -> Tensor:
+    """A model parameter: a finite real tensor with ``ndim`` dimensions, copied into ``dtype``.
+
+    Example:
+        >>> as_param([[1, 0], [0, 1]], "cov", torch.float64, ndim=2).dtype
+        torch.float64
+    """
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}") from err
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
+    if t.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D tensor, got shape {tuple(t.shape)}")
+    t = t.detach().to(dtype=dtype).clone()
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must contain only finite values")
+    return t
+
+
+# --------------------------------------------------------------------------- numbers
+def integer(value: Any, name: str, *, minimum: int) -> int:
+    """An int (not a bool) ``>= minimum``; numpy and torch integers are accepted.
+
+    Example:
+        >>> integer(2, "grid_size", minimum=2)
+        2
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """An int >= 1.
+
+    Example:
+        >>> positive_int(3, "n_iters")
+        3
+    """
+    return integer(value, name, minimum=1)
+
+
+def nonneg_int(value: Any, name: str) -> int:
+    """An int >= 0.
+
+    Example:
+        >>> nonneg_int(0, "burn_in")
+        0
+    """
+    return integer(value, name, minimum=0)
+
+
+def _real_or_nan(value: Any, name: str) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_complex():
+            raise ValueError(f"{name} must be a real scalar, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def real(value: Any, name: str) -> float:
+    """A finite real number (not a bool; a one-element tensor is fine) as a float.
+
+    Example:
+        >>> real(1, "step_size")
+        1.0
+    """
+    value = _real_or_nan(value, name)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def positive_float(value: Any, name: str) -> float:
+    """A finite number > 0 as a float.
+
+    Example:
+        >>> positive_float(0.5, "lam")
+        0.5
+    """
+    v = _real_or_nan(value, name)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def nonneg_float(value: Any, name: str) -> float:
+    """A finite number >= 0 as a float.
+
+    Example:
+        >>> nonneg_float(0, "weight_decay")
+        0.0
+    """
+    v = _real_or_nan(value, name)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def fraction(value: Any, name: str) -> float:
+    """A number in [0, 1) (e.g. a dropout rate) as a float.
+
+    Example:
+        >>> fraction(0.5, "dropout")
+        0.5
+    """
+    v = real(value, name)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+    return v
+
+
+def probability(value: Any, name: str) -> float:
+    """A number strictly between 0 and 1 (a level, a split fraction) as a float.
+
+    Example:
+        >>> probability(1.0, "alpha")
+        Traceback (most recent call last):
+        ...
+        ValueError: alpha must lie strictly between 0 and 1, got 1.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float in (0, 1), got {type(value).__name__}")
+    v = float(value)
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return v
+
+
+def one_of(value: Any, name: str, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else a ValueError listing them.
+
+    Example:
+        >>> one_of("exact", "trace", ("hutchinson", "exact"))
+        'exact'
+    """
+    if isinstance(value, (list, dict, set)) or value not in tuple(choices):
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def seed_value(value: Any, name: str = "seed") -> int:
+    """A seed: an int (not a bool).
+
+    Example:
+        >>> seed_value(1.5)
+        Traceback (most recent call last):
+        ...
+        TypeError: seed must be an int, got float
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def as_generator(seed: Any = None, generator: Any = None) -> torch.Generator | None:
+    """The random generator of a call that takes ``seed=`` or ``generator=`` (not both).
+
+    A given generator is returned as is; an int seed gives a fresh CPU generator seeded
+    with it; neither gives None (torch's global generator).
+
+    Example:
+        >>> as_generator(seed=3).initial_seed()
+        3
+    """
+    if generator is not None:
+        if seed is not None:
+            raise ValueError("give either generator or seed, not both")
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        return generator
+    if seed is None:
+        return None
+    return torch.Generator().manual_seed(seed_value(seed))
