@@ -187,14 +187,14 @@ def test_divergence_warns() -> None:
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        (dict(step_size=0.0), ValueError, r"step_size must be > 0"),
-        (dict(step_size=-1.0), ValueError, r"step_size must be > 0"),
-        (dict(step_size=float("nan")), ValueError, r"step_size must be finite"),
+        (dict(step_size=0.0), ValueError, r"step_size must be a finite number > 0"),
+        (dict(step_size=-1.0), ValueError, r"step_size must be a finite number > 0"),
+        (dict(step_size=float("nan")), ValueError, r"step_size must be a finite number > 0, got nan"),
         (dict(step_size="0.1"), TypeError, r"step_size must be a real number"),
         (dict(n_steps=-1), ValueError, r"n_steps must be >= 0"),
         (dict(n_steps=2.0), TypeError, r"n_steps must be an int"),
         (dict(n_steps=True), TypeError, r"n_steps must be an int"),
-        (dict(noise_std=-0.1), ValueError, r"noise_std must be >= 0"),
+        (dict(noise_std=-0.1), ValueError, r"noise_std must be a finite number >= 0"),
         (dict(snapshot_steps=(11,)), ValueError, r"snapshot_steps entries must be in \[0, n_steps=10\]"),
         (dict(snapshot_steps=(1.5,)), TypeError, r"snapshot_steps must hold ints"),
         (dict(clamp=(1.0, 0.0)), ValueError, r"clamp must satisfy low < high"),
@@ -211,7 +211,7 @@ def test_bad_x0_and_score() -> None:
     kw = dict(step_size=0.1, n_steps=2)
     with pytest.raises(ValueError, match=r"x0 must be a 2-D tensor \(n, d\), got shape \(3,\)"):
         sgld(gaussian_score, torch.zeros(3), **kw)
-    with pytest.raises(ValueError, match=r"x0 must be finite"):
+    with pytest.raises(ValueError, match=r"x0 contains NaN or infinite values"):
         sgld(gaussian_score, torch.tensor([[0.0, float("inf")]]), **kw)
     with pytest.raises(TypeError, match=r"x0 must be a floating tensor"):
         sgld(gaussian_score, torch.zeros(3, 2, dtype=torch.int64), **kw)

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from .evaluate import compare
-from .experiments._common import markdown_table, prepare_out, pyplot, write_json
+from ._io import markdown_table, prepare_out, pyplot, write_json
 from .models import GaussianBernoulliRBM
+from .settings import ESTIMATE
 from .stein import optimal_lsd
 
 __all__ = ["run_demo"]
@@ -48,9 +49,8 @@ def run_demo(
     models = {f"sigma={s:g}": p.perturb(s, generator=torch.Generator().manual_seed(seed + 1)) for s in sigmas}
     print(f"Fitting {len(models)} critics together (2x300 Swish, {n_iters} Adam steps on batches of "
           f"{batch_size}, lambda={lam}) ...", flush=True)
-    rows = compare(
-        models, x, lam=lam, n_iters=n_iters, batch_size=batch_size, val_every=50, seed=seed, progress=progress
-    )
+    settings = ESTIMATE.replace(lam=lam, n_iters=n_iters, batch_size=batch_size, val_every=50)
+    rows = compare(models, x, settings, seed=seed, progress=progress)
     with torch.no_grad():
         theory = {name: float(optimal_lsd(m.score(x), p.score(x), lam)) for name, m in models.items()}
     table = [[i + 1, r.name, r.value, r.stderr, theory[r.name]] for i, r in enumerate(rows)]

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..validation import float_tensor, positive_int, real
+
 __all__ = [
     "dequantize",
     "logit",
@@ -43,20 +45,10 @@ def _eps(dtype: torch.dtype) -> float:
 
 
 def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a float, got {type(alpha).__name__}")
-    if not 0.0 <= alpha < 0.5:
+    a = real(alpha, "alpha")
+    if not 0.0 <= a < 0.5:
         raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
-    return float(alpha)
-
-
-def _check_float_tensor(x: Tensor, name: str, *, batched: bool = False) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
-    if batched and x.dim() < 2:
-        raise ValueError(f"{name} must have shape (n, d) or (n, ...), got shape {tuple(x.shape)}")
+    return a
 
 
 def _check_unit(x: Tensor, name: str) -> None:
@@ -109,7 +101,7 @@ def logit(x: Tensor, alpha: float = 0.0) -> Tensor:
         >>> logit(torch.tensor([0.5]))
         tensor([0.])
     """
-    _check_float_tensor(x, "x")
+    float_tensor(x, "x")
     a = _check_alpha(alpha)
     eps = _eps(x.dtype)
     s = (a + (1.0 - 2.0 * a) * x).clamp(eps, 1.0 - eps)
@@ -123,7 +115,7 @@ def inverse_logit(y: Tensor, alpha: float = 0.0) -> Tensor:
         >>> inverse_logit(torch.tensor([0.0]))
         tensor([0.5000])
     """
-    _check_float_tensor(y, "y")
+    float_tensor(y, "y")
     a = _check_alpha(alpha)
     return (torch.sigmoid(y) - a) / (1.0 - 2.0 * a)
 
@@ -148,7 +140,7 @@ def logit_transform(x01: Tensor, alpha: float = 0.0) -> tuple[Tensor, Tensor]:
         >>> log_det  # dy/dx = 4 at x = 1/2, three dimensions
         tensor([4.1589, 4.1589])
     """
-    _check_float_tensor(x01, "x01", batched=True)
+    float_tensor(x01, "x01", min_dim=2)
     a = _check_alpha(alpha)
     _check_unit(x01, "x01")
     eps = _eps(x01.dtype)
@@ -172,7 +164,7 @@ def inverse_logit_transform(y: Tensor, alpha: float = 0.0) -> tuple[Tensor, Tens
         tensor([[0.5000, 0.5000, 0.5000],
                 [0.5000, 0.5000, 0.5000]])
     """
-    _check_float_tensor(y, "y", batched=True)
+    float_tensor(y, "y", min_dim=2)
     a = _check_alpha(alpha)
     x = (torch.sigmoid(y) - a) / (1.0 - 2.0 * a)
     per_dim = F.logsigmoid(y) + F.logsigmoid(-y) - math.log1p(-2.0 * a)
@@ -201,11 +193,8 @@ def bits_per_dim(log_prob_logit_space: Tensor, log_det: Tensor, D: int) -> Tenso
         >>> bits_per_dim(torch.zeros(1), torch.zeros(1), 784)
         tensor([8.])
     """
-    _check_float_tensor(log_prob_logit_space, "log_prob_logit_space")
-    _check_float_tensor(log_det, "log_det")
-    if isinstance(D, bool) or not isinstance(D, int):
-        raise TypeError(f"D must be an int, got {type(D).__name__}")
-    if D < 1:
-        raise ValueError(f"D must be >= 1, got {D}")
+    float_tensor(log_prob_logit_space, "log_prob_logit_space")
+    float_tensor(log_det, "log_det")
+    D = positive_int(D, "D")
     log_p_pixel = log_prob_logit_space + log_det - D * math.log(256.0)
     return -log_p_pixel / (D * math.log(2.0))

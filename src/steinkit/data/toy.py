@@ -15,6 +15,8 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from ..validation import as_generator, positive_int
+
 __all__ = ["TOY_DATASETS", "sample_toy"]
 
 TOY_DATASETS: tuple[str, ...] = (
@@ -159,13 +161,9 @@ def sample_toy(
     """
     if not isinstance(name, str) or name not in _SAMPLERS:
         raise ValueError(f"name must be one of {', '.join(TOY_DATASETS)}; got {name!r}")
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = positive_int(n, "n")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    as_generator(generator=generator)
     device = generator.device if generator is not None else torch.device("cpu")
     return _SAMPLERS[name](n, generator, device).to(dtype)

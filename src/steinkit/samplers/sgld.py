@@ -23,6 +23,8 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor
 
+from ..validation import as_data, nonneg_float, nonneg_int, positive_float, real
+
 __all__ = ["SGLDResult", "sgld", "sgld_step"]
 
 ScoreFn = Callable[[Tensor], Tensor]
@@ -84,39 +86,36 @@ def sgld_step(
         >>> x.shape
         torch.Size([4, 2])
     """
-    _check_state(x, "x")
+    as_data(x, "x", tensors_only=True, floating=True, finite=False)
     step_size, noise_std = _check_step(step_size, noise_std)
     return _step(score_fn, x.detach(), step_size, noise_std, generator)
 
 
-def _check_real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _check_state(x: object, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
-    if x.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D tensor (n, d), got shape {tuple(x.shape)}")
-
-
 def _check_step(step_size: object, noise_std: object) -> tuple[float, float | None]:
-    step = _check_real(step_size, "step_size")
-    if step <= 0:
-        raise ValueError(f"step_size must be > 0, got {step}")
-    if noise_std is None:
-        return step, None
-    sigma = _check_real(noise_std, "noise_std")
-    if sigma < 0:
-        raise ValueError(f"noise_std must be >= 0 or None, got {sigma}")
-    return step, sigma
+    step = positive_float(step_size, "step_size")
+    return step, None if noise_std is None else nonneg_float(noise_std, "noise_std")
+
+
+def _check_snapshots(snapshot_steps: Iterable[int], n_steps: int) -> set[int]:
+    wanted: set[int] = set()
+    for t in snapshot_steps:
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+            raise TypeError(f"snapshot_steps must hold ints, got {t!r}")
+        if not 0 <= int(t) <= n_steps:
+            raise ValueError(f"snapshot_steps entries must be in [0, n_steps={n_steps}], got {t}")
+        wanted.add(int(t))
+    return wanted
+
+
+def _check_clamp(clamp: object) -> tuple[float, float] | None:
+    if clamp is None:
+        return None
+    if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
+        raise ValueError(f"clamp must be a pair (low, high) or None, got {clamp!r}")
+    low, high = real(clamp[0], "clamp[0]"), real(clamp[1], "clamp[1]")
+    if not low < high:
+        raise ValueError(f"clamp must satisfy low < high, got {clamp!r}")
+    return low, high
 
 
 def sgld(
@@ -160,30 +159,11 @@ def sgld(
     """
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
-    _check_state(x0, "x0")
-    if not bool(torch.isfinite(x0).all()):
-        raise ValueError("x0 must be finite (no NaN or inf)")
+    as_data(x0, "x0", tensors_only=True, floating=True)
     step_size, noise_std = _check_step(step_size, noise_std)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral):
-        raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
-    if n_steps < 0:
-        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
-    n_steps = int(n_steps)
-    wanted: set[int] = set()
-    for t in snapshot_steps:
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-            raise TypeError(f"snapshot_steps must hold ints, got {t!r}")
-        t = int(t)
-        if not 0 <= t <= n_steps:
-            raise ValueError(f"snapshot_steps entries must be in [0, n_steps={n_steps}], got {t}")
-        wanted.add(t)
-    low = high = None
-    if clamp is not None:
-        if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
-            raise ValueError(f"clamp must be a pair (low, high) or None, got {clamp!r}")
-        low, high = _check_real(clamp[0], "clamp[0]"), _check_real(clamp[1], "clamp[1]")
-        if not low < high:
-            raise ValueError(f"clamp must satisfy low < high, got {clamp!r}")
+    n_steps = nonneg_int(n_steps, "n_steps")
+    wanted = _check_snapshots(snapshot_steps, n_steps)
+    bounds = _check_clamp(clamp)
 
     x = x0.detach().clone()
     snapshots: dict[int, Tensor] = {}
@@ -196,8 +176,8 @@ def sgld(
         steps = tqdm(steps, desc="sgld", total=n_steps)
     for t in steps:
         x = _step(score_fn, x, step_size, noise_std, generator)
-        if low is not None:
-            x = x.clamp(low, high)
+        if bounds is not None:
+            x = x.clamp(*bounds)
         if t in wanted:
             snapshots[t] = x.clone()
     if not bool(torch.isfinite(x).all()):

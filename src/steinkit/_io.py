@@ -1,0 +1,65 @@
+"""Small output helpers shared by the library's runnable parts (demo, experiments): output
+folders, atomic JSON, markdown tables, and matplotlib on a non-interactive backend.
+
+Example:
+    >>> print(markdown_table(["model", "LSD"], [["a", 0.5]]), end="")
+    | model | LSD |
+    |---|---|
+    | a | 0.5 |
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["prepare_out", "write_json", "pyplot", "markdown_table"]
+
+
+def prepare_out(out: str | os.PathLike) -> Path:
+    """Create the output folder and return it as a Path."""
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a unique temp file beside it, then rename); non-finite floats
+    become null. Safe when several processes write different files in one folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(_clean(data), fh, indent=1)
+    os.replace(tmp, path)
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub-style markdown table (floats with 4 significant digits)."""
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
