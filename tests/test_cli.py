@@ -81,7 +81,20 @@ def test_reproduce_gaussian_critic_tiny(tmp_path):
     assert main(["reproduce", "gaussian-critic", "--out", str(tmp_path), "--dim", "5", "--iters", "40",
                  "--batch-size", "64", "--n-eval", "500"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
-    assert set(res["pairs"]) == {"mean", "scale"} and (tmp_path / "figure3.png").exists()
+    assert set(res["results"]["pairs"]) == {"mean", "scale"} and (tmp_path / "figure3.png").exists()
+    assert res["command"].startswith("steinkit reproduce gaussian-critic --out") and "--iters 40" in res["command"]
+    assert res["settings"]["dim"] == 5 and "figure3.png" in (tmp_path / "results.md").read_text()
+    page = tmp_path / "docs" / "results.md"
+    assert main(["results", str(tmp_path), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "**Paper:** Figure 3" in text and (page.parent / "figures" / tmp_path.name / "figure3.png").exists()
+    assert f"figures/{tmp_path.name}/figure3.png" in text
+
+
+def test_reproduce_settings_are_checked_before_any_work(tmp_path, capsys):
+    assert main(["reproduce", "gaussian-critic", "--out", str(tmp_path), "--dim", "0"]) == 2
+    assert "dim must be finite and >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "trials.sqlite").exists()
 
 
 def test_reproduce_model_selection_tiny(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steinkit.experiments.runner import BACKENDS, TrialStore, canonical_key, run_trials
+from steinkit.experiments.runner import BACKENDS, TrialStore, canonical_key, run_trials, trial_folder
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TESTS = str(Path(__file__).resolve().parent)
@@ -193,7 +193,7 @@ def test_workers_use_one_torch_thread_and_parent_is_restored(tmp_path):
         (dict(jobs=0), ValueError, "jobs must be a nonzero int"),
         (dict(jobs=1.5), ValueError, "jobs must be a nonzero int"),
         (dict(jobs=True), ValueError, "jobs must be a nonzero int"),
-        (dict(threads=0), ValueError, "threads must be an int >= 1"),
+        (dict(threads=-1), ValueError, "threads must be an int >= 0"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, error, match):
@@ -241,3 +241,24 @@ def test_optional_backend_runs_and_resumes(tmp_path, backend):
 
 def test_backends_listed():
     assert BACKENDS == ("loky", "dask", "ray")
+
+
+def _write_marker(config: dict, folder) -> dict:
+    (folder / "marker.txt").write_text(str(config["x"]))
+    return {"folder": folder.name}
+
+
+def test_artifact_folders_are_per_trial_and_keyed_by_config(tmp_path):
+    configs = [{"x": 1}, {"x": 2}]
+    out = run_trials(_write_marker, configs, db_path=tmp_path / "t.sqlite", artifacts=tmp_path / "trials",
+                     progress=False)
+    folders = [trial_folder(tmp_path / "trials", c) for c in configs]
+    assert [r["folder"] for r in out] == [f.name for f in folders]
+    assert [(f / "marker.txt").read_text() for f in folders] == ["1", "2"]
+    assert trial_folder(tmp_path, {"x": 1}) != trial_folder(tmp_path, {"x": 1.5})
+
+
+def test_rerun_says_how_many_trials_were_stored(tmp_path, capsys):
+    run_trials(dict, [{"a": 1}], db_path=tmp_path / "t.sqlite", progress=False)
+    run_trials(dict, [{"a": 1}, {"a": 2}], db_path=tmp_path / "t.sqlite", progress=True)
+    assert "1 of 2 trials already stored" in capsys.readouterr().err

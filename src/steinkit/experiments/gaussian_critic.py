@@ -7,135 +7,134 @@ step uses a fresh batch from p (no over-fitting), and the learned critic's LSD i
 a large held-out sample with the exact trace. Both critics train together as an ensemble.
 
 Example:
-    steinkit reproduce gaussian-critic --out runs/fig3
+    steinkit reproduce gaussian-critic --out runs/fig3 --quick
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from ..critics import MLPCritic
-from ._common import prepare_out, pyplot, write_json
+from .report import markdown_table, pyplot, write_report
+from .runner import sweep
+from .settings import ReproductionSettings, RunOptions, command_line, setting
+
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial"]
 
 NAME = "gaussian-critic"
 DESCRIPTION = "Figure 3: learned LSD between 100-D Gaussians against the closed-form optimum"
+PAPER_CLAIM = (
+    "Figure 3: for 100-D Gaussians differing in mean or in scale, the learned critic's LSD approaches "
+    "the optimal critic's closed-form value E‖s_q − s_p‖²/(2λ)."
+)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dim", type=int, default=100)
-    parser.add_argument("--iters", type=int, default=4000, help="critic steps (quick: 1000)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="fresh samples from p per step")
-    parser.add_argument("--n-eval", type=int, default=20000, help="held-out samples for the LSD")
-    parser.add_argument("--lam", type=float, default=0.5)
-    parser.add_argument("--mean-shift", type=float, default=0.2)
-    parser.add_argument("--scale", type=float, default=1.2)
-    parser.add_argument("--trace", choices=["hutchinson", "exact"], default="hutchinson")
-    parser.add_argument("--seed", type=int, default=0)
+@dataclasses.dataclass(frozen=True)
+class Settings(ReproductionSettings):
+    """Settings of the Figure-3 reproduction."""
+
+    dim: int = setting(100, "data dimension", minimum=1)
+    iters: int = setting(4000, "critic steps", minimum=1)
+    batch_size: int = setting(1000, "fresh samples from p per step", minimum=2)
+    n_eval: int = setting(20000, "held-out samples for the LSD", minimum=2)
+    lam: float = setting(0.5, "L2 weight λ of the critic", minimum=1e-12)
+    mean_shift: float = setting(0.2, "mean shift μ of q_mean")
+    scale: float = setting(1.2, "scale s of q_scale", minimum=1e-12)
+    trace: Literal["hutchinson", "exact"] = setting("hutchinson", "trace estimator while training")
 
 
-def run(
-    out: str | Path,
-    *,
-    quick: bool = False,
-    dim: int = 100,
-    iters: int | None = None,
-    batch_size: int = 1000,
-    n_eval: int = 20000,
-    lam: float = 0.5,
-    mean_shift: float = 0.2,
-    scale: float = 1.2,
-    trace: str = "hutchinson",
-    seed: int = 0,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train both critics and write results.json and figure3.png into ``out``."""
-    out = prepare_out(out)
-    iters = iters or (1000 if quick else 4000)
-    start = time.perf_counter()
-    g = torch.Generator().manual_seed(seed)
-    names = ["mean", "scale"]
-    closed_form = [dim * mean_shift**2 / (2 * lam), dim * (1 - 1 / scale**2) ** 2 / (2 * lam)]
+FULL = Settings()
+QUICK = Settings(iters=1000)
+
+_NAMES = ("mean", "scale")
+
+
+def closed_form(s: Settings) -> list[float]:
+    """The optimal critic's LSD for q_mean and q_scale.
+
+    Example:
+        >>> closed_form(Settings(dim=10, lam=0.5, mean_shift=1.0, scale=1.0))
+        [10.0, 0.0]
+    """
+    return [s.dim * s.mean_shift**2 / (2 * s.lam), s.dim * (1 - 1 / s.scale**2) ** 2 / (2 * s.lam)]
+
+
+def run_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """Train both critics on fresh batches from p; return the held-out LSD curve."""
+    s = Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    g = torch.Generator().manual_seed(s.seed)
 
     def scores(x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([-(x - mean_shift), -x / scale**2])
+        return torch.stack([-(x - s.mean_shift), -x / s.scale**2])
 
-    critic = MLPCritic(dim, 300, n_critics=2, seeds=[seed + 1, seed + 1])
+    critic = MLPCritic(s.dim, 300, n_critics=2, seeds=[s.seed + 1, s.seed + 1])
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters)
-    x_eval = torch.randn(n_eval, dim, generator=g)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.iters)
+    x_eval = torch.randn(s.n_eval, s.dim, generator=g)
     s_eval = scores(x_eval)
     curve: list[dict[str, Any]] = []
-    eval_every = max(1, iters // 20)
-    for it in tqdm(range(1, iters + 1), disable=not progress, desc=NAME):
-        x = torch.randn(batch_size, dim, generator=g)
-        terms, f = critic.stein_terms(x, scores(x), trace=trace, generator=g)
-        loss = -(terms.mean(-1) - lam * f.pow(2).sum(-1).mean(-1)).sum()
+    eval_every = max(1, s.iters // 20)
+    for it in range(1, s.iters + 1):
+        x = torch.randn(s.batch_size, s.dim, generator=g)
+        terms, f = critic.stein_terms(x, scores(x), trace=s.trace, generator=g)
+        loss = -(terms.mean(-1) - s.lam * f.pow(2).sum(-1).mean(-1)).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        if it % eval_every == 0 or it == iters:
+        if it % eval_every == 0 or it == s.iters:
             with torch.no_grad():
                 t_eval, _ = critic.stein_terms(x_eval, s_eval, trace="exact")
-            curve.append(
-                {
-                    "iteration": it,
-                    "lsd": t_eval.mean(-1).tolist(),
-                    "stderr": (t_eval.std(-1) / n_eval**0.5).tolist(),
-                }
-            )
+            curve.append({"iteration": it, "lsd": t_eval.mean(-1).tolist(),
+                          "stderr": (t_eval.std(-1) / s.n_eval**0.5).tolist()})
+    return {"curve": curve}
+
+
+def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    """Train both critics (one trial of the sweep engine); write the report and figure3.png."""
+    out = Path(out)
+    start = time.perf_counter()
+    (result,) = sweep(run_trial, [settings.to_dict()], out, options)
+    curve, truth = result["curve"], closed_form(settings)
     final = curve[-1]
     pairs = {
-        name: {
-            "closed_form": closed_form[k],
-            "learned": final["lsd"][k],
-            "stderr": final["stderr"][k],
-            "relative_error": final["lsd"][k] / closed_form[k] - 1,
-            "within_5_percent": abs(final["lsd"][k] / closed_form[k] - 1) < 0.05,
-        }
-        for k, name in enumerate(names)
+        name: {"closed_form": truth[k], "learned": final["lsd"][k], "stderr": final["stderr"][k],
+               "relative_error": final["lsd"][k] / truth[k] - 1}
+        for k, name in enumerate(_NAMES)
     }
-    results = {
-        "experiment": NAME,
-        "settings": {
-            "dim": dim,
-            "iterations": iters,
-            "batch_size": batch_size,
-            "fresh_samples_per_step": True,
-            "n_eval": n_eval,
-            "lam": lam,
-            "mean_shift": mean_shift,
-            "scale": scale,
-            "trace": trace,
-            "critic": "2x300 Swish MLP, Adam 1e-3 with cosine decay",
-            "seed": seed,
-        },
-        "pairs": pairs,
-        "curve": curve,
-        "seconds": time.perf_counter() - start,
-    }
-    write_json(out / "results.json", results)
-    _plot(out / "figure3.png", curve, names, closed_form)
-    return results
+    worst = max(abs(p["relative_error"]) for p in pairs.values())
+    verdict = (f"{'replicates' if worst < 0.05 else 'does not replicate'}: the learned LSD is within "
+               f"{100 * worst:.1f}% of the closed form for both pairs")
+    figure = _plot(out / "figure3.png", curve, truth)
+    table = markdown_table(
+        ["q differs in", "closed form", "learned LSD", "± stderr", "relative error"],
+        [[n, p["closed_form"], p["learned"], p["stderr"], p["relative_error"]] for n, p in pairs.items()],
+    )
+    return write_report(
+        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
+        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=verdict,
+        numbers={"pairs": pairs, "curve": curve}, tables=[("Learned against closed-form LSD", table)],
+        figures=[figure],
+    )
 
 
-def _plot(path: Path, curve: list[dict[str, Any]], names: list[str], closed_form: list[float]) -> None:
+def _plot(path: Path, curve: list[dict[str, Any]], truth: list[float]) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     its = [c["iteration"] for c in curve]
-    for k, (ax, name) in enumerate(zip(axes, names)):
+    for k, (ax, name) in enumerate(zip(axes, _NAMES)):
         ax.plot(its, [c["lsd"][k] for c in curve], label="learned LSD")
-        ax.axhline(closed_form[k], color="k", ls="--", label="closed form")
+        ax.axhline(truth[k], color="k", ls="--", label="closed form")
         ax.set_title(f"p and q differ in {name}")
         ax.set_xlabel("critic iteration")
         ax.set_ylabel("LSD")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path

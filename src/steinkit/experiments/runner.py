@@ -26,19 +26,23 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["BACKENDS", "TrialStore", "canonical_key", "run_trials"]
+if TYPE_CHECKING:
+    from .settings import RunOptions
+
+__all__ = ["BACKENDS", "TrialStore", "canonical_key", "trial_folder", "run_trials", "sweep"]
 
 BACKENDS = ("loky", "dask", "ray")
 
-TrialFn = Callable[[dict], dict]
+TrialFn = Callable[..., dict]
 
 
 def canonical_key(config: Mapping[str, Any]) -> str:
@@ -54,6 +58,20 @@ def canonical_key(config: Mapping[str, Any]) -> str:
         return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as err:
         raise TypeError(f"config must be JSON-serializable (finite numbers, str, lists, dicts): {err}") from None
+
+
+def trial_folder(root: str | os.PathLike, config: Mapping[str, Any] | str) -> Path:
+    """The artifact folder of one trial: ``root / <first 16 hex digits of the key's SHA-256>``.
+
+    A trial keeps its checkpoints and arrays there, so a changed setting (a new key) never
+    reads another trial's files, and a killed trial finds its own on the rerun.
+
+    Example:
+        >>> trial_folder("runs/x/trials", {"a": 1}).name
+        '015abd7f5cc57a2d'
+    """
+    key = config if isinstance(config, str) else canonical_key(config)
+    return Path(root) / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 class TrialStore:
@@ -159,15 +177,24 @@ def _result_json(result: Any) -> str:
         raise TypeError(f"trial_fn must return a JSON-serializable dict: {err}") from None
 
 
-def _execute(trial_fn: TrialFn, key: str, threads: int) -> tuple[str, str, float, float]:
+def _execute(
+    trial_fn: TrialFn, key: str, threads: int, artifacts: str | None
+) -> tuple[str, str, float, float]:
     """Run one trial in a worker: (key, result JSON, started, finished)."""
     import torch
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if threads > 0:
+        torch.set_num_threads(threads)
     try:
         started = time.time()
-        result = trial_fn(json.loads(key))
+        config = json.loads(key)
+        if artifacts is None:
+            result = trial_fn(config)
+        else:
+            folder = trial_folder(artifacts, key)
+            folder.mkdir(parents=True, exist_ok=True)
+            result = trial_fn(config, folder)
         finished = time.time()
         return key, _result_json(result), started, finished
     finally:
@@ -183,8 +210,8 @@ def _check_args(trial_fn: Any, configs: Any, jobs: Any, backend: Any, threads: A
         raise ValueError(f"jobs must be a nonzero int (negative counts back from the CPU count, as in joblib), got {jobs!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads must be an int >= 0 (0: leave torch's choice), got {threads!r}")
 
 
 def _missing_extra(backend: str, err: ImportError) -> ImportError:
@@ -244,6 +271,7 @@ def run_trials(
     backend: str = "loky",
     progress: bool = True,
     threads: int = 1,
+    artifacts: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Run ``trial_fn`` on every config not yet in the store at ``db_path``; return all results.
 
@@ -263,7 +291,9 @@ def run_trials(
         backend: ``"loky"``, ``"dask"`` (starts a local ``distributed.Client`` with ``jobs``
             one-thread workers) or ``"ray"`` (``ray.util.joblib``; ``ray.init`` on first use).
         progress: show a tqdm bar on stderr.
-        threads: torch threads inside each trial.
+        threads: torch threads inside each trial (0: leave torch's choice).
+        artifacts: a folder for the trials' files; when given, ``trial_fn`` is called as
+            ``trial_fn(config, folder)`` with the trial's own :func:`trial_folder` (created).
 
     Returns:
         The results in the order of ``configs``.
@@ -278,9 +308,14 @@ def run_trials(
     keys = [canonical_key(c) for c in configs]
     store = TrialStore(db_path)
     done = store.keys()
-    pending = list(dict.fromkeys(k for k in keys if k not in done))
+    unique = list(dict.fromkeys(keys))
+    pending = [k for k in unique if k not in done]
+    if progress and len(pending) < len(unique):
+        print(f"{len(unique) - len(pending)} of {len(unique)} trials already stored in {store.path}", file=sys.stderr)
     if pending:
-        _run_pending(trial_fn, pending, store, jobs=jobs, backend=backend, progress=progress, threads=threads)
+        folder = None if artifacts is None else os.fspath(artifacts)
+        _run_pending(trial_fn, pending, store, jobs=jobs, backend=backend, progress=progress, threads=threads,
+                     artifacts=folder)
     results = store.get_many(keys)
     missing = [k for k in keys if k not in results]
     if missing:  # pragma: no cover - every pending key was stored or an error was raised
@@ -289,7 +324,8 @@ def run_trials(
 
 
 def _run_pending(
-    trial_fn: TrialFn, pending: list[str], store: TrialStore, *, jobs: int, backend: str, progress: bool, threads: int
+    trial_fn: TrialFn, pending: list[str], store: TrialStore, *, jobs: int, backend: str, progress: bool,
+    threads: int, artifacts: str | None,
 ) -> None:
     import joblib
     from tqdm.auto import tqdm
@@ -307,10 +343,40 @@ def _run_pending(
                 chunks = _batches(pending, 2 * width)
             for chunk in chunks:
                 for key, value, started, finished in parallel(
-                    joblib.delayed(_execute)(trial_fn, k, threads) for k in chunk
+                    joblib.delayed(_execute)(trial_fn, k, threads, artifacts) for k in chunk
                 ):
                     store.put(key, value, started=started, finished=finished)
                     bar.update(1)
     finally:
         bar.close()
 
+
+
+def sweep(
+    trial_fn: TrialFn,
+    configs: Iterable[Mapping[str, Any]],
+    out: str | os.PathLike,
+    options: RunOptions,
+    *,
+    artifacts: bool = False,
+) -> list[dict]:
+    """A reproduction's sweep: :func:`run_trials` with the store ``out/trials.sqlite``, the
+    trials' folders under ``out/trials/`` when ``artifacts`` is set, and the run options.
+
+    Example:
+        >>> import tempfile
+        >>> from steinkit.experiments.settings import RunOptions
+        >>> sweep(dict, [{"a": 1}], tempfile.mkdtemp(), RunOptions(progress=False))
+        [{'a': 1}]
+    """
+    out = Path(out)
+    return run_trials(
+        trial_fn,
+        configs,
+        db_path=out / "trials.sqlite",
+        jobs=options.jobs,
+        backend=options.backend,
+        progress=options.progress,
+        threads=options.threads,
+        artifacts=out / "trials" if artifacts else None,
+    )

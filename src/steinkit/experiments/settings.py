@@ -1,0 +1,258 @@
+"""Reproduction settings: one frozen dataclass per reproduction, with its full and quick presets.
+
+Every setting that changes a reproduction's numbers is a field of its ``Settings`` dataclass,
+declared once with :func:`setting` (default and help text). The module's ``FULL`` and
+``QUICK`` values are the two presets, and the command-line options are generated from the
+dataclass by :func:`add_setting_arguments`, so no default is written twice. Options that only
+change how a run executes (workers, backend, threads, progress bars) are the
+:class:`RunOptions` common to every reproduction and never enter a trial's store key.
+
+Field types map to options as follows: ``int``, ``float``, ``str`` take one value; ``bool``
+gives ``--name/--no-name``; ``tuple[T, ...]`` takes one or more values (``--dims 50 100``);
+``Literal[...]`` (or a tuple of them) restricts the values to its members.
+
+Example:
+    >>> import argparse
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Demo(ReproductionSettings):
+    ...     steps: int = setting(100, "training steps")
+    ...     dims: tuple[int, ...] = setting((5, 10), "data dimensions")
+    >>> parser = argparse.ArgumentParser()
+    >>> add_setting_arguments(parser, Demo(), Demo(steps=10))
+    >>> args = parser.parse_args(["--quick", "--dims", "3"])
+    >>> settings_from_args(args, Demo(), Demo(steps=10))
+    Demo(seed=0, steps=10, dims=(3,))
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import typing
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from .runner import BACKENDS
+
+__all__ = [
+    "BACKENDS",
+    "ReproductionSettings",
+    "RunOptions",
+    "setting",
+    "add_setting_arguments",
+    "add_run_arguments",
+    "settings_from_args",
+    "run_options_from_args",
+    "describe_quick",
+    "command_line",
+]
+
+S = TypeVar("S", bound="ReproductionSettings")
+
+
+def setting(default: Any, help: str, *, minimum: float | None = None) -> Any:  # noqa: A002
+    """A settings field: its default (the full preset's value), help text and optional lower bound.
+
+    Numbers (and every member of a tuple of numbers) must be finite and at least ``minimum``
+    when one is given; the check runs whenever a settings object is built.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "minimum": minimum})
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    module = sys.modules.get(cls.__module__)
+    return typing.get_type_hints(cls, globalns=vars(module) if module else None)
+
+
+def _element(annotation: Any) -> tuple[Any, bool]:
+    """(element type, is a tuple) of a field annotation."""
+    if get_origin(annotation) is tuple:
+        return get_args(annotation)[0], True
+    return annotation, False
+
+
+def _choices(kind: Any) -> tuple[Any, ...] | None:
+    return get_args(kind) if get_origin(kind) is Literal else None
+
+
+def _base_type(kind: Any) -> type:
+    choices = _choices(kind)
+    return type(choices[0]) if choices else kind
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproductionSettings:
+    """Base of every reproduction's settings: a seed, validation of every field, ``replace``."""
+
+    seed: int = setting(0, "seed of every random choice", minimum=0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_field(f, _type_hints(type(self))[f.name], getattr(self, f.name))
+
+    def replace(self: S, **changes: Any) -> S:
+        """A copy with ``changes``; unknown names raise a ``TypeError`` listing the valid ones."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise TypeError(f"unknown setting(s) {unknown} for {type(self).__name__}; valid: {sorted(names)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-friendly dict (tuples become lists)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _jsonable(value: Any) -> Any:
+    return [_jsonable(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _check_field(f: dataclasses.Field, annotation: Any, value: Any) -> None:
+    kind, many = _element(annotation)
+    values = value if many else (value,)
+    if many and (not isinstance(value, tuple) or not value):
+        raise ValueError(f"{f.name} must be a non-empty tuple, got {value!r}")
+    base, choices = _base_type(kind), _choices(kind)
+    for v in values:
+        ok = isinstance(v, base) and not (base is not bool and isinstance(v, bool))
+        if base is float and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            raise TypeError(f"{f.name} must be of type {base.__name__}, got {type(v).__name__} ({v!r})")
+        if choices is not None and v not in choices:
+            raise ValueError(f"{f.name} must be one of {choices}, got {v!r}")
+        minimum = f.metadata.get("minimum")
+        if base in (int, float) and (not math.isfinite(v) or (minimum is not None and v < minimum)):
+            bound = f" and >= {minimum}" if minimum is not None else ""
+            raise ValueError(f"{f.name} must be finite{bound}, got {v!r}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def describe_quick(full: ReproductionSettings, quick: ReproductionSettings) -> str:
+    """One line naming every setting the quick preset changes, e.g. ``steps 2000 (full 10000)``.
+
+    Example:
+        >>> describe_quick(ReproductionSettings(), ReproductionSettings(seed=1))
+        'seed 1 (full 0)'
+    """
+    changed = [
+        f"{f.name} {_show(getattr(quick, f.name))} (full {_show(getattr(full, f.name))})"
+        for f in dataclasses.fields(full)
+        if getattr(quick, f.name) != getattr(full, f.name)
+    ]
+    return "; ".join(changed) if changed else "the same settings as the full preset"
+
+
+def command_line(name: str, settings: ReproductionSettings, full: ReproductionSettings,
+                 quick: ReproductionSettings, out: str = "OUT") -> str:
+    """The ``steinkit reproduce`` command that gives ``settings``: the nearer preset plus the changes.
+
+    Example:
+        >>> command_line("demo", ReproductionSettings(seed=3), ReproductionSettings(), ReproductionSettings())
+        'steinkit reproduce demo --out OUT --seed 3'
+    """
+    base, flag = (quick, " --quick") if settings == quick or (settings != full and quick != full and
+                                                            _distance(settings, quick) < _distance(settings, full)) \
+        else (full, "")
+    changes = "".join(
+        _option(f.name, getattr(settings, f.name))
+        for f in dataclasses.fields(settings)
+        if getattr(settings, f.name) != getattr(base, f.name)
+    )
+    return f"steinkit reproduce {name} --out {out}{flag}{changes}"
+
+
+def _option(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return f" {_flag(name if value else 'no_' + name)}"
+    return f" {_flag(name)} {_show(value)}"
+
+
+def _distance(a: ReproductionSettings, b: ReproductionSettings) -> int:
+    return sum(getattr(a, f.name) != getattr(b, f.name) for f in dataclasses.fields(a))
+
+
+def add_setting_arguments(
+    parser: argparse.ArgumentParser, full: ReproductionSettings, quick: ReproductionSettings
+) -> None:
+    """Add ``--quick`` and one option per settings field; each option's default is "the preset's"."""
+    parser.add_argument("--quick", action="store_true", help=f"the quick preset: {describe_quick(full, quick)}")
+    hints = _type_hints(type(full))
+    for f in dataclasses.fields(full):
+        kind, many = _element(hints[f.name])
+        base, choices = _base_type(kind), _choices(kind)
+        full_value, quick_value = getattr(full, f.name), getattr(quick, f.name)
+        preset = f"full: {_show(full_value)}" + (
+            f"; quick: {_show(quick_value)}" if quick_value != full_value else ""
+        )
+        help_text = f"{f.metadata.get('help', '')} ({preset})"
+        if base is bool:
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        parser.add_argument(
+            _flag(f.name),
+            type=base,
+            nargs="+" if many else None,
+            choices=choices,
+            default=None,
+            metavar=None if choices else f.name.upper(),
+            help=help_text,
+        )
+
+
+def settings_from_args(args: argparse.Namespace, full: S, quick: S) -> S:
+    """The chosen preset (``args.quick``) with every option given on the command line applied."""
+    preset = quick if getattr(args, "quick", False) else full
+    changes = {}
+    for f in dataclasses.fields(preset):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            changes[f.name] = tuple(value) if isinstance(value, list) else value
+    return preset.replace(**changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a reproduction executes; none of these change its numbers.
+
+    Attributes:
+        jobs: parallel trial workers (joblib's ``n_jobs``; 1 runs in this process).
+        backend: ``"loky"`` (local processes), ``"dask"`` or ``"ray"``.
+        threads: torch threads per trial (0: leave torch's choice).
+        progress: show progress bars on stderr.
+    """
+
+    jobs: int = 1
+    backend: str = "loky"
+    threads: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs == 0:
+            raise ValueError(f"jobs must be a nonzero int (negative counts back from the CPU count), got {self.jobs!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an int >= 0, got {self.threads!r}")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The execution options every reproduction takes: ``--jobs``, ``--backend``, ``--threads``."""
+    parser.add_argument("--jobs", type=int, default=1, help="parallel trial workers (default 1)")
+    parser.add_argument("--backend", choices=BACKENDS, default="loky",
+                        help="loky (local processes, default), dask or ray (optional extras)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1; 0: torch's choice)")
+
+
+def run_options_from_args(args: argparse.Namespace) -> RunOptions:
+    """The :class:`RunOptions` of parsed command-line arguments."""
+    return RunOptions(jobs=args.jobs, backend=args.backend, threads=args.threads,
+                      progress=getattr(args, "progress", True))
