@@ -34,7 +34,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .kernels import KernelTestOutcome, median_bandwidth
+from .kernels import median_bandwidth
+from .outcome import TestOutcome
 
 __all__ = ["KERNELS", "ksdagg_test", "stein_kernel_values", "bandwidth_collection"]
 
@@ -159,7 +160,7 @@ def ksdagg_test(
     n_correction: int = 500,
     incomplete: int | None = None,
     generator: torch.Generator | None = None,
-) -> KernelTestOutcome:
+) -> TestOutcome:
     """KSDAgg (``incomplete=None``) or KSDAggInc (``incomplete=R``) goodness-of-fit test.
 
     Arguments:
@@ -213,4 +214,4 @@ def ksdagg_test(
         "n_pairs": n_pairs,
     }
     statistic = float(per_bandwidth.min()) * len(lambdas)
-    return KernelTestOutcome(statistic=statistic, pvalue=pvalue, details=details)
+    return TestOutcome(statistic=statistic, pvalue=pvalue, details=details)
