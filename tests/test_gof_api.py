@@ -72,9 +72,9 @@ def test_dropout_critic_is_reproducible_in_a_batch():
     "kwargs, error, match",
     [
         (dict(method="t-test"), ValueError, "method must be one of"),
-        (dict(alpha=0.0), ValueError, "alpha must lie strictly between 0 and 1"),
-        (dict(alpha=1.0), ValueError, "alpha must lie strictly between 0 and 1"),
-        (dict(alpha=-0.1), ValueError, "alpha must lie strictly between 0 and 1"),
+        (dict(alpha=0.0), ValueError, "alpha must lie in"),
+        (dict(alpha=1.0), ValueError, "alpha must lie in"),
+        (dict(alpha=-0.1), ValueError, "alpha must lie in"),
         (dict(method="ksd", n_iters=3), TypeError, "unknown option"),
         (dict(method="lsd", n_bootstrap=3), TypeError, "unknown option"),
         (dict(seed=1.5), TypeError, "seed must be an int"),

@@ -318,13 +318,13 @@ def probability(value: Any, name: str) -> float:
         >>> probability(1.0, "alpha")
         Traceback (most recent call last):
         ...
-        ValueError: alpha must lie strictly between 0 and 1, got 1.0
+        ValueError: alpha must lie in (0, 1), strictly between 0 and 1, got 1.0
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float in (0, 1), got {type(value).__name__}")
     v = float(value)
     if not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+        raise ValueError(f"{name} must lie in (0, 1), strictly between 0 and 1, got {value!r}")
     return v
 
 
