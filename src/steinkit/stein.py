@@ -45,15 +45,9 @@ class FusedSteinCritic(Protocol):
     through autograd.
     """
 
-    def stein_terms(
-        self,
-        x: Tensor,
-        scores: Tensor,
-        *,
-        trace: str = "hutchinson",
-        n_probes: int = 1,
-        probes: Tensor | None = None,
-        generator: Any = None,
+    def stein_terms(  # the signature of MLPCritic.stein_terms
+        self, x: Tensor, scores: Tensor, *, trace: str = ..., n_probes: int = ...,
+        probes: Tensor | None = ..., generator: Any = ...,
     ) -> tuple[Tensor, Tensor]:
         """Per-example terms s(x)ᵀf(x) + tr ∇f(x) and the critic values f(x)."""
         ...

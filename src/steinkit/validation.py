@@ -272,6 +272,13 @@ def real(value: Any, name: str) -> float:
     return value
 
 
+def _at_least(value: Any, name: str, low: float, strict: bool) -> float:
+    v = _real_or_nan(value, name)
+    if not (math.isfinite(v) and (v > low if strict else v >= low)):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
+    return v
+
+
 def positive_float(value: Any, name: str) -> float:
     """A finite number > 0 as a float.
 
@@ -279,10 +286,7 @@ def positive_float(value: Any, name: str) -> float:
         >>> positive_float(0.5, "lam")
         0.5
     """
-    v = _real_or_nan(value, name)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
+    return _at_least(value, name, 0.0, strict=True)
 
 
 def nonneg_float(value: Any, name: str) -> float:
@@ -292,10 +296,7 @@ def nonneg_float(value: Any, name: str) -> float:
         >>> nonneg_float(0, "weight_decay")
         0.0
     """
-    v = _real_or_nan(value, name)
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
+    return _at_least(value, name, 0.0, strict=False)
 
 
 def fraction(value: Any, name: str) -> float:

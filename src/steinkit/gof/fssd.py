@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..validation import as_generator, integer, nonneg_float, one_of, positive_float, probability
+from ..validation import as_generator, integer, nonneg_float, positive_float, probability
 from .kernels import (
     _check_data,
     _check_matrix,
@@ -107,11 +107,7 @@ def fssd_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> 
 def fssd_statistic(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> float:
     """The FSSD test statistic ``n * FSSD^2`` (unbiased U-statistic estimate of FSSD^2).
 
-    Arguments:
-        x: data, shape (n, d), n >= 2.
-        s: scores at x, shape (n, d).
-        locations: test locations V, shape (J, d).
-        bandwidth: Gaussian kernel bandwidth h > 0.
+    Arguments as for :func:`fssd_features`, with n >= 2.
 
     Example:
         >>> import torch
@@ -126,12 +122,7 @@ def fssd_statistic(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) ->
 def fssd_power_criterion(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, *, reg: float = 1e-2) -> float:
     """The FSSD power criterion ``FSSD^2 / sqrt(4 var(tau(x)^T mu) + reg)`` (mu = mean feature).
 
-    Arguments:
-        x: data, shape (n, d), n >= 2.
-        s: scores at x, shape (n, d).
-        locations: test locations V, shape (J, d).
-        bandwidth: Gaussian kernel bandwidth h > 0.
-        reg: regularizer (>= 0) added to the H1 variance.
+    Arguments as for :func:`fssd_features` (n >= 2), and ``reg`` (>= 0), added to the H1 variance.
 
     Example:
         >>> import torch
@@ -226,18 +217,11 @@ def fssd_test(
     fssd2 = _fssd2_unbiased(tau)
     stat = float(n_te * fssd2)
     pvalue = _simulated_pvalue(tau, stat, n_simulate, generator)
-    details: dict[str, Any] = {
-        "locations": v_opt.cpu(),
-        "bandwidth": h_opt,
-        "power_criterion_init": crit_init,
-        "power_criterion_opt": crit_opt,
-        "fssd2": float(fssd2),
-        "n_train": int(train.numel()),
-        "n_test": n_te,
-        "n_locations": int(v_opt.shape[0]),
-        "opt_steps": opt_steps,
-        "n_simulate": n_simulate,
-    }
+    details: dict[str, Any] = dict(
+        locations=v_opt.cpu(), bandwidth=h_opt, power_criterion_init=crit_init, power_criterion_opt=crit_opt,
+        fssd2=float(fssd2), n_train=int(train.numel()), n_test=n_te, n_locations=int(v_opt.shape[0]),
+        opt_steps=opt_steps, n_simulate=n_simulate,
+    )
     return TestOutcome(statistic=stat, pvalue=pvalue, details=details)
 
 

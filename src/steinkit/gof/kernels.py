@@ -34,7 +34,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..validation import as_data, as_generator, integer, positive_float, probability
+from ..validation import as_data, as_generator, integer, nonneg_float, one_of, positive_float, probability
 
 __all__ = [
     "rbf_kernel",
@@ -83,6 +83,17 @@ def _split_indices(n: int, train_fraction: float, generator: torch.Generator | N
         )
     perm = torch.randperm(n, generator=generator, device=_generator_device(generator))
     return perm[:n_train].cpu(), perm[n_train:].cpu()
+
+
+def _search_inputs(
+    x: Any, s: Any, objective: Any, init: Any, reg: Any, *, min_n: int, what: str
+) -> tuple[Tensor, Tensor, str, float, float]:
+    """Checked inputs of a bandwidth search: x64, s64, objective, the start h0 (median
+    heuristic when ``init`` is None) and the variance regularizer."""
+    x64, s64 = _check_data(x, s, min_n=min_n, what=what)
+    objective = one_of(objective, "objective", ("value", "power"))
+    h0 = median_bandwidth(x64) if init is None else positive_float(init, "init")
+    return x64, s64, objective, h0, nonneg_float(reg, "reg")
 
 
 # ---------------------------------------------------------------------------

@@ -24,14 +24,13 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from ..validation import as_generator, integer, nonneg_float, one_of, positive_float, probability
+from ..validation import as_generator, integer, positive_float
 from .kernels import (
     _check_data,
+    _search_inputs,
     _generator_device,
     _resolve_bandwidth,
     _stein_matrix,
@@ -118,10 +117,9 @@ def learn_ksd_bandwidth(
         >>> learn_ksd_bandwidth(x, -x) > 0
         True
     """
-    x64, s64 = _check_data(x, s, min_n=3, what="learning a KSD bandwidth")
-    objective = one_of(objective, "objective", ("value", "power"))
-    h0 = median_bandwidth(x64) if init is None else positive_float(init, "init")
-    reg = nonneg_float(reg, "reg")
+    x64, s64, objective, h0, reg = _search_inputs(
+        x, s, objective, init, reg, min_n=3, what="learning a KSD bandwidth"
+    )
     x64 = x64 - x64.mean(0)
     h, _ = search_bandwidth(
         lambda h: _ksd_objective(_stein_matrix(x64, s64, h), objective, float(reg)),

@@ -20,9 +20,10 @@ import math
 import torch
 from torch import Tensor
 
-from ..validation import as_generator, integer, nonneg_float, one_of, positive_float, probability
+from ..validation import as_generator, positive_float
 from .kernels import (
     _check_data,
+    _search_inputs,
     _resolve_bandwidth,
     _stein_pair_pieces,
     _SteinPieces,
@@ -54,18 +55,8 @@ def learn_lksd_bandwidth(
 ) -> float:
     """Bandwidth maximizing the linear KSD estimate (``"value"``) or ``mean(h)/sqrt(var(h) + reg)`` (``"power"``).
 
-    Same search as :func:`steinkit.gof.ksd.learn_ksd_bandwidth`
-    (:func:`~steinkit.gof.kernels.search_bandwidth`), on the linear pairs of x.
-
-    Arguments:
-        x: training data, shape (n, d), n >= 4.
-        s: scores at x, shape (n, d).
-        objective: "value" or "power".
-        init: centre of the search; None uses the median heuristic on x.
-        steps: golden-section refinement iterations.
-        span: search factor either side of ``init``.
-        grid_size: log-grid points.
-        reg: variance regularizer of the "power" objective.
+    Same search and arguments as :func:`steinkit.gof.ksd.learn_ksd_bandwidth`
+    (:func:`~steinkit.gof.kernels.search_bandwidth`), on the linear pairs of x (n >= 4).
 
     Returns:
         The learned bandwidth (float).
@@ -76,10 +67,9 @@ def learn_lksd_bandwidth(
         >>> learn_lksd_bandwidth(x, -x, objective="power") > 0
         True
     """
-    x64, s64 = _check_data(x, s, min_n=_MIN_N, what="learning a linear KSD bandwidth")
-    objective = one_of(objective, "objective", ("value", "power"))
-    h0 = median_bandwidth(x64) if init is None else positive_float(init, "init")
-    reg = nonneg_float(reg, "reg")
+    x64, s64, objective, h0, reg = _search_inputs(
+        x, s, objective, init, reg, min_n=_MIN_N, what="learning a linear KSD bandwidth"
+    )
     pieces = _pair_pieces(x64, s64)
 
     def score(h: float) -> float:
