@@ -95,3 +95,13 @@ def test_score_of_wrong_shape_is_reported():
 def test_compare_needs_a_mapping():
     with pytest.raises(TypeError, match="models must be"):
         sk.compare([GAUSS], torch.zeros(50, 2))
+
+
+def test_split_data_lives_in_splits_and_is_reexported():
+    from steinkit import evaluate, splits
+
+    assert sk.split_data is splits.split_data is evaluate.split_data
+    tr, va, te = sk.split_data(torch.arange(20.0)[:, None], (0.5, 0.25, 0.25), generator=gen(0))
+    assert (len(tr), len(va), len(te)) == (10, 5, 5)
+    with pytest.raises(ValueError, match="too few samples"):
+        sk.split_data(torch.zeros(5, 1))

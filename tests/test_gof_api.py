@@ -100,3 +100,29 @@ def test_bad_data_is_named():
 def test_gof_tests_checks_lengths():
     with pytest.raises(ValueError, match="same length"):
         sk.gof_tests([MODEL], [], method="ksd")
+
+
+@pytest.mark.parametrize("method", ["ksd", "lksd", "fssd", "ksdagg"])
+def test_every_test_function_returns_the_shared_outcome(method, null_data):
+    from steinkit.gof import TestOutcome, fssd_test, ksd_test, lksd_test
+    from steinkit.gof.ksdagg import ksdagg_test
+
+    fn = {"ksd": ksd_test, "lksd": lksd_test, "fssd": fssd_test, "ksdagg": ksdagg_test}[method]
+    kwargs = {"opt_steps": 5} if method == "fssd" else ({"n_bootstrap": 20, "n_correction": 20} if method == "ksdagg" else {})
+    out = fn(null_data, -null_data, generator=gen(0), **kwargs)
+    assert isinstance(out, TestOutcome) and 0.0 <= out.pvalue <= 1.0
+
+
+def test_lsd_tests_return_the_shared_outcome(null_data):
+    from steinkit.gof import TestOutcome, lsd_tests
+    from steinkit.scores import as_score
+
+    out = lsd_tests([(as_score(MODEL), null_data, 0)], **LSD_FAST)[0]
+    assert isinstance(out, TestOutcome) and out.details["n_test"] == 30
+
+
+def test_kernel_options_come_from_the_test_functions():
+    from steinkit.gof.api import kernel_options
+
+    assert kernel_options("ksd") == ("bandwidth", "n_bootstrap", "train_fraction")
+    assert "n_locations" in kernel_options("fssd") and "generator" not in kernel_options("fssd")

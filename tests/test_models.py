@@ -50,6 +50,10 @@ def make_ica(dtype: torch.dtype) -> LinearICA:
     return LinearICA.random(4, generator=_gen(4), dtype=dtype)
 
 
+def make_ica_logistic(dtype: torch.dtype) -> LinearICA:
+    return LinearICA.random(4, generator=_gen(4), dtype=dtype, sources="logistic")
+
+
 def make_ebm(dtype: torch.dtype) -> MLPEnergy:
     torch.manual_seed(5)
     ebm = MLPEnergy(3, hidden=16, dtype=dtype)
@@ -60,9 +64,10 @@ MODELS: dict[str, Callable[[torch.dtype], torch.nn.Module]] = {
     "gaussian": make_gaussian,
     "rbm": make_rbm,
     "ica": make_ica,
+    "ica-logistic": make_ica_logistic,
     "ebm": make_ebm,
 }
-NORMALIZED = {"gaussian": True, "rbm": False, "ica": True, "ebm": False}
+NORMALIZED = {"gaussian": True, "rbm": False, "ica": True, "ica-logistic": True, "ebm": False}
 
 
 def _points(model: torch.nn.Module, n: int = 64, seed: int = 7) -> torch.Tensor:
@@ -595,3 +600,83 @@ def test_bench_gibbs_smoke() -> None:
     res = _load_benchmark().bench_gibbs(n=20, dx=4, dh=3, steps=5)
     assert {"gibbs_speedup", "steinkit_s", "numpy_s"} <= set(res)
     assert res["gibbs_speedup"] > 0 and res["steinkit_s"] > 0 and res["numpy_s"] > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Logic the models own (issue 11): RBM visible mean, logistic ICA sources, EBM sampling score.
+# ----------------------------------------------------------------------------------------------
+
+
+def test_rbm_visible_mean_averages_to_the_conditional_mean() -> None:
+    """E[b + B h / 2 | x] = b + B tanh(B^T x / 2 + c) / 2, since E[h_j | x] = tanh(a_j)."""
+    rbm = make_rbm(torch.float64)
+    x = _points(rbm, n=3).repeat(20000, 1)
+    draws = rbm.visible_mean(x, generator=_gen(8)).reshape(20000, 3, rbm.dim)
+    a = 0.5 * _points(rbm, n=3) @ rbm.B.detach() + rbm.c.detach()
+    exact = rbm.b.detach() + 0.5 * torch.tanh(a) @ rbm.B.detach().T
+    stderr = draws.std(0) / math.sqrt(20000)
+    assert bool(((draws.mean(0) - exact).abs() < 5 * stderr + 1e-12).all())
+    # every draw is b + B h / 2 for some h in {-1, +1}^dh
+    h = 2.0 * torch.linalg.lstsq(rbm.B.detach(), (draws[0] - rbm.b.detach()).T).solution.T
+    assert torch.allclose(h.abs(), torch.ones_like(h), atol=1e-6)
+
+
+def test_rbm_visible_mean_is_seeded_and_checks_x() -> None:
+    rbm = make_rbm(torch.float32)
+    x = _points(rbm, n=4)
+    assert torch.equal(rbm.visible_mean(x, generator=_gen(1)), rbm.visible_mean(x, generator=_gen(1)))
+    with pytest.raises(ValueError, match=r"x must be a 2-D tensor \(n, 5\)"):
+        rbm.visible_mean(torch.zeros(4, 3))
+
+
+def test_rbm_visible_mean_equals_the_experiment_helper() -> None:
+    helpers = pytest.importorskip("steinkit.experiments._images_common")
+    if not hasattr(helpers, "rbm_visible_mean"):
+        pytest.skip("the experiment helper is gone; the closed-form test above covers the method")
+    rbm = make_rbm(torch.float32)
+    x = _points(rbm, n=6)
+    assert torch.equal(rbm.visible_mean(x, generator=_gen(2)), helpers.rbm_visible_mean(rbm, x, generator=_gen(2)))
+
+
+def test_logistic_ica_log_prob_score_and_samples_in_closed_form() -> None:
+    q = make_ica_logistic(torch.float64)
+    x = _points(q)
+    z = torch.linalg.solve(q.W.detach(), x.T).T
+    log_pz = (-z - 2.0 * torch.log1p(torch.exp(-z))).sum(1)  # Logistic(0, 1) density
+    exact = log_pz - torch.linalg.slogdet(q.W.detach()).logabsdet
+    assert _rel_err(q.log_prob(x), exact) < 1e-10
+    exact_score = -torch.linalg.solve(q.W.detach().T, torch.tanh(z / 2).T).T
+    assert _rel_err(q.score(x), exact_score) < 1e-10
+    sources = torch.linalg.solve(q.W.detach(), q.sample(40000, generator=_gen(9)).T).T
+    ks = stats.kstest(sources[:, 0].numpy(), stats.logistic.cdf)
+    assert ks.pvalue > 1e-3
+    assert "sources='logistic'" in repr(q)
+
+
+def test_logistic_ica_equals_the_experiment_model() -> None:
+    ica = pytest.importorskip("steinkit.experiments.ica")
+    if not hasattr(ica, "LogisticICA"):
+        pytest.skip("the experiment class is gone; the closed-form test above covers the option")
+    for parametrization in ("mixing", "unmixing"):
+        old = ica.LogisticICA.random(4, generator=_gen(3), parametrization=parametrization)
+        new = LinearICA.random(4, generator=_gen(3), parametrization=parametrization, sources="logistic")
+        x = old.sample(50, generator=_gen(4))
+        assert torch.equal(x, new.sample(50, generator=_gen(4)))
+        assert torch.equal(old.log_prob(x), new.log_prob(x))
+        assert torch.equal(old.score(x), new.score(x))
+
+
+def test_ica_sources_must_be_known() -> None:
+    with pytest.raises(ValueError, match="sources must be one of"):
+        LinearICA(torch.eye(2), sources="gaussian")
+
+
+def test_ebm_sampling_score_is_the_score_without_a_graph() -> None:
+    ebm = make_ebm(torch.float64)
+    x = _points(ebm).requires_grad_(True)
+    fast = ebm.sampling_score(x)
+    assert not fast.requires_grad
+    assert torch.allclose(fast, ebm.score(x).detach(), rtol=0, atol=1e-12)
+    helpers = pytest.importorskip("steinkit.experiments._images_common")
+    if hasattr(helpers, "energy_score_fn"):
+        assert torch.equal(fast, helpers.energy_score_fn(ebm)(x))

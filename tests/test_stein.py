@@ -76,3 +76,53 @@ def test_lam_must_be_positive():
         sk.optimal_critic(lambda z: z, lambda z: z, 0.0)
     with pytest.raises(ValueError, match="lam"):
         sk.optimal_lsd(torch.zeros(2, 2), torch.zeros(2, 2), -1.0)
+
+
+def test_critic_objective_formulas_and_ensemble_axis():
+    terms = torch.randn(3, 50, generator=gen(0), dtype=F64)
+    f = torch.randn(3, 50, 2, generator=gen(1), dtype=F64)
+    penalty = 0.3 * (f**2).sum(-1).mean(-1)
+    lsd = sk.critic_objective(terms, f, 0.3)
+    power = sk.critic_objective(terms, f, 0.3, objective="power")
+    torch.testing.assert_close(lsd, terms.mean(-1) - penalty)
+    torch.testing.assert_close(power, terms.mean(-1) / (terms.std(-1) + 1e-6) - penalty)
+    assert lsd.shape == (3,) and sk.critic_objective(terms[0], f[0], 0.3).shape == ()
+    with pytest.raises(ValueError, match="objective must be one of"):
+        sk.critic_objective(terms, f, 0.3, objective="mean")
+
+
+def test_critic_objective_at_the_optimal_critic_is_the_closed_form():
+    """At f* = (s_q − s_p)/(2λ) the penalised objective is E_p‖s_q − s_p‖²/(4λ)."""
+    d, n, lam = 3, 200000, 0.5
+    x = torch.randn(n, d, generator=gen(2), dtype=F64)  # p = N(0, I), q = N(mu, I)
+    mu = torch.tensor([0.5, -0.25, 0.0], dtype=F64)
+    f_star = sk.optimal_critic(lambda z: -(z - mu), lambda z: -z, lam)
+    terms, f = sk.stein_terms(f_star, x, -(x - mu), trace="exact")
+    value = float(sk.critic_objective(terms.detach(), f.detach(), lam))
+    assert value == pytest.approx(float(mu @ mu) / (4 * lam), rel=0.02)
+
+
+class _CountingCritic:
+    """A critic with fused Stein terms of its own: f(x) = -x, tr ∇f = -d."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x):
+        return -x
+
+    def stein_terms(self, x, scores, *, trace="hutchinson", n_probes=1, probes=None, generator=None):
+        self.calls += 1
+        return (scores * -x).sum(-1) - x.shape[-1], -x
+
+
+def test_stein_terms_dispatches_on_the_protocol_not_a_class():
+    critic = _CountingCritic()
+    assert isinstance(critic, sk.FusedSteinCritic)
+    assert isinstance(sk.MLPCritic(2, 4), sk.FusedSteinCritic)
+    assert not isinstance(lambda z: z, sk.FusedSteinCritic)
+    x = torch.randn(5, 3, generator=gen(0))
+    fused, _ = sk.stein_terms(critic, x, -x)
+    generic, _ = sk.stein_terms(lambda z: -z, x, -x, trace="exact")
+    assert critic.calls == 1
+    torch.testing.assert_close(fused, generic)
