@@ -35,11 +35,11 @@ from torch import Tensor
 
 from ..validation import as_generator, integer, nonneg_float, positive_float, probability
 from .kernels import (
-    _check_data,
-    _check_matrix,
+    _data_and_scores,
+    _float64_matrix,
     _generator_device,
-    _split_indices,
     median_bandwidth,
+    _split_indices,
 )
 from .outcome import TestOutcome
 
@@ -71,7 +71,7 @@ def _power(tau: Tensor, reg: float) -> Tensor:
 
 
 def _check_locations(locations: Any, d: int, device: torch.device) -> Tensor:
-    v = _check_matrix(locations, "locations")
+    v = _float64_matrix(locations, "locations")
     if v.shape[1] != d:
         raise ValueError(f"locations must have shape (J, d) with d={d} columns like x, got {tuple(v.shape)}")
     return v.to(device)
@@ -79,7 +79,7 @@ def _check_locations(locations: Any, d: int, device: torch.device) -> Tensor:
 
 def _checked_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, min_n: int, what: str):
     """Checked float64 copies of the inputs and their features tau, (n, J*d)."""
-    x64, s64 = _check_data(x, s, min_n=min_n, what=what)
+    x64, s64 = _data_and_scores(x, s, min_n=min_n, what=what)
     v = _check_locations(locations, x64.shape[1], x64.device)
     return x64, _features(x64, s64, v, positive_float(bandwidth, "bandwidth"))
 
@@ -191,7 +191,7 @@ def fssd_test(
         >>> 0.0 <= out.pvalue <= 1.0
         True
     """
-    x64, s64 = _check_data(x, s, min_n=4, what="the FSSD test")
+    x64, s64 = _data_and_scores(x, s, min_n=4, what="the FSSD test")
     n, d = x64.shape
     n_locations = integer(n_locations, "n_locations", minimum=1)
     train_fraction = probability(train_fraction, "train_fraction")

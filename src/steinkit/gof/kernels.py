@@ -50,15 +50,15 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-def _check_matrix(a: Any, name: str, *, min_rows: int = 1, what: str | None = None) -> Tensor:
+def _float64_matrix(a: Any, name: str, *, min_rows: int = 1, what: str | None = None) -> Tensor:
     """A detached float64 copy of a real (n, d) tensor without NaN/inf."""
     return as_data(a, name, tensors_only=True, dtype=torch.float64, min_rows=min_rows, what=what).detach()
 
 
-def _check_data(x: Any, s: Any, *, min_n: int = 2, what: str = "this test") -> tuple[Tensor, Tensor]:
+def _data_and_scores(x: Any, s: Any, *, min_n: int = 2, what: str = "this test") -> tuple[Tensor, Tensor]:
     """Validate ``x`` and ``s`` and return float64 copies (detached, on x's device)."""
-    x64 = _check_matrix(x, "x", min_rows=min_n, what=what)
-    s64 = _check_matrix(s, "s")
+    x64 = _float64_matrix(x, "x", min_rows=min_n, what=what)
+    s64 = _float64_matrix(s, "s")
     if s64.shape != x64.shape:
         raise ValueError(
             f"s must have the same shape as x (the scores at the data), got s {tuple(s64.shape)} "
@@ -90,7 +90,7 @@ def _search_inputs(
 ) -> tuple[Tensor, Tensor, str, float, float]:
     """Checked inputs of a bandwidth search: x64, s64, objective, the start h0 (median
     heuristic when ``init`` is None) and the variance regularizer."""
-    x64, s64 = _check_data(x, s, min_n=min_n, what=what)
+    x64, s64 = _data_and_scores(x, s, min_n=min_n, what=what)
     objective = one_of(objective, "objective", ("value", "power"))
     h0 = median_bandwidth(x64) if init is None else positive_float(init, "init")
     return x64, s64, objective, h0, nonneg_float(reg, "reg")
@@ -123,7 +123,7 @@ def rbf_kernel(x: Tensor, y: Tensor, bandwidth: float) -> Tensor:
         >>> rbf_kernel(torch.zeros(2, 3), torch.ones(1, 3), 1.0).squeeze()
         tensor([0.2231, 0.2231])
     """
-    x64, y64 = _check_matrix(x, "x"), _check_matrix(y, "y")
+    x64, y64 = _float64_matrix(x, "x"), _float64_matrix(y, "y")
     if x64.shape[1] != y64.shape[1]:
         raise ValueError(f"y must have the same number of columns as x, got {y64.shape[1]} and {x64.shape[1]}")
     h = positive_float(bandwidth, "bandwidth")
@@ -154,7 +154,7 @@ def median_bandwidth(x: Tensor, *, max_points: int = 2000, generator: torch.Gene
         >>> median_bandwidth(torch.tensor([[0.0], [1.0], [3.0]]))
         2.0
     """
-    x64 = _check_matrix(x, "x", min_rows=2, what="the median heuristic")
+    x64 = _float64_matrix(x, "x", min_rows=2, what="the median heuristic")
     max_points = integer(max_points, "max_points", minimum=2)
     as_generator(generator=generator)
     n = x64.shape[0]
@@ -237,7 +237,7 @@ def stein_kernel_matrix(x: Tensor, s: Tensor, bandwidth: float) -> Tensor:
         >>> bool(torch.allclose(U, U.T))
         True
     """
-    x64, s64 = _check_data(x, s, min_n=1, what="the Stein kernel")
+    x64, s64 = _data_and_scores(x, s, min_n=1, what="the Stein kernel")
     h = positive_float(bandwidth, "bandwidth")
     return _stein_matrix(x64, s64, h)
 
@@ -263,9 +263,9 @@ def stein_kernel_pairs(x: Tensor, s: Tensor, y: Tensor, s_y: Tensor, bandwidth: 
         >>> bool(torch.allclose(h, U[[0, 2, 4], [1, 3, 5]]))
         True
     """
-    x64, s64 = _check_data(x, s, min_n=1, what="the Stein kernel")
-    y64 = _check_matrix(y, "y")
-    t64 = _check_matrix(s_y, "s_y")
+    x64, s64 = _data_and_scores(x, s, min_n=1, what="the Stein kernel")
+    y64 = _float64_matrix(y, "y")
+    t64 = _float64_matrix(s_y, "s_y")
     if y64.shape != x64.shape:
         raise ValueError(f"y must have the same shape as x, got y {tuple(y64.shape)} and x {tuple(x64.shape)}")
     if t64.shape != y64.shape:

@@ -29,13 +29,13 @@ from torch import Tensor
 
 from ..validation import as_generator, integer, positive_float
 from .kernels import (
-    _check_data,
-    _search_inputs,
+    _data_and_scores,
     _generator_device,
-    _resolve_bandwidth,
-    _stein_matrix,
     median_bandwidth,
+    _resolve_bandwidth,
     search_bandwidth,
+    _search_inputs,
+    _stein_matrix,
 )
 from .outcome import TestOutcome
 
@@ -151,7 +151,7 @@ def ksd_estimate(x: Tensor, s: Tensor, *, bandwidth: float | None = None) -> tup
         >>> v_off > v_fit
         True
     """
-    x64, s64 = _check_data(x, s, min_n=2, what="the KSD estimate")
+    x64, s64 = _data_and_scores(x, s, min_n=2, what="the KSD estimate")
     h = median_bandwidth(x64) if bandwidth is None else positive_float(bandwidth, "bandwidth")
     U = _stein_matrix(x64, s64, h)
     value, rows = _u_stat_and_row_means(U)
@@ -197,7 +197,7 @@ def ksd_test(
         >>> ksd_test(x, -x, generator=g).pvalue < 0.05
         True
     """
-    x64, s64 = _check_data(x, s, min_n=2, what="the KSD test")
+    x64, s64 = _data_and_scores(x, s, min_n=2, what="the KSD test")
     n_bootstrap = integer(n_bootstrap, "n_bootstrap", minimum=1)
     as_generator(generator=generator)
     h, x64, s64, details = _resolve_bandwidth(

@@ -22,13 +22,13 @@ from torch import Tensor
 
 from ..validation import as_generator, positive_float
 from .kernels import (
-    _check_data,
-    _search_inputs,
+    _data_and_scores,
+    median_bandwidth,
     _resolve_bandwidth,
+    search_bandwidth,
+    _search_inputs,
     _stein_pair_pieces,
     _SteinPieces,
-    median_bandwidth,
-    search_bandwidth,
 )
 from .outcome import TestOutcome, normal_sf
 
@@ -100,7 +100,7 @@ def lksd_estimate(x: Tensor, s: Tensor, *, bandwidth: float | None = None) -> tu
         >>> v > 3 * se
         True
     """
-    x64, s64 = _check_data(x, s, min_n=_MIN_N, what="the linear KSD estimate")
+    x64, s64 = _data_and_scores(x, s, min_n=_MIN_N, what="the linear KSD estimate")
     h = median_bandwidth(x64) if bandwidth is None else positive_float(bandwidth, "bandwidth")
     vals = _pair_pieces(x64, s64).evaluate(h)
     return float(vals.mean()), float(vals.std(unbiased=True) / math.sqrt(vals.numel()))
@@ -138,7 +138,7 @@ def lksd_test(
         >>> lksd_test(x, -x).pvalue < 0.05
         True
     """
-    x64, s64 = _check_data(x, s, min_n=_MIN_N, what="the linear KSD test (two pairs at least)")
+    x64, s64 = _data_and_scores(x, s, min_n=_MIN_N, what="the linear KSD test (two pairs at least)")
     as_generator(generator=generator)
     h, x64, s64, details = _resolve_bandwidth(
         bandwidth, x64, s64,
