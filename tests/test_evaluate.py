@@ -80,6 +80,7 @@ GAUSS = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
         (torch.zeros(50, 2), {"lam": -1.0}, ValueError, "lam must be a finite number > 0"),
         (torch.zeros(50, 2), {"split": (0.5, 0.5)}, ValueError, "split"),
         (torch.zeros(50, 2), {"bogus": 1}, TypeError, "unknown option"),
+        (torch.zeros(50, 2), {"seed": 1.5}, TypeError, "seed must be an int"),
     ],
 )
 def test_bad_input(x, options, error, match):

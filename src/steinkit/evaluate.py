@@ -18,7 +18,7 @@ from .fit import fit_heldout_critics
 from .scores import as_score
 from .settings import ESTIMATE, CriticSettings, settings_from
 from .splits import split_data
-from .validation import as_data
+from .validation import as_data, seed_value
 
 __all__ = [
     "DiscrepancyEstimate",
@@ -67,6 +67,7 @@ def _estimates(
     models: Sequence[Any], x: Any, settings: CriticSettings, seed: int, progress: bool
 ) -> list[DiscrepancyEstimate]:
     """Fit one critic per model (as one ensemble) on a shared split; estimate on the test part."""
+    seed = seed_value(seed)
     x = as_data(x, "x")
     scores = [as_score(m) for m in models]
     for sc in scores:

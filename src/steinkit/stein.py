@@ -26,6 +26,7 @@ __all__ = [
     "FusedSteinCritic",
     "stein_terms",
     "critic_objective",
+    "power_ratio",
     "hutchinson_trace",
     "exact_trace",
     "optimal_critic",
