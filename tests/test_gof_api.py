@@ -7,7 +7,7 @@ import torch
 
 import steinkit as sk
 
-from conftest import gen
+from helpers import gen
 
 LSD_FAST = dict(hidden=32, n_iters=60, val_every=20)
 MODEL = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
