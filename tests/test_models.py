@@ -1,10 +1,14 @@
-"""Tests for steinkit.models: one shared contract for every model, then exact checks per model."""
+"""Exact checks per model in steinkit.models.
+
+What every model must do (score = gradient of log_prob, parameter gradients through the
+score, shapes and dtypes, bad points named, sampling with a generator) is checked once per
+model in test_model_contract.py.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -56,15 +60,6 @@ def make_ebm(dtype: torch.dtype) -> MLPEnergy:
     return ebm.init_base(torch.randn(50, 3, generator=_gen(6), dtype=dtype) * 2 + 1)
 
 
-MODELS: dict[str, Callable[[torch.dtype], torch.nn.Module]] = {
-    "gaussian": make_gaussian,
-    "rbm": make_rbm,
-    "ica": make_ica,
-    "ebm": make_ebm,
-}
-NORMALIZED = {"gaussian": True, "rbm": False, "ica": True, "ebm": False}
-
-
 def _points(model: torch.nn.Module, n: int = 64, seed: int = 7) -> torch.Tensor:
     dtype = next(model.parameters()).dtype
     return 1.5 * torch.randn(n, model.dim, generator=_gen(seed), dtype=dtype)
@@ -73,77 +68,6 @@ def _points(model: torch.nn.Module, n: int = 64, seed: int = 7) -> torch.Tensor:
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach(), b.detach()
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
-
-
-# ----------------------------------------------------------------------------------------------
-# Shared contract: every model must pass these.
-# ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_score_is_gradient_of_log_prob(name: str) -> None:
-    model = MODELS[name](torch.float64)
-    x = _points(model).requires_grad_(True)
-    (auto,) = torch.autograd.grad(model.log_prob(x).sum(), x)
-    assert _rel_err(model.score(x.detach()), auto) < 1e-6
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_score_backpropagates_to_parameters(name: str) -> None:
-    """A trainer differentiates score(x)·f(x) w.r.t. the parameters: the analytic score must give
-    the same parameter gradient as the autograd score (with create_graph)."""
-    model = MODELS[name](torch.float64)
-    if isinstance(model, LinearICA):  # autograd of log_prob differentiates sign pointwise (to 0)
-        model.boundary_width = None
-    x = _points(model)
-    f = torch.randn(x.shape, generator=_gen(8), dtype=x.dtype)
-    params = [p for p in model.parameters()]
-    grads = torch.autograd.grad((model.score(x) * f).sum(), params, allow_unused=True)
-    xr = x.clone().requires_grad_(True)
-    (auto_score,) = torch.autograd.grad(model.log_prob(xr).sum(), xr, create_graph=True)
-    ref = torch.autograd.grad((auto_score * f).sum(), params, allow_unused=True)
-    assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
-    for g, r, p in zip(grads, ref, params):
-        if r is None or float(r.abs().sum()) == 0:  # e.g. the mean of log q does not enter the score
-            assert g is None or float(g.abs().max()) < 1e-10
-            continue
-        assert g is not None and g.shape == p.shape
-        assert _rel_err(g, r) < 1e-6
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("name", MODELS)
-def test_shapes_dtype_and_parameters(name: str, dtype: torch.dtype) -> None:
-    model = MODELS[name](dtype)
-    assert isinstance(model, torch.nn.Module) and isinstance(model.dim, int)
-    params = list(model.parameters())
-    assert params and all(isinstance(p, torch.nn.Parameter) and p.dtype == dtype for p in params)
-    x = _points(model, n=7)
-    lp, s = model.log_prob(x), model.score(x)
-    assert lp.shape == (7,) and s.shape == (7, model.dim)
-    assert lp.dtype == dtype and s.dtype == dtype
-    assert bool(torch.isfinite(lp).all()) and bool(torch.isfinite(s).all())
-    assert model.normalized is NORMALIZED[name]
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_bad_points_raise_naming_x(name: str) -> None:
-    model = MODELS[name](torch.float64)
-    d = model.dim
-    for method in (model.log_prob, model.score):
-        with pytest.raises(ValueError, match=rf"x must be a 2-D tensor \(n, {d}\)"):
-            method(torch.zeros(d, dtype=torch.float64))
-        with pytest.raises(ValueError, match=rf"x .*dimension {d}.*got shape \(3, {d + 1}\)"):
-            method(torch.zeros(3, d + 1, dtype=torch.float64))
-        with pytest.raises(TypeError, match="x must be a torch.Tensor"):
-            method(np.zeros((3, d)))
-
-
-@pytest.mark.parametrize("name", ["gaussian", "rbm", "ica"])
-def test_score_of_float32_points_on_float64_model(name: str) -> None:
-    model = MODELS[name](torch.float64)
-    x = _points(model)
-    assert model.score(x.float()).dtype == torch.float64
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,14 +329,6 @@ def test_rbm_gibbs_float32_default_and_x0() -> None:
     x = rbm.sample(10, burn_in=5, generator=_gen(26), x0=x0)
     assert x.dtype == torch.float32 and x.shape == (10, 6)
     assert torch.equal(x0, torch.randn(10, 6, generator=_gen(25)))  # x0 is not modified
-
-
-def test_rbm_same_generator_same_samples() -> None:
-    rbm = make_rbm(torch.float32)
-    a = rbm.sample(50, burn_in=20, generator=_gen(31))
-    b = rbm.sample(50, burn_in=20, generator=_gen(31))
-    c = rbm.sample(50, burn_in=20, generator=_gen(32))
-    assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_rbm_score_closed_form_has_half_factors() -> None:
