@@ -1,3 +1,5 @@
+"""Fixtures and hooks only; importable helpers live in ``helpers.py``."""
+
 import pytest
 import torch
 
@@ -7,7 +9,3 @@ def _deterministic_threads():
     """Tests are small: one thread avoids oversubscribing CI's two cores."""
     torch.set_num_threads(1)
     yield
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)

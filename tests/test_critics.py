@@ -6,7 +6,7 @@ import torch
 from steinkit.critics import MLPCritic
 from steinkit.stein import exact_trace, hutchinson_trace
 
-from conftest import gen
+from helpers import gen
 
 F64 = torch.float64
 

@@ -5,7 +5,7 @@ import torch
 
 import steinkit as sk
 
-from conftest import gen
+from helpers import gen
 
 FAST = dict(n_iters=200, hidden=64, val_every=50)
 

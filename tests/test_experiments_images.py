@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import gen
+from helpers import gen
 from steinkit.cli import main
 from steinkit.experiments import images
 from steinkit.experiments._images_common import (

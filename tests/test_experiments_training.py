@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import gen
+from helpers import gen
 from steinkit.experiments import get_experiment, ica, toy
 from steinkit.models import MLPEnergy
 

@@ -1,10 +1,14 @@
-"""Tests for steinkit.models: one shared contract for every model, then exact checks per model."""
+"""Exact checks per model in steinkit.models.
+
+What every model must do (score = gradient of log_prob, parameter gradients through the
+score, shapes and dtypes, bad points named, sampling with a generator) is checked once per
+model in test_model_contract.py.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -16,139 +20,45 @@ from steinkit.models.gaussian import Gaussian
 from steinkit.models.ica import LinearICA
 from steinkit.models.rbm import GaussianBernoulliRBM
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Run these small-tensor tests on one intra-op thread. On a busy 2-core machine torch's
-    thread pool stalls on every element-wise op over 32768 elements (the Gibbs tests took
-    ~15 s instead of ~0.2 s); the results are the same either way."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from helpers import gen
 
 
 def _spd(d: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    a = torch.randn(d, d, generator=_gen(seed), dtype=dtype)
+    a = torch.randn(d, d, generator=gen(seed), dtype=dtype)
     return a @ a.T / d + 0.5 * torch.eye(d, dtype=dtype)
 
 
 def make_gaussian(dtype: torch.dtype) -> Gaussian:
-    mean = torch.randn(4, generator=_gen(1), dtype=dtype)
+    mean = torch.randn(4, generator=gen(1), dtype=dtype)
     return Gaussian(mean, _spd(4, 2, dtype))
 
 
 def make_rbm(dtype: torch.dtype) -> GaussianBernoulliRBM:
-    return GaussianBernoulliRBM.random(5, 3, generator=_gen(3), dtype=dtype)
+    return GaussianBernoulliRBM.random(5, 3, generator=gen(3), dtype=dtype)
 
 
 def make_ica(dtype: torch.dtype) -> LinearICA:
-    return LinearICA.random(4, generator=_gen(4), dtype=dtype)
+    return LinearICA.random(4, generator=gen(4), dtype=dtype)
 
 
 def make_ica_logistic(dtype: torch.dtype) -> LinearICA:
-    return LinearICA.random(4, generator=_gen(4), dtype=dtype, sources="logistic")
+    return LinearICA.random(4, generator=gen(4), dtype=dtype, sources="logistic")
 
 
 def make_ebm(dtype: torch.dtype) -> MLPEnergy:
     torch.manual_seed(5)
     ebm = MLPEnergy(3, hidden=16, dtype=dtype)
-    return ebm.init_base(torch.randn(50, 3, generator=_gen(6), dtype=dtype) * 2 + 1)
-
-
-MODELS: dict[str, Callable[[torch.dtype], torch.nn.Module]] = {
-    "gaussian": make_gaussian,
-    "rbm": make_rbm,
-    "ica": make_ica,
-    "ica-logistic": make_ica_logistic,
-    "ebm": make_ebm,
-}
-NORMALIZED = {"gaussian": True, "rbm": False, "ica": True, "ica-logistic": True, "ebm": False}
+    return ebm.init_base(torch.randn(50, 3, generator=gen(6), dtype=dtype) * 2 + 1)
 
 
 def _points(model: torch.nn.Module, n: int = 64, seed: int = 7) -> torch.Tensor:
     dtype = next(model.parameters()).dtype
-    return 1.5 * torch.randn(n, model.dim, generator=_gen(seed), dtype=dtype)
+    return 1.5 * torch.randn(n, model.dim, generator=gen(seed), dtype=dtype)
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach(), b.detach()
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
-
-
-# ----------------------------------------------------------------------------------------------
-# Shared contract: every model must pass these.
-# ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_score_is_gradient_of_log_prob(name: str) -> None:
-    model = MODELS[name](torch.float64)
-    x = _points(model).requires_grad_(True)
-    (auto,) = torch.autograd.grad(model.log_prob(x).sum(), x)
-    assert _rel_err(model.score(x.detach()), auto) < 1e-6
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_score_backpropagates_to_parameters(name: str) -> None:
-    """A trainer differentiates score(x)·f(x) w.r.t. the parameters: the analytic score must give
-    the same parameter gradient as the autograd score (with create_graph)."""
-    model = MODELS[name](torch.float64)
-    if isinstance(model, LinearICA):  # autograd of log_prob differentiates sign pointwise (to 0)
-        model.boundary_width = None
-    x = _points(model)
-    f = torch.randn(x.shape, generator=_gen(8), dtype=x.dtype)
-    params = [p for p in model.parameters()]
-    grads = torch.autograd.grad((model.score(x) * f).sum(), params, allow_unused=True)
-    xr = x.clone().requires_grad_(True)
-    (auto_score,) = torch.autograd.grad(model.log_prob(xr).sum(), xr, create_graph=True)
-    ref = torch.autograd.grad((auto_score * f).sum(), params, allow_unused=True)
-    assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
-    for g, r, p in zip(grads, ref, params):
-        if r is None or float(r.abs().sum()) == 0:  # e.g. the mean of log q does not enter the score
-            assert g is None or float(g.abs().max()) < 1e-10
-            continue
-        assert g is not None and g.shape == p.shape
-        assert _rel_err(g, r) < 1e-6
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("name", MODELS)
-def test_shapes_dtype_and_parameters(name: str, dtype: torch.dtype) -> None:
-    model = MODELS[name](dtype)
-    assert isinstance(model, torch.nn.Module) and isinstance(model.dim, int)
-    params = list(model.parameters())
-    assert params and all(isinstance(p, torch.nn.Parameter) and p.dtype == dtype for p in params)
-    x = _points(model, n=7)
-    lp, s = model.log_prob(x), model.score(x)
-    assert lp.shape == (7,) and s.shape == (7, model.dim)
-    assert lp.dtype == dtype and s.dtype == dtype
-    assert bool(torch.isfinite(lp).all()) and bool(torch.isfinite(s).all())
-    assert model.normalized is NORMALIZED[name]
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_bad_points_raise_naming_x(name: str) -> None:
-    model = MODELS[name](torch.float64)
-    d = model.dim
-    for method in (model.log_prob, model.score):
-        with pytest.raises(ValueError, match=rf"x must be a 2-D tensor \(n, {d}\)"):
-            method(torch.zeros(d, dtype=torch.float64))
-        with pytest.raises(ValueError, match=rf"x .*dimension {d}.*got shape \(3, {d + 1}\)"):
-            method(torch.zeros(3, d + 1, dtype=torch.float64))
-        with pytest.raises(TypeError, match="x must be a torch.Tensor"):
-            method(np.zeros((3, d)))
-
-
-@pytest.mark.parametrize("name", ["gaussian", "rbm", "ica"])
-def test_score_of_float32_points_on_float64_model(name: str) -> None:
-    model = MODELS[name](torch.float64)
-    x = _points(model)
-    assert model.score(x.float()).dtype == torch.float64
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,9 +83,9 @@ def test_gaussian_score_closed_form() -> None:
 def test_gaussian_sample_moments_and_determinism() -> None:
     q = make_gaussian(torch.float64)
     n = 20_000
-    x = q.sample(n, generator=_gen(11))
+    x = q.sample(n, generator=gen(11))
     assert x.shape == (n, 4) and not x.requires_grad
-    assert torch.equal(x, q.sample(n, generator=_gen(11)))
+    assert torch.equal(x, q.sample(n, generator=gen(11)))
     se = torch.sqrt(torch.diagonal(q.cov.detach()) / n)
     assert bool(((x.mean(0) - q.mean.detach()).abs() < 4 * se).all())
     # Whitened samples have identity covariance; each entry of the sample covariance of N(0, I)
@@ -263,7 +173,7 @@ def test_ica_parameter_gradient_includes_the_moving_sign_boundaries(parametrizat
     q0 = LinearICA(W0, parametrization=parametrization)  # type: ignore[arg-type]
     weight = q0.weight.detach().clone().requires_grad_(True)
     (g_exact,) = torch.autograd.grad(exact(weight), weight)
-    x = m + torch.randn(200_000, 2, generator=_gen(3), dtype=torch.float64)
+    x = m + torch.randn(200_000, 2, generator=gen(3), dtype=torch.float64)
 
     def mc_grad(width: float | None) -> torch.Tensor:
         q = LinearICA(W0, boundary_width=width, parametrization=parametrization)  # type: ignore[arg-type]
@@ -287,7 +197,7 @@ def test_ica_unmixing_parametrization_is_the_same_density() -> None:
     x = _points(q, n=30)
     torch.testing.assert_close(u.log_prob(x), q.log_prob(x), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(u.score(x), q.score(x), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(u.sample(7, generator=_gen(4)), q.sample(7, generator=_gen(4)), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(u.sample(7, generator=gen(4)), q.sample(7, generator=gen(4)), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="parametrization must be"):
         LinearICA(q.W.detach(), parametrization="inverse")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unmixing matrix is singular"):
@@ -299,8 +209,8 @@ def test_ica_unmixing_parametrization_is_the_same_density() -> None:
 def test_ica_sample_sources_are_laplace() -> None:
     q = make_ica(torch.float64)
     n = 20_000
-    x = q.sample(n, generator=_gen(12))
-    assert torch.equal(x, q.sample(n, generator=_gen(12)))
+    x = q.sample(n, generator=gen(12))
+    assert torch.equal(x, q.sample(n, generator=gen(12)))
     z = torch.linalg.solve(q.W.detach(), x.T).T
     # |z| ~ Exponential(1): mean 1, sd 1; z has mean 0, sd sqrt(2).
     assert bool(((z.abs().mean(0) - 1).abs() < 4 / math.sqrt(n)).all())
@@ -309,10 +219,10 @@ def test_ica_sample_sources_are_laplace() -> None:
 
 @pytest.mark.parametrize("dim", [2, 5, 10, 20])
 def test_ica_random_condition_number(dim: int) -> None:
-    q = LinearICA.random(dim, generator=_gen(dim))
+    q = LinearICA.random(dim, generator=gen(dim))
     assert float(torch.linalg.cond(q.W.detach().double())) < dim
-    assert torch.equal(q.W, LinearICA.random(dim, generator=_gen(dim)).W)
-    q3 = LinearICA.random(dim, generator=_gen(dim), max_condition=3 * dim)
+    assert torch.equal(q.W, LinearICA.random(dim, generator=gen(dim)).W)
+    q3 = LinearICA.random(dim, generator=gen(dim), max_condition=3 * dim)
     assert float(torch.linalg.cond(q3.W.detach().double())) <= 3 * dim
 
 
@@ -324,7 +234,7 @@ def test_ica_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_condition must be >= 1"):
         LinearICA.random(3, max_condition=0.5)
     with pytest.raises(RuntimeError, match="raise max_condition"):
-        LinearICA.random(10, max_condition=1.01, max_tries=5, generator=_gen(0))
+        LinearICA.random(10, max_condition=1.01, max_tries=5, generator=gen(0))
     with pytest.raises(ValueError, match="dim must be >= 1"):
         LinearICA.random(0)
 
@@ -348,13 +258,13 @@ def _rbm_mixture(rbm: GaussianBernoulliRBM) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _tiny_rbm() -> GaussianBernoulliRBM:
-    return GaussianBernoulliRBM.random(2, 3, generator=_gen(21), dtype=torch.float64)
+    return GaussianBernoulliRBM.random(2, 3, generator=gen(21), dtype=torch.float64)
 
 
 def test_rbm_log_prob_is_log_of_exact_mixture_up_to_a_constant() -> None:
     rbm = _tiny_rbm()
     log_w, means = _rbm_mixture(rbm)
-    x = 3 * torch.randn(200, 2, generator=_gen(22), dtype=torch.float64)
+    x = 3 * torch.randn(200, 2, generator=gen(22), dtype=torch.float64)
     comp = -0.5 * (x[:, None, :] - means[None]).square().sum(2) - math.log(2 * math.pi)
     log_mix = torch.logsumexp(log_w + comp, 1)
     diff = rbm.log_prob(x).detach() - log_mix
@@ -377,7 +287,7 @@ def _rank_one_rbm() -> GaussianBernoulliRBM:
 
 GIBBS_CASES = {
     "dx2_dh3": _tiny_rbm,  # dh >= dx: every sweep draws x
-    "dx3_dh2": lambda: GaussianBernoulliRBM.random(3, 2, generator=_gen(27), dtype=torch.float64),  # projected sweeps
+    "dx3_dh2": lambda: GaussianBernoulliRBM.random(3, 2, generator=gen(27), dtype=torch.float64),  # projected sweeps
     "dx3_dh2_rank1": _rank_one_rbm,  # projected sweeps with a singular B^T B
 }
 
@@ -391,7 +301,7 @@ def test_rbm_gibbs_matches_exact_mixture_moments(case: str) -> None:
     mu = w @ means
     cov = torch.eye(d, dtype=mu.dtype) + (means * w[:, None]).T @ means - torch.outer(mu, mu)
     n = 20_000
-    x = rbm.sample(n, burn_in=200, generator=_gen(23))
+    x = rbm.sample(n, burn_in=200, generator=gen(23))
     assert x.shape == (n, d) and x.dtype == torch.float64 and not x.requires_grad
     se_mean = torch.sqrt(torch.diagonal(cov) / n)
     assert bool(((x.mean(0) - mu).abs() < 4 * se_mean).all()), (x.mean(0), mu)
@@ -403,21 +313,13 @@ def test_rbm_gibbs_matches_exact_mixture_moments(case: str) -> None:
 
 
 def test_rbm_gibbs_float32_default_and_x0() -> None:
-    rbm = GaussianBernoulliRBM.random(6, 4, generator=_gen(24))
+    rbm = GaussianBernoulliRBM.random(6, 4, generator=gen(24))
     assert rbm.B.dtype == torch.float32
-    x0 = torch.randn(10, 6, generator=_gen(25))
+    x0 = torch.randn(10, 6, generator=gen(25))
     assert torch.equal(rbm.sample(10, burn_in=0, x0=x0), x0)
-    x = rbm.sample(10, burn_in=5, generator=_gen(26), x0=x0)
+    x = rbm.sample(10, burn_in=5, generator=gen(26), x0=x0)
     assert x.dtype == torch.float32 and x.shape == (10, 6)
-    assert torch.equal(x0, torch.randn(10, 6, generator=_gen(25)))  # x0 is not modified
-
-
-def test_rbm_same_generator_same_samples() -> None:
-    rbm = make_rbm(torch.float32)
-    a = rbm.sample(50, burn_in=20, generator=_gen(31))
-    b = rbm.sample(50, burn_in=20, generator=_gen(31))
-    c = rbm.sample(50, burn_in=20, generator=_gen(32))
-    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(x0, torch.randn(10, 6, generator=gen(25)))  # x0 is not modified
 
 
 def test_rbm_score_closed_form_has_half_factors() -> None:
@@ -430,7 +332,7 @@ def test_rbm_score_closed_form_has_half_factors() -> None:
 
 def test_rbm_random_follows_b1_recipe() -> None:
     dx, dh = 200, 100
-    rbm = GaussianBernoulliRBM.random(dx, dh, generator=_gen(41))
+    rbm = GaussianBernoulliRBM.random(dx, dh, generator=gen(41))
     assert (rbm.dim, rbm.hidden_dim) == (dx, dh)
     B = rbm.B.detach()
     assert bool(((B == 1) | (B == -1)).all())
@@ -440,29 +342,29 @@ def test_rbm_random_follows_b1_recipe() -> None:
         m = v.numel()
         assert abs(float(v.mean())) < 4 / math.sqrt(m)
         assert abs(float(v.var()) - 1) < 4 * math.sqrt(2 / m)
-    again = GaussianBernoulliRBM.random(dx, dh, generator=_gen(41))
+    again = GaussianBernoulliRBM.random(dx, dh, generator=gen(41))
     assert all(torch.equal(p, q) for p, q in zip(rbm.parameters(), again.parameters()))
     assert GaussianBernoulliRBM.random(3, 2, dtype=torch.float64).B.dtype == torch.float64
 
 
 def test_rbm_perturb() -> None:
-    rbm = GaussianBernoulliRBM.random(200, 100, generator=_gen(51))
-    same = rbm.perturb(0.0, generator=_gen(52))
+    rbm = GaussianBernoulliRBM.random(200, 100, generator=gen(51))
+    same = rbm.perturb(0.0, generator=gen(52))
     assert same is not rbm and torch.equal(same.B, rbm.B)
     std = 0.04
-    new = rbm.perturb(std, generator=_gen(53))
+    new = rbm.perturb(std, generator=gen(53))
     delta = (new.B - rbm.B).detach()
     m = delta.numel()
     assert abs(float(delta.std()) - std) < 4 * std / math.sqrt(2 * m)
     assert abs(float(delta.mean())) < 4 * std / math.sqrt(m)
     assert torch.equal(new.b, rbm.b) and torch.equal(new.c, rbm.c)
     assert new.b.data_ptr() != rbm.b.data_ptr()  # a real copy, not shared storage
-    assert torch.equal(new.B, rbm.perturb(std, generator=_gen(53)).B)
+    assert torch.equal(new.B, rbm.perturb(std, generator=gen(53)).B)
     assert bool(((rbm.B == 1) | (rbm.B == -1)).all())  # the original is untouched
 
 
 def test_rbm_bad_arguments() -> None:
-    rbm = GaussianBernoulliRBM.random(4, 3, generator=_gen(0))
+    rbm = GaussianBernoulliRBM.random(4, 3, generator=gen(0))
     with pytest.raises(ValueError, match="std must be a finite number >= 0"):
         rbm.perturb(-0.1)
     with pytest.raises(ValueError, match="std must be a finite number >= 0"):
@@ -500,7 +402,7 @@ def test_ebm_energy_log_prob_and_base() -> None:
 
 def test_ebm_init_base_sets_data_mean_and_std() -> None:
     ebm = MLPEnergy(3, hidden=8, dtype=torch.float64)
-    x = torch.randn(500, 3, generator=_gen(61), dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5]) + 3
+    x = torch.randn(500, 3, generator=gen(61), dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5]) + 3
     assert ebm.init_base(x) is ebm
     assert torch.allclose(ebm.mu.detach(), x.mean(0))
     assert torch.allclose(ebm.log_sigma.detach().exp(), x.std(0))
@@ -611,7 +513,7 @@ def test_rbm_visible_mean_averages_to_the_conditional_mean() -> None:
     """E[b + B h / 2 | x] = b + B tanh(B^T x / 2 + c) / 2, since E[h_j | x] = tanh(a_j)."""
     rbm = make_rbm(torch.float64)
     x = _points(rbm, n=3).repeat(20000, 1)
-    draws = rbm.visible_mean(x, generator=_gen(8)).reshape(20000, 3, rbm.dim)
+    draws = rbm.visible_mean(x, generator=gen(8)).reshape(20000, 3, rbm.dim)
     a = 0.5 * _points(rbm, n=3) @ rbm.B.detach() + rbm.c.detach()
     exact = rbm.b.detach() + 0.5 * torch.tanh(a) @ rbm.B.detach().T
     stderr = draws.std(0) / math.sqrt(20000)
@@ -624,7 +526,7 @@ def test_rbm_visible_mean_averages_to_the_conditional_mean() -> None:
 def test_rbm_visible_mean_is_seeded_and_checks_x() -> None:
     rbm = make_rbm(torch.float32)
     x = _points(rbm, n=4)
-    assert torch.equal(rbm.visible_mean(x, generator=_gen(1)), rbm.visible_mean(x, generator=_gen(1)))
+    assert torch.equal(rbm.visible_mean(x, generator=gen(1)), rbm.visible_mean(x, generator=gen(1)))
     with pytest.raises(ValueError, match=r"x must be a 2-D tensor \(n, 5\)"):
         rbm.visible_mean(torch.zeros(4, 3))
 
@@ -635,7 +537,7 @@ def test_rbm_visible_mean_equals_the_experiment_helper() -> None:
         pytest.skip("the experiment helper is gone; the closed-form test above covers the method")
     rbm = make_rbm(torch.float32)
     x = _points(rbm, n=6)
-    assert torch.equal(rbm.visible_mean(x, generator=_gen(2)), helpers.rbm_visible_mean(rbm, x, generator=_gen(2)))
+    assert torch.equal(rbm.visible_mean(x, generator=gen(2)), helpers.rbm_visible_mean(rbm, x, generator=gen(2)))
 
 
 def test_logistic_ica_log_prob_score_and_samples_in_closed_form() -> None:
@@ -647,7 +549,7 @@ def test_logistic_ica_log_prob_score_and_samples_in_closed_form() -> None:
     assert _rel_err(q.log_prob(x), exact) < 1e-10
     exact_score = -torch.linalg.solve(q.W.detach().T, torch.tanh(z / 2).T).T
     assert _rel_err(q.score(x), exact_score) < 1e-10
-    sources = torch.linalg.solve(q.W.detach(), q.sample(40000, generator=_gen(9)).T).T
+    sources = torch.linalg.solve(q.W.detach(), q.sample(40000, generator=gen(9)).T).T
     ks = stats.kstest(sources[:, 0].numpy(), stats.logistic.cdf)
     assert ks.pvalue > 1e-3
     assert "sources='logistic'" in repr(q)
@@ -658,10 +560,10 @@ def test_logistic_ica_equals_the_experiment_model() -> None:
     if not hasattr(ica, "LogisticICA"):
         pytest.skip("the experiment class is gone; the closed-form test above covers the option")
     for parametrization in ("mixing", "unmixing"):
-        old = ica.LogisticICA.random(4, generator=_gen(3), parametrization=parametrization)
-        new = LinearICA.random(4, generator=_gen(3), parametrization=parametrization, sources="logistic")
-        x = old.sample(50, generator=_gen(4))
-        assert torch.equal(x, new.sample(50, generator=_gen(4)))
+        old = ica.LogisticICA.random(4, generator=gen(3), parametrization=parametrization)
+        new = LinearICA.random(4, generator=gen(3), parametrization=parametrization, sources="logistic")
+        x = old.sample(50, generator=gen(4))
+        assert torch.equal(x, new.sample(50, generator=gen(4)))
         assert torch.equal(old.log_prob(x), new.log_prob(x))
         assert torch.equal(old.score(x), new.score(x))
 

@@ -18,31 +18,10 @@ import torch
 
 from steinkit.experiments.runner import BACKENDS, TrialStore, canonical_key, run_trials, trial_folder
 
+from helpers import counted, not_a_dict, slow, square, where
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TESTS = str(Path(__file__).resolve().parent)
-
-
-# --- trial functions (module level, so worker processes can import them) ---------------
-
-def square(config: dict) -> dict:
-    return {"y": config["x"] ** 2}
-
-
-def counted(config: dict) -> dict:
-    """Fails on x == fail_at while the flag file exists; logs each successful execution."""
-    if config["x"] == config["fail_at"] and Path(config["flag"]).exists():
-        raise RuntimeError(f"trial {config['x']} crashed")
-    with open(config["log"], "a") as fh:
-        fh.write(f"{config['x']}\n")
-    return {"y": 10 * config["x"]}
-
-
-def where(config: dict) -> dict:
-    return {"pid": os.getpid(), "threads": torch.get_num_threads()}
-
-
-def not_a_dict(config: dict) -> list:
-    return [1]
 
 
 def _executions(log: Path) -> list[int]:
@@ -115,18 +94,11 @@ def test_crash_keeps_finished_trials_and_rerun_repeats_none(tmp_path):
     assert sorted(_executions(log)) == list(range(6))  # each trial executed exactly once overall
 
 
-def slow(config: dict) -> dict:
-    time.sleep(0.25)
-    with open(config["log"], "a") as fh:
-        fh.write(f"{config['x']}\n")
-    return {"x": config["x"]}
-
-
 _SWEEP = textwrap.dedent(
     """
     import sys
     from steinkit.experiments.runner import run_trials
-    from test_runner import slow
+    from helpers import slow
 
     db, log, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     run_trials(slow, [{"x": x, "log": log} for x in range(n)], db_path=db, jobs=2, progress=False)

@@ -8,7 +8,7 @@ from torch import nn
 import steinkit as sk
 from steinkit.validation import as_data
 
-from conftest import gen
+from helpers import gen
 
 F64 = torch.float64
 

@@ -12,7 +12,7 @@ from steinkit.critics import MLPCritic
 from steinkit.fit import fit_critic
 from steinkit.settings import ESTIMATE, TEST, CriticSettings, field_names
 
-from conftest import gen
+from helpers import gen
 
 # The option dicts the settings replaced (evaluate._DEFAULTS and gof.lsd.LSD_DEFAULTS before
 # issue 11, without seed and progress, which are call arguments now).

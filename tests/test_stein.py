@@ -7,7 +7,7 @@ import torch
 
 import steinkit as sk
 
-from conftest import gen
+from helpers import gen
 
 F64 = torch.float64
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import gen
+from helpers import gen
 from steinkit.critics import MLPCritic
 from steinkit.models import Gaussian, GaussianBernoulliRBM, LinearICA, MLPEnergy
 from steinkit.stein import stein_terms

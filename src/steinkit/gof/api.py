@@ -36,7 +36,8 @@ METHODS = ("lsd", "ksd", "lksd", "fssd")
 
 @dataclass(frozen=True)
 class GofResult:
-    """Outcome of a goodness-of-fit test of H0: the data came from the model.
+    """Outcome of a goodness-of-fit test of H0: the data came from the model; unpacks as
+    ``(statistic, pvalue)``.
 
     Attributes:
         method: ``"lsd"``, ``"ksd"``, ``"lksd"`` or ``"fssd"``.
@@ -62,6 +63,18 @@ class GofResult:
             f"{self.method.upper()} test: statistic = {self.statistic:.4g}, p-value = {self.pvalue:.4g} "
             f"-> {verdict} at alpha = {self.alpha:g} ({self.seconds:.2f} s)"
         )
+
+    def __iter__(self):
+        """Unpacks as ``(statistic, pvalue)``, like scipy's test results.
+
+        Example:
+            >>> import torch, steinkit as sk
+            >>> x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+            >>> stat, p = sk.gof_test(sk.models.Gaussian(torch.zeros(2), torch.eye(2)), x, "lksd")
+            >>> 0.0 <= p <= 1.0
+            True
+        """
+        return iter((self.statistic, self.pvalue))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (tensors become lists; long arrays are dropped from details)."""
