@@ -34,7 +34,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .kernels import median_bandwidth
+from ..validation import as_data, one_of
+from .kernels import _float64_matrix, median_bandwidth
 from .outcome import TestOutcome
 
 __all__ = ["KERNELS", "ksdagg_test", "stein_kernel_values", "bandwidth_collection"]
@@ -180,12 +181,12 @@ def ksdagg_test(
         level-corrected p-value, and details: bandwidths, per-bandwidth statistics and
         p-values, the number of pairs used.
     """
-    x64, s64 = x.detach().to(torch.float64), s.detach().to(torch.float64)
+    x64 = _float64_matrix(x, "x", min_rows=2, what="KSDAgg")
+    s64 = as_data(s, "s", tensors_only=True, dtype=torch.float64, finite=False).detach()  # inf: see below
     n = x64.shape[0]
-    if n < 2 or x64.dim() != 2 or s64.shape != x64.shape:
+    if s64.shape != x64.shape:
         raise ValueError(f"x and s must both have shape (n, d) with n >= 2, got {tuple(x.shape)} and {tuple(s.shape)}")
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    one_of(kernel, "kernel", KERNELS)
     for name, value in (("n_bootstrap", n_bootstrap), ("n_correction", n_correction)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
