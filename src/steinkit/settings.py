@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from .splits import check_split
 from .validation import fraction, nonneg_float, one_of, positive_float, positive_int
 
-__all__ = ["CriticSettings", "ESTIMATE", "TEST", "OBJECTIVES", "SELECTIONS", "TRACES", "settings_from"]
+__all__ = ["CriticSettings", "ESTIMATE", "TEST", "OBJECTIVES", "SELECTIONS", "TRACES", "field_names", "settings_from"]
 
 OBJECTIVES = ("lsd", "power")
 SELECTIONS = ("mean-std", "power", "mean", "last")
