@@ -11,8 +11,8 @@ Example:
     >>> [tuple(ep.next().shape) for _ in range(3)]     # 2 batches per epoch, the 5th row dropped
     [(2, 2), (2, 2), (2, 2)]
     >>> rb = ReplacementBatches(x, 3, generator=torch.Generator().manual_seed(0))
-    >>> tuple(rb.next().shape)
-    (3, 2)
+    >>> bool(torch.equal(rb.peek(), rb.next()))        # peek looks ahead without drawing
+    True
 """
 
 from __future__ import annotations
@@ -38,8 +38,18 @@ class ReplacementBatches:
 
     def next(self) -> Tensor:
         """This process's rows of the next global batch."""
-        idx = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.generator, device=self.data.device)
-        return self.data[idx[self.rows]]
+        return self.data[self._indices()[self.rows]]
+
+    def peek(self) -> Tensor:
+        """The whole next global batch, without drawing it (the generator is left as it was)."""
+        saved = self.generator.get_state()
+        try:
+            return self.data[self._indices()]
+        finally:
+            self.generator.set_state(saved)
+
+    def _indices(self) -> Tensor:
+        return torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.generator, device=self.data.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"order": self.order}
@@ -69,13 +79,20 @@ class EpochBatches:
 
     def next(self) -> Tensor:
         """This process's rows of the next global batch."""
+        idx = self._indices()
+        self.drawn += 1
+        return self.data[idx[self.rows]]
+
+    def peek(self) -> Tensor:
+        """The whole next global batch, without drawing it."""
+        return self.data[self._indices()]
+
+    def _indices(self) -> Tensor:
         epoch, k = divmod(self.drawn, self.per_epoch)
         if epoch != self._epoch:
             shuffle = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
             self._epoch, self._perm = epoch, torch.randperm(self.data.shape[0], generator=shuffle).to(self.data.device)
-        self.drawn += 1
-        idx = self._perm[k * self.batch_size : (k + 1) * self.batch_size]
-        return self.data[idx[self.rows]]
+        return self._perm[k * self.batch_size : (k + 1) * self.batch_size]
 
     def state_dict(self) -> dict[str, Any]:
         return {"order": self.order, "seed": self.seed, "drawn": self.drawn}

@@ -235,6 +235,8 @@ def run(
         saved = load_checkpoint(path)
         check_resumable(saved, path, objective, state)
         restore(state, saved)
+    if state.step == 0:
+        _initialize_from_data(state, objective)
     start = state.step
     diverged_at, part, last_good = _loop(state, objective, eval_fn, path, progress)
     if diverged_at is not None:
@@ -253,6 +255,20 @@ def run(
         checkpoint=path,
         world_size=world.size,
     )
+
+
+def _initialize_from_data(state: TrainState, objective: Objective) -> None:
+    """Let layers with data-dependent initialisation (a flow's ActNorm: an ``initialized``
+    buffer still False) initialise on the first global training batch, before any ``eval_fn``
+    call and identically on every DDP process. Draws nothing; other models are not called."""
+    if not any(_is_false(getattr(m, "initialized", None)) for m in state.model.modules()):
+        return
+    with torch.no_grad():
+        getattr(state.model, objective.needs)(state.batches.peek())
+
+
+def _is_false(flag: object) -> bool:
+    return isinstance(flag, Tensor) and flag.numel() == 1 and not bool(flag)
 
 
 def _loop(
