@@ -18,11 +18,10 @@ from .modules import fit_noise
 from .objectives import CNCE, LSD, ML, NCE, SSM, LSDOracle, Objective
 from .settings import TrainSettings
 from .state import TrainState
-from .trainer import METHODS, TrainingDiverged, TrainResult, run, train
+from .trainer import METHODS, TrainingDiverged, TrainResult, train
 
 __all__ = [
     "train",
-    "run",
     "TrainSettings",
     "TrainResult",
     "TrainState",

@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +54,7 @@ from .schedule import checkpoints, learning_rate, records
 from .settings import LR_DECAYS, TrainSettings
 from .state import EvalFn, TrainState, new_state
 
-__all__ = ["LR_DECAYS", "METHODS", "TrainResult", "TrainingDiverged", "train", "run"]
+__all__ = ["LR_DECAYS", "METHODS", "TrainResult", "TrainingDiverged", "train"]
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def train(
     data: Tensor,
     *,
     method: str | Objective = "lsd",
-    steps: int,
+    steps: int | None = None,
     batch_size: int = 100,
     lr: float = 1e-3,
     betas: tuple[float, float] = (0.5, 0.9),
@@ -142,37 +143,33 @@ def train(
     seed: int | None = None,
     progress: bool = True,
     distributed: bool | None = None,
+    settings: TrainSettings | None = None,
 ) -> TrainResult:
     """Train an unnormalized model on ``data`` with LSD (Algorithm 3) or a baseline.
 
     Arguments:
-        model: an ``nn.Module`` with an int ``dim`` and ``score`` (``lsd``, ``ssm``; the score
-            must be differentiable in the parameters, and for ``ssm`` also in x) or
-            ``log_prob`` (``ml``, ``nce``, ``cnce``; ``ml`` also needs ``normalized = True``).
-            It is trained in place.
+        model: an ``nn.Module`` with an int ``dim`` and what the method calls: ``score``
+            (``lsd``, ``ssm``: differentiable in the parameters, for ``ssm`` also in x) or
+            ``log_prob`` (``ml`` also needs ``normalized = True``). Trained in place.
         data: training data, (n, model.dim), finite; cast to the model's dtype.
         method: ``"lsd"``, ``"ml"``, ``"ssm"``, ``"nce"``, ``"cnce"`` or an
             :class:`~steinkit.train.objectives.Objective` (e.g. ``LSDOracle(p)``).
-        critic: the LSD critic (default ``MLPCritic(model.dim)``: 2x300 Swish, initialised
-            from the generator).
+        critic: the LSD critic (default ``MLPCritic(model.dim)``, initialised from the generator).
         steps, batch_size, lr, betas, lr_decay, batch_order, critic_steps, critic_lr, lam,
-            trace, n_probes, eps, checkpoint_every, log_every, eval_every, on_nan: see
-            :class:`~steinkit.train.settings.TrainSettings`. ``on_nan="raise"`` raises
-            :class:`TrainingDiverged`; ``"stop"`` warns and returns a result with
-            ``diverged_at`` set.
-        checkpoint: a file path; written atomically every ``checkpoint_every`` steps and at
-            the end (by rank 0 only).
-        resume: continue from ``checkpoint`` if the file exists (same method, dimension and
-            trajectory settings; the learning rates given now replace the saved ones, the Adam
-            moments are kept).
-        eval_fn: called as ``eval_fn(model)`` at step 0, every ``eval_every`` steps and at the
-            end; returns a float (recorded as ``"eval"``) or a dict of floats.
-        generator, seed: the source of every random draw (mini-batches, probes, noise, the
-            default critic's initialisation, the epoch order); give one or neither (then a seed
-            is drawn from torch's global generator).
-        progress: show a tqdm progress bar (rank 0).
-        distributed: use DDP; ``None`` means "if ``torch.distributed`` is initialised with more
-            than one process" (see :mod:`steinkit.train.distributed`).
+            trace, n_probes, eps, checkpoint_every, log_every, eval_every, on_nan: the fields
+            of :class:`~steinkit.train.settings.TrainSettings` (``steps`` is required), or all
+            at once as ``settings=``. On a non-finite loss, ``on_nan="raise"`` raises
+            :class:`TrainingDiverged`; ``"stop"`` warns and returns ``diverged_at``.
+        checkpoint: a file path, written atomically every ``checkpoint_every`` steps and at the
+            end (by rank 0). ``resume``: continue from it if it exists (same method, dimension
+            and trajectory settings; new learning rates replace the saved ones).
+        eval_fn: ``eval_fn(model)`` -> float (recorded as ``"eval"``) or dict of floats, called
+            at step 0, every ``eval_every`` steps and at the end.
+        generator, seed: the source of every random draw; give one or neither (then a seed is
+            drawn from torch's global generator).
+        progress: show a progress bar (rank 0).
+        distributed: use DDP (:mod:`steinkit.train.distributed`); ``None``: if
+            ``torch.distributed`` is initialised with more than one process.
 
     Returns:
         A :class:`TrainResult`.
@@ -186,64 +183,78 @@ def train(
         ...             critic_steps=2, seed=0, progress=False)
         >>> res.steps, res.critic is not None
         (5, True)
+        >>> train(ebm, x, method="ssm", settings=TrainSettings(steps=3), progress=False).steps
+        3
     """
     objective = make_objective(method, critic)
-    settings = TrainSettings(
+    settings = _settings(settings, dict(
         steps=steps, batch_size=batch_size, lr=lr, betas=betas, lr_decay=lr_decay, batch_order=batch_order,
         critic_steps=critic_steps, critic_lr=critic_lr, lam=lam, trace=trace, n_probes=n_probes, eps=eps,
         checkpoint_every=checkpoint_every, log_every=log_every, eval_every=eval_every, on_nan=on_nan,
-    )  # fmt: skip
-    return run(
-        model, data, objective, settings, checkpoint=checkpoint, resume=resume, eval_fn=eval_fn,
-        generator=generator, seed=seed, progress=progress, distributed=distributed,
-    )  # fmt: skip
+    ))  # fmt: skip
+    if eval_fn is not None and not callable(eval_fn):
+        raise TypeError(f"eval_fn must be callable, got {type(eval_fn).__name__}")
+    state = _start(model, data, objective, settings, generator=generator, seed=seed, distributed=distributed)
+    path = None if checkpoint is None else Path(checkpoint)
+    start = _resume(state, objective, path if resume else None)
+    diverged_at, part, last_good = _loop(state, objective, eval_fn, path, progress)
+    if diverged_at is not None:
+        _report_divergence(state, objective, diverged_at, part, path, last_good)
+    return _result(state, objective, start, diverged_at, path)
 
 
-def run(
+def _settings(settings: TrainSettings | None, keywords: dict[str, Any]) -> TrainSettings:
+    """``settings``, or the settings the keywords give; refuses both at once."""
+    if settings is None:
+        if keywords["steps"] is None:
+            raise TypeError("train() needs steps= (the number of model updates) or settings=")
+        return TrainSettings(**keywords)
+    if not isinstance(settings, TrainSettings):
+        raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
+    defaults = {f.name: f.default for f in fields(TrainSettings)} | {"steps": None}
+    clash = [k for k, v in keywords.items() if v != defaults[k]]
+    if clash:
+        raise TypeError(f"give {', '.join(clash)} inside settings= (settings.replace(...)), not also as keywords")
+    return settings
+
+
+def _start(
     model: nn.Module,
     data: Tensor,
     objective: Objective,
     settings: TrainSettings,
     *,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = True,
-    eval_fn: EvalFn | None = None,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    progress: bool = True,
-    distributed: bool | None = None,
-) -> TrainResult:
-    """:func:`train` with its settings as one :class:`TrainSettings` and its method as an objective.
-
-    Example:
-        >>> from steinkit.models import Gaussian
-        >>> from steinkit.train.objectives import CNCE
-        >>> q = Gaussian(torch.zeros(2), torch.eye(2))
-        >>> run(q, torch.randn(100, 2), CNCE(), TrainSettings(steps=3, eps=0.5), seed=0, progress=False).steps
-        3
-    """
+    generator: torch.Generator | None,
+    seed: int | None,
+    distributed: bool | None,
+) -> TrainState:
+    """The checked inputs as a fresh training state at step 0."""
     dim = check_model(model, objective)
     first = next(p for p in model.parameters() if p.requires_grad)
     data = check_data(data, dim, first)
-    if eval_fn is not None and not callable(eval_fn):
-        raise TypeError(f"eval_fn must be callable, got {type(eval_fn).__name__}")
     generator, seed = make_generator(generator, seed, first.device)
     world = World.detect(distributed)
-    state = new_state(model, data, objective, settings, generator=generator, seed=seed, world=world)
-    path = None if checkpoint is None else Path(checkpoint)
-    if path is not None and resume and path.exists():
+    return new_state(model, data, objective, settings, generator=generator, seed=seed, world=world)
+
+
+def _resume(state: TrainState, objective: Objective, path: Path | None) -> int:
+    """Restore ``state`` from ``path`` if that file exists; a fresh run initialises its
+    data-dependent layers. Returns the step the run starts from."""
+    if path is not None and path.exists():
         saved = load_checkpoint(path)
         check_resumable(saved, path, objective, state)
         restore(state, saved)
     if state.step == 0:
         _initialize_from_data(state, objective)
-    start = state.step
-    diverged_at, part, last_good = _loop(state, objective, eval_fn, path, progress)
-    if diverged_at is not None:
-        _report_divergence(state, objective, diverged_at, part, path, last_good)
+    return state.step
+
+
+def _result(
+    state: TrainState, objective: Objective, start: int, diverged_at: int | None, path: Path | None
+) -> TrainResult:
     loss = state.steppers["model"].module
     return TrainResult(
-        model=model,
+        model=state.model,
         method=objective.name,
         steps=state.step,
         history=tuple(state.history),
@@ -253,7 +264,7 @@ def run(
         resumed_from=start,
         diverged_at=diverged_at,
         checkpoint=path,
-        world_size=world.size,
+        world_size=state.world.size,
     )
 
 
