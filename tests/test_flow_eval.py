@@ -83,12 +83,12 @@ def test_rerun_reuses_checkpoints_and_evaluations(
     out, res = tiny_run
 
     def no_training(*args: object, **kwargs: object) -> None:
-        raise AssertionError("train_flow must not be called when all checkpoints exist")
+        raise AssertionError("train must not be called when all checkpoints exist")
 
     def no_lsd(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached evaluation must be reused")
 
-    monkeypatch.setattr(flow_eval, "train_flow", no_training)
+    monkeypatch.setattr(flow_eval, "train", no_training)
     monkeypatch.setattr(flow_eval, "stein_discrepancy", no_lsd)
     again = flow_eval.run(out, quick=True, **TINY)
     assert again["rows"] == res["rows"]
@@ -103,13 +103,14 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(
     for step in (2, 4):  # as if the run had stopped after step 4
         (ckpt / f"step-{step:07d}.pt").write_bytes((out / "checkpoints" / f"step-{step:07d}.pt").read_bytes())
     calls: list[int] = []
-    real = flow_eval.train_flow
+    real = flow_eval.train
 
-    def recording(flow: GlowFlow, data: torch.Tensor, **kwargs: object) -> list[float]:
-        calls.append((int(kwargs["start_step"]), int(kwargs["steps"])))  # type: ignore[arg-type]
-        return real(flow, data, **kwargs)  # type: ignore[arg-type]
+    def recording(flow: GlowFlow, data: torch.Tensor, **kwargs: object):
+        res = real(flow, data, **kwargs)  # type: ignore[arg-type]
+        calls.append((res.resumed_from, res.steps))
+        return res
 
-    monkeypatch.setattr(flow_eval, "train_flow", recording)
+    monkeypatch.setattr(flow_eval, "train", recording)
     res = flow_eval.run(tmp_path, quick=True, **{**TINY, "critic_passes": 1})
     assert calls == [(4, 6)]  # only steps 5..6 were trained
     assert [r["step"] for r in res["rows"]] == [2, 4, 6]

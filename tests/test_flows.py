@@ -1,4 +1,4 @@
-"""Tests for steinkit.models.flows (Glow-like flow and its ML trainer)."""
+"""Tests for steinkit.models.flows (Glow-like flow) and its maximum-likelihood training through steinkit.train."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from steinkit.models.flows import (
     GlowFlow,
     ReversePermute,
     Squeeze,
-    train_flow,
 )
+from steinkit.train import load_checkpoint, train
 
 DT = torch.float64
 
@@ -338,35 +338,86 @@ def _toy_data(n: int = 512) -> torch.Tensor:
     return torch.randn(n, 16, generator=g, dtype=DT) @ a.T + torch.linspace(-1, 1, 16, dtype=DT)
 
 
-def test_train_flow_decreases_nll_and_calls_back() -> None:
+def _train(flow: GlowFlow, data: torch.Tensor, **kwargs: object):
+    """The flow's maximum-likelihood run: shuffled epochs and Adam's default betas."""
+    args = {"method": "ml", "batch_order": "epochs", "betas": (0.9, 0.999), "log_every": 1, "progress": False}
+    return train(flow, data, **{**args, **kwargs})  # type: ignore[arg-type]
+
+
+def _losses(res) -> list[float]:
+    return [h["loss"] for h in res.history if "loss" in h]
+
+
+def test_ml_training_decreases_nll_and_evaluates_on_schedule() -> None:
     data = _toy_data()
     flow = _small_flow((1, 4, 4), 2, hidden=16)
     with torch.no_grad():
         before = -flow.log_prob(data).mean().item()  # also the ActNorm init
-    seen: list[int] = []
-    hist = train_flow(
-        flow, data, steps=60, batch_size=64, lr=1e-2, checkpoint_every=20,
-        callback=lambda step, f: seen.append(step), generator=_gen(0), progress=False,
-    )
+    res = _train(flow, data, steps=60, batch_size=64, lr=1e-2, eval_every=20, eval_fn=lambda f: 0.0,
+                 generator=_gen(0))
     with torch.no_grad():
         after = -flow.log_prob(data).mean().item()
-    assert len(hist) == 60 and all(math.isfinite(h) for h in hist)
-    assert seen == [20, 40, 60]
+    assert len(_losses(res)) == 60 and all(math.isfinite(h) for h in _losses(res))
+    assert [h["step"] for h in res.history if "eval" in h] == [0, 20, 40, 60]
     assert after < before - 1.0, (before, after)
 
 
-def test_train_flow_reproducible_and_default_callback() -> None:
+def test_ml_training_is_reproducible_and_follows_the_epoch_order() -> None:
     data = _toy_data(100)
-    runs = []
-    for _ in range(2):
-        flow = _small_flow((1, 4, 4), 2, n_blocks=1)
-        seen: list[int] = []
-        runs.append(
-            train_flow(flow, data, steps=7, batch_size=32, callback=lambda s, f: seen.append(s),
-                       generator=_gen(3), progress=False)
-        )
-        assert seen == [7]  # checkpoint_every=None: once, at the end
-    assert runs[0] == runs[1]
+    runs = [_losses(_train(_small_flow((1, 4, 4), 2, n_blocks=1), data, steps=7, batch_size=32, seed=s))
+            for s in (3, 3, 4)]  # fmt: skip
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    # Step k's batch is slice k mod 3 of epoch k // 3 (100 // 32 = 3 batches, 4 rows dropped),
+    # the epoch's order drawn from a generator seeded by (seed, epoch): replay it by hand.
+    flow, opt = _small_flow((1, 4, 4), 2, n_blocks=1), None
+    manual = []
+    for k in range(7):
+        e, j = divmod(k, 3)
+        perm = torch.randperm(100, generator=_gen((3 * 1_000_003 + e) % 2**63))
+        loss = -flow.log_prob(data[perm[32 * j : 32 * (j + 1)]]).mean()
+        opt = opt or torch.optim.Adam(flow.parameters(), lr=1e-3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        manual.append(loss.item())
+    assert manual == runs[0]
+
+
+def test_the_first_training_batch_initialises_actnorm_before_any_evaluation() -> None:
+    data = _toy_data(100)
+    flow = _small_flow((1, 4, 4), 2, n_blocks=1)
+    expected = copy.deepcopy(flow)
+    first = torch.randperm(100, generator=_gen((5 * 1_000_003) % 2**63))[:32]
+    with torch.no_grad():
+        expected.log_prob(data[first])
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def eval_fn(f: GlowFlow) -> float:  # called at step 0, before the first update
+        seen.append(copy.deepcopy(f.state_dict()))
+        with torch.no_grad():
+            return float(f.log_prob(data[:10]).mean())  # evaluation data must not initialise ActNorm
+
+    _train(flow, data, steps=1, batch_size=32, seed=5, eval_fn=eval_fn, eval_every=5)
+    for key, value in expected.state_dict().items():
+        assert torch.equal(seen[0][key], value), key
+
+
+def test_resumed_ml_training_equals_a_straight_run(tmp_path) -> None:
+    data = _toy_data(100)  # 3 batches of 32 per epoch: the resume point (step 4) is mid-epoch 2
+    straight_flow = _small_flow((1, 4, 4), 2, n_blocks=1)
+    straight = _train(straight_flow, data, steps=7, batch_size=32, seed=5, lr=1e-2)
+    path = tmp_path / "flow.pt"
+    first = _train(_small_flow((1, 4, 4), 2, n_blocks=1), data, steps=4, batch_size=32, seed=5, lr=1e-2,
+                   checkpoint=path)
+    assert load_checkpoint(path)["batches"] == {"order": "epochs", "seed": 5, "drawn": 4}
+    flow = _small_flow((1, 4, 4), 2, n_blocks=1, seed=9)  # everything comes from the checkpoint
+    rest = _train(flow, data, steps=7, batch_size=32, seed=0, lr=1e-2, checkpoint=path)
+    assert first.steps == 4 and rest.resumed_from == 4
+    assert _losses(rest) == _losses(straight)
+    for a, b in zip(straight_flow.state_dict().values(), flow.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="batch_size=32, this run has batch_size=16"):
+        _train(flow, data, steps=9, batch_size=16, checkpoint=path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,14 +469,14 @@ def test_bad_sample_args_raise() -> None:
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        ({"steps": 0}, ValueError, "steps"),
-        ({"batch_size": 0}, ValueError, "batch_size"),
-        ({"lr": -1.0}, ValueError, "lr"),
-        ({"checkpoint_every": 0}, ValueError, "checkpoint_every"),
-        ({"callback": 3}, TypeError, "callback"),
-        ({"data": torch.zeros(4, 15, dtype=DT)}, ValueError, "data must be a 2-D"),
-        ({"data": torch.full((4, 16), math.nan, dtype=DT)}, ValueError, "data must be finite"),
-        ({"flow": nn.Linear(2, 2)}, TypeError, "flow must be a GlowFlow"),
+        ({"steps": 0}, ValueError, "steps must be >= 1"),
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"lr": -1.0}, ValueError, "lr must be"),
+        ({"checkpoint_every": 0}, ValueError, "checkpoint_every must be >= 1"),
+        ({"eval_fn": 3}, TypeError, "eval_fn must be callable"),
+        ({"data": torch.zeros(4, 15, dtype=DT)}, ValueError, "data has 15 columns"),
+        ({"data": torch.full((4, 16), math.nan, dtype=DT)}, ValueError, "data contains NaN"),
+        ({"flow": nn.Linear(2, 2)}, TypeError, "model must have an int attribute `dim`"),
     ],
 )
 def test_bad_train_args_raise(kwargs: dict, exc: type, match: str) -> None:
@@ -433,31 +484,4 @@ def test_bad_train_args_raise(kwargs: dict, exc: type, match: str) -> None:
     args.update(kwargs)
     flow, data = args.pop("flow"), args.pop("data")
     with pytest.raises(exc, match=match):
-        train_flow(flow, data, progress=False, **args)
-
-
-def test_train_flow_resumed_from_saved_state_equals_a_straight_run() -> None:
-    data = _toy_data(100)  # 3 batches of 32 per epoch: the resume point (step 4) is mid-epoch 2
-
-    def fresh() -> tuple[GlowFlow, torch.optim.Optimizer]:
-        torch.manual_seed(0)
-        flow = _small_flow((1, 4, 4), 2, n_blocks=1)
-        return flow, torch.optim.Adam(flow.parameters(), lr=1e-2)
-
-    flow, opt = fresh()
-    straight = train_flow(flow, data, steps=7, batch_size=32, seed=5, optimizer=opt, progress=False)
-    flow1, opt1 = fresh()
-    first = train_flow(flow1, data, steps=4, batch_size=32, seed=5, optimizer=opt1, progress=False)
-    flow_state, opt_state = copy.deepcopy(flow1.state_dict()), copy.deepcopy(opt1.state_dict())
-    flow2, opt2 = fresh()
-    flow2.load_state_dict(flow_state)
-    opt2.load_state_dict(opt_state)
-    seen: list[int] = []
-    rest = train_flow(flow2, data, steps=7, start_step=4, batch_size=32, seed=5, optimizer=opt2,
-                      checkpoint_every=2, callback=lambda s, f: seen.append(s), progress=False)
-    assert first + rest == straight
-    assert seen == [6]  # absolute step numbers
-    for a, b in zip(flow.state_dict().values(), flow2.state_dict().values()):
-        assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="start_step"):
-        train_flow(flow2, data, steps=7, start_step=7, progress=False)
+        _train(flow, data, **args)

@@ -1,4 +1,5 @@
-"""Trainer and losses: exact loss values, gradients, input checks, checkpoints and resume, NaN stop."""
+"""Trainer and losses: exact loss values, gradients, input checks, checkpoints and resume, NaN stop,
+closed-form first steps, the exact-critic objective, custom objectives, settings and batch orders."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from steinkit.models import Gaussian, GaussianBernoulliRBM, LinearICA, MLPEnergy
 from steinkit.stein import stein_terms
 from steinkit.train import (
     METHODS,
+    LSDOracle,
+    Objective,
     TrainingDiverged,
+    TrainSettings,
     cnce_loss,
     fit_noise,
     load_checkpoint,
@@ -24,6 +28,7 @@ from steinkit.train import (
     ssm_terms,
     train,
 )
+from steinkit.train.batches import EpochBatches
 
 
 def _gauss(d: int = 2, dtype: torch.dtype = torch.float32) -> Gaussian:
@@ -381,3 +386,108 @@ def test_cosine_lr_decay_starts_at_lr_and_resumes_exactly(tmp_path):
     q = _gauss()
     train(q, x, **kw)
     assert torch.equal(q.mean, runs["cosine", 6])
+
+
+# ----------------------------------------------------------------------------- closed forms
+def test_first_ml_update_is_the_closed_form_adam_step():
+    # N(m, I) from m = 0: the batch's NLL is ½ mean‖x‖² + log 2π, its m-gradient −mean(x), and
+    # Adam's first step moves m by lr · g / (|g| + ε) = lr · sign(mean x) (to Adam's ε).
+    x = _data(50)
+    q = _gauss()
+    res = train(q, x, method="ml", steps=1, batch_size=10, lr=0.1, log_every=1, seed=3, progress=False)
+    xb = x[torch.randint(0, 50, (10,), generator=gen(3))]  # the trainer's first batch
+    nll = 0.5 * xb.pow(2).sum(1).mean() + math.log(2 * math.pi)
+    assert math.isclose(res.history[0]["loss"], float(nll), rel_tol=1e-6)
+    torch.testing.assert_close(q.mean.detach(), 0.1 * torch.sign(xb.mean(0)), rtol=0, atol=1e-6)
+
+
+def test_lsd_oracle_uses_the_exact_critic_and_moves_the_model_to_the_data():
+    # Model N(m, I), data N(1, I): f = s_q − s_p = (m − x) − (1 − x) = m − 1 at every x, so at
+    # m = 0 the model loss E[s_q(x)ᵀ f] = E[Σ x] on the first batch; training drives m to 1.
+    x = _data(2000)
+    p = Gaussian(torch.ones(2), torch.eye(2))
+    q = _gauss()
+    res = train(q, x, method=LSDOracle(p), steps=1, batch_size=10, log_every=1, seed=0, progress=False)
+    assert res.method == "lsd_oracle" and res.critic is None
+    xb = x[torch.randint(0, 2000, (10,), generator=gen(0))]
+    assert math.isclose(res.history[0]["loss"], float(xb.sum(1).mean()), rel_tol=1e-6)
+    q = _gauss()
+    train(q, x, method=LSDOracle(p.score), steps=300, lr=2e-2, seed=0, progress=False)  # a score function works too
+    torch.testing.assert_close(q.mean.detach(), torch.ones(2), rtol=0, atol=0.05)
+    with pytest.raises(TypeError, match="target must have a score"):
+        LSDOracle(3)
+
+
+def test_a_custom_objective_trains_checkpoints_and_resumes_under_its_name(tmp_path):
+    class MeanMatching(Objective):
+        """Pull the Gaussian's mean to each batch's mean (a toy method with one part)."""
+
+        name = "mean_matching"
+
+        def build(self, model, data, settings, generator):
+            class Loss(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.model = model
+
+                def forward(self, x):
+                    return (self.model.mean - x.mean(0)).pow(2).sum(), {}
+
+            return {"model": Loss()}
+
+        def update(self, state):
+            state.take("model", state.batches.next())
+
+    path = tmp_path / "mm.pt"
+    q = _gauss()
+    train(q, _data(300), method=MeanMatching(), steps=3, checkpoint=path, seed=0, progress=False)
+    assert load_checkpoint(path)["method"] == "mean_matching"
+    res = train(q, _data(300), method=MeanMatching(), steps=200, lr=5e-2, checkpoint=path, seed=0, progress=False)
+    assert res.resumed_from == 3 and res.method == "mean_matching"
+    torch.testing.assert_close(q.mean.detach(), torch.ones(2), rtol=0, atol=0.2)
+    with pytest.raises(ValueError, match="written by method='mean_matching'"):
+        train(_gauss(), _data(300), method="ml", steps=5, checkpoint=path, progress=False)
+
+
+# ----------------------------------------------------------------------------- settings and batch orders
+def test_train_settings_validate_and_replace_and_are_an_alternative_to_keywords():
+    s = TrainSettings(steps=10, lr=1e-2)
+    assert (s.log_interval, s.eval_interval, s.critic_rate) == (1, 1, 1e-2)
+    assert s.replace(critic_lr=1e-3).critic_rate == 1e-3
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        s.replace(learning_rate=1.0)
+    with pytest.raises(ValueError, match="batch_order must be one of"):
+        TrainSettings(steps=1, batch_order="sorted")
+    x = _data(300)
+    a, b = _gauss(), _gauss()
+    train(a, x, method="ml", steps=10, lr=1e-2, seed=0, progress=False)
+    train(b, x, method="ml", settings=s, seed=0, progress=False)
+    assert torch.equal(a.mean, b.mean)
+    with pytest.raises(TypeError, match="give lr inside settings="):
+        train(_gauss(), x, method="ml", settings=s, lr=0.5, progress=False)
+    with pytest.raises(TypeError, match="needs steps="):
+        train(_gauss(), x, method="ml", progress=False)
+
+
+def test_epoch_batches_visit_every_row_once_per_epoch_and_resume_where_they_stopped():
+    x = torch.arange(10.0).reshape(10, 1)
+    batches = EpochBatches(x, 3, seed=4)  # 3 batches of 3 per epoch, one row left out each epoch
+    for _ in range(2):
+        rows = torch.cat([batches.next() for _ in range(3)]).flatten()
+        assert len(set(rows.tolist())) == 9
+    again = EpochBatches(x, 3, seed=0)
+    again.load_state_dict(batches.state_dict())
+    assert torch.equal(again.next(), batches.next())
+    assert torch.equal(EpochBatches(x, 50, seed=0).next().sort(0).values, x)  # batch_size capped at n
+
+
+def test_resume_refuses_other_trajectory_settings_but_takes_a_new_learning_rate(tmp_path):
+    path = tmp_path / "lsd.pt"
+    x = _data(200)
+    train(_gauss(), x, method="lsd", steps=2, checkpoint=path, seed=0, progress=False, **_kwargs("lsd"))
+    with pytest.raises(ValueError, match="written with batch_size=100, this run has batch_size=50"):
+        train(_gauss(), x, method="lsd", steps=4, batch_size=50, checkpoint=path, progress=False, **_kwargs("lsd"))
+    with pytest.raises(ValueError, match="written with lam=0.5, this run has lam=1.0"):
+        train(_gauss(), x, method="lsd", steps=4, checkpoint=path, progress=False, **{**_kwargs("lsd"), "lam": 1.0})
+    res = train(_gauss(), x, method="lsd", steps=4, lr=1e-2, checkpoint=path, progress=False, **_kwargs("lsd"))
+    assert res.resumed_from == 2 and res.steps == 4

@@ -102,7 +102,8 @@ from ..data import (
     save_image_grid,
 )
 from ..evaluate import split_data, stein_discrepancy
-from ..models.flows import GlowFlow, train_flow
+from ..models.flows import GlowFlow
+from ..train import save_checkpoint, train
 
 __all__ = [
     "NAME",
@@ -511,7 +512,7 @@ def _train_config(cfg: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     tc = {k: cfg[k] for k in _TRAIN_KEYS}
     tc["image_shape"] = list(data["image_shape"])
     tc["n_train"] = int(data["train"].shape[0])
-    tc["batch_order"] = "per-epoch seed"  # train_flow's mini-batch order since checkpoints carry Adam state
+    tc["batch_order"] = "per-epoch seed"  # train(batch_order="epochs"); checkpoints carry the trainer state
     return tc
 
 
@@ -547,35 +548,26 @@ def _train_checkpoints(
         return [(s, _ckpt_path(ckpt_dir, s)) for s in steps]
 
     flow = _new_flow(cfg, data)
-    optimizer = torch.optim.Adam(flow.parameters(), lr=cfg["lr"])
+    work = ckpt_dir / "training.ckpt"  # the trainer's checkpoint: flow, Adam state, batch order, step
+    work.unlink(missing_ok=True)
     if done:
-        saved = _read_checkpoint(_ckpt_path(ckpt_dir, done))
-        flow.load_state_dict(saved["state_dict"])
-        optimizer.load_state_dict(saved["optimizer"])
+        trainer_state = _read_checkpoint(_ckpt_path(ckpt_dir, done)).get("trainer")
+        if trainer_state is None:
+            raise ValueError(f"{_ckpt_path(ckpt_dir, done)} holds no trainer state (an older format); "
+                             f"delete {ckpt_dir} or use another out directory")
+        save_checkpoint(trainer_state, work)
         log(f"resuming training from the checkpoint at step {done} (with its Adam state)")
     else:
         log(f"training the flow for {todo[-1]} steps")
-
-    def save(step: int, f: GlowFlow) -> None:
-        if step in todo:
-            path = _ckpt_path(ckpt_dir, step)
-            tmp = path.with_suffix(".tmp")
-            state = {k: v.detach().clone() for k, v in f.state_dict().items()}
-            torch.save({"step": step, "config": tc, "state_dict": state, "optimizer": optimizer.state_dict()}, tmp)
-            os.replace(tmp, path)
-
-    train_flow(
-        flow,
-        data["train"],
-        steps=todo[-1],
-        start_step=done,
-        batch_size=cfg["batch_size"],
-        checkpoint_every=math.gcd(done, *todo),
-        callback=save,
-        seed=cfg["seed"] + 3,
-        optimizer=optimizer,
-        progress=progress,
-    )
+    for step in todo:  # maximum likelihood, shuffled epochs, Adam with its default betas
+        train(flow, data["train"], method="ml", steps=step, batch_size=cfg["batch_size"], lr=cfg["lr"],
+              betas=(0.9, 0.999), batch_order="epochs", checkpoint=work, checkpoint_every=todo[-1],
+              log_every=math.gcd(*steps), seed=cfg["seed"] + 3, progress=progress)  # fmt: skip
+        path, tmp = _ckpt_path(ckpt_dir, step), _ckpt_path(ckpt_dir, step).with_suffix(".tmp")
+        state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+        torch.save({"step": step, "config": tc, "state_dict": state, "trainer": _read_checkpoint(work)}, tmp)
+        os.replace(tmp, path)
+    work.unlink()
     return [(s, _ckpt_path(ckpt_dir, s)) for s in steps]
 
 

@@ -84,13 +84,13 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 from ..models import LinearICA
-from ..train import METHODS, lsd_model_loss, train
+from ..train import METHODS, LSDOracle, train
 from ._common import positive_numbers, preset, write_json
 
 __all__ = [
@@ -253,32 +253,6 @@ def _mean_loglik(model: LinearICA, x: Tensor) -> float:
     return value
 
 
-def _train_oracle(
-    model: LinearICA,
-    truth: LinearICA,
-    x: Tensor,
-    spec: dict[str, Any],
-    lr: float,
-    eval_fn: Callable[[LinearICA], dict[str, float]],
-) -> tuple[dict, ...]:
-    """Algorithm 3's model step with the exact optimal critic f* = s_q − s_p (any λ: Adam is
-    scale-free), on the same mini-batches and schedule as :func:`train`."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
-    g = torch.Generator().manual_seed(10_007 * spec["seed"] + spec["dim"])
-    history = [{"step": 0, **eval_fn(model)}]
-    for step in range(1, spec["steps"] + 1):
-        xb = x[torch.randint(0, x.shape[0], (spec["batch_size"],), generator=g)]
-        with torch.no_grad():
-            f = model.score(xb) - truth.score(xb)
-        loss = lsd_model_loss(model.score(xb), f)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % spec["curve_every"] == 0 or step == spec["steps"]:
-            history.append({"step": step, "loss": float(loss.detach()), **eval_fn(model)})
-    return tuple(history)
-
-
 def run_job(spec: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
     """Train one configuration and write ``out/runs/<key>.json`` (skipped if it exists).
 
@@ -314,27 +288,25 @@ def run_job(spec: dict[str, Any], out: str | os.PathLike) -> dict[str, Any]:
     history: tuple[dict, ...] = ()
     diverged_at = None
     try:
-        if spec["method"] == "lsd_oracle":
-            history = _train_oracle(model, truth, x_train, spec, kwargs["lr"], eval_fn)
-        else:
-            res = train(
-                model,
-                x_train,
-                method=spec["method"],
-                steps=spec["steps"],
-                batch_size=spec["batch_size"],
-                eval_fn=eval_fn,
-                eval_every=spec["curve_every"],
-                log_every=spec["curve_every"],
-                checkpoint=ckpt,
-                checkpoint_every=max(spec["curve_every"], spec["steps"] // 10),
-                on_nan="stop",
-                lr_decay=spec.get("lr_decay", "constant"),
-                seed=10_007 * spec["seed"] + spec["dim"],
-                progress=False,
-                **kwargs,
-            )
-            history, diverged_at = res.history, res.diverged_at
+        oracle = spec["method"] == "lsd_oracle"  # the exact critic f* = s_q - s_p, at a constant rate
+        res = train(
+            model,
+            x_train,
+            method=LSDOracle(truth) if oracle else spec["method"],
+            steps=spec["steps"],
+            batch_size=spec["batch_size"],
+            eval_fn=eval_fn,
+            eval_every=spec["curve_every"],
+            log_every=spec["curve_every"],
+            checkpoint=ckpt,
+            checkpoint_every=max(spec["curve_every"], spec["steps"] // 10),
+            on_nan="stop",
+            lr_decay="constant" if oracle else spec.get("lr_decay", "constant"),
+            seed=10_007 * spec["seed"] + spec["dim"],
+            progress=False,
+            **kwargs,
+        )
+        history, diverged_at = res.history, res.diverged_at
     except (ValueError, RuntimeError) as exc:  # e.g. W turned singular
         error = f"{type(exc).__name__}: {exc}"
     result = {

@@ -28,8 +28,6 @@ order), then those after stage 2, ..., then the output of the last stage.
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
@@ -39,7 +37,6 @@ __all__ = [
     "ReversePermute",
     "AdditiveCoupling",
     "GlowFlow",
-    "train_flow",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -228,7 +225,7 @@ class GlowFlow(nn.Module):
 
     ActNorm layers initialise themselves from the first batch passed to ``forward`` (or
     ``log_prob``/``score``), so make that first call on a representative batch of data
-    (``train_flow`` does this with its first mini-batch).
+    (``steinkit.train.train(flow, x, method="ml", ...)`` does this with its first mini-batch).
 
     Example:
         >>> flow = GlowFlow((1, 8, 8), n_stages=2, n_blocks=1, hidden_channels=8)
@@ -239,6 +236,9 @@ class GlowFlow(nn.Module):
         >>> bool(torch.allclose(flow.inverse(z), x, atol=1e-5))
         True
     """
+
+    #: ``log_prob`` is the exact normalized density (so the flow trains with ``method="ml"``).
+    normalized: bool = True
 
     def __init__(
         self,
@@ -405,120 +405,3 @@ class GlowFlow(nn.Module):
         z = torch.randn(n, self.dim, generator=generator, dtype=p.dtype, device=gen_device)
         z = z.to(p.device)
         return self.inverse(z * temperature)
-
-
-# --------------------------------------------------------------------------------------------
-# Maximum-likelihood training
-# --------------------------------------------------------------------------------------------
-
-
-def train_flow(
-    flow: GlowFlow,
-    data: Tensor,
-    *,
-    steps: int,
-    batch_size: int = 64,
-    lr: float = 1e-4,
-    checkpoint_every: int | None = None,
-    callback: Callable[[int, GlowFlow], None] | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    seed: int | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    start_step: int = 0,
-) -> list[float]:
-    """Train ``flow`` by maximum likelihood with Adam; return the per-step loss history.
-
-    The loss is the mean negative log-likelihood in nats per example (in the data's logit
-    space). Each epoch visits ``data`` in a fresh random order (the last incomplete batch is
-    dropped): the order of epoch e is drawn from a generator seeded by ``(seed, e)``, so the
-    mini-batch of every step is a function of ``seed`` and the step alone. ``callback(step,
-    flow)`` is called after steps ``checkpoint_every, 2*checkpoint_every, ...`` (steps counted
-    from 1); with ``checkpoint_every=None`` it is called once, after the last step. The first
-    mini-batch initialises the ActNorm layers.
-
-    Resuming exactly: keep the flow's ``state_dict()`` and the optimizer's (pass your own
-    ``optimizer`` to have it), then call again with both restored, the same ``seed`` and
-    ``start_step`` = the steps already done; the result equals an uninterrupted run.
-
-    Arguments:
-        flow: the flow to train (in place).
-        data: training data (N, D), same dtype/device as the flow.
-        steps: number of optimizer steps.
-        batch_size: examples per step (capped at N).
-        lr: Adam learning rate (paper: 1e-4).
-        checkpoint_every: call ``callback`` every this many steps.
-        callback: ``callback(step, flow)``, e.g. to save a checkpoint. Note that
-            ``flow.state_dict()`` holds references that later steps update in place: keep
-            ``copy.deepcopy(flow.state_dict())`` or ``torch.save`` it right away.
-        generator: if ``seed`` is None, the shuffling seed is drawn from it (default: from
-            torch's global generator).
-        progress: show a tqdm progress bar.
-        seed: the shuffling seed (see above).
-        optimizer: the optimizer to step (default: a new ``Adam(flow.parameters(), lr)``).
-        start_step: steps already done; training runs steps ``start_step + 1 .. steps``.
-
-    Example:
-        >>> flow = GlowFlow((1, 4, 4), n_stages=2, n_blocks=1, hidden_channels=8)
-        >>> losses = train_flow(flow, torch.randn(128, 16), steps=5, progress=False)
-        >>> len(losses)
-        5
-    """
-    from tqdm.auto import tqdm
-
-    if not isinstance(flow, GlowFlow):
-        raise TypeError(f"flow must be a GlowFlow, got {type(flow).__name__}")
-    flow._check(data, "data")
-    if data.shape[0] < 1:
-        raise ValueError("data must contain at least one example, got 0 rows")
-    if not bool(torch.isfinite(data).all()):
-        raise ValueError("data must be finite (no NaN or inf)")
-    for name, val in (("steps", steps), ("batch_size", batch_size)):
-        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-            raise ValueError(f"{name} must be a positive int, got {val!r}")
-    if checkpoint_every is not None and (
-        not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool)
-        or checkpoint_every < 1
-    ):
-        raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-
-    if not isinstance(start_step, int) or isinstance(start_step, bool) or not 0 <= start_step < steps:
-        raise ValueError(f"start_step must be an int in [0, steps), got {start_step!r}")
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    if seed is None:
-        seed = int(torch.randint(0, 2**31, (1,), generator=generator))
-    n = data.shape[0]
-    batch_size = min(batch_size, n)
-    per_epoch = n // batch_size
-    every = checkpoint_every if checkpoint_every is not None else steps
-    flow.train()
-    if optimizer is None:
-        optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
-    history: list[float] = []
-    epoch, perm = -1, torch.empty(0, dtype=torch.long)
-    bar = tqdm(range(start_step + 1, steps + 1), disable=not progress, desc="train_flow",
-               total=steps, initial=start_step)
-    for step in bar:
-        e, k = divmod(step - 1, per_epoch)
-        if e != epoch:
-            epoch = e
-            shuffle = torch.Generator().manual_seed((seed * 1_000_003 + e) % 2**63)
-            perm = torch.randperm(n, generator=shuffle).to(data.device)
-        batch = data[perm[k * batch_size : (k + 1) * batch_size]]
-        loss = -flow.log_prob(batch).mean()
-        if not bool(torch.isfinite(loss)):
-            raise RuntimeError(f"train_flow: non-finite loss {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-        if progress and (step % 10 == 0 or step == steps):
-            bar.set_postfix(nll=f"{history[-1]:.3f}")
-        if callback is not None and step % every == 0:
-            callback(step, flow)
-    return history

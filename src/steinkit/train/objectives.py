@@ -1,168 +1,228 @@
-"""Each training method as a small ``nn.Module`` whose ``forward`` returns (loss, metrics).
+"""Training methods as objects: the loss modules each one optimises, and one model update.
 
-Wrapping the loss in a module's ``forward`` is what lets the trainer hand it to PyTorch
-``DistributedDataParallel`` unchanged: the module owns exactly the parameters its loss trains
-(the model, plus NCE's log-normalizer, or the critic), and every random quantity is drawn by
-:meth:`Objective.draw` for the *global* batch and passed in, row-aligned with the data.
+An :class:`Objective` builds its parts (``"model"``, and ``"critic"`` for LSD) from the model,
+the data and the :class:`~steinkit.train.settings.TrainSettings`, and :meth:`Objective.update`
+does one model update on a :class:`~steinkit.train.state.TrainState`: it draws its batches and
+random inputs and steps its parts through ``state.take``. LSD owns its inner loop (C critic
+updates, each on a fresh batch, then one model update with the critic held fixed);
+:class:`LSDOracle` replaces the learned critic by the exact one when the data's score is known.
+
+``train(model, x, method=...)`` takes a method name (:data:`METHODS`) or any Objective.
 
 Example:
     >>> import torch
-    >>> from steinkit.models import Gaussian
-    >>> obj = SSMObjective(Gaussian(torch.zeros(2), torch.eye(2)))
-    >>> x = torch.randn(8, 2)
-    >>> loss, metrics = obj(x, obj.draw(8, None, x))
-    >>> sorted(metrics)
-    ['hess_term', 'sq_norm']
+    >>> from steinkit.models import LinearICA
+    >>> from steinkit.train import train
+    >>> g = torch.Generator().manual_seed(0)
+    >>> truth = LinearICA.random(2, generator=g)
+    >>> x = truth.sample(500, generator=g)
+    >>> res = train(LinearICA(torch.eye(2)), x, method=LSDOracle(truth), steps=20, seed=0, progress=False)
+    >>> res.method, res.steps
+    ('lsd_oracle', 20)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
 
-from ..models import Gaussian
-from .losses import cnce_loss, lsd_critic_loss, lsd_model_loss, ml_loss, nce_loss, ssm_terms
+from ..critics import MLPCritic
+from .modules import CNCELoss, CriticLoss, LossModule, LSDModelLoss, MLLoss, NCELoss, SSMLoss, fit_noise
+from .settings import TrainSettings
 
-__all__ = [
-    "Objective",
-    "MLObjective",
-    "SSMObjective",
-    "NCEObjective",
-    "CNCEObjective",
-    "LSDModelObjective",
-    "CriticObjective",
-    "fit_noise",
-]
+if TYPE_CHECKING:
+    from .state import TrainState
 
-Metrics = dict[str, Tensor]
+__all__ = ["Objective", "ML", "SSM", "NCE", "CNCE", "LSD", "LSDOracle", "METHODS", "make_objective"]
 
 
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+class Objective:
+    """A training method. Subclasses set the class attributes and define :meth:`build` and
+    :meth:`update`.
 
+    Attributes:
+        name: the method's name (recorded in results and checkpoints).
+        needs: the model method the objective calls, ``"score"`` or ``"log_prob"``.
+        needs_normalized: whether ``model.normalized`` must be True (exact likelihood).
+        settings_used: the settings (besides ``batch_size``, ``lr_decay``, ``batch_order``) a
+            resumed run must share with its checkpoint.
+    """
 
-class Objective(nn.Module):
-    """Base: ``draw(n, generator, like)`` gives the random inputs of n rows (or ``None``);
-    ``forward(x, aux)`` returns the scalar loss and a dict of detached scalar metrics."""
+    name: str = ""
+    needs: str = "log_prob"
+    needs_normalized: bool = False
+    settings_used: tuple[str, ...] = ()
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    def build(
+        self, model: nn.Module, data: Tensor, settings: TrainSettings, generator: torch.Generator
+    ) -> dict[str, nn.Module]:
+        """The loss modules to optimise: ``{"model": ...}`` and optionally ``"critic"``."""
+        raise NotImplementedError
 
-    def draw(self, n: int, generator: torch.Generator | None, like: Tensor) -> Tensor | None:
-        return None
-
-    def forward(self, x: Tensor, aux: Any) -> tuple[Tensor, Metrics]:  # pragma: no cover
+    def update(self, state: TrainState) -> None:
+        """One model update (with any inner updates), through ``state.take``."""
         raise NotImplementedError
 
 
-class MLObjective(Objective):
-    """Exact maximum likelihood (normalized models only)."""
+class _OneLoss(Objective):
+    """One Adam step per update on a loss of the model and the random inputs it draws."""
 
-    def forward(self, x: Tensor, aux: Any = None) -> tuple[Tensor, Metrics]:
-        return ml_loss(self.model, x), {}
+    def loss(self, model: nn.Module, data: Tensor, settings: TrainSettings) -> LossModule:
+        raise NotImplementedError
+
+    def build(
+        self, model: nn.Module, data: Tensor, settings: TrainSettings, generator: torch.Generator
+    ) -> dict[str, nn.Module]:
+        return {"model": self.loss(model, data, settings)}
+
+    def update(self, state: TrainState) -> None:
+        x = state.batches.next()
+        loss = state.steppers["model"].module
+        assert isinstance(loss, LossModule)
+        aux = loss.draw(state.batches.batch_size, state.generator, state.data)
+        state.take("model", x, state.local(aux))
 
 
-class SSMObjective(Objective):
-    """Sliced score matching with one Gaussian probe per example (Eq. 16)."""
+class ML(_OneLoss):
+    """Exact maximum likelihood, −E log q(x) (the model must be normalized)."""
 
-    def draw(self, n: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
-        return _randn((n, like.shape[-1]), generator, like)
+    name, needs_normalized = "ml", True
 
-    def forward(self, x: Tensor, aux: Tensor) -> tuple[Tensor, Metrics]:
-        sq, hess = ssm_terms(self.model, x, aux)
-        return (sq + hess).mean(), {"sq_norm": sq.mean().detach(), "hess_term": hess.mean().detach()}
+    def loss(self, model: nn.Module, data: Tensor, settings: TrainSettings) -> LossModule:
+        return MLLoss(model)
 
 
-def fit_noise(x: Tensor, *, jitter: float = 1e-6) -> Gaussian:
-    """NCE's noise distribution: a full-covariance Gaussian fitted to the data (frozen).
+class SSM(_OneLoss):
+    """Sliced score matching with one Gaussian probe per example."""
 
-    ``jitter`` × mean variance is added to the diagonal so the covariance is always invertible.
+    name, needs = "ssm", "score"
+
+    def loss(self, model: nn.Module, data: Tensor, settings: TrainSettings) -> LossModule:
+        return SSMLoss(model)
+
+
+class NCE(_OneLoss):
+    """Noise-contrastive estimation against a Gaussian fitted to the data, with a learned log Z."""
+
+    name = "nce"
+
+    def loss(self, model: nn.Module, data: Tensor, settings: TrainSettings) -> LossModule:
+        return NCELoss(model, fit_noise(data))
+
+
+class CNCE(_OneLoss):
+    """Conditional NCE with noisy copies y = x + ε n."""
+
+    name, settings_used = "cnce", ("eps",)
+
+    def loss(self, model: nn.Module, data: Tensor, settings: TrainSettings) -> LossModule:
+        return CNCELoss(model, settings.eps)
+
+
+def _default_critic(dim: int, like: Tensor, generator: torch.Generator) -> MLPCritic:
+    """``MLPCritic(dim)`` initialised from ``generator`` (via a CPU seed for a device generator)."""
+    init = generator
+    if generator.device.type != "cpu":
+        cpu_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        init = torch.Generator().manual_seed(cpu_seed)
+    return MLPCritic(dim, generator=init, dtype=like.dtype).to(like.device)
+
+
+class LSD(Objective):
+    """Algorithm 3: ``critic_steps`` critic updates per model update, both on fresh batches.
+
+    The critic maximises LSDE − λE‖f‖² at the model's current (fixed) scores; the model then
+    minimises E[s_θ(x)ᵀ f(x)] with the critic (in eval mode) held fixed.
+
+    Arguments:
+        critic: the critic (default ``MLPCritic(model.dim)``, initialised from the generator).
+    """
+
+    name, needs = "lsd", "score"
+    settings_used = ("lam", "critic_steps", "trace", "n_probes")
+
+    def __init__(self, critic: nn.Module | None = None) -> None:
+        self.critic = critic
+
+    def build(
+        self, model: nn.Module, data: Tensor, settings: TrainSettings, generator: torch.Generator
+    ) -> dict[str, nn.Module]:
+        critic = self.critic if self.critic is not None else _default_critic(model.dim, data, generator)
+        if not isinstance(critic, nn.Module):
+            raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+        cdim = getattr(critic, "dim", model.dim)
+        if cdim != model.dim:
+            raise ValueError(f"critic has dimension critic.dim = {cdim} but model.dim = {model.dim}")
+        return {
+            "model": LSDModelLoss(model),
+            "critic": CriticLoss(critic, settings.lam, settings.trace, settings.n_probes),
+        }
+
+    def update(self, state: TrainState) -> None:
+        critic_loss = state.steppers["critic"].module
+        assert isinstance(critic_loss, CriticLoss)
+        for _ in range(state.settings.critic_steps):
+            x = state.batches.next()
+            probes = critic_loss.draw(state.batches.batch_size, state.generator, state.data)
+            with torch.no_grad():
+                scores = state.model.score(x)
+            state.take("critic", x, scores, state.local(probes))
+        x = state.batches.next()
+        critic = critic_loss.critic
+        was_training = critic.training
+        critic.train(False)
+        with torch.no_grad():
+            f = critic(x)
+        critic.train(was_training)
+        state.take("model", x, f)
+
+
+class LSDOracle(Objective):
+    """Algorithm 3's model update with the exact critic f = s_q − s_p instead of a learned one.
+
+    A diagnostic for when the data distribution p is known (e.g. a simulation): it isolates the
+    model's gradient from critic error. The optimal critic (s_q − s_p)/(2λ) differs from f by a
+    positive factor only, which Adam's update ignores (up to its ε).
+
+    Arguments:
+        target: the data distribution p: anything with ``.score(x)``, or a score function.
+    """
+
+    name, needs = "lsd_oracle", "score"
+
+    def __init__(self, target: nn.Module | Callable[[Tensor], Tensor]) -> None:
+        score = getattr(target, "score", target)
+        if not callable(score):
+            raise TypeError(f"target must have a score(x) method or be callable, got {type(target).__name__}")
+        self.target_score = score
+
+    def build(
+        self, model: nn.Module, data: Tensor, settings: TrainSettings, generator: torch.Generator
+    ) -> dict[str, nn.Module]:
+        return {"model": LSDModelLoss(model)}
+
+    def update(self, state: TrainState) -> None:
+        x = state.batches.next()
+        with torch.no_grad():
+            f = state.model.score(x) - self.target_score(x)
+        state.take("model", x, f)
+
+
+_BY_NAME: dict[str, type[Objective]] = {"lsd": LSD, "ml": ML, "ssm": SSM, "nce": NCE, "cnce": CNCE}
+METHODS: tuple[str, ...] = tuple(_BY_NAME)
+
+
+def make_objective(method: str | Objective, critic: nn.Module | None = None) -> Objective:
+    """The objective for a method name (``critic`` goes to LSD), or ``method`` itself.
 
     Example:
-        >>> fit_noise(torch.randn(100, 3)).dim
-        3
+        >>> make_objective("ssm").name
+        'ssm'
     """
-    x = x.detach()
-    mean = x.mean(0)
-    xc = x - mean
-    cov = xc.T @ xc / max(1, x.shape[0] - 1)
-    cov = 0.5 * (cov + cov.T)
-    cov = cov + jitter * float(cov.diagonal().mean().clamp_min(1e-12)) * torch.eye(
-        x.shape[1], dtype=x.dtype, device=x.device
-    )
-    noise = Gaussian(mean, cov)
-    noise.requires_grad_(False)
-    return noise
-
-
-class NCEObjective(Objective):
-    """Noise-contrastive estimation against a Gaussian fitted to the training data, with a
-    learned log-normalizer ``log_c`` (log q̃ = log_prob + log_c)."""
-
-    def __init__(self, model: nn.Module, noise: Gaussian) -> None:
-        super().__init__(model)
-        self.noise = noise
-        self.log_c = nn.Parameter(torch.zeros((), dtype=noise.mean.dtype, device=noise.mean.device))
-
-    def draw(self, n: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
-        return self.noise.sample(n, generator=generator).to(like.dtype)
-
-    def forward(self, x: Tensor, aux: Tensor) -> tuple[Tensor, Metrics]:
-        loss = nce_loss(self.model, x, aux, self.noise.log_prob, self.log_c)
-        return loss, {"log_c": self.log_c.detach().clone()}
-
-
-class CNCEObjective(Objective):
-    """Conditional NCE with symmetric Gaussian noise of scale ``eps``: y = x + eps·n."""
-
-    def __init__(self, model: nn.Module, eps: float) -> None:
-        super().__init__(model)
-        self.eps = float(eps)
-
-    def draw(self, n: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
-        return _randn((n, like.shape[-1]), generator, like)
-
-    def forward(self, x: Tensor, aux: Tensor) -> tuple[Tensor, Metrics]:
-        return cnce_loss(self.model, x, x + self.eps * aux), {}
-
-
-class LSDModelObjective(Objective):
-    """The model's side of Algorithm 3: E[s_θ(x)ᵀ f(x)] with critic values ``aux = f(x)`` fixed."""
-
-    def forward(self, x: Tensor, aux: Tensor) -> tuple[Tensor, Metrics]:
-        scores = self.model.score(x)
-        if not scores.requires_grad:
-            raise ValueError(
-                "model.score(x) must be differentiable in the model's parameters for method='lsd' "
-                "(it returned a tensor without a graph)"
-            )
-        return lsd_model_loss(scores, aux), {}
-
-
-class CriticObjective(nn.Module):
-    """The critic's side of Algorithm 3: −(LSDE − λ E‖f‖²) at fixed model scores.
-
-    ``draw`` gives (n, n_probes, d) Gaussian probes (``None`` for the exact trace); ``forward``
-    takes (x, scores, probes) and returns (loss, {"lsd": LSD estimate}).
-    """
-
-    def __init__(self, critic: nn.Module, lam: float, trace: str = "hutchinson", n_probes: int = 1) -> None:
-        super().__init__()
-        self.critic = critic
-        self.lam, self.trace, self.n_probes = float(lam), trace, int(n_probes)
-
-    def draw(self, n: int, generator: torch.Generator | None, like: Tensor) -> Tensor | None:
-        if self.trace == "exact":
-            return None
-        return _randn((n, self.n_probes, like.shape[-1]), generator, like)
-
-    def forward(self, x: Tensor, scores: Tensor, probes: Tensor | None) -> tuple[Tensor, Metrics]:
-        if probes is not None:  # (b, P, d) -> P stacked blocks of b rows
-            probes = probes.transpose(0, 1).reshape(-1, x.shape[-1])
-        loss, lsd = lsd_critic_loss(
-            self.critic, x, scores, self.lam, probes=probes, trace=self.trace
-        )
-        return loss, {"lsd": lsd}
+    if isinstance(method, Objective):
+        return method
+    if method not in _BY_NAME:
+        raise ValueError(f"method must be one of {METHODS} or an Objective, got {method!r}")
+    return LSD(critic) if method == "lsd" else _BY_NAME[method]()

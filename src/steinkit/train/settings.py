@@ -1,0 +1,145 @@
+"""The trainer's settings as one frozen, validated dataclass.
+
+:func:`steinkit.train.train` builds a :class:`TrainSettings` from its keywords, so a bad value
+fails here, before any model or data is touched, with an error that names the argument.
+
+Example:
+    >>> s = TrainSettings(steps=1000, lr=1e-2)
+    >>> s.log_interval, s.eval_interval, s.critic_rate
+    (2, 2, 0.01)
+    >>> s.replace(batch_order="epochs").batch_order
+    'epochs'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["TrainSettings", "LR_DECAYS", "BATCH_ORDERS", "TRACES"]
+
+LR_DECAYS: tuple[str, ...] = ("constant", "cosine")
+BATCH_ORDERS: tuple[str, ...] = ("replacement", "epochs")
+TRACES: tuple[str, ...] = ("hutchinson", "exact")
+_ON_NAN = ("raise", "stop")
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _positive_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def _one_of(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(0.0 <= float(b) < 1.0 for b in value)):
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything :func:`~steinkit.train.train` needs besides the model, the data and the I/O.
+
+    Attributes:
+        steps: total model updates T (a resumed run continues up to ``steps``).
+        batch_size: global mini-batch size (divisible by the world size under DDP).
+        lr, betas: Adam settings of the model (and of the critic, unless ``critic_lr``).
+        lr_decay: ``"constant"`` or ``"cosine"`` (lr · ½(1 + cos(π (t−1)/T)) at step t).
+        batch_order: ``"replacement"`` (a fresh batch drawn with replacement from the
+            generator for every update) or ``"epochs"`` (shuffled passes over the data, the
+            last incomplete batch dropped, batch_size capped at n; see
+            :class:`~steinkit.train.batches.EpochBatches`).
+        critic_steps, critic_lr, lam, trace, n_probes: the LSD critic's updates per model
+            update, learning rate (default ``lr``), L2 weight λ, trace estimator and
+            Hutchinson probes per example.
+        eps: the noise scale ε of CNCE.
+        checkpoint_every: steps between checkpoints (one is also written at the end).
+        log_every: steps between history records (default ``max(1, steps // 500)``).
+        eval_every: steps between ``eval_fn`` calls (default ``log_every``).
+        on_nan: ``"raise"`` or ``"stop"`` when a loss or gradient is not finite.
+
+    Example:
+        >>> TrainSettings(steps=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps must be >= 1, got 0
+    """
+
+    steps: int
+    batch_size: int = 100
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    lr_decay: str = "constant"
+    batch_order: str = "replacement"
+    critic_steps: int = 5
+    critic_lr: float | None = None
+    lam: float = 0.5
+    trace: str = "hutchinson"
+    n_probes: int = 1
+    eps: float = 0.1
+    checkpoint_every: int = 1000
+    log_every: int | None = None
+    eval_every: int | None = None
+    on_nan: str = "raise"
+
+    def __post_init__(self) -> None:
+        checked = {
+            "steps": _positive_int(self.steps, "steps"),
+            "batch_size": _positive_int(self.batch_size, "batch_size"),
+            "lr": _positive_float(self.lr, "lr"),
+            "critic_lr": None if self.critic_lr is None else _positive_float(self.critic_lr, "critic_lr"),
+            "lr_decay": _one_of(self.lr_decay, "lr_decay", LR_DECAYS),
+            "batch_order": _one_of(self.batch_order, "batch_order", BATCH_ORDERS),
+            "betas": _betas(self.betas),
+            "critic_steps": _positive_int(self.critic_steps, "critic_steps"),
+            "lam": _positive_float(self.lam, "lam"),
+            "eps": _positive_float(self.eps, "eps"),
+            "n_probes": _positive_int(self.n_probes, "n_probes"),
+            "trace": _one_of(self.trace, "trace", TRACES),
+            "checkpoint_every": _positive_int(self.checkpoint_every, "checkpoint_every"),
+            "log_every": None if self.log_every is None else _positive_int(self.log_every, "log_every"),
+            "eval_every": None if self.eval_every is None else _positive_int(self.eval_every, "eval_every"),
+        }
+        if self.on_nan not in _ON_NAN:
+            raise ValueError(f"on_nan must be 'raise' or 'stop', got {self.on_nan!r}")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def log_interval(self) -> int:
+        """Steps between history records."""
+        return max(1, self.steps // 500) if self.log_every is None else self.log_every
+
+    @property
+    def eval_interval(self) -> int:
+        """Steps between evaluations."""
+        return self.log_interval if self.eval_every is None else self.eval_every
+
+    @property
+    def critic_rate(self) -> float:
+        """The critic's learning rate."""
+        return self.lr if self.critic_lr is None else self.critic_lr
+
+    def replace(self, **changes: Any) -> TrainSettings:
+        """A copy with ``changes`` applied (and validated); unknown names raise ``TypeError``."""
+        return dataclasses.replace(self, **changes)
