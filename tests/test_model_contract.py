@@ -89,21 +89,13 @@ class Spec:
     marks: dict[str, Any] = field(default_factory=dict)  # test name -> pytest mark for this model
 
 
-_GLOW_NORMALIZED = pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="library bug: GlowFlow has a normalized log_prob but no `normalized = True`, which "
-    "train(method='ml') requires (remove this mark once fixed)",
-)
-
 SPECS: dict[str, Spec] = {
     "gaussian": Spec(_gaussian, normalized=True, sample_kwargs={}),
     "rbm": Spec(_rbm, normalized=False, sample_kwargs={"burn_in": 100}),
     "ica-mixing": Spec(_ica(parametrization="mixing"), normalized=True, sample_kwargs={}),
     "ica-unmixing": Spec(_ica(parametrization="unmixing"), normalized=True, sample_kwargs={}),
     "ebm": Spec(_ebm, normalized=False),
-    "glow": Spec(_glow, normalized=True, sample_kwargs={}, mixed_dtype="raise",
-                 marks={"test_declares_whether_log_prob_is_normalized": _GLOW_NORMALIZED}),
+    "glow": Spec(_glow, normalized=True, sample_kwargs={}, mixed_dtype="raise"),
 }
 if "sources" in inspect.signature(models.LinearICA).parameters:  # logistic sources, once offered
     SPECS["ica-logistic"] = Spec(_ica(sources="logistic"), normalized=True, sample_kwargs={})
