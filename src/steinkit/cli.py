@@ -147,6 +147,7 @@ _GLOBAL_KEYS = {"command", "experiment", "out", "quick", "func", "cli_threads"}
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``steinkit`` command."""
     from .experiments import EXPERIMENTS, get_experiment
+    from .gof import METHODS
 
     parser = argparse.ArgumentParser(
         prog="steinkit",
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                        help="extra option passed through (JSON values), e.g. --option n_iters=300")
         if name == "test":
-            p.add_argument("--method", default="lsd", choices=["lsd", "ksd", "lksd", "fssd"])
+            p.add_argument("--method", default="lsd", choices=METHODS)
             p.add_argument("--alpha", type=float, default=0.05)
         else:
             p.add_argument("--lam", type=float, default=0.5)

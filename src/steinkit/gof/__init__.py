@@ -4,6 +4,7 @@ from .api import METHODS, GofResult, gof_test, gof_tests
 from .fssd import fssd_test
 from .kernels import median_bandwidth, stein_kernel_matrix
 from .ksd import ksd_estimate, ksd_test, learn_ksd_bandwidth
+from .ksdagg import ksdagg_test
 from .lksd import learn_lksd_bandwidth, lksd_estimate, lksd_test
 from .lsd import lsd_tests
 from .outcome import TestOutcome, normal_sf
@@ -21,6 +22,7 @@ __all__ = [
     "lksd_estimate",
     "learn_lksd_bandwidth",
     "fssd_test",
+    "ksdagg_test",
     "TestOutcome",
     "normal_sf",
     "median_bandwidth",

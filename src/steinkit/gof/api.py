@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import time
@@ -25,13 +26,14 @@ from ..settings import CriticSettings, field_names
 from ..validation import as_data, one_of, probability, seed_value
 from .fssd import fssd_test
 from .ksd import ksd_test
+from .ksdagg import ksdagg_test
 from .lksd import lksd_test
 from .lsd import lsd_tests
 from .outcome import TestOutcome
 
 __all__ = ["GofResult", "gof_test", "gof_tests", "METHODS"]
 
-METHODS = ("lsd", "ksd", "lksd", "fssd")
+METHODS = ("lsd", "ksd", "lksd", "fssd", "ksdagg", "ksdagg-inc")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class GofResult:
     ``(statistic, pvalue)``.
 
     Attributes:
-        method: ``"lsd"``, ``"ksd"``, ``"lksd"`` or ``"fssd"``.
+        method: one of :data:`METHODS`.
         statistic: the test statistic.
         pvalue: its p-value in [0, 1].
         reject: whether H0 is rejected at level ``alpha`` (``pvalue < alpha``).
@@ -96,7 +98,13 @@ class GofResult:
         }
 
 
-_KERNEL_TESTS: dict[str, Callable[..., TestOutcome]] = {"ksd": ksd_test, "lksd": lksd_test, "fssd": fssd_test}
+_KERNEL_TESTS: dict[str, Callable[..., TestOutcome]] = {
+    "ksd": ksd_test,
+    "lksd": lksd_test,
+    "fssd": fssd_test,
+    "ksdagg": ksdagg_test,
+    "ksdagg-inc": functools.partial(ksdagg_test, incomplete=200),  # R = 200 sub-diagonals, as the paper
+}
 
 
 def kernel_options(method: str) -> tuple[str, ...]:
@@ -158,8 +166,10 @@ def gof_test(
         model: the unnormalized model; only its score is used.
         x: samples, (n, d).
         method: ``"lsd"`` (learned Stein discrepancy, Algorithm 2), ``"ksd"`` (quadratic
-            kernel Stein discrepancy with wild bootstrap), ``"lksd"`` (linear-time KSD) or
-            ``"fssd"`` (finite-set Stein discrepancy with optimized test locations).
+            kernel Stein discrepancy with wild bootstrap), ``"lksd"`` (linear-time KSD),
+            ``"fssd"`` (finite-set Stein discrepancy with optimized test locations),
+            ``"ksdagg"`` (KSD aggregated over 21 bandwidths, Schrab et al. 2022) or
+            ``"ksdagg-inc"`` (its incomplete-U-statistic version, R = 200 sub-diagonals).
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         settings: LSD only: a :class:`~steinkit.settings.CriticSettings`; default
@@ -170,7 +180,9 @@ def gof_test(
             (``n_iters=200``, ...). KSD: bandwidth (median heuristic; a float, "median" or
             "learn"), n_bootstrap (1000), train_fraction. LKSD: bandwidth, train_fraction.
             FSSD: n_locations (5), train_fraction (0.2), opt_steps, learning_rate, reg,
-            n_simulate (3000), locations, bandwidth. Unknown names raise a TypeError.
+            n_simulate (3000), locations, bandwidth. KSDAgg(-Inc): bandwidths, exponents
+            ((-20, 0)), kernel ("imq"), n_bootstrap (2000), n_correction (2000), incomplete
+            (None; 200 for ksdagg-inc). Unknown names raise a TypeError.
 
     Returns:
         A :class:`GofResult`.
