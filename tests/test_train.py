@@ -233,7 +233,7 @@ def test_bad_inputs_raise_errors_that_name_the_argument():
         train(q, torch.zeros(10), method="ml", steps=1, progress=False)
     bad = x.clone()
     bad[7, 1] = float("nan")
-    with pytest.raises(ValueError, match=r"data contains NaN or inf .*row 7"):
+    with pytest.raises(ValueError, match=r"data contains NaN or infinite values"):
         train(q, bad, method="ml", steps=1, progress=False)
     bad[7, 1] = float("inf")
     with pytest.raises(ValueError, match=r"data contains NaN or inf"):
@@ -252,8 +252,10 @@ def test_bad_inputs_raise_errors_that_name_the_argument():
         train(q, x, method="lsd", steps=1, lam=0.0, progress=False)
     with pytest.raises(ValueError, match="eps must be"):
         train(q, x, method="cnce", steps=1, eps=float("nan"), progress=False)
-    with pytest.raises(ValueError, match="betas must be"):
+    with pytest.raises(ValueError, match=r"betas\[1\] must lie in \[0, 1\)"):
         train(q, x, method="ml", steps=1, betas=(0.5, 1.0), progress=False)
+    with pytest.raises(ValueError, match=r"betas must be a pair"):
+        train(q, x, method="ml", steps=1, betas=(0.5,), progress=False)
     with pytest.raises(ValueError, match="trace must be"):
         train(q, x, method="lsd", steps=1, trace="sloppy", progress=False)
     with pytest.raises(ValueError, match="on_nan must be"):
@@ -264,6 +266,16 @@ def test_bad_inputs_raise_errors_that_name_the_argument():
         train(q, x, method="ml", steps=1, seed=0, generator=gen(0), progress=False)
     with pytest.raises(ValueError, match="distributed=True needs torch.distributed"):
         train(q, x, method="ml", steps=1, distributed=True, progress=False)
+    with pytest.raises(TypeError, match="seed must be an int, got float"):
+        train(q, x, method="ml", steps=1, seed=1.5, progress=False)
+    with pytest.raises(ValueError, match="critic_lr must be a finite number > 0"):
+        train(q, x, method="lsd", steps=1, critic_lr=0.0, progress=False)
+    with pytest.raises(ValueError, match="log_every must be >= 1"):
+        train(q, x, method="ml", steps=1, log_every=0, progress=False)
+    flat = _gauss()
+    flat.dim = 0
+    with pytest.raises(ValueError, match="model.dim must be >= 1"):
+        train(flat, x, method="ml", steps=1, progress=False)
 
 
 def test_lsd_refuses_a_score_without_parameter_graph():

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..stein import stein_terms
+from ..stein import critic_objective, stein_terms
 
 __all__ = [
     "ml_loss",
@@ -146,6 +146,8 @@ def lsd_critic_loss(
 ) -> tuple[Tensor, Tensor]:
     """Critic loss −(LSDE(f, x, q) − λ E‖f(x)‖²) and the (detached) LSD estimate.
 
+    The objective is :func:`steinkit.stein.critic_objective` (``"lsd"``), negated to be minimized.
+
     ``scores`` are the model's scores at x; they are detached, so only the critic is trained.
     ``probes`` (n_probes·n, d, stacked blocks of n rows) fix the Hutchinson probes.
 
@@ -158,8 +160,7 @@ def lsd_critic_loss(
         (torch.Size([]), False)
     """
     terms, f = stein_terms(critic, x, scores.detach(), trace=trace, probes=probes, generator=generator)
-    lsd = terms.mean()
-    return -(lsd - lam * f.pow(2).sum(-1).mean()), lsd.detach()
+    return -critic_objective(terms, f, lam), terms.mean().detach()
 
 
 def lsd_model_loss(scores: Tensor, f: Tensor) -> Tensor:

@@ -14,46 +14,27 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
+
+from ..validation import fraction, one_of, positive_float, positive_int
 
 __all__ = ["TrainSettings", "LR_DECAYS", "BATCH_ORDERS", "TRACES"]
 
 LR_DECAYS: tuple[str, ...] = ("constant", "cosine")
 BATCH_ORDERS: tuple[str, ...] = ("replacement", "epochs")
 TRACES: tuple[str, ...] = ("hutchinson", "exact")
-_ON_NAN = ("raise", "stop")
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
-def _one_of(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
+_ON_NAN: tuple[str, ...] = ("raise", "stop")
 
 
 def _betas(value: Any) -> tuple[float, float]:
-    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(0.0 <= float(b) < 1.0 for b in value)):
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
         raise ValueError(f"betas must be a pair of numbers in [0, 1), got {value!r}")
-    return float(value[0]), float(value[1])
+    return fraction(value[0], "betas[0]"), fraction(value[1], "betas[1]")
+
+
+def _optional(check: Callable[[Any, str], Any], value: Any, name: str) -> Any:
+    return None if value is None else check(value, name)
 
 
 @dataclass(frozen=True)
@@ -104,24 +85,23 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         checked = {
-            "steps": _positive_int(self.steps, "steps"),
-            "batch_size": _positive_int(self.batch_size, "batch_size"),
-            "lr": _positive_float(self.lr, "lr"),
-            "critic_lr": None if self.critic_lr is None else _positive_float(self.critic_lr, "critic_lr"),
-            "lr_decay": _one_of(self.lr_decay, "lr_decay", LR_DECAYS),
-            "batch_order": _one_of(self.batch_order, "batch_order", BATCH_ORDERS),
+            "steps": positive_int(self.steps, "steps"),
+            "batch_size": positive_int(self.batch_size, "batch_size"),
+            "lr": positive_float(self.lr, "lr"),
+            "critic_lr": _optional(positive_float, self.critic_lr, "critic_lr"),
+            "lr_decay": one_of(self.lr_decay, "lr_decay", LR_DECAYS),
+            "batch_order": one_of(self.batch_order, "batch_order", BATCH_ORDERS),
             "betas": _betas(self.betas),
-            "critic_steps": _positive_int(self.critic_steps, "critic_steps"),
-            "lam": _positive_float(self.lam, "lam"),
-            "eps": _positive_float(self.eps, "eps"),
-            "n_probes": _positive_int(self.n_probes, "n_probes"),
-            "trace": _one_of(self.trace, "trace", TRACES),
-            "checkpoint_every": _positive_int(self.checkpoint_every, "checkpoint_every"),
-            "log_every": None if self.log_every is None else _positive_int(self.log_every, "log_every"),
-            "eval_every": None if self.eval_every is None else _positive_int(self.eval_every, "eval_every"),
+            "critic_steps": positive_int(self.critic_steps, "critic_steps"),
+            "lam": positive_float(self.lam, "lam"),
+            "eps": positive_float(self.eps, "eps"),
+            "n_probes": positive_int(self.n_probes, "n_probes"),
+            "trace": one_of(self.trace, "trace", TRACES),
+            "checkpoint_every": positive_int(self.checkpoint_every, "checkpoint_every"),
+            "log_every": _optional(positive_int, self.log_every, "log_every"),
+            "eval_every": _optional(positive_int, self.eval_every, "eval_every"),
+            "on_nan": one_of(self.on_nan, "on_nan", _ON_NAN),
         }
-        if self.on_nan not in _ON_NAN:
-            raise ValueError(f"on_nan must be 'raise' or 'stop', got {self.on_nan!r}")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
