@@ -15,9 +15,9 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["prepare_out", "write_json", "pyplot", "markdown_table"]
+__all__ = ["prepare_out", "write_json", "json_text", "pyplot", "markdown_table"]
 
 
 def prepare_out(out: str | os.PathLike) -> Path:
@@ -30,20 +30,30 @@ def prepare_out(out: str | os.PathLike) -> Path:
 def _clean(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):
         return {k: _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
     return obj
 
 
+def json_text(data: Any, *, indent: int = 2) -> str:
+    """Strictly valid JSON text: non-finite floats become null (never NaN or Infinity tokens).
+
+    Example:
+        >>> json_text({"p": float("nan"), "n": [1, 2.5]}, indent=0).replace("\\n", "")
+        '{"p": null, "n": [1, 2.5]}'
+    """
+    return json.dumps(_clean(data), indent=indent or None, allow_nan=False, default=str)
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a unique temp file beside it, then rename); non-finite floats
-    become null. Safe when several processes write different files in one folder."""
+    """Write :func:`json_text` atomically (a unique temp file beside it, then rename). Safe
+    when several processes write different files in one folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
-        json.dump(_clean(data), fh, indent=1)
+        fh.write(json_text(data, indent=1))
     os.replace(tmp, path)
 
 

@@ -10,59 +10,15 @@ Example:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
+from ._io import json_text
+from .user_inputs import UserInputError, load_object, load_samples
 
 __all__ = ["main", "load_object", "load_samples"]
-
-
-def load_object(spec: str) -> Any:
-    """Load ``path/to/file.py:name`` (or ``package.module:name``) and return the object.
-
-    If the object is a class or function taking no arguments, it is called to build the model.
-    """
-    if ":" not in spec:
-        raise ValueError(f"--model must look like path/to/file.py:name, got {spec!r}")
-    path, name = spec.rsplit(":", 1)
-    if path.endswith(".py"):
-        file = Path(path)
-        if not file.is_file():
-            raise FileNotFoundError(f"--model file {file} does not exist")
-        module_spec = importlib.util.spec_from_file_location(file.stem, file)
-        assert module_spec is not None and module_spec.loader is not None
-        module = importlib.util.module_from_spec(module_spec)
-        sys.path.insert(0, str(file.parent.resolve()))
-        try:
-            module_spec.loader.exec_module(module)
-        finally:
-            sys.path.pop(0)
-    else:
-        module = importlib.import_module(path)
-    if not hasattr(module, name):
-        raise ValueError(f"--model: {path} has no attribute {name!r}")
-    obj = getattr(module, name)
-    if isinstance(obj, type):
-        obj = obj()
-    return obj
-
-
-def load_samples(path: str) -> np.ndarray:
-    """Load samples (n, d) from .npy, .npz (first array), .csv or .txt."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"--data file {file} does not exist")
-    if file.suffix == ".npy":
-        return np.load(file)
-    if file.suffix == ".npz":
-        with np.load(file) as archive:
-            return archive[archive.files[0]]
-    delimiter = "," if file.suffix == ".csv" else None
-    return np.loadtxt(file, delimiter=delimiter, ndmin=2)
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -83,14 +39,27 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     from .gof import gof_test
 
+    options = dict(_parse_option(o) for o in args.option)
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
-    options = dict(_parse_option(o) for o in args.option)
     if args.method == "lsd":
         options.setdefault("progress", not args.json)
     result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, **options)
-    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result)
+    if not args.json:
+        print(result)
+        return 0
+    out = result.to_dict()
+    if not args.verbose:
+        out["details"] = {k: v for k, v in out["details"].items() if k not in _VERBOSE_DETAILS}
+    print(json_text({**_inputs(args, x), **out}))
     return 0
+
+
+_VERBOSE_DETAILS = ("bootstrap_statistics", "history", "statistics", "bandwidth_pvalues")
+
+
+def _inputs(args: argparse.Namespace, x: Any) -> dict[str, Any]:
+    return {"model": args.model, "data": args.data, "n": int(x.shape[0]), "d": int(x.shape[1]), "seed": args.seed}
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -98,14 +67,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .evaluate import stein_discrepancy
 
+    options = dict(_parse_option(o) for o in args.option)
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
-    options = dict(_parse_option(o) for o in args.option)
     options.setdefault("progress", not args.json)
     est = stein_discrepancy(model, x, lam=args.lam, seed=args.seed, **options)
     if args.json:
-        print(json.dumps({"value": est.value, "stderr": est.stderr, "n_test": est.n_test,
-                          "lam": est.lam, "best_iteration": est.best_iteration}, indent=2))
+        print(json_text({**_inputs(args, x), "method": "lsd", "value": est.value, "stderr": est.stderr,
+                         "n_test": est.n_test, "lam": est.lam, "best_iteration": est.best_iteration}))
     else:
         print(est)
     return 0
@@ -141,7 +110,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-_GLOBAL_KEYS = {"command", "experiment", "out", "quick", "func", "cli_threads"}
+_GLOBAL_KEYS = {"command", "experiment", "out", "quick", "func", "cli_threads", "debug"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,10 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiments import EXPERIMENTS, get_experiment
     from .gof import METHODS
 
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="steinkit",
         description="Train, evaluate and test unnormalized density models with learned Stein discrepancies.",
     )
+    parser.add_argument("--version", action="version", version=f"steinkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="rank perturbed RBMs by LSD on a built-in default problem")
@@ -171,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", required=True, help="samples (n, d) as .npy, .npz, .csv or .txt")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument("--verbose", action="store_true", help="with --json: also bootstrap draws and histories")
         p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                        help="extra option passed through (JSON values), e.g. --option n_iters=300")
         if name == "test":
@@ -221,9 +195,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"steinkit: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("steinkit: interrupted (finished trials and checkpoints are kept; rerun to resume)", file=sys.stderr)
+        return 130
+    except _USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"steinkit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+# A user's mistake (bad option, file, model or setting) or a numerical failure of their
+# problem: one line, no traceback (``--debug`` shows it). Anything else is steinkit's bug.
+_USER_ERRORS = (ValueError, TypeError, OSError, EOFError, ImportError, FloatingPointError, UserInputError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.strerror or text}: {exc.filename}"
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

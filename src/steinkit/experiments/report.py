@@ -23,60 +23,13 @@ Example:
 from __future__ import annotations
 
 import json
-import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
+from .._io import markdown_table, pyplot, write_json
 
 __all__ = ["pyplot", "write_json", "markdown_table", "write_report", "build_results_page"]
-
-
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Mapping):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a unique temp file beside it, then rename); non-finite floats
-    become null, so the file is always valid JSON. Safe when several processes write
-    different files in one folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(_clean(data), fh, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub-style markdown table; floats with 4 significant digits.
-
-    Example:
-        >>> print(markdown_table(["a", "b"], [[1, 0.123456]]), end="")
-        | a | b |
-        |---|---|
-        | 1 | 0.1235 |
-    """
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def write_report(

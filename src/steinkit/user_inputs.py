@@ -1,0 +1,134 @@
+"""Loading what a command-line user points to: a model object in a Python file, and samples.
+
+Every failure is a :class:`UserInputError` whose message names the option (``--model`` or
+``--data``), the file and what to do, so the command can print one line instead of a
+traceback.
+
+Example:
+    >>> import tempfile, numpy as np
+    >>> path = tempfile.mkdtemp() + "/x.csv"
+    >>> with open(path, "w") as fh:
+    ...     _ = fh.write("a,b\\n1,2\\n3,4\\n")
+    >>> load_samples(path).tolist()       # a header row is skipped
+    [[1.0, 2.0], [3.0, 4.0]]
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["UserInputError", "load_object", "load_samples"]
+
+_SUFFIXES = (".npy", ".npz", ".csv", ".txt")
+
+
+class UserInputError(ValueError):
+    """A file or option given by the user cannot be used; the message says why and what to do."""
+
+
+def _import_file(file: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    if spec is None or spec.loader is None:
+        raise UserInputError(f"--model: {file} is not an importable Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's own code failed: say where, keep it to one line
+        raise UserInputError(f"--model: running {file} failed: {type(err).__name__}: {err}") from err
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def load_object(spec: str) -> Any:
+    """Load ``path/to/file.py:name`` (or ``package.module:name``) and return the object.
+
+    A class is instantiated with no arguments.
+    """
+    if ":" not in spec:
+        raise UserInputError(f"--model must look like path/to/file.py:name, got {spec!r}")
+    path, name = spec.rsplit(":", 1)
+    if path.endswith(".py"):
+        file = Path(path)
+        if not file.is_file():
+            raise UserInputError(f"--model file {file} does not exist")
+        module = _import_file(file)
+    else:
+        try:
+            module = importlib.import_module(path)
+        except ImportError as err:
+            raise UserInputError(f"--model: cannot import module {path!r} ({err}); give a path/to/file.py:name") from err
+    if not hasattr(module, name):
+        raise UserInputError(f"--model: {path} has no attribute {name!r}")
+    obj = getattr(module, name)
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as err:
+            raise UserInputError(f"--model: {name}() in {path} failed: {type(err).__name__}: {err}") from err
+    return obj
+
+
+def _text_table(file: Path) -> np.ndarray:
+    delimiter = "," if file.suffix == ".csv" else None
+    try:
+        return np.loadtxt(file, delimiter=delimiter, ndmin=2)
+    except ValueError as first:
+        try:  # one header row of column names
+            return np.loadtxt(file, delimiter=delimiter, ndmin=2, skiprows=1)
+        except ValueError:
+            raise UserInputError(f"--data file {file} is not a table of numbers ({first})") from first
+
+
+def _archive_array(file: Path, key: str | None) -> np.ndarray:
+    with np.load(file) as archive:
+        names = list(archive.files)
+        if key is None and len(names) != 1:
+            raise UserInputError(
+                f"--data file {file} holds {len(names)} arrays {names}: pick one as {file}:NAME"
+            )
+        key = names[0] if key is None else key
+        if key not in names:
+            raise UserInputError(f"--data file {file} has no array {key!r}; it holds {names}")
+        return archive[key]
+
+
+def load_samples(path: str) -> np.ndarray:
+    """Load samples (n, d) from .npy, .npz (``file.npz:key`` picks an array), .csv or .txt.
+
+    A 1-D array is read as n samples of one dimension.
+    """
+    key = None
+    if ".npz:" in path:
+        path, key = path.split(".npz:", 1)
+        path += ".npz"
+    file = Path(path)
+    if not file.is_file():
+        raise UserInputError(f"--data file {file} does not exist")
+    if file.suffix not in _SUFFIXES:
+        raise UserInputError(f"--data file {file} must end in one of {_SUFFIXES}")
+    try:
+        if file.suffix == ".npy":
+            data = np.load(file, allow_pickle=False)
+        elif file.suffix == ".npz":
+            data = _archive_array(file, key)
+        else:
+            data = _text_table(file)
+    except (OSError, EOFError, ValueError) as err:
+        if isinstance(err, UserInputError):
+            raise
+        raise UserInputError(f"--data file {file} cannot be read as {file.suffix}: {err}") from err
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise UserInputError(f"--data file {file} must hold an (n, d) array with n >= 1, got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.number):
+        raise UserInputError(f"--data file {file} must hold numbers, got dtype {data.dtype}")
+    return data

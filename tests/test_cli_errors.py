@@ -1,0 +1,106 @@
+"""The command line never prints a traceback for a user's mistake: one line naming the
+option or file and a non-zero exit; its JSON is always strictly valid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from steinkit.cli import main
+
+MODEL = "import torch, steinkit as sk\nmodel = sk.models.Gaussian(torch.zeros(2), torch.eye(2))\n"
+
+
+@pytest.fixture
+def d(tmp_path):
+    (tmp_path / "m.py").write_text(MODEL)
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    (tmp_path / "badclass.py").write_text("class M:\n    def __init__(self):\n        raise KeyError('k')\n")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((50, 2)))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "text.csv").write_text("a,b\n1,x\n")
+    np.savez(tmp_path / "two.npz", a=np.zeros((5, 2)), b=np.ones((5, 2)))
+    np.save(tmp_path / "nan.npy", np.array([[0.0, np.nan], [1.0, 2.0]]))
+    np.save(tmp_path / "three.npy", np.zeros((4, 3)))
+    (tmp_path / "x.json").write_text("[]")
+    (tmp_path / "afile").write_text("")
+    return tmp_path
+
+
+def _test(d, data="x.npy", model="m.py:model", *extra):
+    return ["test", "--model", model if model.startswith("/") or ":" not in model or not model.split(":")[0].endswith(".py")
+            else f"{d}/{model}", "--data", f"{d}/{data}", "--method", "ksd", *extra]
+
+
+CASES = {
+    "empty npy": (lambda d: _test(d, "empty.npy"), "empty.npy"),
+    "text in csv": (lambda d: _test(d, "text.csv"), "text.csv"),
+    "several npz arrays": (lambda d: _test(d, "two.npz"), "pick one as"),
+    "missing npz key": (lambda d: _test(d, "two.npz:c"), "has no array 'c'"),
+    "unknown suffix": (lambda d: _test(d, "x.json"), "must end in one of"),
+    "missing data file": (lambda d: _test(d, "nope.npy"), "nope.npy does not exist"),
+    "NaN in data": (lambda d: _test(d, "nan.npy"), "NaN"),
+    "wrong dimension": (lambda d: _test(d, "three.npy"), "dimension"),
+    "no such module": (lambda d: _test(d, model="nosuchmodule:x"), "cannot import module 'nosuchmodule'"),
+    "model file raises": (lambda d: _test(d, model="broken.py:model"), "broken.py failed: RuntimeError: boom"),
+    "model class raises": (lambda d: _test(d, model="badclass.py:M"), "M() in"),
+    "no colon": (lambda d: ["test", "--model", "m.py", "--data", f"{d}/x.npy"], "must look like"),
+    "bad option value": (lambda d: _test(d, "x.npy", "m.py:model", "--option", "n_bootstrap=0"), "n_bootstrap"),
+    "unknown option": (lambda d: _test(d, "x.npy", "m.py:model", "--option", "nosuch=1"), "nosuch"),
+    "alpha outside (0, 1)": (lambda d: _test(d, "x.npy", "m.py:model", "--alpha", "1.5"), "alpha"),
+    "out under a file": (lambda d: ["demo", "--out", f"{d}/afile/sub", "--n", "50", "--iters", "5"], "afile"),
+    "reproduce bad setting": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/r", "--dim", "0"], "dim"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_user_mistake_gives_one_line_naming_it(d, capsys, case):
+    argv, needle = CASES[case]
+    assert main(argv(d)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("steinkit: error:") and needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(d):
+    with pytest.raises(ValueError):
+        main(["--debug", *_test(d, "empty.npy")])
+
+
+def test_no_traceback_from_the_installed_command(d):
+    out = subprocess.run([sys.executable, "-m", "steinkit", *_test(d, "empty.npy")], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "empty.npy" in out.stderr
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "steinkit", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("steinkit ")
+
+
+def test_json_is_trimmed_and_names_its_inputs(d, capsys):
+    assert main(_test(d, "x.npy", "m.py:model", "--json")) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["n"], out["d"], out["method"]) == (50, 2, "ksd") and out["data"].endswith("x.npy")
+    assert "bootstrap_statistics" not in out["details"]
+    assert main(_test(d, "x.npy", "m.py:model", "--json", "--verbose")) == 0
+    assert len(json.loads(capsys.readouterr().out)["details"]["bootstrap_statistics"]) == 1000
+
+
+def test_csv_header_and_npz_key_are_read(d, capsys):
+    (d / "h.csv").write_text("u,v\n" + "\n".join(f"{i % 3},{i % 5}" for i in range(40)))
+    assert main(_test(d, "h.csv", "m.py:model", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 40
+    np.savez(d / "k.npz", x=np.random.default_rng(1).standard_normal((30, 2)), y=np.zeros(3))
+    assert main(_test(d, "k.npz:x", "m.py:model", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 30
+
+
+def test_json_output_is_strict_even_with_non_finite_numbers():
+    from steinkit._io import json_text
+
+    text = json_text({"statistic": float("nan"), "values": [float("inf"), 1.0]})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard token {c}")) == {
+        "statistic": None, "values": [None, 1.0]}
