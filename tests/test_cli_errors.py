@@ -104,3 +104,14 @@ def test_json_output_is_strict_even_with_non_finite_numbers():
     text = json_text({"statistic": float("nan"), "values": [float("inf"), 1.0]})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard token {c}")) == {
         "statistic": None, "values": [None, 1.0]}
+
+
+def test_a_diverged_critic_is_an_error_never_a_verdict(d, capsys):
+    """Data shifted by 0.5 from the model, critic rate 1e6: the test used to print t = 0,
+    p = .5, 'do not reject'."""
+    np.save(d / "shifted.npy", np.random.default_rng(0).standard_normal((300, 2)) + 0.5)
+    argv = ["test", "--model", f"{d}/m.py:model", "--data", f"{d}/shifted.npy", "--method", "lsd", "--json",
+            "--option", "lr=1e6", "--option", "n_iters=50"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "not finite" in captured.err and "lower lr" in captured.err

@@ -299,6 +299,11 @@ def fit_heldout_critics(
                      progress=progress)
     with torch.no_grad():
         terms, _ = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
+    if not bool(torch.isfinite(terms).all()):
+        raise FloatingPointError(
+            "the fitted critic's Stein terms on the test split are not finite (the critic diverged "
+            f"or the model's score is not finite there): lower lr (now {cfg.lr:g}) or raise lam (now {cfg.lam:g})"
+        )
     out = []
     for k in range(len(problems)):
         history = tuple(
