@@ -1,28 +1,20 @@
 r"""Figure 8: linear ICA trained by ML, LSD, SSM, NCE and CNCE over D (Sec. 8.1, App. B.5).
 
 For each source family, dimension D and seed: a true mixing matrix with standard Gaussian
-entries, redrawn until its condition number is below D (:meth:`LinearICA.random`); training,
-validation and test sets drawn from it; every method trained from the **identity** matrix
-(the same start for every method, dimension and seed) over its search grid; the configuration
-with the best validation log-likelihood kept, and its test log-likelihood per example, under the
-exact normalized ICA density of the learned W, reported, with the gap of each method to ML.
+entries, redrawn until its condition number is below D (:meth:`LinearICA.random`), and training,
+validation and test sets drawn from it. Every method starts from the **identity** matrix and runs
+over its search grid (App. B.5; also the critic's learning rate as a factor on the model's); the
+configuration with the best validation log-likelihood is kept, and its test log-likelihood per
+example under the exact ICA density of the learned W is reported, with its gap to ML.
 
-Source families (``--sources``): ``laplace``, Laplace(0, 1) as the paper's text says, whose score
-``-W^{-T} sign(W^{-1} x)`` jumps on planes that move with W: by default (``--boundary-width``
-0.5, see :class:`~steinkit.models.LinearICA`) the derivative of ``sign`` is that of
-tanh(z/0.5), and ``--boundary-width 0`` gives autograd's zero derivative (SSM's Hessian term is
-then exactly 0 and LSD stalls short of ML); ``logistic``, smooth, as in the authors' released code.
-
-Search grids (App. B.5): learning rate for every method; LSD λ × critic steps × the critic's
-learning rate as a factor on the model's (an addition to B.5); CNCE ε. Adam with betas (.5, .9)
-everywhere; critic 2x300 Swish MLP. Two choices beyond B.5, the defaults of both presets
-(``--parametrization mixing --lr-decay constant`` is the paper's literal setting): the unmixing
-matrix B = W^{-1} is trained, and the model's learning rate decays on a cosine. ``lsd_oracle``
-is a diagnostic: Algorithm 3's model step with the exact optimal critic f* ∝ s_q − s_p. The
-measurements behind these choices are in ``docs/archive/ica.md``.
-
-Every run (source × D × seed × method × configuration) is one trial of the sweep engine; an
-interrupted sweep resumes, and long runs checkpoint into their trial's folder.
+Sources: ``laplace`` (the paper's text), whose score jumps on planes that move with W; the
+derivative of ``sign`` is that of tanh(z / ``boundary_width``) (0: autograd's zero derivative,
+see :class:`~steinkit.models.LinearICA`); ``logistic``, smooth, as in the authors' code. Beyond
+B.5 (``--parametrization mixing --lr-decay constant`` is the paper's literal setting) the
+unmixing matrix B = W^{-1} is trained, with a cosine-decayed rate. ``lsd_oracle`` is a
+diagnostic: Algorithm 3's model step with the exact optimal critic f* ∝ s_q − s_p. Why these
+choices, with measurements: ``docs/archive/ica.md``. Each run (source × D × seed × method ×
+configuration) is one trial of the sweep engine, checkpointing into its trial folder.
 
 Example:
     steinkit reproduce ica --out runs/ica --quick
@@ -47,8 +39,8 @@ from .report import markdown_table, pyplot, write_report
 from .runner import sweep, trial_folder
 from .settings import ReproductionSettings, RunOptions, command_line, setting
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "ALL_METHODS", "LogisticICA",
-           "run", "run_trial", "trial_configs", "grid", "make_problem"]
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "ALL_METHODS", "LogisticICA", "run",
+           "run_trial", "trial_configs", "grid", "make_problem"]
 
 NAME = "ica"
 DESCRIPTION = "Figure 8: linear ICA trained by ML, LSD, SSM, NCE and CNCE over D"
@@ -74,20 +66,16 @@ class Settings(ReproductionSettings):
     lrs: tuple[float, ...] = setting((1e-3, 1e-4, 1e-5), "model learning rates (every method)", minimum=1e-12)
     lams: tuple[float, ...] = setting((0.1, 1.0, 10.0), "LSD: critic L2 weights λ", minimum=1e-12)
     critic_steps: tuple[int, ...] = setting((1, 5), "LSD: critic updates per model update", minimum=1)
-    critic_lr_factors: tuple[float, ...] = setting(
-        (1.0, 0.1, 0.03), "LSD: the critic's learning rates as factors on the model's", minimum=1e-12)
+    critic_lr_factors: tuple[float, ...] = setting((1.0, 0.1, 0.03), "LSD: critic rates / model rate", minimum=1e-12)
     cnce_eps: tuple[float, ...] = setting((0.01, 0.1, 1.0, 10.0), "CNCE: noise scales ε", minimum=1e-12)
     batch_size: int = setting(100, "mini-batch size", minimum=1)
     n_train: int = setting(400_000, "training points", minimum=1)
     n_val: int = setting(5_000, "validation points (pick the configuration)", minimum=1)
     n_test: int = setting(10_000, "test points", minimum=1)
     curve_every: int = setting(1_000, "steps between points of the learning curves", minimum=1)
-    boundary_width: float = setting(
-        0.5, "Laplace model: width of the smoothed derivative of sign (0: autograd's zero derivative)", minimum=0)
-    parametrization: Literal["mixing", "unmixing"] = setting(
-        "unmixing", "train the mixing matrix W (Eq. 14) or the unmixing matrix B = W^-1")
-    lr_decay: Literal["constant", "cosine"] = setting(
-        "cosine", "the model's learning-rate schedule (the oracle keeps a constant rate)")
+    boundary_width: float = setting(0.5, "Laplace: width of the smoothed step of sign (0: a hard step)", minimum=0)
+    parametrization: Literal["mixing", "unmixing"] = setting("unmixing", "train W (Eq. 14) or B = W^-1")
+    lr_decay: Literal["constant", "cosine"] = setting("cosine", "the model's rate schedule (not the oracle's)")
 
 
 FULL = Settings()
@@ -182,15 +170,17 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
     """
     shared = {k: getattr(s, k) for k in ("batch_size", "n_train", "n_val", "n_test", "curve_every",
                                          "parametrization", "lr_decay")}
+    methods = [m for m in ALL_METHODS if m in s.methods]
     configs = [
         {**shared, "source": source, "dim": dim, "seed": seed, "method": method, "config": config,
          "steps": s.steps or 2000 * dim, "boundary_width": s.boundary_width if source == "laplace" else None}
         for source, dim, seed, method in itertools.product(
-            s.sources, sorted(set(s.dims)), range(s.seed, s.seed + s.seeds), [m for m in ALL_METHODS if m in s.methods])
+            dict.fromkeys(s.sources), sorted(set(s.dims)), range(s.seed, s.seed + s.seeds), methods)
         for config in grid(method, s)
     ]
     # LSD (critic steps) and larger D first, for load balancing
-    return sorted(configs, key=lambda c: -c["steps"] * (1 + 3 * c["config"].get("critic_steps", 0)) * (1 + c["dim"] / 50))
+    cost = lambda c: c["steps"] * (1 + 3 * c["config"].get("critic_steps", 0)) * (1 + c["dim"] / 50)  # noqa: E731
+    return sorted(configs, key=cost, reverse=True)
 
 
 def make_problem(source: str, dim: int, seed: int, n_train: int, n_val: int, n_test: int):
@@ -215,7 +205,8 @@ def _mean_loglik(model: LinearICA, x: Tensor) -> float:
 
 def run_trial(c: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Train one configuration of one method (checkpoints in ``folder``); its scores and curve."""
-    truth, x_train, x_val, x_test = make_problem(c["source"], c["dim"], c["seed"], c["n_train"], c["n_val"], c["n_test"])
+    sizes = (c["n_train"], c["n_val"], c["n_test"])
+    truth, x_train, x_val, x_test = make_problem(c["source"], c["dim"], c["seed"], *sizes)
     model = _MODELS[c["source"]](torch.eye(c["dim"]), boundary_width=c["boundary_width"] or None,
                                  parametrization=c["parametrization"])
     options = dict(c["config"])
@@ -282,7 +273,8 @@ def _table(rows: list[dict[str, Any]], methods: Sequence[str], dims: Sequence[in
         return f"{m:.2f} ± {sd:.2f}" + ("†" if any(r["diverged_at"] for r in sel) else "") if sel else "—"
 
     truth = [_mean_sd(list({r["seed"]: r["true_test_loglik"] for r in at(d)}.values()))[0] for d in dims]
-    body = [[_LABELS[m], *(cell(at(d, m)) for d in dims)] for m in methods] + [["(true W)", *(f"{t:.2f}" for t in truth)]]
+    body = [[_LABELS[m], *(cell(at(d, m)) for d in dims)] for m in methods]
+    body.append(["(true W)", *(f"{t:.2f}" for t in truth)])
     note = "\n† a run stopped on a non-finite loss; its last finite parameters are scored.\n" if any(
         r["diverged_at"] for r in rows if r["source"] == source) else ""
     return markdown_table(["Method", *(f"D={d}" for d in dims)], body) + note
@@ -297,7 +289,8 @@ def _gaps(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
         if r["method"] != "ml" and ref is not None and math.isfinite(ref):
             gap = (ref - r["test_loglik"]) / abs(ref)
             per_seed.setdefault(r["source"], {}).setdefault(r["method"], {}).setdefault(str(r["dim"]), []).append(gap)
-    return {src: {m: {d: _mean_sd(v)[0] for d, v in by_d.items()} for m, by_d in ms.items()} for src, ms in per_seed.items()}
+    return {src: {m: {d: _mean_sd(v)[0] for d, v in by_d.items()} for m, by_d in ms.items()}
+            for src, ms in per_seed.items()}
 
 
 def _verdict(gaps: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -309,7 +302,8 @@ def _verdict(gaps: dict[str, dict[str, dict[str, float]]]) -> str:
     word = "replicates" if worst < 0.01 else "does not replicate"
     if not math.isfinite(worst):
         return f"{word}: LSD has no finite test log-likelihood at some D"
-    per_d = "; ".join(f"{src}: " + ", ".join(f"D={d} {100 * g:.2f}%" for d, g in by_d.items()) for src, by_d in lsd.items())
+    per_d = "; ".join(f"{src}: " + ", ".join(f"D={d} {100 * g:.2f}%" for d, g in by_d.items())
+                      for src, by_d in lsd.items())
     return f"{word}: LSD's test log-likelihood is within {100 * worst:.2f}% of ML's at every D (gap per D: {per_d})"
 
 
@@ -345,14 +339,13 @@ def _plot_curves(runs, rows, dim: int, sources: Sequence[str], methods: Sequence
         truth = []
         for method in methods:
             sel = [r for r in rows if (r["source"], r["dim"], r["method"]) == (source, dim, method)]
-            curves = [[(c["step"], c["test"]) for c in by_trial[r["trial"]]["curve"] if "test" in c] for r in sel]
+            curves = [[(p["step"], p["test"]) for p in by_trial[r["trial"]]["curve"] if "test" in p] for r in sel]
             curves = [c for c in curves if c]
-            if not curves:
-                continue
-            n = min(len(c) for c in curves)
-            ax.plot([c[0] for c in curves[0][:n]], [sum(c[i][1] for c in curves) / len(curves) for i in range(n)],
-                    label=_LABELS[method])
-            truth.extend(r["true_test_loglik"] for r in sel)
+            if curves:
+                at_step = list(zip(*curves))  # per step, a (step, test) pair of each curve, up to the shortest
+                mean = [sum(test for _, test in pairs) / len(pairs) for pairs in at_step]
+                ax.plot([pairs[0][0] for pairs in at_step], mean, label=_LABELS[method])
+                truth.extend(r["true_test_loglik"] for r in sel)
         if truth:
             ax.axhline(sum(truth) / len(truth), color="k", ls="--", lw=0.8, label="true W")
             finite = [v for v in truth if math.isfinite(v)]

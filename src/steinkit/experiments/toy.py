@@ -1,23 +1,20 @@
 r"""Figure 4: deep EBMs on 2-D toy densities trained with LSD (App. B.4).
 
 For every set of :data:`~steinkit.data.toy.TOY_DATASETS`: an MLP energy (2 hidden layers of 300
-Swish units) times a learned diagonal Gaussian base (Eq. 15; the base starts at the data's mean
-and standard deviation), trained by LSD (Algorithm 3) against a 2x300 Swish critic, 5 critic
-updates per model update, Adam lr 1e-3 with betas (.5, .9) for both, λ = 10 (the paper does not
-state λ here; 10 is the default of the authors' toy script), mini-batches of 100. ``steps``
-counts model updates (each with its critic updates).
+Swish units) times a learned diagonal Gaussian base (Eq. 15; it starts at the data's mean and
+standard deviation), trained by LSD (Algorithm 3) against a 2x300 Swish critic, 5 critic updates
+per model update, Adam lr 1e-3 with betas (.5, .9) for both, λ = 10 (the default of the authors'
+toy script; the paper does not state it), mini-batches of 100; ``steps`` counts model updates.
+The learned density is normalized on a square grid (the mass outside it is ignored); its
+held-out log-likelihood per example is reported beside a full-covariance Gaussian fit's. The
+figure shows, per set, a histogram of the data above the learned density and log-density.
 
-The learned density is normalized numerically on a square grid (the mass outside it is
-ignored); its held-out log-likelihood per example is reported beside that of a full-covariance
-Gaussian fitted by maximum likelihood. The figure shows, for each set, a 2-D histogram of the
-data above the learned density and the learned log-density.
-
-Choices beyond the paper (the measurements behind them: ``docs/archive/toy.md``): the energy's
-learning rate decays to 0 on a cosine (``--lr-decay constant`` is the paper's), and each set is
-trained for every first-layer gain (:class:`~steinkit.models.MLPEnergy`'s ``first_layer_gain``)
-and every length in ``steps``, keeping the run with the best validation log-likelihood. Each
-such run is one trial of the sweep engine; its learned log-density on the grid
-(``log_density.pt``) and training history (``history.json``) lie in the trial's folder.
+Beyond the paper (why: ``docs/archive/toy.md``), the energy's learning rate decays on a cosine
+(``--lr-decay constant`` is the paper's), and each set is trained for every first-layer gain
+(:class:`~steinkit.models.MLPEnergy`'s ``first_layer_gain``) and every length in ``steps``,
+keeping the run with the best validation log-likelihood. Each such run is one trial of the sweep
+engine; its log-density on the grid (``log_density.pt``) and training history
+(``history.json``) lie in the trial's folder.
 
 Example:
     steinkit reproduce toy --out runs/toy --quick
@@ -92,12 +89,15 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
         (32, True)
     """
     shared = {k: v for k, v in s.to_dict().items() if k not in _PER_TRIAL}
-    configs = [
-        {**shared, "dataset": name, "first_layer_gain": float(gain), "steps": steps, "seed": seed}
-        for seed in range(s.seed, s.seed + s.seeds) for name in s.datasets
-        for gain in s.first_layer_gains for steps in s.steps
-    ]
+    configs = [{**shared, "dataset": name, "first_layer_gain": gain, "steps": steps, "seed": seed}
+               for seed in range(s.seed, s.seed + s.seeds) for name in dict.fromkeys(s.datasets)
+               for gain, steps in _pairs(s)]
     return sorted(configs, key=lambda c: -c["steps"])
+
+
+def _pairs(s: Settings) -> list[tuple[float, int]]:
+    """The distinct (first-layer gain, steps) pairs every set is trained with."""
+    return list(dict.fromkeys((float(g), t) for g in s.first_layer_gains for t in s.steps))
 
 
 def grid_log_density(model: MLPEnergy, box: float, n: int) -> tuple[Tensor, Tensor, float]:
@@ -170,29 +170,28 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     validation log-likelihood; write the report and ``toy_densities.png``."""
     out, start = Path(out), time.perf_counter()
     configs = trial_configs(settings)
-    results = sweep(run_trial, configs, out, options, artifacts=True)
-    runs = {(r["dataset"], r["seed"], r["first_layer_gain"], r["steps"]): {
-        **r, "trial": trial_folder("trials", c).as_posix()} for c, r in zip(configs, results)}
-    pairs = [(float(g), t) for g in settings.first_layer_gains for t in settings.steps]
-    groups = [(name, seed) for seed in range(settings.seed, settings.seed + settings.seeds) for name in settings.datasets]
-    rows = [max((runs[n, sd, g, t] for g, t in pairs), key=_validation_score) for n, sd in groups]
+    runs = [{**r, "trial": trial_folder("trials", c).as_posix()}
+            for c, r in zip(configs, sweep(run_trial, configs, out, options, artifacts=True))]
+    pairs = _pairs(settings)
+    groups: dict[tuple, list[dict[str, Any]]] = {}  # (set, seed) -> its runs in the order of pairs
+    for r in sorted(runs, key=lambda r: pairs.index((r["first_layer_gain"], r["steps"]))):
+        groups.setdefault((r["dataset"], r["seed"]), []).append(r)
+    rows = [max(group, key=_validation_score) for group in groups.values()]
     table = markdown_table(
-        ["data set", "seed", "LSD EBM", "kept (gain, steps)", "Gaussian fit", *(f"gain {g:g}, {t} steps" for g, t in pairs),
-         "train time (s)"],
-        [[r["dataset"], r["seed"], r["test_loglik"], f"{r['first_layer_gain']:g}, {r['steps']}", r["gaussian_test_loglik"],
-          *(runs[r["dataset"], r["seed"], g, t]["test_loglik"] for g, t in pairs),
-          round(sum(runs[r["dataset"], r["seed"], g, t]["seconds"] for g, t in pairs))] for r in rows],
+        ["data set", "seed", "LSD EBM", "kept (gain, steps)", "Gaussian fit",
+         *(f"gain {g:g}, {t} steps" for g, t in pairs), "train time (s)"],
+        [[r["dataset"], r["seed"], r["test_loglik"], f"{r['first_layer_gain']:g}, {r['steps']}",
+          r["gaussian_test_loglik"], *(e["test_loglik"] for e in group), round(sum(e["seconds"] for e in group))]
+         for r, group in zip(rows, groups.values())],
     )
-    intro = (f"LSD density normalized on a {settings.grid}² grid over [−{settings.box:g}, {settings.box:g}]². Each set "
-             "keeps the run (first-layer gain, model steps) with the best validation log-likelihood; the last "
-             "columns give every run's.\n\n")
+    intro = (f"LSD density normalized on a {settings.grid}² grid over [−{settings.box:g}, {settings.box:g}]². "
+             "Each set keeps the run (first-layer gain, model steps) with the best validation log-likelihood; "
+             "the last columns give every run's.\n\n")
     figure = _figure([r for r in rows if r["seed"] == settings.seed], settings.box, out, out / "toy_densities.png")
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
-        numbers={"rows": rows, "runs": list(runs.values())},
-        tables=[("Held-out log-likelihood per example", intro + table)], figures=[figure],
-    )
+    return write_report(out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
+                        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
+                        numbers={"rows": rows, "runs": runs},
+                        tables=[("Held-out log-likelihood per example", intro + table)], figures=[figure])
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:
