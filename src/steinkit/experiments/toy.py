@@ -1,63 +1,33 @@
-r"""Deep EBMs on 2-D toy densities trained with LSD (paper Figure 4, App. B.4).
+r"""Figure 4: deep EBMs on 2-D toy densities trained with LSD (App. B.4).
 
 For every set of :data:`~steinkit.data.toy.TOY_DATASETS`: an MLP energy (2 hidden layers of 300
-Swish units) times a learned diagonal Gaussian base (Eq. 15; the base starts at the data's mean
-and standard deviation), trained by LSD (Algorithm 3) against a 2x300 Swish critic, 5 critic
-updates per model update, Adam lr 1e-3 with betas (.5, .9) for both, λ = 10 (the paper does not
-state λ for this experiment; 10 is the default of the authors' toy script), mini-batches of 100.
-``steps`` counts model updates (each with its 5 critic updates); the paper trains "10,000
-iterations".
+Swish units) times a learned diagonal Gaussian base (Eq. 15; it starts at the data's mean and
+standard deviation), trained by LSD (Algorithm 3) against a 2x300 Swish critic, 5 critic updates
+per model update, Adam lr 1e-3 with betas (.5, .9) for both, λ = 10 (the default of the authors'
+toy script; the paper does not state it), mini-batches of 100; ``steps`` counts model updates.
+The learned density is normalized on a square grid (the mass outside it is ignored); its
+held-out log-likelihood per example is reported beside a full-covariance Gaussian fit's. The
+figure shows, per set, a histogram of the data above the learned density and log-density.
 
-The learned density is normalized numerically on a square grid (the mass outside it is
-ignored); its held-out log-likelihood per example is reported beside that of a full-covariance
-Gaussian fitted by maximum likelihood. The figure shows, for each set, a 2-D histogram of the
-data above the learned density and the learned log-density.
+Beyond the paper (why: ``docs/archive/toy.md``), the energy's learning rate decays on a cosine
+(``--lr-decay constant`` is the paper's), and each set is trained for every first-layer gain
+(:class:`~steinkit.models.MLPEnergy`'s ``first_layer_gain``) and every length in ``steps``,
+keeping the run with the best validation log-likelihood. Each such run is one trial of the sweep
+engine; its log-density on the grid (``log_density.pt``) and training history
+(``history.json``) lie in the trial's folder.
 
-A limit of every score-based objective, LSD included: the Stein discrepancy sees q only through
-its score on the data, so for data made of separated islands (rings, checkerboard, spirals) the
-relative weights of the islands are not identified, and where there is no data at all (the
-centre of 8 Gaussians) nothing stops a spurious mode. Training leaves island weights to drift,
-and the normalized density can put most mass on a few islands while the log-density keeps the
-shape.
-
-Three choices beyond the paper:
-
-* The energy's learning rate decays to 0 on a cosine (``lr_decay``; ``--lr-decay constant`` is
-  the paper's), which stops most of that drift: 10k steps, gain 1, constant → cosine,
-  checkerboard −6.29 → −3.85, 2spirals −3.50 → −2.74.
-* Each set is trained with first-layer gains {1, 3} (:class:`~steinkit.models.MLPEnergy`'s
-  ``first_layer_gain``) and for {2000, 10000} model steps, and keeps the run with the best
-  validation log-likelihood (10k held-out points, the same grid normalization), as the ICA
-  experiment picks its B.5 configuration on validation data. 2000 model steps (10,000 critic +
-  2,000 model updates) is about the 10,000 alternating iterations of the authors' script;
-  10,000 is the paper's text read as model steps. Why the gain: trained on the true score of
-  rings (closed form, Fisher divergence, 10k steps, cosine rate) the energy forms all four rings
-  with gain 3 (test −2.66; the truth −2.63) but only the outer one with gain 1 (−4.74). Why not
-  gain 3 everywhere: it also grows the spurious mode above, 8 Gaussians at 10k steps scores −19.2
-  with gain 3 and −3.01 with gain 1. Why both lengths: rings need the long run, while circles,
-  pinwheel and 8 Gaussians lose sharpness over it.
-
-Full preset (``steinkit reproduce toy --out runs/toy-full --jobs 2``, seed 0): held-out
-log-likelihood of the kept run (its gain, steps) and the Gaussian fit's: moons −2.42 (1, 2000;
-Gaussian −3.30), 8gaussians −2.91 (1, 2000; −4.26), pinwheel −2.48 (3, 2000; −3.62), swissroll
-−2.69 (3, 2000; −3.47), circles −3.31 (3, 2000; −3.90), checkerboard −3.75 (3, 2000; −4.50),
-2spirals −2.73 (3, 2000; −3.74), rings −3.42 (3, 10000; −3.58). In the figure every set has the
-data's shape; checkerboard's squares are blurred and unevenly weighted, and rings shows all
-four rings in the log-density while the density puts most of its mass on the inner ring (the
-weights above). The quick preset is the 2000-step half of the grid; there rings keep only the
-outer ring.
+Example:
+    steinkit reproduce toy --out runs/toy --quick
+    steinkit reproduce toy --out runs/toy --datasets rings moons --steps 2000 --first-layer-gains 3
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
+import dataclasses
 import math
-import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -66,35 +36,68 @@ from ..critics import MLPCritic
 from ..data.toy import TOY_DATASETS, sample_toy
 from ..models import Gaussian, MLPEnergy
 from ..train import train
-from ._common import positive_numbers, preset, write_json
+from .report import markdown_table, pyplot, write_json, write_report
+from .runner import sweep, trial_folder
+from .settings import ReproductionSettings, RunOptions, command_line, setting
 
-__all__ = [
-    "NAME", "DESCRIPTION", "FULL", "QUICK", "add_arguments", "run", "run_dataset", "run_stem", "grid_log_density",
-]
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial",
+           "trial_configs", "grid_log_density"]
 
 NAME = "toy"
-DESCRIPTION = "Deep EBMs on 2-D toy densities trained with LSD (Figure 4)"
+DESCRIPTION = "Figure 4: deep EBMs on 2-D toy densities trained with LSD"
+PAPER_CLAIM = (
+    "Figure 4: deep EBMs (an MLP energy times a learned Gaussian) trained with LSD learn the densities "
+    "of 2-D toy data sets."
+)
 
-FULL: dict[str, Any] = {
-    "datasets": list(TOY_DATASETS),
-    "steps": [2_000, 10_000],
-    "batch_size": 100,
-    "critic_steps": 5,
-    "lam": 10.0,
-    "lr_decay": "cosine",
-    "lr": 1e-3,
-    "hidden": 300,
-    "first_layer_gains": [1.0, 3.0],
-    "n_train": 50_000,
-    "n_val": 10_000,
-    "n_test": 10_000,
-    "box": 5.0,
-    "grid": 300,
-    "seed": 0,
-}
-#: ``--quick``: only the 2000-step runs (10,000 critic + 2,000 model updates, about the 10,000
-#: alternating iterations of the authors' script); its runs are the full preset's 2000-step runs.
-QUICK: dict[str, Any] = {**FULL, "steps": [2_000]}
+
+@dataclasses.dataclass(frozen=True)
+class Settings(ReproductionSettings):
+    """Settings of the Figure-4 reproduction; every set is trained for each (gain, steps) pair."""
+
+    datasets: tuple[Literal[TOY_DATASETS], ...] = setting(TOY_DATASETS, "toy sets")
+    steps: tuple[int, ...] = setting((2_000, 10_000), "training lengths in model updates", minimum=1)
+    first_layer_gains: tuple[float, ...] = setting(
+        (1.0, 3.0), "factors on the energy's first-layer initialisation", minimum=1e-12)
+    seeds: int = setting(1, "number of seeds: seed, seed + 1, ...", minimum=1)
+    batch_size: int = setting(100, "mini-batch size", minimum=1)
+    critic_steps: int = setting(5, "critic updates per model update", minimum=1)
+    lam: float = setting(10.0, "L2 weight λ of the critic", minimum=1e-12)
+    lr: float = setting(1e-3, "Adam learning rate of energy and critic", minimum=1e-12)
+    lr_decay: Literal["constant", "cosine"] = setting("cosine", "the energy's learning-rate schedule")
+    hidden: int = setting(300, "hidden units per layer of energy and critic", minimum=1)
+    n_train: int = setting(50_000, "training points", minimum=1)
+    n_val: int = setting(10_000, "validation points (pick gain and steps)", minimum=1)
+    n_test: int = setting(10_000, "test points", minimum=1)
+    box: float = setting(5.0, "half-width of the square that normalizes the density", minimum=1e-12)
+    grid: int = setting(300, "grid points per axis of that square", minimum=2)
+
+
+FULL = Settings()
+#: Only the 2000-step runs (10,000 critic + 2,000 model updates, about the 10,000 alternating
+#: iterations of the authors' script); its trials are the full preset's 2000-step trials.
+QUICK = Settings(steps=(2_000,))
+
+_PER_TRIAL = ("datasets", "steps", "first_layer_gains", "seeds", "seed")
+
+
+def trial_configs(s: Settings) -> list[dict[str, Any]]:
+    """One config per (seed, set, gain, steps), longest first (for a balanced pool).
+
+    Example:
+        >>> len(trial_configs(FULL)), trial_configs(QUICK)[0] in trial_configs(FULL)
+        (32, True)
+    """
+    shared = {k: v for k, v in s.to_dict().items() if k not in _PER_TRIAL}
+    configs = [{**shared, "dataset": name, "first_layer_gain": gain, "steps": steps, "seed": seed}
+               for seed in range(s.seed, s.seed + s.seeds) for name in dict.fromkeys(s.datasets)
+               for gain, steps in _pairs(s)]
+    return sorted(configs, key=lambda c: -c["steps"])
+
+
+def _pairs(s: Settings) -> list[tuple[float, int]]:
+    """The distinct (first-layer gain, steps) pairs every set is trained with."""
+    return list(dict.fromkeys((float(g), t) for g in s.first_layer_gains for t in s.steps))
 
 
 def grid_log_density(model: MLPEnergy, box: float, n: int) -> tuple[Tensor, Tensor, float]:
@@ -126,22 +129,34 @@ def _gaussian_fit(x: Tensor) -> Gaussian:
     return Gaussian(mean, xc.T @ xc / x.shape[0])
 
 
-def run_stem(name: str, settings: dict[str, Any], gain: float, steps: int) -> str:
-    """File stem of one run (set, first-layer gain, steps): the set, the gain and a short hash of
-    the steps and the other settings, so a rerun into the same folder with other settings never
-    reuses a stale run (and the quick preset's runs are the full preset's 2000-step runs).
-
-    Example:
-        >>> run_stem("rings", FULL, 3.0, 2000)[:12]
-        'rings-gain3-'
-        >>> run_stem("rings", FULL, 3.0, 2000) == run_stem("rings", {**QUICK, "datasets": ["rings"]}, 3.0, 2000)
-        True
-        >>> run_stem("rings", FULL, 3.0, 2000) == run_stem("rings", FULL, 3.0, 10000)
-        False
-    """
-    kept = {k: v for k, v in settings.items() if k not in ("datasets", "first_layer_gains", "steps")}
-    kept = dict(sorted({**kept, "steps": steps}.items()))
-    return f"{name}-gain{gain:g}-{hashlib.sha1(json.dumps(kept).encode()).hexdigest()[:8]}"
+def run_trial(c: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Train one set with one first-layer gain for ``c["steps"]`` model updates; write the learned
+    log-density on the grid and the training history into ``folder``."""
+    g = torch.Generator().manual_seed(c["seed"])
+    x_train, x_test, x_val = (sample_toy(c["dataset"], c[k], generator=g) for k in ("n_train", "n_test", "n_val"))
+    torch.manual_seed(c["seed"])  # the energy's nn.Linear initialisation
+    ebm = MLPEnergy(2, hidden=c["hidden"], first_layer_gain=c["first_layer_gain"]).init_base(x_train)
+    critic = MLPCritic(2, hidden=c["hidden"], generator=torch.Generator().manual_seed(c["seed"] + 1))
+    steps, checkpoint = c["steps"], folder / "checkpoint.pt"
+    t0 = time.perf_counter()
+    res = train(ebm, x_train, method="lsd", steps=steps, batch_size=c["batch_size"], lr=c["lr"], critic=critic,
+                critic_steps=c["critic_steps"], lam=c["lam"], lr_decay=c["lr_decay"], checkpoint=checkpoint,
+                checkpoint_every=max(100, steps // 10), log_every=max(1, steps // 100), on_nan="stop",
+                seed=c["seed"] + 2, progress=False)
+    seconds = time.perf_counter() - t0
+    _, lq, log_z = grid_log_density(ebm, c["box"], c["grid"])
+    with torch.no_grad():
+        loglik = {k: float((ebm.log_prob(x) - log_z).mean()) for k, x in (("val", x_val), ("test", x_test))}
+        gauss = float(_gaussian_fit(x_train).log_prob(x_test).mean())
+    torch.save({"log_density": (lq - log_z).reshape(c["grid"], c["grid"])}, folder / "log_density.pt")
+    write_json(folder / "history.json", [{k: h[k] for k in ("step", "loss", "lsd") if k in h} for h in res.history])
+    checkpoint.unlink(missing_ok=True)
+    return {
+        "dataset": c["dataset"], "seed": c["seed"], "first_layer_gain": c["first_layer_gain"], "steps": steps,
+        "val_loglik": loglik["val"], "test_loglik": loglik["test"], "gaussian_test_loglik": gauss,
+        "log_z": log_z, "test_fraction_inside_box": float((x_test.abs() <= c["box"]).all(1).float().mean()),
+        "steps_done": res.steps, "diverged_at": res.diverged_at, "seconds": seconds,
+    }
 
 
 def _validation_score(run: dict[str, Any]) -> float:
@@ -150,196 +165,70 @@ def _validation_score(run: dict[str, Any]) -> float:
     return v if v is not None and math.isfinite(v) else -math.inf
 
 
-def run_dataset(
-    name: str, settings: dict[str, Any], out: str | os.PathLike, gain: float, steps: int
-) -> dict[str, Any]:
-    """Train one set with one first-layer gain for ``steps`` model updates; write
-    ``out/runs/<stem>.json`` and ``out/runs/<stem>.pt`` (the density grid),
-    ``stem = run_stem(name, settings, gain, steps)``. A run whose JSON exists is reused."""
-    torch.set_num_threads(1)
-    out = Path(out)
-    stem = run_stem(name, settings, gain, steps)
-    path = out / "runs" / f"{stem}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    seed = int(settings["seed"])
-    g = torch.Generator().manual_seed(seed)
-    x_train = sample_toy(name, settings["n_train"], generator=g)
-    x_test = sample_toy(name, settings["n_test"], generator=g)
-    x_val = sample_toy(name, settings["n_val"], generator=g)
-    torch.manual_seed(seed)  # the energy's nn.Linear initialisation
-    ebm = MLPEnergy(2, hidden=settings["hidden"], first_layer_gain=gain).init_base(x_train)
-    critic = MLPCritic(2, hidden=settings["hidden"], generator=torch.Generator().manual_seed(seed + 1))
-    t0 = time.perf_counter()
-    res = train(
-        ebm,
-        x_train,
-        method="lsd",
-        steps=steps,
-        batch_size=settings["batch_size"],
-        lr=settings["lr"],
-        critic=critic,
-        critic_steps=settings["critic_steps"],
-        lam=settings["lam"],
-        lr_decay=settings["lr_decay"],
-        checkpoint=out / "checkpoints" / f"{stem}.pt",
-        checkpoint_every=max(100, steps // 10),
-        log_every=max(1, steps // 100),
-        on_nan="stop",
-        seed=seed + 2,
-        progress=False,
+def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    """Train every (seed, set, gain, steps) as one trial; per set and seed keep the run with the best
+    validation log-likelihood; write the report and ``toy_densities.png``."""
+    out, start = Path(out), time.perf_counter()
+    configs = trial_configs(settings)
+    runs = [{**r, "trial": trial_folder("trials", c).as_posix()}
+            for c, r in zip(configs, sweep(run_trial, configs, out, options, artifacts=True))]
+    pairs = _pairs(settings)
+    groups: dict[tuple, list[dict[str, Any]]] = {}  # (set, seed) -> its runs in the order of pairs
+    for r in sorted(runs, key=lambda r: pairs.index((r["first_layer_gain"], r["steps"]))):
+        groups.setdefault((r["dataset"], r["seed"]), []).append(r)
+    rows = [max(group, key=_validation_score) for group in groups.values()]
+    table = markdown_table(
+        ["data set", "seed", "LSD EBM", "kept (gain, steps)", "Gaussian fit",
+         *(f"gain {g:g}, {t} steps" for g, t in pairs), "train time (s)"],
+        [[r["dataset"], r["seed"], r["test_loglik"], f"{r['first_layer_gain']:g}, {r['steps']}",
+          r["gaussian_test_loglik"], *(e["test_loglik"] for e in group), round(sum(e["seconds"] for e in group))]
+         for r, group in zip(rows, groups.values())],
     )
-    seconds = time.perf_counter() - t0
-    pts, lq, log_z = grid_log_density(ebm, settings["box"], settings["grid"])
-    with torch.no_grad():
-        ll = float((ebm.log_prob(x_test) - log_z).mean())
-        val = float((ebm.log_prob(x_val) - log_z).mean())
-        gauss = float(_gaussian_fit(x_train).log_prob(x_test).mean())
-    inside = float((x_test.abs() <= settings["box"]).all(1).float().mean())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"log_density": (lq - log_z).reshape(settings["grid"], settings["grid"])}, out / "runs" / f"{stem}.pt")
-    result = {
-        "dataset": name,
-        "first_layer_gain": gain,
-        "val_loglik": val,
-        "test_loglik": ll,
-        "gaussian_test_loglik": gauss,
-        "log_z": log_z,
-        "test_fraction_inside_box": inside,
-        "steps": steps,
-        "steps_done": res.steps,
-        "diverged_at": res.diverged_at,
-        "seconds": seconds,
-        "history": [{k: h[k] for k in ("step", "loss", "lsd") if k in h} for h in res.history],
-    }
-    write_json(path, result)
-    ckpt = out / "checkpoints" / f"{stem}.pt"
-    if ckpt.exists():
-        ckpt.unlink()
-    return result
+    intro = (f"LSD density normalized on a {settings.grid}² grid over [−{settings.box:g}, {settings.box:g}]². "
+             "Each set keeps the run (first-layer gain, model steps) with the best validation log-likelihood; "
+             "the last columns give every run's.\n\n")
+    figure = _figure([r for r in rows if r["seed"] == settings.seed], settings.box, out, out / "toy_densities.png")
+    return write_report(out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
+                        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
+                        numbers={"rows": rows, "runs": runs},
+                        tables=[("Held-out log-likelihood per example", intro + table)], figures=[figure])
 
 
-def _figure(rows: Sequence[dict[str, Any]], settings: dict[str, Any], out: Path, path: Path) -> None:
+def _verdict(rows: list[dict[str, Any]]) -> str:
+    """Does the LSD EBM beat the Gaussian fit on held-out data, set by set?"""
+    several = len({r["seed"] for r in rows}) > 1
+    margins = {r["dataset"] + (f" (seed {r['seed']})" if several else ""): r["test_loglik"] - r["gaussian_test_loglik"]
+               for r in rows}
+    worse = [name for name, m in margins.items() if not m > 0]
+    word = "replicates" if not worse else "does not replicate" if len(worse) == len(margins) else "partly replicates"
+    finite = [m for m in margins.values() if math.isfinite(m)]
+    mean = sum(finite) / len(finite) if finite else math.nan
+    return (f"{word}: the LSD EBM's held-out log-likelihood beats the Gaussian fit's on {len(margins) - len(worse)} "
+            f"of {len(margins)} sets (mean margin {mean:.2f} nats)" + (f"; not on {', '.join(worse)}" if worse else ""))
+
+
+def _figure(rows: list[dict[str, Any]], box: float, out: Path, path: Path) -> Path:
     """Three rows per set (the run kept for it): data histogram, learned density, learned
     log-density (clipped 8 nats below its maximum, which shows the shape even where the weights
     of separate islands are off)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    box = settings["box"]
+    plt = pyplot()
     extent = [-box, box, -box, box]
     fig, axes = plt.subplots(3, len(rows), figsize=(2.2 * len(rows), 6.8), squeeze=False)
     for j, row in enumerate(rows):
-        name, gain, steps = row["dataset"], row["first_layer_gain"], row["steps"]
-        x = sample_toy(name, 20_000, generator=torch.Generator().manual_seed(123))
+        x = sample_toy(row["dataset"], 20_000, generator=torch.Generator().manual_seed(123))
         axes[0, j].hist2d(x[:, 0].numpy(), x[:, 1].numpy(), bins=120, range=[[-box, box], [-box, box]], cmap="viridis")
-        log_dens = torch.load(out / "runs" / f"{run_stem(name, settings, gain, steps)}.pt")["log_density"]
+        log_dens = torch.load(out / row["trial"] / "log_density.pt")["log_density"]
         axes[1, j].imshow(log_dens.exp().numpy(), origin="lower", extent=extent, cmap="viridis")
         top = float(log_dens.max())
         axes[2, j].imshow(log_dens.clamp(min=top - 8.0).numpy(), origin="lower", extent=extent, cmap="viridis")
-        axes[0, j].set_title(f"{name}\n(gain {gain:g}, {steps} steps)", fontsize=8)
-        for i in range(3):
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            axes[i, j].set_aspect("equal")
-    axes[0, 0].set_ylabel("data")
-    axes[1, 0].set_ylabel("LSD EBM density")
-    axes[2, 0].set_ylabel("log-density")
+        axes[0, j].set_title(f"{row['dataset']}\n(gain {row['first_layer_gain']:g}, {row['steps']} steps)", fontsize=8)
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_aspect("equal")
+    for ax, label in zip(axes[:, 0], ("data", "LSD EBM density", "log-density")):
+        ax.set_ylabel(label)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``steinkit reproduce toy`` (``--out`` and ``--quick`` are common)."""
-    parser.add_argument("--datasets", nargs="+", choices=TOY_DATASETS, help="toy sets (default all)")
-    parser.add_argument("--steps", type=int, nargs="+",
-                        help="training lengths in model updates; each set keeps the run with the best "
-                             "validation log-likelihood (default 2000 10000; quick 2000)")
-    parser.add_argument("--lr-decay", choices=("constant", "cosine"), default=argparse.SUPPRESS,
-                        help="the energy's learning-rate schedule (default cosine; the paper's: constant)")
-    parser.add_argument("--first-layer-gains", type=float, nargs="+", default=argparse.SUPPRESS,
-                        help="factors on the energy's first-layer initialisation to train with; each set "
-                             "keeps the one with the best validation log-likelihood (default 1 3)")
-    parser.add_argument("--jobs", "--n-jobs", dest="n_jobs", type=int, default=2,
-                        help="parallel joblib workers (default 2)")
-
-
-def run(
-    out: Path,
-    *,
-    quick: bool = False,
-    datasets: Sequence[str] | None = None,
-    steps: int | Sequence[int] | None = None,
-    n_jobs: int = 2,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Train every set (in parallel), write ``results.json``, ``table.md`` and ``toy_densities.png``.
-
-    Arguments:
-        out: output folder (sets already done there are reused).
-        quick: :data:`QUICK` instead of :data:`FULL`.
-        datasets, steps: override the preset.
-        n_jobs: joblib workers.
-        overrides: other preset keys (``lam``, ``hidden``, ``first_layer_gains``, ``grid``...).
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = preset(FULL, QUICK, quick, overrides)
-    if datasets is not None:
-        bad = [d for d in datasets if d not in TOY_DATASETS]
-        if bad:
-            raise ValueError(f"datasets must be among {TOY_DATASETS}, got {bad}")
-        settings["datasets"] = list(datasets)
-    if steps is not None:
-        settings["steps"] = [steps] if isinstance(steps, int) else list(steps)
-    if not settings["steps"] or not all(isinstance(t, int) and t >= 1 for t in settings["steps"]):
-        raise ValueError(f"steps must be positive integers, got {settings['steps']!r}")
-    gains = positive_numbers(settings["first_layer_gains"], "first_layer_gains")
-    names = settings["datasets"]
-    t0 = time.perf_counter()
-    grid = [(g, t) for g in gains for t in settings["steps"]]
-    jobs = [(n, g, t) for n in names for g, t in grid]
-    stem = lambda n, g, t: run_stem(n, settings, g, t)  # noqa: E731
-    todo = [job for job in jobs if not (out / "runs" / f"{stem(*job)}.json").exists()]
-    if todo:
-        from joblib import Parallel, delayed
-
-        todo.sort(key=lambda job: -job[2])  # longest first, for a balanced pool
-        Parallel(n_jobs=n_jobs, verbose=5)(delayed(run_dataset)(n, settings, str(out), g, t) for n, g, t in todo)
-    runs = {job: json.loads((out / "runs" / f"{stem(*job)}.json").read_text()) for job in jobs}
-    rows = [max((runs[n, g, t] for g, t in grid), key=_validation_score) for n in names]
-    heads = " | ".join(f"gain {g:g}, {t} steps" for g, t in grid)
-    lines = [
-        f"Held-out log-likelihood per example (LSD density normalized on a {settings['grid']}^2 grid over "
-        f"[-{settings['box']:g}, {settings['box']:g}]^2). Each set keeps the run (first-layer gain, model "
-        "steps) with the best validation log-likelihood; the last columns give every run's.",
-        "",
-        f"| Data set | LSD EBM | kept | Gaussian fit | {heads} | train time (s) |",
-        "|---|---|---|---|" + "---|" * len(grid) + "---|",
-    ]
-    for r in rows:
-        each = " | ".join(f"{runs[r['dataset'], g, t]['test_loglik']:.3f}" for g, t in grid)
-        seconds = sum(runs[r["dataset"], g, t]["seconds"] for g, t in grid)
-        lines.append(
-            f"| {r['dataset']} | {r['test_loglik']:.3f} | gain {r['first_layer_gain']:g}, {r['steps']} | "
-            f"{r['gaussian_test_loglik']:.3f} | {each} | {seconds:.0f} |"
-        )
-    table = "\n".join(lines)
-    (out / "table.md").write_text(table + "\n")
-    figure = out / "toy_densities.png"
-    _figure(rows, settings, out, figure)
-    results = {
-        "experiment": NAME,
-        "quick": quick,
-        "settings": settings,
-        "rows": [{k: v for k, v in r.items() if k != "history"} for r in rows],
-        "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs.values()],
-        "table": table,
-        "figures": [figure.name],
-        "seconds": time.perf_counter() - t0,
-    }
-    write_json(out / "results.json", results)
-    return results
+    return path
