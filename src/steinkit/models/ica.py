@@ -20,7 +20,7 @@ What is trained is either the mixing matrix W (``parametrization="mixing"``, the
 or the unmixing matrix B = W^{-1} (``"unmixing"``, as in the authors' released code). The
 density is the same; the optimization landscape is not: with B the score ``-B^T sign(B x)`` is
 linear in the parameter away from the jumps, and Stein-type training is far better conditioned
-(see :mod:`steinkit.experiments.ica`).
+(measured in docs/archive/ica.md).
 """
 
 from __future__ import annotations
