@@ -1,10 +1,16 @@
 """The paper's experiments as runnable reproductions (``steinkit reproduce NAME --out DIR``).
 
-Each experiment is a module with:
-  * ``NAME``: its command name; ``DESCRIPTION``: one line;
-  * ``add_arguments(parser)``: its own command-line options (``--out`` and ``--quick`` are common);
-  * ``run(out: Path, *, quick: bool = False, **options) -> dict``: runs, writes
-    ``out/results.json`` and PNG figures, and returns the results.
+Each reproduction is a module with:
+  * ``NAME`` (its command name), ``DESCRIPTION`` (one line) and ``PAPER_CLAIM`` (the claim of
+    the paper it checks, shown beside our numbers in ``docs/results.md``);
+  * ``Settings``: a frozen :class:`~steinkit.experiments.settings.ReproductionSettings`
+    dataclass, with its ``FULL`` and ``QUICK`` presets; the command-line options are generated
+    from it;
+  * pure trial functions from a config to a result, run by the sweep engine
+    (:func:`~steinkit.experiments.runner.sweep`: one SQLite store keyed by the whole config,
+    per-trial folders, resume by skipping stored trials, joblib / Dask / Ray);
+  * ``run(settings, out, options)``: runs the sweep and writes ``results.json``,
+    ``results.md`` and figures through :func:`~steinkit.experiments.report.write_report`.
 
 Example:
     >>> sorted(EXPERIMENTS)[:2]
