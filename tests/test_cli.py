@@ -100,9 +100,18 @@ def test_reproduce_settings_are_checked_before_any_work(tmp_path, capsys):
 def test_reproduce_model_selection_tiny(tmp_path):
     assert main(["reproduce", "model-selection", "--out", str(tmp_path), "--iters", "60",
                  "--n-fresh", "1000"]) == 0
-    res = json.loads((tmp_path / "results.json").read_text())
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["selected_by_mean_minus_std"]["iteration"] in [h["iteration"] for h in res["history"]]
-    assert (tmp_path / "figure10.png").exists()
+    assert (tmp_path / "figure10.png").exists() and "figure10.png" in (tmp_path / "results.md").read_text()
+
+
+def test_reproduce_model_selection_quick_preset_applies():
+    from steinkit.cli import build_parser
+    from steinkit.experiments import model_selection as ms
+    from steinkit.experiments.settings import settings_from_args
+
+    args = build_parser().parse_args(["reproduce", "model-selection", "--out", "x", "--quick"])
+    assert settings_from_args(args, ms.FULL, ms.QUICK).iters == 1000 and ms.FULL.iters == 3000
 
 
 def test_demo_tiny(tmp_path, capsys):
