@@ -1,14 +1,11 @@
 """Figure 6: scoring perturbed Gaussian-Bernoulli RBMs with LSD, kernel Stein discrepancies and the optimum.
 
 For each size (dx, dh) and RBM (seeds ``seed``, ``seed + 1``, ...), a random RBM p (paper B.1)
-gives n Gibbs samples; q_σ adds σ·E to its weights B, with one N(0, I) direction E shared by
-every σ, so the models are nested and a good score grows with σ from 0. Scores, each with the
-error bar σ/√n of its mean: ``lsd`` (:func:`steinkit.stein_discrepancy`, Algorithm 1, with
-B.1's regularized critic), ``ksd`` / ``lksd`` (KSD² with the bandwidth learned to maximize it on
-a ``kernel_train`` fraction of the points, B.2) and ``theory`` (the optimal critic's value
-E_p‖s_q − s_p‖²/(2λ) on all samples); the report's protocol table gives the details. One trial
-is one (dx, dh, seed, σ). The RBM-sweep settings come from
-:class:`~steinkit.experiments.rbm_power.RBMSweep`, shared with ``rbm-power``.
+gives n Gibbs samples; q_σ adds σ·E to its weights B, one N(0, I) direction E shared by every
+σ, so the models are nested and a good score grows with σ from 0. Scores, each ± σ/√n of its
+mean: ``lsd`` (:func:`steinkit.stein_discrepancy`, B.1's critic), ``ksd`` / ``lksd`` (KSD² with
+a learned bandwidth, B.2) and ``theory`` (the optimal critic's E_p‖s_q − s_p‖²/(2λ)); the
+report's protocol table gives the details. One trial is one (dx, dh, seed, σ).
 
 Example:
     steinkit reproduce rbm-eval --out runs/fig6 --quick
@@ -32,7 +29,7 @@ from ..evaluate import stein_discrepancy
 from ..gof.ksd import ksd_estimate, learn_ksd_bandwidth
 from ..gof.lksd import learn_lksd_bandwidth, lksd_estimate
 from ..stein import optimal_lsd
-from .rbm_power import RBMSweep, derive_seed, errorbars, rbm_problem, sigma_tables
+from .rbm_power import RBMSweep, derive_seed, rbm_problem, sigma_figure, sigma_tables
 from .report import markdown_table, write_report
 from .runner import sweep
 from .settings import RunOptions, command_line, setting
@@ -178,26 +175,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     return write_report(
         out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
         settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
-        numbers={"rows": rows, "protocol": protocol, "n_trials": len(configs)}, tables=tables, figures=[_plot(out / "figure6.png", rows)],
+        numbers={"rows": rows, "protocol": protocol, "n_trials": len(configs)}, tables=tables,
+        figures=[sigma_figure(out / "figure6.png", rows, "value", (("lsd", "theory"), ("ksd", "lksd")),
+                              ("LSD", "KSD² (learned bandwidth)"), _LABELS.__getitem__, 0.0)],
     )
-
-
-def _plot(path: Path, rows: Sequence[dict]) -> Path:
-    from matplotlib.figure import Figure
-
-    pairs, seeds = sorted({(r["dx"], r["dh"]) for r in rows}), sorted({r["seed"] for r in rows})
-    fig = Figure(figsize=(4.2 * len(pairs), 6.4), layout="constrained")
-    axes = fig.subplots(2, len(pairs), squeeze=False)
-    for col, (dx, dh) in enumerate(pairs):
-        for row, methods in enumerate((("lsd", "theory"), ("ksd", "lksd"))):
-            ax = axes[row][col]
-            for seed in seeds:
-                errorbars(ax, [r for r in rows if (r["dx"], r["seed"]) == (dx, seed)], methods, "value",
-                          lambda m: _LABELS[m] if seed == seeds[0] else None,
-                          lambda m: "C0" if m in ("lsd", "ksd") else "C1")
-            ax.axhline(0.0, color="gray", lw=0.8)
-            ax.set_title(f"dx = {dx}, dh = {dh}" if row == 0 else "")
-            ax.set_ylabel(("LSD", "KSD² (learned bandwidth)")[row] if col == 0 else "")
-            ax.legend(loc="upper left", fontsize=8)
-    fig.savefig(path, dpi=120)
-    return path

@@ -1,14 +1,13 @@
 """Figure 5: power of Stein goodness-of-fit tests against perturbed Gaussian-Bernoulli RBMs.
 
-For each size (dx, dh) and repetition, a random RBM p (B uniform on {-1, +1}, b, c ~ N(0, I);
-paper B.1) gives n Gibbs samples; the model q adds σ·E to B, with one N(0, I) direction E per
-repetition shared by every σ. Each method tests at level α whether the samples came from q (σ = 0
-measures the size): ``lsd`` (Algorithm 2 with B.1's critic), ``ksd`` / ``lksd`` (quadratic /
-linear KSD, median-heuristic or learned bandwidth) and ``fssd`` (5 optimized locations); the
-report's protocol table gives the details. One trial is one method on one (dx, dh, σ) and a block
-of ``batch`` repetitions (their LSD critics train as one ensemble). The RBM, its samples and E
-derive from (seed, dx, dh, rep), the tests' randomness from (seed, dx, dh, rep, σ), so every
-method sees the same data. :class:`RBMSweep` holds the settings shared with ``rbm-eval``.
+For each size (dx, dh) and repetition, a random RBM p (paper B.1) gives n Gibbs samples; the
+model q adds σ·E to its weights B, one N(0, I) direction E per repetition shared by every σ.
+Each method (``lsd``: Algorithm 2; ``ksd``, ``lksd``, ``fssd``: kernel tests; the report's
+protocol table gives their settings) tests at level α whether the samples came from q; σ = 0
+measures the size. One trial is one method on one (dx, dh, σ) and a block of ``batch``
+repetitions, whose LSD critics train as one ensemble. All randomness derives from (seed, dx,
+dh, rep, σ), and every method sees the same samples. :class:`RBMSweep` holds the settings
+shared with ``rbm-eval``.
 
 Example:
     steinkit reproduce rbm-power --out runs/fig5 --quick --jobs 2
@@ -22,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import time
@@ -37,7 +37,8 @@ from .runner import sweep
 from .settings import ReproductionSettings, RunOptions, command_line, setting
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "PAPER_DIMS", "SIGMAS", "RBMSweep", "Settings", "FULL", "QUICK",
-           "derive_seed", "parse_dims", "rbm_problem", "trial_configs", "run_trial", "summarize", "run"]
+           "derive_seed", "parse_dims", "rbm_problem", "trial_configs", "run_trial", "summarize", "run",
+           "sigma_tables", "sigma_figure"]
 
 NAME = "rbm-power"
 DESCRIPTION = "Figure 5: rejection rates of LSD/KSD/LKSD/FSSD tests against perturbed Gaussian-Bernoulli RBMs"
@@ -128,10 +129,8 @@ QUICK = Settings(dims=("50:40",), reps=5)
 def rbm_problem(
     dx: int, dh: int, rep: int | None, sigma: float, *, n: int = 1000, burn_in: int = 2000, seed: int = 0
 ) -> tuple[GaussianBernoulliRBM, GaussianBernoulliRBM, torch.Tensor]:
-    """(p, q, x): a random RBM p, p with B perturbed by N(0, sigma²), and n Gibbs samples from p.
-
-    p, x and the perturbation's direction depend only on (seed, dx, dh, rep), or (seed, dx, dh)
-    when ``rep`` is None, so the σ's of a repetition share data and perturbation direction.
+    """(p, q, x): a random RBM p, p with B perturbed by N(0, sigma²), and n Gibbs samples from p;
+    p, x and the perturbation's direction derive from (seed, dx, dh, rep), or (seed, dx, dh).
 
     Example:
         >>> p, q, x = rbm_problem(4, 2, rep=0, sigma=0.0, n=10, burn_in=5)
@@ -172,21 +171,15 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     Returns ``{"tests": [{"rep", "statistic", "pvalue", "reject", "seconds"}, ...],
     "data_checksums": [...], "seconds": ...}``; LSD tests of the block train as one ensemble.
     """
-    start = time.perf_counter()
+    start, reps = time.perf_counter(), config["reps"]
     dx, dh, sigma, seed = config["dx"], config["dh"], config["sigma"], config["seed"]
-    models, xs, seeds, sums = [], [], [], []
-    for rep in config["reps"]:
-        _, q, x = rbm_problem(dx, dh, rep, sigma, n=config["n"], burn_in=config["burn_in"], seed=seed)
-        models.append(q)
-        xs.append(x)
-        seeds.append(derive_seed(seed, dx, dh, rep, sigma, "test"))
-        sums.append(float(x.double().sum()))
-    results = gof_tests(models, xs, method=config["method"], alpha=config["alpha"], seeds=seeds, **config["options"])
-    tests = [
-        {"rep": rep, "statistic": r.statistic, "pvalue": r.pvalue, "reject": r.reject, "seconds": r.seconds}
-        for rep, r in zip(config["reps"], results)
-    ]
-    return {"tests": tests, "data_checksums": sums, "seconds": time.perf_counter() - start}
+    data = [rbm_problem(dx, dh, rep, sigma, n=config["n"], burn_in=config["burn_in"], seed=seed)[1:] for rep in reps]
+    results = gof_tests([q for q, _ in data], [x for _, x in data], method=config["method"], alpha=config["alpha"],
+                        seeds=[derive_seed(seed, dx, dh, rep, sigma, "test") for rep in reps], **config["options"])
+    tests = [{"rep": rep, "statistic": r.statistic, "pvalue": r.pvalue, "reject": r.reject, "seconds": r.seconds}
+             for rep, r in zip(reps, results)]
+    return {"tests": tests, "data_checksums": [float(x.double().sum()) for _, x in data],
+            "seconds": time.perf_counter() - start}
 
 
 def summarize(configs: Sequence[dict], results: Sequence[dict]) -> list[dict[str, Any]]:
@@ -201,13 +194,11 @@ def summarize(configs: Sequence[dict], results: Sequence[dict]) -> list[dict[str
     groups: dict[tuple, list[dict]] = {}
     for cfg, res in zip(configs, results):
         groups.setdefault((cfg["method"], cfg["dx"], cfg["dh"], cfg["sigma"]), []).extend(res["tests"])
-    rows = []
-    for (method, dx, dh, sigma), tests in groups.items():
-        reps = len(tests)
-        rate = sum(bool(t["reject"]) for t in tests) / reps
-        rows.append({"method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": reps, "rejection_rate": rate,
-                     "stderr": math.sqrt(rate * (1 - rate) / reps),
-                     "mean_seconds": sum(t["seconds"] for t in tests) / reps})
+    rows = [{"method": m, "dx": dx, "dh": dh, "sigma": sigma, "reps": len(tests), "rejection_rate": rate,
+             "stderr": math.sqrt(rate * (1 - rate) / len(tests)),
+             "mean_seconds": sum(t["seconds"] for t in tests) / len(tests)}
+            for (m, dx, dh, sigma), tests in groups.items()
+            for rate in [sum(bool(t["reject"]) for t in tests) / len(tests)]]
     order = {m: i for i, m in enumerate(METHODS)}
     return sorted(rows, key=lambda r: (r["dx"], order.get(r["method"], 99), r["sigma"]))
 
@@ -231,15 +222,30 @@ def sigma_tables(rows: Sequence[dict], keys: Sequence[str], title: Callable[[lis
     return tables
 
 
-def errorbars(ax: Any, rows: Sequence[dict], methods: Sequence[str], value: str, label: Callable[[str], Any],
-              color: Callable[[str], Any] = lambda m: None) -> None:
-    """On ``ax``, one error-bar line over σ per method of ``rows`` (``value`` ± ``stderr``)."""
-    for method in methods:
-        pts = sorted((r["sigma"], r[value], r["stderr"]) for r in rows if r["method"] == method)
-        if pts:
-            s, v, e = zip(*pts)
-            ax.errorbar(s, v, yerr=e, marker="o", capsize=3, label=label(method), color=color(method))
-    ax.set_xlabel("perturbation σ")
+def sigma_figure(path: Path, rows: Sequence[dict], value: str, groups: Sequence[Sequence[str]],
+                 ylabels: Sequence[str], label: Callable[[str], str], hline: float, **axis: Any) -> Path:
+    """Save error bars (``value`` ± ``stderr``) over σ: a column per size, a row per group of methods,
+    a line per method (and RBM seed); ``axis`` goes to every panel's ``set``."""
+    from matplotlib.figure import Figure
+
+    pairs, seeds = sorted({(r["dx"], r["dh"]) for r in rows}), sorted({r.get("seed", 0) for r in rows})
+    fig = Figure(figsize=(4.2 * len(pairs), 0.4 + 3.2 * len(groups)), layout="constrained")
+    axes = fig.subplots(len(groups), len(pairs), squeeze=False)
+    for (row, methods), (col, (dx, dh)) in itertools.product(enumerate(groups), enumerate(pairs)):
+        ax = axes[row][col]
+        for (k, method), seed in itertools.product(enumerate(methods), seeds):
+            pts = sorted((r["sigma"], r[value], r["stderr"]) for r in rows
+                         if (r["method"], r["dx"], r.get("seed", 0)) == (method, dx, seed))
+            if pts:
+                s, v, e = zip(*pts)
+                ax.errorbar(s, v, yerr=e, marker="o", capsize=3, color=f"C{k}",
+                            label=label(method) if seed == seeds[0] else None)
+        ax.axhline(hline, color="gray", lw=0.8, ls="--")
+        ax.set(xlabel="perturbation σ", ylabel=ylabels[row] if col == 0 else "",
+               title=f"dx = {dx}, dh = {dh}" if row == 0 else "", **axis)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.savefig(path, dpi=120)
+    return path
 
 
 def _protocol(s: Settings) -> dict[str, str]:
@@ -257,17 +263,15 @@ def _protocol(s: Settings) -> dict[str, str]:
 
 def _verdict(rows: Sequence[dict]) -> str:
     dx = max(r["dx"] for r in rows)
-    power = {m: [r["rejection_rate"] for r in rows if r["method"] == m and r["dx"] == dx and r["sigma"] > 0]
-             for m in METHODS}
-    power = {m: sum(v) / len(v) for m, v in power.items() if v}
-    size = ", ".join(f"{r['method'].upper()} {r['rejection_rate']:.2f}" for r in rows if r["sigma"] == 0 and r["dx"] == dx)
-    if "lsd" not in power or len(power) < 2:
-        return f"no comparison: LSD and another test must run at σ > 0 (dx = {dx}; size {size or 'not run'})"
-    linear = max((power[m] for m in ("lksd", "fssd") if m in power), default=0.0)
-    ok = power["lsd"] >= linear - 0.05
-    means = ", ".join(f"{m.upper()} {p:.2f}" for m, p in power.items())
-    return (f"{'replicates' if ok else 'does not replicate'}: at dx = {dx} the mean power over σ > 0 is {means}; "
-            f"size at σ = 0: {size or 'not run'}")
+    top = [r for r in rows if r["dx"] == dx]
+    size = ", ".join(f"{r['method'].upper()} {r['rejection_rate']:.2f}" for r in top if r["sigma"] == 0) or "not run"
+    power = {m: sum(v) / len(v) for m in METHODS
+             if (v := [r["rejection_rate"] for r in top if r["method"] == m and r["sigma"] > 0])}
+    if "lsd" not in power or not {"lksd", "fssd"} & set(power):
+        return f"no comparison: LSD and a linear-time test must run at σ > 0 (dx = {dx}; size {size})"
+    ok = power["lsd"] >= max(power.get("lksd", 0.0), power.get("fssd", 0.0)) - 0.05
+    return (f"{'replicates' if ok else 'does not replicate'}: mean power over σ > 0 at dx = {dx}: "
+            + ", ".join(f"{m.upper()} {p:.2f}" for m, p in power.items()) + f"; size at σ = 0: {size}")
 
 
 def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
@@ -290,24 +294,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
         settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
         numbers={"rows": rows, "protocol": protocol, "all_methods_saw_same_data": all(same_data),
                  "n_trials": len(configs)},
-        tables=tables, figures=[_plot(out / "figure5.png", rows, settings.alpha)],
+        tables=tables, figures=[sigma_figure(out / "figure5.png", rows, "rejection_rate", [settings.methods],
+                                            [f"rejection rate (α = {settings.alpha:g})"], str.upper,
+                                            settings.alpha, ylim=(-0.03, 1.03))],
     )
-
-
-def _plot(path: Path, rows: Sequence[dict], alpha: float) -> Path:
-    from matplotlib.figure import Figure
-
-    pairs = sorted({(r["dx"], r["dh"]) for r in rows})
-    fig = Figure(figsize=(4.2 * len(pairs) + 1.0, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(pairs), sharey=True, squeeze=False)[0]
-    for ax, (dx, dh) in zip(axes, pairs):
-        sub = [r for r in rows if r["dx"] == dx]
-        errorbars(ax, sub, list(dict.fromkeys(r["method"] for r in sub)), "rejection_rate", str.upper)
-        ax.axhline(alpha, color="gray", lw=0.8, ls="--")
-        ax.set_title(f"dx = {dx}, dh = {dh} ({max(r['reps'] for r in sub)} reps)")
-        ax.set_ylim(-0.03, 1.03)
-    axes[0].set_ylabel(f"rejection rate (α = {alpha:g})")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right center")
-    fig.savefig(path, dpi=120)
-    return path
