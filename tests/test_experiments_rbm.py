@@ -57,7 +57,9 @@ def test_trial_configs_cover_the_sweep_lsd_first():
     assert all(c["method"] == "lsd" for c in cfgs[:n_lsd])
     assert cfgs[0]["options"] == {"n_iters": 1000, "hidden": 300}
     assert cfgs[-1]["method"] == "fssd" and cfgs[-1]["alpha"] == 0.05
-    assert rbm_power.Settings(sigmas=(0, 1)).sigmas == (0.0, 1.0)  # a seed hashes 0.0, whatever was typed
+    assert rbm_power.Settings(sigmas=(0, 1, 1.0)).sigmas == (0.0, 1.0)  # a seed hashes 0.0, whatever was typed
+    assert rbm_power.Settings(dims=("50", "50:40")).dims == ("50:40",)  # each size once: no test counted twice
+    assert len(rbm_power.trial_configs(rbm_power.QUICK.replace(methods=("ksd", "ksd")))) == 5 * 5
 
 
 @pytest.mark.parametrize(

@@ -152,12 +152,12 @@ def _protocol(s: Settings) -> dict[str, str]:
     n_train, n_val, n_kernel = round(0.8 * s.n), round(0.1 * s.n), round(s.kernel_train * s.n)
     return {
         "lsd": f"stein_discrepancy: split {n_train}/{n_val}/{s.n - n_train - n_val}, 2x{s.hidden} Swish critic, "
-               f"dropout {s.dropout:g}, weight decay {s.weight_decay:g}, Eq. 11 objective - lam ||f||^2 with lam "
-               f"{s.lam:g}, {s.n_iters} full-batch Adam steps, mean - std selection every 100",
+               f"dropout {s.dropout:g}, weight decay {s.weight_decay:g}, Eq. 11 objective − λ‖f‖² with λ = "
+               f"{s.lam:g}, {s.n_iters} full-batch Adam steps, mean − std selection every 100",
         "ksd": f"bandwidth maximizing the U-statistic on {n_kernel} points, estimate on the other {s.n - n_kernel}",
         "lksd": "same protocol with the linear-time estimate",
-        "theory": f"E_p||s_q - s_p||^2 / (2 lam) averaged over all {s.n} samples",
-        "perturbation": "B + sigma * E with one N(0, I) matrix E shared by all sigma (nested models)",
+        "theory": f"E_p‖s_q − s_p‖² / (2λ) averaged over all {s.n} samples",
+        "perturbation": "B + σE with one N(0, I) matrix E shared by all σ (nested models)",
     }
 
 

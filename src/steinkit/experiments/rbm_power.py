@@ -94,9 +94,9 @@ class RBMSweep(ReproductionSettings):
     hidden: int = setting(300, "LSD critic width", minimum=1)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dims", parse_dims(self.dims))
+        object.__setattr__(self, "dims", tuple(dict.fromkeys(parse_dims(self.dims))))  # a size once
         super().__post_init__()
-        object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))  # a seed hashes 0.0, not 0
+        object.__setattr__(self, "sigmas", tuple(dict.fromkeys(map(float, self.sigmas))))  # a seed hashes 0.0, not 0
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
@@ -158,7 +158,7 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
     return [
         {"experiment": NAME, "method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": block, "n": s.n,
          "burn_in": s.burn_in, "alpha": float(s.alpha), "seed": s.seed, "options": options[method]}
-        for method in sorted(s.methods, key=lambda m: m != "lsd")
+        for method in sorted(dict.fromkeys(s.methods), key=lambda m: m != "lsd")
         for dx, dh in s.pairs
         for block in blocks
         for sigma in s.sigmas
