@@ -143,7 +143,7 @@ def _verdict(rows: Sequence[dict]) -> str:
     top = max(r["sigma"] for r in rows)
     value = {(r["dx"], r["seed"], r["method"]): r["value"] for r in rows if r["sigma"] == top}
     ratios = [value[k] / value[(*k[:2], "theory")] for k in value if k[2] == "lsd" and value[(*k[:2], "theory")]]
-    share = f"{min(ratios):.0%}-{max(ratios):.0%}" if ratios else "n/a"
+    share = "-".join(dict.fromkeys(f"{r:.0%}" for r in (min(ratios), max(ratios)))) if ratios else "n/a"
     return (f"{'replicates' if rising else 'does not replicate'}: LSD {'rises' if rising else 'does not rise'} "
             f"with σ at every size and seed, reaching {share} of the optimal critic's value at σ = {top:g}")
 
