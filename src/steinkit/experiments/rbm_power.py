@@ -2,12 +2,13 @@
 
 For each size (dx, dh) and repetition, a random RBM p (paper B.1) gives n Gibbs samples; the
 model q adds σ·E to its weights B, one N(0, I) direction E per repetition shared by every σ.
-Each method (``lsd``: Algorithm 2; ``ksd``, ``lksd``, ``fssd``: kernel tests; the report's
-protocol table gives their settings) tests at level α whether the samples came from q; σ = 0
-measures the size. One trial is one method on one (dx, dh, σ) and a block of ``batch``
-repetitions, whose LSD critics train as one ensemble. All randomness derives from (seed, dx,
-dh, rep, σ), and every method sees the same samples. :class:`RBMSweep` holds the settings
-shared with ``rbm-eval``.
+Each method tests at level α whether the samples came from q (σ = 0 measures the size), through
+:func:`steinkit.gof.gof_tests` with the library's settings (B.1's protocol) except these: ``lsd``
+(Algorithm 2; ``n_iters`` steps of a 2x``hidden`` critic), ``ksd`` (``n_bootstrap`` draws) and
+``lksd`` (both with the ``kernel_bandwidth`` rule), ``fssd``. One trial is one method on one
+(dx, dh, σ) and a block of ``batch`` repetitions, whose LSD critics train as one ensemble. All
+randomness derives from (seed, dx, dh, rep, σ); every method sees the same samples.
+:class:`RBMSweep` holds the settings shared with ``rbm-eval``.
 
 Example:
     steinkit reproduce rbm-power --out runs/fig5 --quick --jobs 2
@@ -118,6 +119,7 @@ class Settings(RBMSweep):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        object.__setattr__(self, "methods", tuple(dict.fromkeys(self.methods)))  # each test once
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must lie in (0, 1), got {self.alpha!r}")
 
@@ -158,7 +160,7 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
     return [
         {"experiment": NAME, "method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": block, "n": s.n,
          "burn_in": s.burn_in, "alpha": float(s.alpha), "seed": s.seed, "options": options[method]}
-        for method in sorted(dict.fromkeys(s.methods), key=lambda m: m != "lsd")
+        for method in sorted(s.methods, key=lambda m: m != "lsd")
         for dx, dh in s.pairs
         for block in blocks
         for sigma in s.sigmas
@@ -248,19 +250,6 @@ def sigma_figure(path: Path, rows: Sequence[dict], value: str, groups: Sequence[
     return path
 
 
-def _protocol(s: Settings) -> dict[str, str]:
-    n_train, n_val, n_kernel = round(0.8 * s.n), round(0.1 * s.n), round(0.2 * s.n)
-    kernel = ("median heuristic on all n points" if s.kernel_bandwidth == "median"
-              else f"learned (power criterion) on {n_kernel} points, test on {s.n - n_kernel}")
-    return {
-        "lsd": f"split {n_train}/{n_val}/{s.n - n_train - n_val}, 2x{s.hidden} Swish critic, dropout .5, weight "
-               f"decay 5e-4, lam .5, {s.n_iters} full-batch Adam steps, validation power every 100 selects the critic",
-        "ksd": f"bandwidth: {kernel}; {s.n_bootstrap} wild-bootstrap draws",
-        "lksd": f"bandwidth: {kernel}",
-        "fssd": f"5 locations and bandwidth optimized on {n_kernel} points, statistic on the other {s.n - n_kernel}",
-    }
-
-
 def _verdict(rows: Sequence[dict]) -> str:
     dx = max(r["dx"] for r in rows)
     top = [r for r in rows if r["dx"] == dx]
@@ -287,13 +276,10 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
         f"{settings.alpha:g} ± binomial stderr ({'/'.join(map(str, sorted({r['reps'] for r in sub})))} repetitions)",
         str.upper, lambda r: f"{r['rejection_rate']:.2f} ± {r['stderr']:.2f}",
         ("s/test", lambda cells: f"{sum(c['mean_seconds'] for c in cells) / len(cells):.2f}"))
-    protocol = _protocol(settings)
-    tables.append(("Protocol", markdown_table(["method", "protocol"], [[m.upper(), protocol[m]] for m in protocol])))
     return write_report(
         out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
         settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
-        numbers={"rows": rows, "protocol": protocol, "all_methods_saw_same_data": all(same_data),
-                 "n_trials": len(configs)},
+        numbers={"rows": rows, "all_methods_saw_same_data": all(same_data), "n_trials": len(configs)},
         tables=tables, figures=[sigma_figure(out / "figure5.png", rows, "rejection_rate", [settings.methods],
                                             [f"rejection rate (α = {settings.alpha:g})"], str.upper,
                                             settings.alpha, ylim=(-0.03, 1.03))],
