@@ -73,12 +73,7 @@ QUICK = Settings(dims=("50:40",))
 
 
 def trial_configs(s: Settings) -> list[dict[str, Any]]:
-    """One config per (dx, dh, seed, σ).
-
-    Example:
-        >>> len(trial_configs(FULL.replace(dims=("50", "100"), rbms=2)))
-        20
-    """
+    """One config per (dx, dh, seed, σ)."""
     lsd = {"n_iters": s.n_iters, "hidden": s.hidden, "dropout": float(s.dropout), "weight_decay": float(s.weight_decay)}
     return [
         {"experiment": NAME, "dx": dx, "dh": dh, "sigma": sigma, "seed": seed, "n": s.n, "burn_in": s.burn_in,

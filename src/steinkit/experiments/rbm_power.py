@@ -132,13 +132,7 @@ def rbm_problem(
     dx: int, dh: int, rep: int | None, sigma: float, *, n: int = 1000, burn_in: int = 2000, seed: int = 0
 ) -> tuple[GaussianBernoulliRBM, GaussianBernoulliRBM, torch.Tensor]:
     """(p, q, x): a random RBM p, p with B perturbed by N(0, sigma²), and n Gibbs samples from p;
-    p, x and the perturbation's direction derive from (seed, dx, dh, rep), or (seed, dx, dh).
-
-    Example:
-        >>> p, q, x = rbm_problem(4, 2, rep=0, sigma=0.0, n=10, burn_in=5)
-        >>> x.shape, bool(torch.equal(p.B, q.B))
-        (torch.Size([10, 4]), True)
-    """
+    p, x and the perturbation's direction derive from (seed, dx, dh, rep), or (seed, dx, dh)."""
     key = (seed, dx, dh) if rep is None else (seed, dx, dh, rep)
     g = torch.Generator().manual_seed(derive_seed(*key))
     p = GaussianBernoulliRBM.random(dx, dh, generator=g)
@@ -148,12 +142,7 @@ def rbm_problem(
 
 
 def trial_configs(s: Settings) -> list[dict[str, Any]]:
-    """The sweep's trial configs, LSD trials (the slow ones) first.
-
-    Example:
-        >>> len(trial_configs(FULL.replace(dims=("50",), reps=4, batch=2)))  # 4 methods x 5 sigmas x 2 blocks
-        40
-    """
+    """The sweep's trial configs, LSD trials (the slow ones) first."""
     blocks = [list(range(r, min(r + s.batch, s.reps))) for r in range(0, s.reps, s.batch)]
     options = {"lsd": {"n_iters": s.n_iters, "hidden": s.hidden}, "lksd": {"bandwidth": s.kernel_bandwidth},
                "ksd": {"bandwidth": s.kernel_bandwidth, "n_bootstrap": s.n_bootstrap}, "fssd": {}}
@@ -185,14 +174,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(configs: Sequence[dict], results: Sequence[dict]) -> list[dict[str, Any]]:
-    """Rejection rate per (method, dx, dh, sigma) with its binomial standard error.
-
-    Example:
-        >>> cfg = {"method": "ksd", "dx": 5, "dh": 3, "sigma": 0.0}
-        >>> res = {"tests": [{"reject": True, "seconds": 1.0}, {"reject": False, "seconds": 3.0}]}
-        >>> summarize([cfg], [res])[0]["rejection_rate"]
-        0.5
-    """
+    """Rejection rate per (method, dx, dh, sigma) with its binomial standard error."""
     groups: dict[tuple, list[dict]] = {}
     for cfg, res in zip(configs, results):
         groups.setdefault((cfg["method"], cfg["dx"], cfg["dh"], cfg["sigma"]), []).extend(res["tests"])
