@@ -2,13 +2,13 @@
 
 For each size (dx, dh) and repetition, a random RBM p (paper B.1) gives n Gibbs samples; the
 model q adds σ·E to its weights B, one N(0, I) direction E per repetition shared by every σ.
-Each method tests at level α whether the samples came from q (σ = 0 measures the size), through
-:func:`steinkit.gof.gof_tests` with the library's settings (B.1's protocol) except these: ``lsd``
-(Algorithm 2; ``n_iters`` steps of a 2x``hidden`` critic), ``ksd`` (``n_bootstrap`` draws) and
-``lksd`` (both with the ``kernel_bandwidth`` rule), ``fssd``. One trial is one method on one
-(dx, dh, σ) and a block of ``batch`` repetitions, whose LSD critics train as one ensemble. All
-randomness derives from (seed, dx, dh, rep, σ); every method sees the same samples.
-:class:`RBMSweep` holds the settings shared with ``rbm-eval``.
+Each method, ``lsd`` (Algorithm 2), ``ksd`` (quadratic KSD, wild bootstrap), ``lksd`` (linear
+KSD) and ``fssd``, tests at level α whether the samples came from q (σ = 0 measures the size),
+through :func:`steinkit.gof.gof_tests` with the library's defaults (B.1's protocol) but this
+reproduction's critic size (``n_iters``, ``hidden``), ``kernel_bandwidth`` and ``n_bootstrap``.
+One trial is one method on one (dx, dh, σ) and a block of ``batch`` repetitions, whose LSD
+critics train as one ensemble. All randomness derives from (seed, dx, dh, rep, σ); every method
+sees the same samples. :class:`RBMSweep` holds the settings shared with ``rbm-eval``.
 
 Example:
     steinkit reproduce rbm-power --out runs/fig5 --quick --jobs 2
