@@ -69,7 +69,7 @@ class Settings(RBMSweep):
 
 
 FULL = Settings()
-QUICK = Settings(dims=("50:40",))
+QUICK = Settings(dims=("50",))
 
 
 def trial_configs(s: Settings) -> list[dict[str, Any]]:

@@ -86,7 +86,7 @@ def parse_dims(dims: Any) -> tuple[str, ...]:
 class RBMSweep(ReproductionSettings):
     """Settings shared by ``rbm-power`` and ``rbm-eval``: the RBMs, their samples, the LSD critic."""
 
-    dims: tuple[str, ...] = setting(("50:40", "100:80", "200:100"),
+    dims: tuple[str, ...] = setting(tuple(f"{dx}:{dh}" for dx, dh in PAPER_DIMS.items()),
                                     "RBM sizes dx or dx:dh (a bare dx takes the paper's dh)")
     sigmas: tuple[float, ...] = setting(SIGMAS, "perturbation stds of B", minimum=0)
     n: int = setting(1000, "samples from each RBM p", minimum=4)
@@ -125,11 +125,11 @@ class Settings(RBMSweep):
 
 
 FULL = Settings()
-QUICK = Settings(dims=("50:40",), reps=5)
+QUICK = Settings(dims=("50",), reps=5)
 
 
 def rbm_problem(
-    dx: int, dh: int, rep: int | None, sigma: float, *, n: int = 1000, burn_in: int = 2000, seed: int = 0
+    dx: int, dh: int, rep: int | None, sigma: float, *, n: int, burn_in: int, seed: int = 0
 ) -> tuple[GaussianBernoulliRBM, GaussianBernoulliRBM, torch.Tensor]:
     """(p, q, x): a random RBM p, p with B perturbed by N(0, sigma²), and n Gibbs samples from p;
     p, x and the perturbation's direction derive from (seed, dx, dh, rep), or (seed, dx, dh)."""
