@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from steinkit.cli import main
+from steinkit.cli import build_parser, main
+from steinkit.experiments import model_selection
+from steinkit.experiments.settings import settings_from_args
 
 MODEL_FILE = """
 import torch
@@ -100,9 +102,15 @@ def test_reproduce_settings_are_checked_before_any_work(tmp_path, capsys):
 def test_reproduce_model_selection_tiny(tmp_path):
     assert main(["reproduce", "model-selection", "--out", str(tmp_path), "--iters", "60",
                  "--n-fresh", "1000"]) == 0
-    res = json.loads((tmp_path / "results.json").read_text())
+    res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert res["selected_by_mean_minus_std"]["iteration"] in [h["iteration"] for h in res["history"]]
-    assert (tmp_path / "figure10.png").exists()
+    assert (tmp_path / "figure10.png").exists() and "figure10.png" in (tmp_path / "results.md").read_text()
+
+
+def test_reproduce_model_selection_quick_preset_applies():
+    args = build_parser().parse_args(["reproduce", "model-selection", "--out", "x", "--quick"])
+    quick = settings_from_args(args, model_selection.FULL, model_selection.QUICK)
+    assert quick.iters == 1000 and model_selection.FULL.iters == 3000  # the old --iters default hid the preset
 
 
 def test_demo_tiny(tmp_path, capsys):

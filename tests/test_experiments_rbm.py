@@ -8,11 +8,14 @@ import math
 import pytest
 import torch
 
+from steinkit.cli import build_parser
 from steinkit.experiments import get_experiment, rbm_eval, rbm_power
 from steinkit.experiments.runner import TrialStore
+from steinkit.experiments.settings import RunOptions, run_options_from_args, settings_from_args
 
-TINY_POWER = dict(dims="5:3", n=200, burn_in=50, n_iters=20, hidden=16, n_bootstrap=100)
-TINY_EVAL = dict(dims="5:3", n=200, burn_in=50, n_iters=20, hidden=16)
+TINY_POWER = rbm_power.QUICK.replace(dims=("5:3",), n=200, burn_in=50, n_iters=20, hidden=16, n_bootstrap=100)
+TINY_EVAL = rbm_eval.QUICK.replace(dims=("5:3",), n=200, burn_in=50, n_iters=20, hidden=16)
+QUIET = RunOptions(progress=False)
 
 
 def _refuse(config):
@@ -21,29 +24,32 @@ def _refuse(config):
 
 # --- rbm-power ---------------------------------------------------------------------------
 
-def test_registry_and_protocol():
-    for name, mod in (("rbm-power", rbm_power), ("rbm-eval", rbm_eval)):
-        assert get_experiment(name) is mod
-        assert mod.NAME == name and "--quick" in mod.DESCRIPTION
-        import argparse
-
-        parser = argparse.ArgumentParser()
-        mod.add_arguments(parser)
-        args = vars(parser.parse_args(["--jobs", "2", "--dims", "50"]))
-        assert args["jobs"] == 2 and args["dims"] == "50" and args["backend"] == "loky"
+@pytest.mark.parametrize("mod", [rbm_power, rbm_eval])
+def test_registry_and_generated_options(mod):
+    assert get_experiment(mod.NAME) is mod and mod.NAME in ("rbm-power", "rbm-eval") and mod.PAPER_CLAIM
+    args = build_parser().parse_args(["reproduce", mod.NAME, "--out", "x", "--jobs", "2", "--dims", "50", "100:10",
+                                      "--sigmas", "0", "0.01"])
+    settings, options = settings_from_args(args, mod.FULL, mod.QUICK), run_options_from_args(args)
+    assert settings.dims == ("50:40", "100:10") and settings.sigmas == (0.0, 0.01) and settings.pairs[1] == (100, 10)
+    assert options.jobs == 2 and options.backend == "loky" and settings.n == mod.FULL.n == 1000
+    quick = settings_from_args(build_parser().parse_args(["reproduce", mod.NAME, "--out", "x", "--quick"]),
+                               mod.FULL, mod.QUICK)
+    assert quick == mod.QUICK and quick.dims == ("50:40",) and mod.FULL.dims == ("50:40", "100:80", "200:100")
 
 
 def test_parse_dims():
-    assert rbm_power.parse_dims("50,100,200") == [(50, 40), (100, 80), (200, 100)]
-    assert rbm_power.parse_dims("10:3, 20") == [(10, 3), (20, 16)]
-    assert rbm_power.parse_dims([(7, 2), 50]) == [(7, 2), (50, 40)]
-    for bad in ("50:0", "a", "1:2:3", "", [True]):
+    assert rbm_power.parse_dims(("50", "100", "200")) == ("50:40", "100:80", "200:100")
+    assert rbm_power.parse_dims(["10:3", " 20"]) == ("10:3", "20:16")
+    assert rbm_power.parse_dims([(7, 2), 50]) == ("7:2", "50:40")
+    for bad in ("50:0", "a", "1:2:3", "", [True], [], "50,100", 5.5):
         with pytest.raises(ValueError, match="dims"):
             rbm_power.parse_dims(bad)
+    with pytest.raises(ValueError, match="dims"):
+        rbm_power.Settings(dims=("50:0",))
 
 
 def test_trial_configs_cover_the_sweep_lsd_first():
-    cfgs = rbm_power.trial_configs(dims="50,100", reps=5, batch=2)
+    cfgs = rbm_power.trial_configs(rbm_power.FULL.replace(dims=("50", "100"), reps=5, batch=2))
     assert len(cfgs) == 4 * 2 * 3 * 5  # methods x dims x blocks x sigmas
     assert [c["reps"] for c in cfgs[:3]] == [[0, 1], [0, 1], [0, 1]]
     assert {tuple(c["reps"]) for c in cfgs} == {(0, 1), (2, 3), (4,)}
@@ -51,23 +57,27 @@ def test_trial_configs_cover_the_sweep_lsd_first():
     assert all(c["method"] == "lsd" for c in cfgs[:n_lsd])
     assert cfgs[0]["options"] == {"n_iters": 1000, "hidden": 300}
     assert cfgs[-1]["method"] == "fssd" and cfgs[-1]["alpha"] == 0.05
+    assert rbm_power.Settings(sigmas=(0, 1, 1.0)).sigmas == (0.0, 1.0)  # a seed hashes 0.0, whatever was typed
+    assert rbm_power.Settings(dims=("50", "50:40")).dims == ("50:40",)  # each size once: no test counted twice
+    assert len(rbm_power.trial_configs(rbm_power.QUICK.replace(methods=("ksd", "ksd")))) == 5 * 5
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, error, match",
     [
-        (dict(methods=["lsd", "mmd"]), "methods must be among"),
-        (dict(reps=0), "reps must be an int >= 1"),
-        (dict(batch=1.5), "batch must be an int"),
-        (dict(sigmas=[-0.1]), "sigmas must be finite and >= 0"),
-        (dict(sigmas="a,b"), "sigmas must be a comma-separated list"),
-        (dict(alpha=1.0), "alpha must lie in"),
-        (dict(kernel_bandwidth="silverman"), "kernel_bandwidth must be one of"),
+        (dict(methods=("lsd", "mmd")), ValueError, "methods must be one of"),
+        (dict(reps=0), ValueError, "reps must be finite and >= 1"),
+        (dict(batch=1.5), TypeError, "batch must be of type int"),
+        (dict(sigmas=(-0.1,)), ValueError, "sigmas must be finite and >= 0"),
+        (dict(sigmas="a,b"), ValueError, "sigmas must be a non-empty tuple"),
+        (dict(alpha=1.0), ValueError, "alpha must lie in"),
+        (dict(kernel_bandwidth="silverman"), ValueError, "kernel_bandwidth must be one of"),
+        (dict(reps_per_trial=2), TypeError, "unknown setting"),
     ],
 )
-def test_trial_configs_reject_bad_settings(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        rbm_power.trial_configs(**kwargs)
+def test_settings_reject_bad_values(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        rbm_power.FULL.replace(**kwargs)
 
 
 def test_rbm_problem_is_seeded_and_perturbations_are_nested():
@@ -76,11 +86,12 @@ def test_rbm_problem_is_seeded_and_perturbations_are_nested():
     assert torch.equal(x, x2) and torch.equal(p.B, p2.B)
     assert torch.allclose(q2.B - p.B, 2 * (q1.B - p.B), atol=1e-6)
     _, _, x3 = rbm_power.rbm_problem(6, 3, rep=3, sigma=0.01, n=20, burn_in=10)
-    assert not torch.equal(x, x3)
+    _, _, x4 = rbm_power.rbm_problem(6, 3, rep=None, sigma=0.01, n=20, burn_in=10)
+    assert not torch.equal(x, x3) and not torch.equal(x, x4)
 
 
 def test_power_trials_are_well_formed_and_share_data():
-    cfgs = rbm_power.trial_configs(sigmas=[0.0], reps=2, batch=2, **TINY_POWER)
+    cfgs = rbm_power.trial_configs(TINY_POWER.replace(sigmas=(0.0,), reps=2, batch=2))
     checksums = set()
     for cfg in cfgs:
         res = rbm_power.run_trial(cfg)
@@ -93,10 +104,9 @@ def test_power_trials_are_well_formed_and_share_data():
 
 
 def test_batched_lsd_trial_equals_single_trials():
-    batched = rbm_power.trial_configs(sigmas=[0.05], reps=2, batch=2, methods=["lsd"], **TINY_POWER)
-    single = rbm_power.trial_configs(sigmas=[0.05], reps=2, batch=1, methods=["lsd"], **TINY_POWER)
-    together = rbm_power.run_trial(batched[0])["tests"]
-    alone = [rbm_power.run_trial(c)["tests"][0] for c in single]
+    tiny = TINY_POWER.replace(sigmas=(0.05,), reps=2, methods=("lsd",))
+    together = rbm_power.run_trial(rbm_power.trial_configs(tiny.replace(batch=2))[0])["tests"]
+    alone = [rbm_power.run_trial(c)["tests"][0] for c in rbm_power.trial_configs(tiny)]
     for a, b in zip(together, alone):
         assert a["rep"] == b["rep"]
         assert a["pvalue"] == pytest.approx(b["pvalue"], abs=1e-4)
@@ -111,26 +121,39 @@ def test_summarize_rates_and_binomial_stderr():
 
 
 def test_power_run_writes_results_and_resumes(tmp_path, monkeypatch):
-    report = rbm_power.run(tmp_path, quick=True, reps=2, sigmas="0,0.5", jobs=1, progress=False, **TINY_POWER)
+    tiny = TINY_POWER.replace(reps=2, sigmas=(0.0, 0.5))
+    report = rbm_power.run(tiny, tmp_path, QUIET)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["rows"] == report["rows"] and saved["quick"] is True
-    assert len(saved["rows"]) == 4 * 2  # methods x sigmas
-    for row in saved["rows"]:
+    numbers = saved["results"]
+    assert numbers["rows"] == report["results"]["rows"] and saved["settings"] == tiny.to_dict()
+    assert saved["command"].startswith("steinkit reproduce rbm-power --out") and "--dims 5:3" in saved["command"]
+    assert saved["verdict"].split(":")[0] in ("replicates", "does not replicate")
+    assert len(numbers["rows"]) == 4 * 2  # methods x sigmas
+    for row in numbers["rows"]:
         assert set(row) >= {"method", "dx", "dh", "sigma", "reps", "rejection_rate", "stderr"}
         assert row["reps"] == 2 and 0 <= row["rejection_rate"] <= 1 and (row["dx"], row["dh"]) == (5, 3)
-    assert saved["all_methods_saw_same_data"] is True
+    assert numbers["all_methods_saw_same_data"] is True
     assert "| LSD |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "figure5.png").stat().st_size > 1000
-    assert len(TrialStore(tmp_path / "trials.sqlite")) == saved["n_trials"] == 4 * 2 * 2
+    assert len(TrialStore(tmp_path / "trials.sqlite")) == numbers["n_trials"] == 4 * 2 * 2
     monkeypatch.setattr(rbm_power, "run_trial", _refuse)  # a rerun must not run any trial
-    again = rbm_power.run(tmp_path, quick=True, reps=2, sigmas="0,0.5", jobs=1, progress=False, **TINY_POWER)
-    assert again["rows"] == report["rows"]
+    assert rbm_power.run(tiny, tmp_path, QUIET)["results"]["rows"] == numbers["rows"]
+
+
+def test_verdicts_say_when_the_run_cannot_test_the_claim():
+    rows = [{"method": "ksd", "dx": 5, "sigma": s, "rejection_rate": 1.0} for s in (0.0, 0.5)]
+    assert rbm_power._verdict(rows).startswith("no comparison")
+    rows = [{"method": m, "dx": 5, "seed": 0, "sigma": 0.5, "value": 1.0} for m in rbm_eval.EVAL_METHODS]
+    assert rbm_eval._verdict(rows).startswith("no comparison")
+    rows += [dict(r, sigma=0.0, value=0.0 if r["method"] == "theory" else 2.0) for r in rows]
+    rows.sort(key=lambda r: r["sigma"])
+    assert rbm_eval._verdict(rows).startswith("does not replicate: LSD does not rise")
 
 
 # --- rbm-eval ----------------------------------------------------------------------------
 
 def test_eval_trial_is_well_formed():
-    cfg0, cfg1 = rbm_eval.trial_configs(sigmas=[0.0, 0.5], **TINY_EVAL)
+    cfg0, cfg1 = rbm_eval.trial_configs(TINY_EVAL.replace(sigmas=(0.0, 0.5)))
     res0, res1 = rbm_eval.run_trial(cfg0), rbm_eval.run_trial(cfg1)
     json.dumps(res0)
     assert res0["data_checksum"] == res1["data_checksum"]  # same samples of p for every sigma
@@ -145,23 +168,30 @@ def test_eval_trial_is_well_formed():
     assert rows1["lsd"]["n_eval"] == 20 and rows1["ksd"]["bandwidth"] > 0
 
 
+def test_eval_configs_one_rbm_per_seed():
+    cfgs = rbm_eval.trial_configs(rbm_eval.FULL.replace(dims=("50", "100"), rbms=2, seed=3))
+    assert len(cfgs) == 2 * 2 * 5 and sorted({c["seed"] for c in cfgs}) == [3, 4]
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(lam=0.0), "lam must be > 0"), (dict(dropout=1.0), "dropout must lie in"), (dict(n=10), "n must be")],
+    [(dict(lam=0.0), "lam must be finite and >= 1e-12"), (dict(dropout=1.0), "dropout must be in"),
+     (dict(n=10), "n must be"), (dict(kernel_train=1.0), "kernel_train must be in"), (dict(rbms=0), "rbms must")],
 )
-def test_eval_configs_reject_bad_settings(kwargs, match):
+def test_eval_settings_reject_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        rbm_eval.trial_configs(**{**TINY_EVAL, **kwargs})
+        TINY_EVAL.replace(**kwargs)
 
 
 def test_eval_run_writes_results_and_resumes(tmp_path, monkeypatch):
-    report = rbm_eval.run(tmp_path, quick=True, sigmas="0,0.5", jobs=1, progress=False, **TINY_EVAL)
+    tiny = TINY_EVAL.replace(sigmas=(0.0, 0.5))
+    report = rbm_eval.run(tiny, tmp_path, QUIET)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["rows"] == report["rows"]
-    assert len(saved["rows"]) == 2 * 4
-    for row in saved["rows"]:
+    assert saved["results"]["rows"] == report["results"]["rows"] and saved["settings"] == tiny.to_dict()
+    assert len(saved["results"]["rows"]) == 2 * 4
+    for row in saved["results"]["rows"]:
         assert set(row) >= {"method", "dx", "sigma", "value", "stderr"}
     assert "optimal critic" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "figure6.png").stat().st_size > 1000
     monkeypatch.setattr(rbm_eval, "run_trial", _refuse)
-    assert rbm_eval.run(tmp_path, quick=True, sigmas="0,0.5", jobs=1, progress=False, **TINY_EVAL)["rows"] == report["rows"]
+    assert rbm_eval.run(tiny, tmp_path, QUIET)["results"]["rows"] == report["results"]["rows"]

@@ -1,17 +1,18 @@
 """Figure 10 (Appendix A): variance-aware model selection of the critic.
 
-Data from N(0, I_10), model q = N(1, I_10), only 100 training examples: the critic over-fits,
-its training LSD passes the true Stein discrepancy E‖s_q − s_p‖²/(2λ) = 10/(2λ), and the
-validation spread grows. Selecting by mean − std picks a critic whose LSD on a large fresh
-sample is close to the truth; selecting by the mean alone is also reported.
+Data from N(0, I_10), model q = N(1, I_10), only ``n_train`` training examples: the critic
+over-fits, its training LSD passes the true Stein discrepancy E‖s_q − s_p‖²/(2λ) = 10/(2λ), and
+the validation spread grows. Each validated critic's LSD is also measured on ``n_fresh`` fresh
+samples; the report compares the critic selected by mean − std with the one selected by the
+mean alone. One trial of the sweep engine.
 
 Example:
-    steinkit reproduce model-selection --out runs/fig10
+    steinkit reproduce model-selection --out runs/fig10 --quick
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -21,86 +22,84 @@ import torch
 from ..critics import MLPCritic
 from ..fit import fit_critic
 from ..stein import stein_terms
-from ._common import prepare_out, pyplot, write_json
+from .report import markdown_table, pyplot, write_report
+from .runner import sweep
+from .settings import ReproductionSettings, RunOptions, command_line, setting
+
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial"]
 
 NAME = "model-selection"
 DESCRIPTION = "Figure 10: train/val LSD mean ± std over training and the mean − std selection"
+PAPER_CLAIM = (
+    "Figure 10: with 100 training examples the critic over-fits (its training LSD passes the true Stein "
+    "discrepancy) and the validation variance grows; variance-aware selection picks the best critic."
+)
+_DIM = 10
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n-train", type=int, default=100)
-    parser.add_argument("--n-val", type=int, default=100)
-    parser.add_argument("--iters", type=int, default=3000, help="quick: 1000")
-    parser.add_argument("--lam", type=float, default=0.5)
-    parser.add_argument("--n-fresh", type=int, default=20000, help="fresh samples for each critic's true LSD")
-    parser.add_argument("--seed", type=int, default=0)
+@dataclasses.dataclass(frozen=True)
+class Settings(ReproductionSettings):
+    """Settings of the Figure-10 reproduction."""
+
+    n_train: int = setting(100, "training examples", minimum=2)
+    n_val: int = setting(100, "validation examples", minimum=2)
+    iters: int = setting(3000, "critic steps", minimum=1)
+    lam: float = setting(0.5, "L2 weight λ of the critic", minimum=1e-12)
+    n_fresh: int = setting(20000, "fresh samples for each critic's true LSD", minimum=2)
 
 
-def run(
-    out: str | Path,
-    *,
-    quick: bool = False,
-    n_train: int = 100,
-    n_val: int = 100,
-    iters: int | None = None,
-    lam: float = 0.5,
-    n_fresh: int = 20000,
-    seed: int = 0,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Fit the critic, record the curves, write results.json and figure10.png."""
-    out = prepare_out(out)
-    iters = iters or (1000 if quick else 3000)
-    start = time.perf_counter()
-    dim = 10
-    g = torch.Generator().manual_seed(seed)
-    x_train, x_val, x_fresh = (torch.randn(n, dim, generator=g) for n in (n_train, n_val, n_fresh))
+FULL = Settings()
+QUICK = Settings(iters=1000)
+
+
+def run_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """Fit the critic with mean − std selection; return its history with each critic's fresh LSD."""
+    s = Settings(**config)
+    g = torch.Generator().manual_seed(s.seed)
+    x_train, x_val, x_fresh = (torch.randn(n, _DIM, generator=g) for n in (s.n_train, s.n_val, s.n_fresh))
     score = lambda x: -(x - 1.0)  # noqa: E731  model N(1, I)
-    truth = dim / (2 * lam)
     fresh_lsd: dict[int, float] = {}
 
     def record(iteration: int, critic: MLPCritic) -> None:
         terms, _ = stein_terms(critic, x_fresh, score(x_fresh), trace="exact")
         fresh_lsd[iteration] = float(terms.mean())
 
-    fit = fit_critic(
-        MLPCritic(dim, 300, generator=g),
-        x_train,
-        score(x_train),
-        x_val,
-        score(x_val),
-        lam=lam,
-        n_iters=iters,
-        val_every=max(1, iters // 60),
-        selection="mean-std",
-        generator=g,
-        progress=progress,
-        desc=NAME,
-        callback=record,
-    )
-    history = [dict(h, fresh_lsd=fresh_lsd[h["iteration"]]) for h in fit.history]
-    by_mean = max(history, key=lambda h: h["val_mean"])
-    by_mean_std = next(h for h in history if h["iteration"] == fit.best_iteration)
-    results = {
-        "experiment": NAME,
-        "settings": {
-            "dim": dim, "n_train": n_train, "n_val": n_val, "n_fresh": n_fresh,
-            "iterations": iters, "lam": lam, "seed": seed,
-        },
-        "true_lsd": truth,
-        "selected_by_mean_minus_std": {"iteration": by_mean_std["iteration"], "fresh_lsd": by_mean_std["fresh_lsd"]},
-        "selected_by_mean": {"iteration": by_mean["iteration"], "fresh_lsd": by_mean["fresh_lsd"]},
-        "final": {"iteration": history[-1]["iteration"], "fresh_lsd": history[-1]["fresh_lsd"]},
-        "max_train_mean": max(h["train_mean"] for h in history),
-        "history": history,
-        "seconds": time.perf_counter() - start,
+    fit = fit_critic(MLPCritic(_DIM, 300, generator=g), x_train, score(x_train), x_val, score(x_val), lam=s.lam,
+                     n_iters=s.iters, val_every=max(1, s.iters // 60), selection="mean-std", generator=g,
+                     callback=record)
+    return {"history": [dict(h, fresh_lsd=fresh_lsd[h["iteration"]]) for h in fit.history],
+            "best_iteration": fit.best_iteration}
+
+
+def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    """Fit the critic (one trial of the sweep engine); write the report and figure10.png."""
+    out, start = Path(out), time.perf_counter()
+    (result,) = sweep(run_trial, [settings.to_dict()], out, options)
+    history, truth = result["history"], _DIM / (2 * settings.lam)
+    pick = lambda h: {"iteration": h["iteration"], "fresh_lsd": h["fresh_lsd"]}  # noqa: E731
+    chosen = {
+        "selected_by_mean_minus_std": pick(next(h for h in history if h["iteration"] == result["best_iteration"])),
+        "selected_by_mean": pick(max(history, key=lambda h: h["val_mean"])),
+        "final": pick(history[-1]),
     }
-    write_json(out / "results.json", results)
-    _plot(out / "figure10.png", history, truth, fit.best_iteration)
-    return results
+    numbers = {"dim": _DIM, "true_lsd": truth, **chosen, "max_train_mean": max(h["train_mean"] for h in history),
+               "history": history}
+    best, by_mean = chosen["selected_by_mean_minus_std"]["fresh_lsd"], chosen["selected_by_mean"]["fresh_lsd"]
+    ok = numbers["max_train_mean"] > truth and abs(best - truth) <= min(0.25 * truth, abs(by_mean - truth))
+    verdict = (f"{'replicates' if ok else 'does not replicate'}: the training LSD reaches "
+               f"{numbers['max_train_mean']:.4g} (truth {truth:g}); mean − std selects a critic with fresh LSD "
+               f"{best:.4g}, selection by the mean one with {by_mean:.4g}")
+    table = markdown_table(["critic", "iteration", "LSD on fresh data", "true LSD"],
+                           [[k.replace("_", " "), v["iteration"], v["fresh_lsd"], truth] for k, v in chosen.items()])
+    return write_report(
+        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
+        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=verdict, numbers=numbers,
+        tables=[("Selected critics", table)],
+        figures=[_plot(out / "figure10.png", history, truth, result["best_iteration"])],
+    )
 
 
-def _plot(path: Path, history: list[dict[str, Any]], truth: float, best: int) -> None:
+def _plot(path: Path, history: list[dict[str, Any]], truth: float, best: int) -> Path:
     plt = pyplot()
     its = [h["iteration"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
@@ -121,3 +120,4 @@ def _plot(path: Path, history: list[dict[str, Any]], truth: float, best: int) ->
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
