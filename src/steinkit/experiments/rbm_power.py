@@ -110,7 +110,8 @@ class Settings(RBMSweep):
     """Settings of the Figure-5 reproduction."""
 
     reps: int = setting(200, "repetitions per setting", minimum=1)
-    methods: tuple[Literal["lsd", "ksd", "lksd", "fssd"], ...] = setting(METHODS, "tests to run")
+    methods: tuple[Literal["lsd", "ksd", "lksd", "fssd", "ksdagg", "ksdagg-inc"], ...] = setting(
+        METHODS, "tests to run")
     batch: int = setting(1, "repetitions per trial; their LSD critics train as one ensemble", minimum=1)
     alpha: float = setting(0.05, "test level, in (0, 1)")
     kernel_bandwidth: Literal["median", "learn"] = setting(
@@ -145,7 +146,8 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
     """The sweep's trial configs, LSD trials (the slow ones) first."""
     blocks = [list(range(r, min(r + s.batch, s.reps))) for r in range(0, s.reps, s.batch)]
     options = {"lsd": {"n_iters": s.n_iters, "hidden": s.hidden}, "lksd": {"bandwidth": s.kernel_bandwidth},
-               "ksd": {"bandwidth": s.kernel_bandwidth, "n_bootstrap": s.n_bootstrap}, "fssd": {}}
+               "ksd": {"bandwidth": s.kernel_bandwidth, "n_bootstrap": s.n_bootstrap}, "fssd": {},
+               **{m: {"n_bootstrap": 500, "n_correction": 500} for m in ("ksdagg", "ksdagg-inc")}}  # the papers' B1, B2
     return [
         {"experiment": NAME, "method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": block, "n": s.n,
          "burn_in": s.burn_in, "alpha": float(s.alpha), "seed": s.seed, "options": options[method]}

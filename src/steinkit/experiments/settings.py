@@ -193,7 +193,7 @@ def add_setting_arguments(
         preset = f"full: {_show(full_value)}" + (
             f"; quick: {_show(quick_value)}" if quick_value != full_value else ""
         )
-        help_text = f"{f.metadata.get('help', '')} ({preset})"
+        help_text = f"{f.metadata.get('help', '')} ({preset})".replace("%", "%%")
         if base is bool:
             parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
