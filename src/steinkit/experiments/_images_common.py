@@ -1,4 +1,4 @@
-"""Building blocks of the image experiments: data spaces, segmented training, sampling helpers.
+"""Building blocks of the image reproduction: data spaces, segmented training, sampling helpers.
 
 A *space* maps 8-bit pixels to the space a model lives in and back:
 
@@ -10,7 +10,7 @@ A *space* maps 8-bit pixels to the space a model lives in and back:
 
 Training runs in *segments* (by default one epoch each). Every segment draws fresh
 dequantization noise (seeded by the segment index, so a resumed run sees the same data) and
-continues the trainer from its checkpoint, which the trainer restores exactly.
+continues the trainer from the trial's checkpoint, which the trainer restores exactly.
 
 Example:
     >>> import torch
@@ -172,6 +172,22 @@ def train_in_segments(
     return result, done, prep
 
 
+def summarize_history(history: tuple[dict, ...] | list[dict], keys: tuple[str, ...] = ("loss", "lsd", "critic_loss"),
+                      last: int = 5) -> dict[str, float]:
+    """Mean of each metric over the last ``last`` history records that have it (``nan`` if none)."""
+    out: dict[str, float] = {}
+    for key in keys:
+        values = [float(row[key]) for row in history if key in row][-last:]
+        out[key] = sum(values) / len(values) if values else float("nan")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Model logic kept here until the core's MLPEnergy.sampling_score and
+# GaussianBernoulliRBM.visible_mean are merged; then images.py calls those and these two go.
+# ---------------------------------------------------------------------------------------------
+
+
 def energy_score_fn(ebm: MLPEnergy) -> Callable[[Tensor], Tensor]:
     """The EBM's score ``-grad_x E(x)`` without a graph for second derivatives (cheaper for sampling).
 
@@ -208,14 +224,3 @@ def rbm_visible_mean(rbm: GaussianBernoulliRBM, x: Tensor, *, generator: torch.G
         u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
         h = (u < p).to(B.dtype) * 2.0 - 1.0
         return b + 0.5 * h @ B.T
-
-
-def summarize_history(history: tuple[dict, ...] | list[dict], keys: tuple[str, ...] = ("loss", "lsd", "critic_loss"),
-                      last: int = 5) -> dict[str, float]:
-    """Mean of each metric over the last ``last`` history records that have it (``nan`` if none)."""
-    out: dict[str, float] = {}
-    for key in keys:
-        values = [float(row[key]) for row in history if key in row][-last:]
-        out[key] = sum(values) / len(values) if values else float("nan")
-    return out
-

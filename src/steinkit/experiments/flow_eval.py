@@ -1,25 +1,18 @@
 r"""Figure 7: the checkpoints of a normalizing flow scored by bits/dim, LSD and score matching.
 
 A Glow-like flow (:class:`~steinkit.models.flows.GlowFlow`) is trained by maximum likelihood on
-dequantized, logit-transformed images (Appendix B.6.2), keeping checkpoints along the way. Each
-checkpoint is scored on one fixed dequantization of the test set by
+dequantized, logit-transformed images (Appendix B.6.2), keeping checkpoints. Each checkpoint is
+scored on one fixed dequantization of the test set by **bits/dim** (pixel space, all test images);
+**LSD** (Algorithm 1) in logit space, the critic fitted, selected and evaluated on the three parts
+of ``split`` (Appendix B.3), with ``critic_standardize`` in coordinates ``u = (y - m) / D`` (m, D:
+per-pixel mean and std of the critic's training part; :class:`FlowScore`); and **score matching**
+``0.5 ||s||^2 + tr grad s`` on LSD's test part in logit space with a Hutchinson trace
+(:func:`score_matching_terms`; in pixel space its expectation is infinite for alpha = 0).
 
-* **bits/dim** in pixel space (:func:`~steinkit.data.bits_per_dim`), over all test images;
-* **LSD** (Algorithm 1, :func:`~steinkit.stein_discrepancy`) in logit space: a Swish critic fitted
-  on the first part of ``split``, selected on the second, evaluated on the third (Appendix B.3).
-  With ``critic_standardize`` the critic works in standardized logit coordinates
-  ``u = (y - m) / D`` (m, D: per-pixel mean and std of its training part), where the model's
-  score is ``D * grad_y log q(m + D u)`` (:class:`FlowScore`); only the critic's
-  parametrisation and the weight of its L2 penalty change;
-* **score matching** ``0.5 ||s||^2 + tr grad s`` on LSD's test part, in logit space, with the
-  trace estimated by ``sm_probes`` Gaussian probes per image (sliced score matching,
-  :func:`score_matching_terms`). Not in pixel space: with alpha = 0 its expectation is infinite
-  there (the pixel-space score behaves like 1/x at a black pixel's dequantized value x).
-
-The verdict compares the Spearman correlations of LSD and of score matching with bits/dim across
-the checkpoints. Trials of the sweep engine: one trains the flow and keeps its checkpoints (with
-the Adam state, so a killed run resumes exactly) and a sample grid in its folder; one per
-checkpoint evaluates it. Earlier measurements: ``docs/archive/flow-eval.md``.
+The verdict compares the Spearman correlations of LSD and of score matching with bits/dim. Trials
+of the sweep engine: one trains the flow, keeping its checkpoints (with the Adam state, so a killed
+run resumes exactly) and a sample grid in its folder; one per checkpoint evaluates it. Earlier
+measurements: ``docs/archive/flow-eval.md``.
 
 Example:
     steinkit reproduce flow-eval --out runs/flow-eval --quick
@@ -179,7 +172,8 @@ def _images(s: Settings, split: str, seed: int) -> tuple[Tensor, Tensor, tuple[i
 
 
 def _new_flow(s: Settings, shape: tuple[int, int, int]) -> GlowFlow:
-    return GlowFlow(shape, s.n_stages, s.n_blocks, s.hidden_channels, generator=torch.Generator().manual_seed(s.seed + 2))
+    seeded = torch.Generator().manual_seed(s.seed + 2)
+    return GlowFlow(shape, s.n_stages, s.n_blocks, s.hidden_channels, generator=seeded)
 
 
 def _checkpoint(folder: Path, step: int) -> Path:
@@ -187,8 +181,6 @@ def _checkpoint(folder: Path, step: int) -> Path:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: its trial is stored as done; delete the run's trials.sqlite")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -230,8 +222,8 @@ def train_trial(config: dict[str, Any], folder: Path, progress: bool = False) ->
         _fit_flow(flow, y, optimizer, start=done, steps=todo[-1], every=math.gcd(done, *todo), callback=save, s=s,
                   progress=progress)
     flow = _frozen(s, shape, _checkpoint(folder, steps[-1]))
-    x = inverse_logit(flow.sample(64, generator=torch.Generator().manual_seed(s.seed + 5)), s.alpha).clamp(0.0, 1.0)
-    save_image_grid(x, folder / "samples.png", shape=shape[1:], nrow=8)
+    y = flow.sample(64, generator=torch.Generator().manual_seed(s.seed + 5))
+    save_image_grid(inverse_logit(y, s.alpha).clamp(0.0, 1.0), folder / "samples.png", shape=shape[1:], nrow=8)
     return {"resumed_from": done, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
@@ -272,11 +264,15 @@ def evaluate_trial(config: dict[str, Any], *, trials: Path, progress: bool = Fal
                               generator=torch.Generator().manual_seed(s.seed + 4))
     times["score_matching"] = time.perf_counter() - t0
     return {
-        "step": config["step"], "bits_per_dim": float(bpd.mean()), "bits_per_dim_stderr": float(bpd.std() / math.sqrt(len(bpd))),
+        "step": config["step"], "bits_per_dim": float(bpd.mean()), "bits_per_dim_stderr": _stderr(bpd),
         "lsd": est.value, "lsd_stderr": est.stderr, "lsd_best_iteration": est.best_iteration,
-        "score_matching": float(sm.mean()), "score_matching_stderr": float(sm.std() / math.sqrt(sm.numel())),
+        "score_matching": float(sm.mean()), "score_matching_stderr": _stderr(sm),
         "seconds": times, "cpu_seconds": time.process_time() - c0,
     }
+
+
+def _stderr(values: Tensor) -> float:
+    return float(values.std() / math.sqrt(values.numel()))
 
 
 def _train_config(s: Settings) -> dict[str, Any]:
