@@ -89,6 +89,7 @@ class Settings(ReproductionSettings):
 
 
 FULL = Settings()
+# Checkpoints where bits/dim moves most, a smaller flow and critic budget (why: docs/archive/flow-eval.md).
 QUICK = FULL.replace(hidden_channels=32, lr=1e-3, checkpoint_steps=(25, 50, 75, 100, 150, 200, 300, 450, 650, 1000),
                      critic_passes=16, critic_standardize=True, sm_probes=4, chunk_size=500)
 

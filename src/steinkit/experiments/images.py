@@ -112,6 +112,8 @@ class Settings(ReproductionSettings):
 
 
 FULL = Settings()
+# A CPU preset: the paper's networks and hyper-parameters, but one epoch of EBM updates at a higher
+# rate and 1500 RBM updates with a smaller critic (why: docs/archive/images.md).
 QUICK = FULL.replace(ebm_steps=600, lr=3e-4, rbm_steps=1500, rbm_critic_hidden=300, n_test=500, n_samples=64)
 
 
