@@ -258,3 +258,19 @@ def test_score_matching_terms_reject_bad_arguments() -> None:
         score_matching_terms(flow, x, n_probes=0)
     with pytest.raises(ValueError, match="chunk_size"):
         score_matching_terms(flow, x, chunk_size=0)
+
+
+def test_cli_runs_a_tiny_reproduction_and_its_results_page(tmp_path: Path) -> None:
+    from steinkit.cli import main
+
+    out = tmp_path / "run"
+    argv = ["reproduce", "flow-eval", "--quick", "--out", str(out), "--dataset", "digits", "--n-stages", "2",
+            "--n-blocks", "1", "--hidden-channels", "4", "--checkpoint-steps", "2", "4", "--critic-hidden", "16",
+            "--critic-passes", "1", "--sm-probes", "1"]
+    assert main(argv) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["command"].startswith(f"steinkit reproduce flow-eval --out {out} --quick")
+    assert "--checkpoint-steps 2 4" in saved["command"] and saved["settings"]["critic_standardize"] is True
+    page = tmp_path / "docs" / "results.md"
+    assert main(["results", str(out), "--out", str(page)]) == 0
+    assert "**Paper:** Figure 7" in page.read_text() and (page.parent / "figures" / "run" / "flow_eval.png").exists()
