@@ -113,16 +113,16 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(
     ckpt.mkdir(parents=True)
     for step in (2, 4):  # as if the training trial had been killed after step 4
         (ckpt / f"step-{step:07d}.pt").write_bytes((_train_dir(out, TINY) / f"step-{step:07d}.pt").read_bytes())
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, list[int]]] = []
     real = flow_eval._fit_flow
 
     def recording(*args: object, **kwargs: object) -> None:
-        calls.append((int(kwargs["start"]), int(kwargs["steps"])))  # type: ignore[call-overload]
+        calls.append((kwargs["done"], kwargs["todo"]))  # type: ignore[arg-type]
         real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(flow_eval, "_fit_flow", recording)
     res = flow_eval.run(settings, tmp_path, QUIET)["results"]
-    assert calls == [(4, 6)]  # only steps 5..6 were trained
+    assert calls == [(4, [6])]  # only steps 5..6 were trained
     assert [r["step"] for r in res["rows"]] == [2, 4, 6] and res["resumed_from"] == 4
     # with the saved Adam state and batch order, the resumed flow equals the uninterrupted one
     resumed = torch.load(ckpt / "step-0000006.pt", weights_only=True)["state_dict"]
@@ -142,7 +142,7 @@ def test_a_changed_setting_never_reuses_a_stale_result(
     real = flow_eval._fit_flow
 
     def recording(*args: object, **kwargs: object) -> None:
-        calls.append(int(kwargs["start"]))  # type: ignore[call-overload]
+        calls.append(int(kwargs["done"]))  # type: ignore[call-overload]
         real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(flow_eval, "_fit_flow", recording)

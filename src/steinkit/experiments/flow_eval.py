@@ -185,16 +185,30 @@ def _load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _fit_flow(flow: GlowFlow, y: Tensor, optimizer: torch.optim.Optimizer, *, start: int, steps: int, every: int,
-              callback: Any, s: Settings, progress: bool) -> None:
-    """The flow's maximum-likelihood training from step ``start`` to ``steps`` (the one training call)."""
-    train_flow(flow, y, steps=steps, start_step=start, batch_size=s.batch_size, checkpoint_every=every,
-               callback=callback, seed=s.seed + 3, optimizer=optimizer, progress=progress)
+def _fit_flow(flow: GlowFlow, y: Tensor, folder: Path, *, s: Settings, done: int, todo: list[int],
+              progress: bool) -> None:
+    """Train ``flow`` by maximum likelihood from step ``done`` (restoring that checkpoint of ``folder``
+    with its Adam state) through the steps ``todo``, saving ``step-XXXXXXX.pt`` at each of them."""
+    optimizer = torch.optim.Adam(flow.parameters(), lr=s.lr)
+    if done:
+        saved = _load(_checkpoint(folder, done))
+        flow.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+
+    def save(step: int, f: GlowFlow) -> None:
+        if step in todo:
+            state = {k: v.detach().clone() for k, v in f.state_dict().items()}
+            tmp = _checkpoint(folder, step).with_suffix(".tmp")
+            torch.save({"step": step, "state_dict": state, "optimizer": optimizer.state_dict()}, tmp)
+            os.replace(tmp, _checkpoint(folder, step))
+
+    train_flow(flow, y, steps=todo[-1], start_step=done, batch_size=s.batch_size, callback=save,
+               checkpoint_every=math.gcd(done, *todo), seed=s.seed + 3, optimizer=optimizer, progress=progress)
 
 
 def train_trial(config: dict[str, Any], folder: Path, progress: bool = False) -> dict[str, Any]:
-    """Train the flow, saving ``step-XXXXXXX.pt`` at every checkpoint step; resume from the last one
-    in ``folder``; then draw ``samples.png`` from the last checkpoint (Appendix B.6.2)."""
+    """Train the flow, keeping a checkpoint at every checkpoint step in ``folder`` and resuming from
+    the last one there; then draw ``samples.png`` from the last checkpoint (Appendix B.6.2)."""
     t0, c0 = time.perf_counter(), time.process_time()
     s = _settings(config)
     steps = list(s.checkpoint_steps)
@@ -203,25 +217,10 @@ def train_trial(config: dict[str, Any], folder: Path, progress: bool = False) ->
         if not _checkpoint(folder, k).is_file():
             break
         done = k
-    todo = [k for k in steps if k > done]
     y, _, shape = _images(s, "train", s.seed)
-    flow = _new_flow(s, shape)
-    if todo:
-        optimizer = torch.optim.Adam(flow.parameters(), lr=s.lr)
-        if done:
-            saved = _load(_checkpoint(folder, done))
-            flow.load_state_dict(saved["state_dict"])
-            optimizer.load_state_dict(saved["optimizer"])
-
-        def save(step: int, f: GlowFlow) -> None:
-            if step in todo:
-                state = {k: v.detach().clone() for k, v in f.state_dict().items()}
-                tmp = _checkpoint(folder, step).with_suffix(".tmp")
-                torch.save({"step": step, "state_dict": state, "optimizer": optimizer.state_dict()}, tmp)
-                os.replace(tmp, _checkpoint(folder, step))
-
-        _fit_flow(flow, y, optimizer, start=done, steps=todo[-1], every=math.gcd(done, *todo), callback=save, s=s,
-                  progress=progress)
+    if done < steps[-1]:
+        todo = [k for k in steps if k > done]
+        _fit_flow(_new_flow(s, shape), y, folder, s=s, done=done, todo=todo, progress=progress)
     flow = _frozen(s, shape, _checkpoint(folder, steps[-1]))
     y = flow.sample(64, generator=torch.Generator().manual_seed(s.seed + 5))
     save_image_grid(inverse_logit(y, s.alpha).clamp(0.0, 1.0), folder / "samples.png", shape=shape[1:], nrow=8)
