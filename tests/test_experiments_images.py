@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -12,15 +13,15 @@ from helpers import gen
 from steinkit.cli import main
 from steinkit.experiments import images
 from steinkit.experiments._images_common import (
-    energy_score_fn,
     make_space,
-    rbm_visible_mean,
     summarize_history,
     train_in_segments,
 )
-from steinkit.models import GaussianBernoulliRBM, MLPEnergy
+from steinkit.experiments.runner import trial_folder
+from steinkit.experiments.settings import RunOptions
+from steinkit.models import MLPEnergy
 
-TINY = dict(
+TINY = images.FULL.replace(
     dataset="digits",
     ebm_steps=6,
     rbm_steps=6,
@@ -34,58 +35,85 @@ TINY = dict(
     sgld_steps=31,
     gibbs_steps=20,
     segment_epochs=1.0,
-    progress=False,
 )
+QUIET = RunOptions(progress=False)
+
+
+def _stage_dir(out, settings, stage):
+    return trial_folder(out / "trials", images._stage_config(settings, stage))
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("images")
-    return out, images.run(out, **TINY)
+    return out, images.run(TINY, out, QUIET)
 
 
 def test_end_to_end_results_and_pngs(tiny_run):
-    out, res = tiny_run
+    out, report = tiny_run
     saved = json.loads((out / "results.json").read_text())
-    assert saved["experiment"] == "images" and saved["preset"] == "full"
-    assert saved["dataset"] == {"name": "digits", "n_train": 300, "n_test": 50, "shape": [8, 8],
-                                "load_seconds": saved["dataset"]["load_seconds"]}
+    assert saved["experiment"] == "images" and "--quick" not in saved["command"]
+    res = saved["results"]
+    assert res["dataset"] == {"name": "digits", "n_train": 300, "n_test": 50, "shape": [8, 8]}
     s = saved["settings"]
     assert (s["lam"], s["critic_steps"], s["lr"], s["rbm_lr"], s["sgld_step_size"], s["sgld_noise"]) == (
         10.0, 5, 1e-4, 1e-3, 1.0, 0.01)
     for name in ("ebm", "rbm"):
-        st = saved["stages"][name]
+        st = res["stages"][name]
         assert st["steps"] == 6 and st["diverged_at"] is None and st["resumed_from"] == 0
         assert st["train_seconds_total"] > 0 and st["sampling_seconds"] >= 0
         assert math.isfinite(st["final"]["loss"]) and math.isfinite(st["final"]["lsd"])
         assert math.isfinite(st["held_out_lsd"]["mean"]) and st["held_out_lsd"]["n"] == 50
         for png in st["grids"].values():
-            assert (out / png).stat().st_size > 0
-    grids = saved["stages"]["ebm"]["grids"]
+            assert (out / png).stat().st_size > 0 and (_stage_dir(out, TINY, name) / png).exists()
+    grids = res["stages"]["ebm"]["grids"]
     for sigma in ("0.01", "0.1"):
         for t in (30, 31):
             assert f"sigma={sigma}, {t} steps" in grids
-    assert saved["stages"]["ebm"]["sgld"]["fraction_finite"] == {"0.01": 1.0, "0.1": 1.0}
-    assert set(saved["stages"]["rbm"]["grids"]) == {"samples", "means"}
+    assert res["stages"]["ebm"]["sgld"]["fraction_finite"] == {"0.01": 1.0, "0.1": 1.0}
+    assert set(res["stages"]["rbm"]["grids"]) == {"samples", "means"}
     assert {"data.png", "training_curves.png", "ebm_samples.png", "rbm_samples.png",
-            "ebm_sampler_study.png"} <= set(saved["pngs"])
-    assert all((out / p).exists() for p in saved["pngs"])
-    assert res["settings"] == saved["settings"]
+            "ebm_sampler_study.png"} <= set(res["pngs"])
+    assert all((out / p).exists() for p in res["pngs"]) and all((out / p).exists() for p in saved["figures"])
+    assert report["settings"] == saved["settings"] and "EBM finished after 6" in saved["verdict"]
+    assert "| ebm | 6 |" in (out / "results.md").read_text()
 
 
-def test_rerun_resumes_from_checkpoints(tiny_run):
+def test_rerun_reuses_the_stored_stages(tiny_run, monkeypatch):
     out, first = tiny_run
-    again = images.run(out, **TINY)
-    for name in ("ebm", "rbm"):
-        st = again["stages"][name]
+    monkeypatch.setattr(images, "_fit", lambda *a, **k: pytest.fail("a stored stage must not train again"))
+    again = images.run(TINY, out, QUIET)
+    assert again["results"]["stages"] == first["results"]["stages"]
+
+
+def test_a_killed_stage_resumes_from_its_checkpoint(tiny_run):
+    out, first = tiny_run
+    for name in ("ebm", "rbm"):  # the trial ran to its end but was not stored: it resumes at its last step
+        config = images._stage_config(TINY, name)
+        st = images.stage_trial(config, _stage_dir(out, TINY, name))
         assert st["resumed_from"] == 6 and st["steps"] == 6
-        assert st["final"] == first["stages"][name]["final"]
+        assert st["final"] == first["results"]["stages"][name]["final"]
 
 
-def test_other_settings_refuse_the_checkpoint(tiny_run):
-    out, _ = tiny_run
-    with pytest.raises(ValueError, match="--fresh"):
-        images.run(out, **{**TINY, "lam": 1.0}, stages=["ebm"])
+def test_a_changed_setting_never_reuses_a_stale_result(tiny_run):
+    out, first = tiny_run
+    other = images.run(TINY.replace(lam=1.0, stages=("ebm",)), out, QUIET)["results"]["stages"]
+    assert set(other) == {"ebm"} and other["ebm"]["resumed_from"] == 0
+    assert other["ebm"]["final"] != first["results"]["stages"]["ebm"]["final"]
+    # each stage's key holds every setting but the other stage's own
+    for name, foreign in (("ebm", images._RBM_ONLY), ("rbm", images._EBM_ONLY)):
+        key = images._stage_config(TINY, name)
+        assert set(key) == {f.name for f in dataclasses.fields(images.Settings)} - set(foreign) - {"stages"} | {"stage"}
+    assert images._stage_config(TINY, "rbm") == images._stage_config(TINY.replace(sgld_steps=5), "rbm")
+
+
+def test_ebm_stage_is_reproducible(tmp_path):
+    small = TINY.replace(ebm_steps=2, n_train=100, n_test=10, n_samples=4, sgld_steps=3)
+    config = images._stage_config(small, "ebm")
+    a = images.stage_trial(config, tmp_path / "a")
+    torch.rand(5)  # the global generator's state must not matter
+    b = images.stage_trial(config, tmp_path / "b")
+    assert a["final"] == b["final"] and a["held_out_lsd"] == b["held_out_lsd"]
 
 
 def test_cli_rbm_stage_standardized(tmp_path):
@@ -94,7 +122,7 @@ def test_cli_rbm_stage_standardized(tmp_path):
             "--n-train", "200", "--n-test", "20", "--n-samples", "4", "--gibbs-steps", "5",
             "--rbm-space", "standardized", "--threads", "1"]
     assert main(argv) == 0
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((tmp_path / "results.json").read_text())["results"]
     assert set(saved["stages"]) == {"rbm"}
     assert "standardization" in saved["stages"]["rbm"]["space"]
     assert (tmp_path / "rbm_samples.png").exists()
@@ -102,34 +130,46 @@ def test_cli_rbm_stage_standardized(tmp_path):
 
 def test_cli_uses_one_thread_by_default():
     from steinkit.cli import build_parser
+    from steinkit.experiments.settings import settings_from_args
 
     args = build_parser().parse_args(["reproduce", "images", "--out", "x"])
-    assert args.threads == 1 and args.dataset == "fashion-mnist" and args.quick is False
+    settings = settings_from_args(args, images.FULL, images.QUICK)
+    assert args.threads == 1 and settings.dataset == "fashion-mnist" and args.quick is False
+    assert settings.device == "cpu" and settings == images.FULL
     assert build_parser().parse_args(["reproduce", "images", "--out", "x", "--threads", "2"]).threads == 2
+    args = build_parser().parse_args(["reproduce", "images", "--out", "x", "--device", "cuda", "--quick"])
+    assert settings_from_args(args, images.FULL, images.QUICK) == images.QUICK.replace(device="cuda")
+
+
+def test_quick_preset_is_the_documented_cpu_preset():
+    assert images.QUICK == images.FULL.replace(ebm_steps=600, lr=3e-4, rbm_steps=1500, rbm_critic_hidden=300,
+                                               n_test=500, n_samples=64)
+    assert (images.FULL.epochs, images.FULL.ebm_steps, images.FULL.rbm_epochs, images.FULL.rbm_steps) == (100, 0, 100, 0)
 
 
 @pytest.mark.parametrize(
     "options, match",
     [
         ({"dataset": "cifar"}, "dataset"),
-        ({"stages": ["gan"]}, "stages"),
+        ({"stages": ("gan",)}, "stages"),
         ({"batch_size": 0}, "batch_size"),
         ({"lam": -1.0}, "lam"),
         ({"sgld_noise": -0.1}, "sgld_noise"),
         ({"alpha": 0.5}, "alpha"),
         ({"rbm_space": "pixels"}, "rbm_space"),
-        ({"ebm_steps": None, "epochs": 0.0}, "epochs"),
+        ({"ebm_steps": 0, "epochs": 0.0}, "epochs"),
         ({"n_train": 1}, "n_train"),
+        ({"device": "abacus"}, "device"),
     ],
 )
-def test_bad_options_name_the_argument(tmp_path, options, match):
+def test_bad_options_name_the_argument(options, match):
     with pytest.raises(ValueError, match=match):
-        images.run(tmp_path, **{**TINY, **options})
+        TINY.replace(**options)
 
 
-def test_unknown_option_is_a_type_error(tmp_path):
+def test_unknown_option_is_a_type_error():
     with pytest.raises(TypeError, match="bogus"):
-        images.run(tmp_path, **TINY, bogus=1)
+        TINY.replace(bogus=1)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -158,23 +198,6 @@ def test_standardized_space_has_unit_moments():
 def test_make_space_rejects_unknown_name():
     with pytest.raises(ValueError, match="space"):
         make_space("pixels", torch.zeros(2, 2, dtype=torch.uint8))
-
-
-def test_energy_score_fn_matches_the_model_score():
-    torch.manual_seed(0)
-    ebm = MLPEnergy(5, hidden=8)
-    x = torch.randn(7, 5, generator=gen(3))
-    torch.testing.assert_close(energy_score_fn(ebm)(x), ebm.score(x).detach())
-
-
-def test_rbm_visible_mean_is_unbiased_for_the_conditional_mean():
-    rbm = GaussianBernoulliRBM.random(4, 3, generator=gen(0))
-    x = torch.randn(1, 4, generator=gen(1)).expand(20000, 4)
-    m = rbm_visible_mean(rbm, x, generator=gen(2))
-    with torch.no_grad():
-        exact = rbm.b + 0.5 * torch.tanh(0.5 * x[0] @ rbm.B + rbm.c) @ rbm.B.T
-    se = m.std(0) / math.sqrt(m.shape[0])
-    assert ((m.mean(0) - exact).abs() <= 4 * se + 1e-6).all()
 
 
 def test_segmented_training_resumes_exactly(tmp_path):

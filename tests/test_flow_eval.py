@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,22 +12,24 @@ import torch
 
 from steinkit.experiments import flow_eval
 from steinkit.experiments.flow_eval import FlowScore, score_matching_terms
+from steinkit.experiments.runner import trial_folder
+from steinkit.experiments.settings import RunOptions
 from steinkit.models.flows import GlowFlow
 
-TINY = dict(
+TINY = flow_eval.QUICK.replace(
     dataset="digits",
     n_stages=2,
     n_blocks=1,
     hidden_channels=4,
     batch_size=32,
-    checkpoint_steps=[2, 4, 6],
+    checkpoint_steps=(2, 4, 6),
     critic_hidden=16,
     critic_passes=2,
     critic_batch_size=64,
     sm_probes=1,
     chunk_size=200,
-    progress=False,
 )
+QUIET = RunOptions(progress=False)
 ROW_KEYS = {"checkpoint", "step", "bits_per_dim", "lsd", "lsd_stderr", "score_matching"}
 
 
@@ -45,16 +48,21 @@ def _tiny_flow() -> tuple[GlowFlow, torch.Tensor]:
     return flow, x
 
 
+def _train_dir(out: Path, settings: flow_eval.Settings) -> Path:
+    return trial_folder(out / "trials", flow_eval._train_config(settings))
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("flow_eval")
-    return out, flow_eval.run(out, quick=True, **TINY)
+    return out, flow_eval.run(TINY, out, QUIET)
 
 
 def test_run_writes_results_of_the_documented_shape(tiny_run: tuple[Path, dict]) -> None:
-    out, res = tiny_run
+    out, report = tiny_run
     on_disk = json.loads((out / "results.json").read_text())
-    assert on_disk["rows"] == res["rows"]
+    res = report["results"]
+    assert on_disk["results"]["rows"] == res["rows"] and on_disk["experiment"] == "flow-eval"
     rows = res["rows"]
     assert [r["checkpoint"] for r in rows] == [1, 2, 3]
     assert [r["step"] for r in rows] == [2, 4, 6]
@@ -69,10 +77,12 @@ def test_run_writes_results_of_the_documented_shape(tiny_run: tuple[Path, dict])
         assert -1.0 <= res["spearman"][key]["rho"] <= 1.0
     for key in ("claim_holds", "lsd_rho_at_least_0.9", "lsd_rho_above_score_matching"):
         assert isinstance(res[key], bool)
+    assert ("does not replicate" in report["verdict"]) != res["claim_holds"]
     assert res["seconds"]["total"] > 0 and res["seconds"]["cpu_total"] > 0
     assert (out / "flow_eval.png").stat().st_size > 0
     assert (out / "samples.png").stat().st_size > 0
-    assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == [
+    assert report["figures"] == ["flow_eval.png", "samples.png"] and "| checkpoint |" in (out / "results.md").read_text()
+    assert sorted(p.name for p in _train_dir(out, TINY).glob("*.pt")) == [
         "step-0000002.pt", "step-0000004.pt", "step-0000006.pt"
     ]
 
@@ -80,43 +90,43 @@ def test_run_writes_results_of_the_documented_shape(tiny_run: tuple[Path, dict])
 def test_rerun_reuses_checkpoints_and_evaluations(
     tiny_run: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out, res = tiny_run
+    out, report = tiny_run
 
     def no_training(*args: object, **kwargs: object) -> None:
-        raise AssertionError("train must not be called when all checkpoints exist")
+        raise AssertionError("the flow must not be trained when its trial is stored")
 
     def no_lsd(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a cached evaluation must be reused")
+        raise AssertionError("a stored evaluation must be reused")
 
-    monkeypatch.setattr(flow_eval, "train", no_training)
+    monkeypatch.setattr(flow_eval, "_fit_flow", no_training)
     monkeypatch.setattr(flow_eval, "stein_discrepancy", no_lsd)
-    again = flow_eval.run(out, quick=True, **TINY)
-    assert again["rows"] == res["rows"]
+    again = flow_eval.run(TINY, out, QUIET)
+    assert again["results"]["rows"] == report["results"]["rows"]
 
 
 def test_interrupted_training_resumes_from_the_last_checkpoint(
     tiny_run: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out, _ = tiny_run
-    ckpt = tmp_path / "checkpoints"
-    ckpt.mkdir()
-    for step in (2, 4):  # as if the run had stopped after step 4
-        (ckpt / f"step-{step:07d}.pt").write_bytes((out / "checkpoints" / f"step-{step:07d}.pt").read_bytes())
-    calls: list[int] = []
-    real = flow_eval.train
+    settings = TINY.replace(critic_passes=1)
+    ckpt = _train_dir(tmp_path, settings)
+    ckpt.mkdir(parents=True)
+    for step in (2, 4):  # as if the training trial had been killed after step 4
+        (ckpt / f"step-{step:07d}.pt").write_bytes((_train_dir(out, TINY) / f"step-{step:07d}.pt").read_bytes())
+    calls: list[tuple[int, list[int]]] = []
+    real = flow_eval._fit_flow
 
-    def recording(flow: GlowFlow, data: torch.Tensor, **kwargs: object):
-        res = real(flow, data, **kwargs)  # type: ignore[arg-type]
-        calls.append((res.resumed_from, res.steps))
-        return res
+    def recording(*args: object, **kwargs: object) -> None:
+        calls.append((kwargs["done"], kwargs["todo"]))  # type: ignore[arg-type]
+        real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(flow_eval, "train", recording)
-    res = flow_eval.run(tmp_path, quick=True, **{**TINY, "critic_passes": 1})
-    assert calls == [(4, 6)]  # only steps 5..6 were trained
-    assert [r["step"] for r in res["rows"]] == [2, 4, 6]
+    monkeypatch.setattr(flow_eval, "_fit_flow", recording)
+    res = flow_eval.run(settings, tmp_path, QUIET)["results"]
+    assert calls == [(4, [6])]  # only steps 5..6 were trained
+    assert [r["step"] for r in res["rows"]] == [2, 4, 6] and res["resumed_from"] == 4
     # with the saved Adam state and batch order, the resumed flow equals the uninterrupted one
     resumed = torch.load(ckpt / "step-0000006.pt", weights_only=True)["state_dict"]
-    straight = torch.load(out / "checkpoints" / "step-0000006.pt", weights_only=True)["state_dict"]
+    straight = torch.load(_train_dir(out, TINY) / "step-0000006.pt", weights_only=True)["state_dict"]
     assert resumed.keys() == straight.keys()
     # Equal up to float32 rounding (separate conv calls may round differently in the last bit);
     # fresh Adam moments, as before, would move every weight by ~lr = 1e-3 in these two steps.
@@ -124,39 +134,62 @@ def test_interrupted_training_resumes_from_the_last_checkpoint(
         torch.testing.assert_close(resumed[k], straight[k], rtol=1e-5, atol=1e-7)
 
 
-def test_checkpoints_of_another_configuration_are_refused(tiny_run: tuple[Path, dict]) -> None:
-    out, _ = tiny_run
-    with pytest.raises(ValueError, match="different configuration"):
-        flow_eval.run(out, quick=True, **{**TINY, "hidden_channels": 8})
+def test_a_changed_setting_never_reuses_a_stale_result(
+    tiny_run: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, report = tiny_run
+    calls: list[int] = []
+    real = flow_eval._fit_flow
+
+    def recording(*args: object, **kwargs: object) -> None:
+        calls.append(int(kwargs["done"]))  # type: ignore[call-overload]
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(flow_eval, "_fit_flow", recording)
+    other_flow = flow_eval.run(TINY.replace(hidden_channels=8), out, QUIET)["results"]
+    assert calls == [0] and other_flow["rows"] != report["results"]["rows"]  # trained afresh in its own folder
+    other_eval = flow_eval.run(TINY.replace(sm_probes=2), out, QUIET)["results"]
+    assert calls == [0]  # an evaluation setting reuses the trained flow but not the evaluations
+    rows, first = other_eval["rows"], report["results"]["rows"]
+    assert [r["bits_per_dim"] for r in rows] == [r["bits_per_dim"] for r in first]
+    assert [r["score_matching"] for r in rows] != [r["score_matching"] for r in first]
+
+
+def test_training_trial_key_holds_only_training_settings() -> None:
+    assert set(flow_eval._TRAIN_FIELDS) <= {f.name for f in dataclasses.fields(flow_eval.Settings)}
+    assert flow_eval._train_config(TINY) == flow_eval._train_config(TINY.replace(lam=2.0, sm_probes=3))
 
 
 def test_presets_are_valid_and_follow_the_paper_where_stated() -> None:
-    full = flow_eval._config(False, {})
-    quick = flow_eval._config(True, {})
-    assert (full["n_stages"], full["n_blocks"], full["hidden_channels"], full["lr"]) == (3, 4, 128, 1e-4)
-    assert full["checkpoint_steps"] == [1000 * k for k in range(1, 11)]
-    assert (full["critic_hidden"], full["critic_layers"], full["critic_passes"]) == (1000, 2, 100)
-    assert full["critic_batch_size"] == 128 and full["split"] == [0.8, 0.1, 0.1]
-    assert len(quick["checkpoint_steps"]) == 10 and quick["critic_hidden"] == 1000
+    full, quick = flow_eval.FULL, flow_eval.QUICK
+    assert (full.n_stages, full.n_blocks, full.hidden_channels, full.lr) == (3, 4, 128, 1e-4)
+    assert full.checkpoint_steps == tuple(1000 * k for k in range(1, 11))
+    assert (full.critic_hidden, full.critic_layers, full.critic_passes) == (1000, 2, 100)
+    assert full.critic_batch_size == 128 and full.split == (0.8, 0.1, 0.1)
+    assert len(quick.checkpoint_steps) == 10 and quick.critic_hidden == 1000
 
 
 @pytest.mark.parametrize(
     "options, error, match",
     [
-        ({"nonsense": 1}, TypeError, "unknown option"),
-        ({"checkpoint_steps": [4, 2]}, ValueError, "checkpoint_steps"),
-        ({"checkpoint_steps": [3]}, ValueError, "checkpoint_steps"),
+        ({"nonsense": 1}, TypeError, "unknown setting"),
+        ({"checkpoint_steps": (4, 2)}, ValueError, "checkpoint_steps"),
+        ({"checkpoint_steps": (3,)}, ValueError, "checkpoint_steps"),
         ({"critic_passes": 0}, ValueError, "critic_passes"),
         ({"lr": -1.0}, ValueError, "lr"),
         ({"alpha": 0.5}, ValueError, "alpha"),
-        ({"split": [0.8, 0.2]}, ValueError, "split"),
-        ({"threads": 0}, ValueError, "threads"),
-        ({"critic_standardize": "yes"}, ValueError, "critic_standardize"),
+        ({"split": (0.8, 0.2)}, ValueError, "split"),
+        ({"critic_standardize": "yes"}, TypeError, "critic_standardize"),
     ],
 )
-def test_bad_options_are_rejected(tmp_path: Path, options: dict, error: type, match: str) -> None:
+def test_bad_options_are_rejected(options: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        flow_eval.run(tmp_path, quick=True, **{**TINY, **options})
+        TINY.replace(**options)
+
+
+def test_bad_run_options_are_rejected() -> None:
+    with pytest.raises(ValueError, match="threads"):
+        RunOptions(threads=-1)
 
 
 def test_flow_score_matches_the_flow_in_chunks() -> None:
@@ -225,3 +258,19 @@ def test_score_matching_terms_reject_bad_arguments() -> None:
         score_matching_terms(flow, x, n_probes=0)
     with pytest.raises(ValueError, match="chunk_size"):
         score_matching_terms(flow, x, chunk_size=0)
+
+
+def test_cli_runs_a_tiny_reproduction_and_its_results_page(tmp_path: Path) -> None:
+    from steinkit.cli import main
+
+    out = tmp_path / "run"
+    argv = ["reproduce", "flow-eval", "--quick", "--out", str(out), "--dataset", "digits", "--n-stages", "2",
+            "--n-blocks", "1", "--hidden-channels", "4", "--checkpoint-steps", "2", "4", "--critic-hidden", "16",
+            "--critic-passes", "1", "--sm-probes", "1"]
+    assert main(argv) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["command"].startswith(f"steinkit reproduce flow-eval --out {out} --quick")
+    assert "--checkpoint-steps 2 4" in saved["command"] and saved["settings"]["critic_standardize"] is True
+    page = tmp_path / "docs" / "results.md"
+    assert main(["results", str(out), "--out", str(page)]) == 0
+    assert "**Paper:** Figure 7" in page.read_text() and (page.parent / "figures" / "run" / "flow_eval.png").exists()

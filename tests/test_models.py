@@ -531,15 +531,6 @@ def test_rbm_visible_mean_is_seeded_and_checks_x() -> None:
         rbm.visible_mean(torch.zeros(4, 3))
 
 
-def test_rbm_visible_mean_equals_the_experiment_helper() -> None:
-    helpers = pytest.importorskip("steinkit.experiments._images_common")
-    if not hasattr(helpers, "rbm_visible_mean"):
-        pytest.skip("the experiment helper is gone; the closed-form test above covers the method")
-    rbm = make_rbm(torch.float32)
-    x = _points(rbm, n=6)
-    assert torch.equal(rbm.visible_mean(x, generator=gen(2)), helpers.rbm_visible_mean(rbm, x, generator=gen(2)))
-
-
 def test_logistic_ica_log_prob_score_and_samples_in_closed_form() -> None:
     q = make_ica_logistic(torch.float64)
     x = _points(q)
@@ -573,6 +564,3 @@ def test_ebm_sampling_score_is_the_score_without_a_graph() -> None:
     fast = ebm.sampling_score(x)
     assert not fast.requires_grad
     assert torch.allclose(fast, ebm.score(x).detach(), rtol=0, atol=1e-12)
-    helpers = pytest.importorskip("steinkit.experiments._images_common")
-    if hasattr(helpers, "energy_score_fn"):
-        assert torch.equal(fast, helpers.energy_score_fn(ebm)(x))

@@ -88,34 +88,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    import torch
-
     from .experiments import get_experiment
+    from .experiments.settings import run_options_from_args, settings_from_args
 
     module = get_experiment(args.experiment)
-    if hasattr(module, "Settings"):
-        from .experiments.settings import run_options_from_args, settings_from_args
-
-        settings = settings_from_args(args, module.FULL, module.QUICK)
-        report = module.run(settings, Path(args.out), run_options_from_args(args))
-        print(f"{report['verdict']}\nresults in {args.out}")
-        return 0
-    options = {k: v for k, v in vars(args).items() if k not in _GLOBAL_KEYS}
-    if args.cli_threads:
-        options.pop("threads")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-    module.run(Path(args.out), quick=args.quick, **options)
-    print(f"results in {args.out}")
+    settings = settings_from_args(args, module.FULL, module.QUICK)
+    report = module.run(settings, Path(args.out), run_options_from_args(args))
+    print(f"{report['verdict']}\nresults in {args.out}")
     return 0
-
-
-_GLOBAL_KEYS = {"command", "experiment", "out", "quick", "func", "cli_threads", "debug"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``steinkit`` command."""
     from .experiments import EXPERIMENTS, get_experiment
+    from .experiments.settings import add_run_arguments, add_setting_arguments
     from .gof import METHODS
 
     from . import __version__
@@ -160,20 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = get_experiment(exp_name)
         p = rep_sub.add_parser(exp_name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         p.add_argument("--out", required=True, help="output folder for results.json and figures")
-        if hasattr(module, "Settings"):
-            from .experiments.settings import add_run_arguments, add_setting_arguments
-
-            add_setting_arguments(p, module.FULL, module.QUICK)
-            add_run_arguments(p)
-            p.set_defaults(func=_cmd_reproduce)
-            continue
-        p.add_argument("--quick", action="store_true", help="the reduced preset (see the description)")
-        module.add_arguments(p)
-        own_threads = "--threads" in p._option_string_actions  # the experiment handles threads itself
-        if not own_threads:
-            default = p.get_default("threads") or 0  # an experiment may set its own default
-            p.add_argument("--threads", type=int, default=default, help="torch threads (0: torch's choice)")
-        p.set_defaults(func=_cmd_reproduce, cli_threads=not own_threads)
+        add_setting_arguments(p, module.FULL, module.QUICK)
+        add_run_arguments(p)
+        p.set_defaults(func=_cmd_reproduce)
     res = sub.add_parser("results", help="gather reproductions' reports into one markdown page")
     res.add_argument("runs", nargs="+", help="run folders written by steinkit reproduce")
     res.add_argument("--out", default="docs/results.md", help="the page to write (default docs/results.md)")

@@ -1,4 +1,4 @@
-"""Building blocks of the image experiments: data spaces, segmented training, sampling helpers.
+"""Building blocks of the image reproduction: data spaces, segmented training, sampling helpers.
 
 A *space* maps 8-bit pixels to the space a model lives in and back:
 
@@ -10,16 +10,13 @@ A *space* maps 8-bit pixels to the space a model lives in and back:
 
 Training runs in *segments* (by default one epoch each). Every segment draws fresh
 dequantization noise (seeded by the segment index, so a resumed run sees the same data) and
-continues the trainer from its checkpoint, which the trainer restores exactly.
+continues the trainer from the trial's checkpoint, which the trainer restores exactly.
 
 Example:
-    >>> import torch
     >>> pixels = torch.randint(0, 256, (10, 4), dtype=torch.uint8)
-    >>> space = make_space("logit", pixels)
-    >>> y = space.encode(pixels, generator=torch.Generator().manual_seed(0))
-    >>> back = (space.decode(y) * 256).floor()   # the pixel level each value came from
-    >>> bool(((back - pixels.float()).abs() <= 1).all())   # (float32 rounding at level edges)
-    True
+    >>> y = make_space("logit", pixels).encode(pixels, generator=torch.Generator().manual_seed(0))
+    >>> y.shape, y.dtype
+    (torch.Size([10, 4]), torch.float32)
 """
 
 from __future__ import annotations
@@ -28,24 +25,15 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..data import dequantize, inverse_logit, logit
-from ..models import GaussianBernoulliRBM, MLPEnergy
 from ..train import TrainResult, load_checkpoint, train
 
-__all__ = [
-    "SPACES",
-    "Space",
-    "make_space",
-    "train_in_segments",
-    "energy_score_fn",
-    "rbm_visible_mean",
-    "summarize_history",
-]
+__all__ = ["SPACES", "Space", "make_space", "train_in_segments", "summarize_history"]
 
 SPACES: tuple[str, ...] = ("logit", "standardized")
 
@@ -66,12 +54,9 @@ class Space:
     std: Tensor | None = None
 
     def encode(self, pixels: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """Dequantize uint8 ``pixels`` (n, d) with fresh noise and map them into the space (float32).
-
-        The work is done on ``pixels.device``; ``generator`` must live on that device.
-        """
-        x01 = dequantize(pixels, generator=generator)
-        return self.from_unit(x01)
+        """Dequantize uint8 ``pixels`` (n, d) with fresh noise (from ``generator``, on the pixels'
+        device) and map them into the space (float32)."""
+        return self.from_unit(dequantize(pixels, generator=generator))
 
     def from_unit(self, x01: Tensor) -> Tensor:
         """Map values in (0, 1) into the space."""
@@ -172,44 +157,6 @@ def train_in_segments(
     return result, done, prep
 
 
-def energy_score_fn(ebm: MLPEnergy) -> Callable[[Tensor], Tensor]:
-    """The EBM's score ``-grad_x E(x)`` without a graph for second derivatives (cheaper for sampling).
-
-    Example:
-        >>> ebm = MLPEnergy(3, hidden=4)
-        >>> x = torch.randn(5, 3)
-        >>> torch.allclose(energy_score_fn(ebm)(x), ebm.score(x))
-        True
-    """
-
-    def score(x: Tensor) -> Tensor:
-        with torch.enable_grad():
-            xr = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(ebm.energy(xr).sum(), xr)
-        return -grad
-
-    return score
-
-
-def rbm_visible_mean(rbm: GaussianBernoulliRBM, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-    """One more half-sweep from visible states ``x``: draw ``h | x`` and return ``E[x | h] = b + B h / 2``.
-
-    This is the noise-free image a Gibbs chain at ``x`` is about to emit (the usual way to show
-    Gaussian-visible RBM samples, next to the raw ``x``).
-
-    Example:
-        >>> rbm = GaussianBernoulliRBM.random(4, 2, generator=torch.Generator().manual_seed(0))
-        >>> rbm_visible_mean(rbm, torch.zeros(3, 4)).shape
-        torch.Size([3, 4])
-    """
-    with torch.no_grad():
-        B, b, c = rbm.B.detach(), rbm.b.detach(), rbm.c.detach()
-        p = torch.sigmoid(2.0 * (0.5 * x @ B + c))
-        u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
-        h = (u < p).to(B.dtype) * 2.0 - 1.0
-        return b + 0.5 * h @ B.T
-
-
 def summarize_history(history: tuple[dict, ...] | list[dict], keys: tuple[str, ...] = ("loss", "lsd", "critic_loss"),
                       last: int = 5) -> dict[str, float]:
     """Mean of each metric over the last ``last`` history records that have it (``nan`` if none)."""
@@ -218,4 +165,3 @@ def summarize_history(history: tuple[dict, ...] | list[dict], keys: tuple[str, .
         values = [float(row[key]) for row in history if key in row][-last:]
         out[key] = sum(values) / len(values) if values else float("nan")
     return out
-

@@ -1,30 +1,20 @@
 """Section 8.2 and Appendices B.6 / C: deep EBMs and Gaussian-Bernoulli RBMs trained by LSD on images.
 
-Three stages, each writing PNG grids (pixels back in [0, 1]) and its numbers to ``results.json``:
+Two stages, each a trial of the sweep engine keeping its checkpoint (a killed stage resumes from
+it) and its PNG grids in its own folder. Data are dequantized and logit-transformed (B.6.2), with
+fresh dequantization noise every ``segment_epochs``; model and critic steps use Adam (.5, .9).
 
-1. **EBM** (B.6). ``q(x) ∝ exp(-E(x)) N(x; mu, sigma^2)``, ``E`` a 2x1000 Swish MLP, the Gaussian
-   learned (initialised at the data's mean and std); critic a 2x1000 Swish MLP R^784 -> R^784;
-   lambda = 10; 5 critic updates per model update; Adam 1e-4, betas (.5, .9); 100 epochs of
-   batches of 100. Data dequantized and logit-transformed (B.6.2), with fresh dequantization
-   noise every epoch. Samples: tempered SGLD (Eq. 19) with eps = 1, sigma = .01, 1000 steps from
-   uniform pixels mapped through the logit.
-2. **Sampler study** (C.2). From one shared initialisation, two SGLD chains with sigma = .01 and
-   sigma = .1; grids after 30, 300 and 1000 steps of each (one chain gives all three).
-3. **RBM** (C.3). A Gaussian-Bernoulli RBM with 100 hidden units (B ~ N(0, 0.01^2), b = data
-   mean, c = 0) trained by LSD (5 critic updates per model update, lambda = 10, Adam 1e-3) on
-   the same data space; sampled by 2000 blocked-Gibbs sweeps. Two grids: the chains' last
-   visible states x, and their noise-free means E[x | h] = b + B h / 2 after one more h-draw.
-   (Standardized pixels, ``--rbm-space standardized``, were tried and are much worse: the RBM's
-   fixed unit visible noise is as large as the whole per-pixel data variance there.)
+* ``ebm`` (B.6): ``q(x) ∝ exp(-E(x)) N(x; mu, sigma^2)``, ``E`` a Swish MLP and the Gaussian learned
+  (initialised at the data's mean and std), trained against a Swish critic R^D -> R^D. Samples by
+  tempered SGLD (Eq. 19) from uniform pixels; the sampler study (C.2) runs a second chain with
+  noise ``sgld_noise_alt`` from the same start, both shown after 30, 300 and ``sgld_steps`` steps.
+* ``rbm`` (C.3): a Gaussian-Bernoulli RBM (B ~ N(0, rbm_init_std^2), b = data mean, c = 0) in
+  ``rbm_space``, sampled by ``gibbs_steps`` blocked-Gibbs sweeps: the chains' last visible states
+  and their noise-free means E[x | h] after one more h-draw.
 
-Chains that diverge (non-finite states) are drawn as mid-grey tiles; ``results.json`` records
-the finite fraction of each SGLD chain.
-
-``--quick`` is a CPU preset (10-20 minutes on two shared cores): the paper's networks and
-hyper-parameters, but 600 EBM updates (one epoch instead of 100) at Adam lr 3e-4, and 1500 RBM
-updates with a 2x300 critic. ``results.json`` records every setting that was used, and
-``"preset"`` says which one. Training is checkpointed (``ebm_checkpoint.pt``, ``rbm_checkpoint.pt``): rerunning
-the same command in the same ``--out`` resumes where it stopped; ``--fresh`` starts over.
+Diverged chains are drawn as mid-grey tiles. The report gives each stage's held-out LSD (exact
+trace), the finite fraction of each SGLD chain and the training curves. Earlier measurements:
+``docs/archive/images.md``.
 
 Example:
     steinkit reproduce images --dataset fashion-mnist --out runs/images --quick
@@ -32,202 +22,123 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
+import functools
 import math
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
 
 from ..critics import MLPCritic
-from ..data import IMAGE_DATASETS, load_image_dataset, make_image_grid, save_image_grid
+from ..data import load_image_dataset, make_image_grid, save_image_grid
 from ..models import GaussianBernoulliRBM, MLPEnergy
 from ..samplers import sgld
-from ._common import prepare_out, pyplot, write_json
-from ._images_common import (
-    SPACES,
-    Space,
-    energy_score_fn,
-    make_space,
-    rbm_visible_mean,
-    summarize_history,
-    train_in_segments,
-)
+from ._images_common import Space, make_space, summarize_history, train_in_segments
+from .report import markdown_table, pyplot, write_report
+from .runner import sweep, trial_folder
+from .settings import ReproductionSettings, RunOptions, command_line, setting
 
-__all__ = ["NAME", "DESCRIPTION", "PRESETS", "add_arguments", "run"]
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "stage_trial"]
 
 NAME = "images"
 DESCRIPTION = (
     "Sec. 8.2 / App. B.6, C: deep EBM and Gaussian-Bernoulli RBM trained by LSD on images; "
-    "SGLD and Gibbs sample grids, sampler study (--quick: one-epoch CPU preset, ~10-20 min)"
+    "SGLD and Gibbs sample grids, sampler study"
+)
+PAPER_CLAIM = (
+    "Section 8.2 and Appendix C: LSD trains deep energy-based models and Gaussian-Bernoulli RBMs on MNIST and "
+    "Fashion-MNIST without sampling during training; SGLD and Gibbs samples of the trained models resemble the data."
 )
 
-STAGES: tuple[str, ...] = ("ebm", "rbm")
-
-# The paper's settings (B.6, C.3). Batch size, RBM run length and RBM critic are not stated
-# in the paper: 100, the EBM's 100 epochs and the EBM's critic are our choices.
-_FULL: dict[str, Any] = {
-    "epochs": 100.0,
-    "batch_size": 100,
-    "ebm_hidden": 1000,
-    "critic_hidden": 1000,
-    "critic_steps": 5,
-    "lam": 10.0,
-    "lr": 1e-4,
-    "rbm_hidden": 100,
-    "rbm_epochs": 100.0,
-    "rbm_lr": 1e-3,
-    "rbm_critic_hidden": 1000,
-    "rbm_critic_steps": 5,
-    "rbm_space": "logit",
-    "rbm_init_std": 0.01,
-    "n_train": None,
-    "n_test": 2000,
-    "n_samples": 100,
-    "sgld_steps": 1000,
-    "sgld_step_size": 1.0,
-    "sgld_noise": 0.01,
-    "sgld_noise_alt": 0.1,
-    "gibbs_steps": 2000,
-    "alpha": 1e-6,
-    "segment_epochs": 1.0,
-}
-
-# CPU preset (see _QUICK_NOTES). Chosen from measured runs on a shared 2-core machine: a 2x1000
-# model and critic cost about 0.8 s per model update (5 critic updates + 1 model update, batch
-# 100), the RBM with a 2x300 critic about 0.1-0.25 s; smaller EBMs (2x300, 2x500) gave blurrier,
-# more saturated samples for the same wall time, and lr 1e-4 left most chains in near-empty
-# images after 400 updates.
-_QUICK: dict[str, Any] = {
-    **_FULL,
-    "epochs": None,
-    "ebm_steps": 600,
-    "lr": 3e-4,
-    "rbm_epochs": None,
-    "rbm_steps": 1500,
-    "rbm_critic_hidden": 300,
-    "n_test": 500,
-    "n_samples": 64,
-}
-
-PRESETS: dict[str, dict[str, Any]] = {"full": _FULL, "quick": _QUICK}
-
-_QUICK_NOTES = (
-    "quick preset (CPU, ~10-20 min on two shared cores): the paper's EBM and critic (2x1000 Swish), "
-    "lambda, critic steps, betas, preprocessing and SGLD settings, but only 600 model updates "
-    "(1 epoch; the paper trains 100) with Adam lr 3e-4 instead of 1e-4 for the EBM and its critic; "
-    "the RBM (100 hidden, lr 1e-3, 5 critic steps) gets 1500 updates with a 2x300 critic; held-out "
-    "LSD on 500 test images; 64 samples per grid."
-)
+_EBM_ONLY = ("epochs", "ebm_steps", "ebm_hidden", "critic_hidden", "critic_steps", "lr", "sgld_steps",
+             "sgld_step_size", "sgld_noise", "sgld_noise_alt")
+_RBM_ONLY = ("rbm_hidden", "rbm_epochs", "rbm_steps", "rbm_lr", "rbm_critic_hidden", "rbm_critic_steps", "rbm_space",
+             "rbm_init_std", "gibbs_steps")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The experiment's own options (``None`` defaults mean "take it from the preset").
+@dataclasses.dataclass(frozen=True)
+class Settings(ReproductionSettings):
+    """Settings of the image reproduction: the paper's B.6 / C.3 (batch size, RBM run length and RBM
+    critic are not stated there: 100, 100 epochs and the EBM's critic are our choices)."""
 
-    Also sets this command's ``--threads`` default to 1: on a shared 2-core machine (load ~7),
-    one torch thread ran a 2x1000 LSD update in 1.5-2.3 s, two threads in 8-14 s.
-    """
-    parser.set_defaults(threads=1)  # the ``steinkit reproduce`` parser's --threads picks this up
-    a = parser.add_argument
-    a("--dataset", choices=IMAGE_DATASETS, default="fashion-mnist")
-    a("--data-root", default=None, help="folder with the IDX files (default: the dataset's standard place)")
-    a("--device", default="cpu", help="torch device for training and sampling, e.g. cuda (default: cpu)")
-    a("--seed", type=int, default=0)
-    a("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="what to run (default: ebm rbm)")
-    a("--fresh", action="store_true", help="ignore existing checkpoints in --out and start over")
-    a("--epochs", type=float, default=None, help="EBM training epochs (full: 100)")
-    a("--ebm-steps", type=int, default=None, help="EBM model updates (overrides --epochs; quick: 600)")
-    a("--batch-size", type=int, default=None, help="mini-batch size (100)")
-    a("--ebm-hidden", type=int, default=None, help="energy MLP width (1000)")
-    a("--critic-hidden", type=int, default=None, help="EBM critic width (1000)")
-    a("--critic-steps", type=int, default=None, help="critic updates per EBM update (5)")
-    a("--lam", type=float, default=None, help="critic L2 penalty lambda, EBM and RBM (10)")
-    a("--lr", type=float, default=None, help="EBM and its critic's Adam lr (full 1e-4, quick 3e-4)")
-    a("--rbm-hidden", type=int, default=None, help="RBM hidden units (100)")
-    a("--rbm-epochs", type=float, default=None, help="RBM training epochs (full: 100)")
-    a("--rbm-steps", type=int, default=None, help="RBM model updates (overrides --rbm-epochs; quick: 1500)")
-    a("--rbm-lr", type=float, default=None, help="RBM and its critic's Adam lr (1e-3)")
-    a("--rbm-critic-hidden", type=int, default=None, help="RBM critic width (full 1000, quick 300)")
-    a("--rbm-critic-steps", type=int, default=None, help="critic updates per RBM update (5)")
-    a("--rbm-space", choices=SPACES, default=None, help="RBM data space (logit)")
-    a("--rbm-init-std", type=float, default=None, help="std of the RBM's initial weights B (0.01)")
-    a("--n-train", type=int, default=None, help="use the first N training images (default: all)")
-    a("--n-test", type=int, default=None, help="test images for the held-out LSD (full 2000, quick 500)")
-    a("--n-samples", type=int, default=None, help="images per sample grid (full 100, quick 64)")
-    a("--sgld-steps", type=int, default=None, help="SGLD steps (1000)")
-    a("--sgld-step-size", type=float, default=None, help="SGLD step size eps (1)")
-    a("--sgld-noise", type=float, default=None, help="SGLD noise std sigma (.01)")
-    a("--sgld-noise-alt", type=float, default=None, help="second sigma of the sampler study (.1)")
-    a("--gibbs-steps", type=int, default=None, help="Gibbs sweeps for the RBM samples (2000)")
-    a("--alpha", type=float, default=None, help="logit squeeze alpha (1e-6; the paper uses 0)")
-    a("--segment-epochs", type=float, default=None, help="epochs between fresh dequantization noise (1)")
+    dataset: Literal["fashion-mnist", "mnist", "digits"] = setting("fashion-mnist", "training/test images")
+    data_root: str = setting("", "folder with the IDX files (empty: the dataset's standard place)")
+    device: str = setting("cpu", "torch device for training and sampling, e.g. cuda")
+    stages: tuple[Literal["ebm", "rbm"], ...] = setting(("ebm", "rbm"), "what to run")
+    n_train: int = setting(0, "use the first N training images (0: all)", minimum=0)
+    n_test: int = setting(2000, "test images for the held-out LSD", minimum=1)
+    n_samples: int = setting(100, "images per sample grid", minimum=1)
+    batch_size: int = setting(100, "mini-batch size", minimum=1)
+    lam: float = setting(10.0, "critic L2 penalty lambda, EBM and RBM", minimum=1e-12)
+    alpha: float = setting(1e-6, "logit squeeze alpha (the paper uses 0)", minimum=0.0)
+    segment_epochs: float = setting(1.0, "epochs between fresh dequantization noise", minimum=1e-12)
+    epochs: float = setting(100.0, "EBM training epochs (used when ebm_steps is 0)", minimum=0.0)
+    ebm_steps: int = setting(0, "EBM model updates (0: from epochs)", minimum=0)
+    ebm_hidden: int = setting(1000, "energy MLP width", minimum=1)
+    critic_hidden: int = setting(1000, "EBM critic width", minimum=1)
+    critic_steps: int = setting(5, "critic updates per EBM update", minimum=1)
+    lr: float = setting(1e-4, "Adam lr of the EBM and its critic", minimum=1e-12)
+    sgld_steps: int = setting(1000, "SGLD steps", minimum=1)
+    sgld_step_size: float = setting(1.0, "SGLD step size eps", minimum=1e-12)
+    sgld_noise: float = setting(0.01, "SGLD noise std sigma", minimum=0.0)
+    sgld_noise_alt: float = setting(0.1, "second sigma of the sampler study", minimum=0.0)
+    rbm_hidden: int = setting(100, "RBM hidden units", minimum=1)
+    rbm_epochs: float = setting(100.0, "RBM training epochs (used when rbm_steps is 0)", minimum=0.0)
+    rbm_steps: int = setting(0, "RBM model updates (0: from rbm_epochs)", minimum=0)
+    rbm_lr: float = setting(1e-3, "Adam lr of the RBM and its critic", minimum=1e-12)
+    rbm_critic_hidden: int = setting(1000, "RBM critic width", minimum=1)
+    rbm_critic_steps: int = setting(5, "critic updates per RBM update", minimum=1)
+    rbm_space: Literal["logit", "standardized"] = setting("logit", "RBM data space")
+    rbm_init_std: float = setting(0.01, "std of the RBM's initial weights B", minimum=0.0)
+    gibbs_steps: int = setting(2000, "Gibbs sweeps for the RBM samples", minimum=1)
 
-
-def _resolve(quick: bool, options: dict[str, Any]) -> dict[str, Any]:
-    preset = dict(PRESETS["quick" if quick else "full"])
-    preset.setdefault("ebm_steps", None)
-    preset.setdefault("rbm_steps", None)
-    unknown = set(options) - set(preset)
-    if unknown:
-        raise TypeError(f"unknown option(s) for images: {sorted(unknown)}")
-    for key, value in options.items():
-        if value is not None:
-            preset[key] = value
-    return preset
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for steps, epochs in (("ebm_steps", "epochs"), ("rbm_steps", "rbm_epochs")):
+            if getattr(self, steps) == 0 and getattr(self, epochs) <= 0:
+                raise ValueError(f"{epochs} must be > 0 (or give {steps}), got {getattr(self, epochs)!r}")
+        if self.alpha >= 0.5:
+            raise ValueError(f"alpha must be in [0, 0.5), got {self.alpha!r}")
+        if self.n_train == 1:
+            raise ValueError("n_train must be 0 (all) or >= 2, got 1")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"device must name a torch device, got {self.device!r} ({err})") from None
 
 
-def _steps(n_train: int, batch_size: int, steps: int | None, epochs: float | None, name: str) -> int:
-    if steps is not None:
-        if steps < 1:
-            raise ValueError(f"{name}_steps must be >= 1, got {steps}")
-        return int(steps)
-    if epochs is None or epochs <= 0:
-        flag = "epochs" if name == "ebm" else f"{name}_epochs"
-        raise ValueError(f"{flag} must be > 0 (or give {name}_steps), got {epochs!r}")
-    return max(1, math.ceil(epochs * n_train / batch_size))
+FULL = Settings()
+# A CPU preset: the paper's networks and hyper-parameters, but one epoch of EBM updates at a higher
+# rate and 1500 RBM updates with a smaller critic (why: docs/archive/images.md).
+QUICK = FULL.replace(ebm_steps=600, lr=3e-4, rbm_steps=1500, rbm_critic_hidden=300, n_test=500, n_samples=64)
 
 
-def _check_settings(s: dict[str, Any]) -> None:
-    for key in ("batch_size", "ebm_hidden", "critic_hidden", "critic_steps", "rbm_hidden", "rbm_critic_hidden",
-                "rbm_critic_steps", "n_test", "n_samples", "sgld_steps", "gibbs_steps"):
-        if not isinstance(s[key], int) or s[key] < 1:
-            raise ValueError(f"{key} must be a positive int, got {s[key]!r}")
-    for key in ("lam", "lr", "rbm_lr", "sgld_step_size", "segment_epochs"):
-        if not (isinstance(s[key], (int, float)) and s[key] > 0):
-            raise ValueError(f"{key} must be > 0, got {s[key]!r}")
-    for key in ("sgld_noise", "sgld_noise_alt", "rbm_init_std"):
-        if not (isinstance(s[key], (int, float)) and s[key] >= 0):
-            raise ValueError(f"{key} must be >= 0, got {s[key]!r}")
-    if not 0 <= s["alpha"] < 0.5:
-        raise ValueError(f"alpha must be in [0, 0.5), got {s['alpha']!r}")
-    if s["rbm_space"] not in SPACES:
-        raise ValueError(f"rbm_space must be one of {SPACES}, got {s['rbm_space']!r}")
-    if s["n_train"] is not None and s["n_train"] < 2:
-        raise ValueError(f"n_train must be >= 2, got {s['n_train']!r}")
+def _settings(config: dict[str, Any]) -> Settings:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    return Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names})
 
 
-def _config_guard(out: Path, name: str, config: dict[str, Any], fresh: bool) -> Path:
-    """The checkpoint path of stage ``name``; refuses to resume a checkpoint of other settings."""
-    ckpt = out / f"{name}_checkpoint.pt"
-    cfg_path = out / f"{name}_config.json"
-    if fresh:
-        ckpt.unlink(missing_ok=True)
-    if ckpt.exists():
-        old = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
-        if old != config:
-            raise ValueError(
-                f"{ckpt} was written with other settings ({cfg_path}); use another --out or pass --fresh"
-            )
-    cfg_path.write_text(json.dumps(config, indent=2, sort_keys=True))
-    return ckpt
+def _stage_config(s: Settings, stage: str) -> dict[str, Any]:
+    """The stage trial's key: every setting but the stage list and the other stage's own."""
+    other = _RBM_ONLY if stage == "ebm" else _EBM_ONLY
+    return {"stage": stage, **{k: v for k, v in s.to_dict().items() if k not in other and k != "stages"}}
+
+
+def _data(s: Settings) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """uint8 training pixels (the first ``n_train``), test pixels (the first ``n_test``), image shape."""
+    train_px, _, shape = load_image_dataset(s.dataset, root=s.data_root or None, split="train")
+    test_px, _, _ = load_image_dataset(s.dataset, root=s.data_root or None, split="test")
+    train_px = train_px[: s.n_train] if s.n_train else train_px
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    return as_tensor(train_px), as_tensor(test_px[: s.n_test]), shape
 
 
 def _grid(images01: torch.Tensor, path: Path, shape: tuple[int, int]) -> str:
-    n = images01.shape[0]
-    save_image_grid(images01, path, shape=shape, nrow=math.ceil(math.sqrt(n)))
+    save_image_grid(images01, path, shape=shape, nrow=math.ceil(math.sqrt(images01.shape[0])))
     return path.name
 
 
@@ -236,32 +147,178 @@ def _held_out_lsd(critic: MLPCritic, score_fn: Callable[[torch.Tensor], torch.Te
     """Mean ± standard error of the learned critic's Stein terms (exact trace) on held-out data."""
     critic.eval()
     terms = []
-    for i in range(0, x.shape[0], batch):
-        xb = x[i : i + batch]
-        s = score_fn(xb).detach()
+    for xb in x.split(batch):
         with torch.no_grad():
-            t, _ = critic.stein_terms(xb, s, trace="exact")
-        terms.append(t)
+            terms.append(critic.stein_terms(xb, score_fn(xb).detach(), trace="exact")[0])
     t = torch.cat(terms).double()
     return {"mean": float(t.mean()), "stderr": float(t.std() / math.sqrt(t.numel())), "n": int(t.numel())}
 
 
-def _curve_plot(path: Path, curves: dict[str, tuple[dict, ...]]) -> None:
+def _fit(model: torch.nn.Module, critic: MLPCritic, pixels: torch.Tensor, space: Space, folder: Path, *,
+         s: Settings, steps: int, segment: int, seed: int, lr: float, critic_steps: int, progress: bool) -> tuple:
+    """A stage's LSD training (the one training call), resuming from ``folder/checkpoint.pt``."""
+    device = torch.device(s.device)
+    return train_in_segments(
+        model, pixels.to(device), space, steps=steps, segment=segment, checkpoint=folder / "checkpoint.pt", seed=seed,
+        device=device, progress=progress, method="lsd", batch_size=s.batch_size, lr=lr, betas=(0.5, 0.9),
+        critic=critic, critic_steps=critic_steps, lam=s.lam, log_every=max(1, min(50, steps // 20)),
+        checkpoint_every=max(1, min(segment, 1000)), on_nan="stop",
+    )
+
+
+def _ebm(s: Settings, pixels: torch.Tensor, space: Space) -> tuple[MLPEnergy, MLPCritic, Callable, dict[str, Any]]:
+    d = pixels.shape[1]
+    with torch.random.fork_rng(devices=[]):  # the energy's initial weights, seeded
+        torch.default_generator.manual_seed(s.seed + 3)
+        ebm = MLPEnergy(d, hidden=s.ebm_hidden)
+    critic = MLPCritic(d, hidden=s.critic_hidden, generator=torch.Generator().manual_seed(s.seed))
+    ebm.init_base(space.encode(pixels, generator=torch.Generator().manual_seed(s.seed + 7)))  # or the checkpoint's
+    hp = dict(steps=_steps(s, pixels.shape[0], s.ebm_steps, s.epochs), seed=s.seed, lr=s.lr,
+              critic_steps=s.critic_steps)
+    return ebm, critic, lambda: ebm.eval().sampling_score, hp
+
+
+def _rbm(s: Settings, pixels: torch.Tensor, space: Space) -> tuple[GaussianBernoulliRBM, MLPCritic, Callable, dict]:
+    d, g = pixels.shape[1], torch.Generator().manual_seed(s.seed + 101)
+    mean = space.encode(pixels, generator=torch.Generator().manual_seed(s.seed + 7)).mean(0)
+    B = s.rbm_init_std * torch.randn(d, s.rbm_hidden, generator=g)
+    rbm = GaussianBernoulliRBM(B, mean, torch.zeros(s.rbm_hidden))
+    critic = MLPCritic(d, hidden=s.rbm_critic_hidden, generator=g)
+    hp = dict(steps=_steps(s, pixels.shape[0], s.rbm_steps, s.rbm_epochs), seed=s.seed + 1, lr=s.rbm_lr,
+              critic_steps=s.rbm_critic_steps)
+    return rbm, critic, lambda: (lambda x: rbm.score(x)), hp
+
+
+def _steps(s: Settings, n: int, steps: int, epochs: float) -> int:
+    return steps if steps else max(1, math.ceil(epochs * n / s.batch_size))
+
+
+def stage_trial(config: dict[str, Any], folder: Path, progress: bool = False) -> dict[str, Any]:
+    """Train one stage (``config["stage"]``: ``"ebm"`` or ``"rbm"``) by LSD, sample it, write its
+    grids into ``folder``; return its numbers."""
+    s, stage, device = _settings(config), config["stage"], torch.device(config["device"])
+    pixels, test_pixels, shape = _data(s)
+    n, d = pixels.shape
+    space = make_space("logit" if stage == "ebm" else s.rbm_space, pixels, alpha=s.alpha)
+    model, critic, score_of, hp = (_ebm if stage == "ebm" else _rbm)(s, pixels, space)
+    model.to(device)
+    critic.to(device)
+    segment = max(1, round(s.segment_epochs * n / s.batch_size))
+    t0 = time.perf_counter()
+    result, start, prep = _fit(model, critic, pixels, space, folder, s=s, segment=segment, progress=progress, **hp)
+    wall_train, score = time.perf_counter() - t0, score_of()
+    x_test = space.encode(test_pixels, generator=torch.Generator().manual_seed(s.seed + 11)).to(device)
+    held_out = _held_out_lsd(critic, score, x_test)
+    t1 = time.perf_counter()
+    sampled = (_sample_ebm if stage == "ebm" else _sample_rbm)(model, score, s, space, folder, shape, device, progress)
+    critic_hidden = s.critic_hidden if stage == "ebm" else s.rbm_critic_hidden
+    return {
+        "critic": f"MLPCritic(2x{critic_hidden} Swish)", "space": space.describe(), "steps": result.steps,
+        "steps_planned": hp["steps"], "epochs_done": result.steps * s.batch_size / n, "segment_steps": segment,
+        "resumed_from": start, "diverged_at": result.diverged_at, "train_seconds_total": result.seconds,
+        "train_seconds_this_run": wall_train, "data_prep_seconds": prep,
+        "seconds_per_model_update": result.seconds / max(1, result.steps), "final": summarize_history(result.history),
+        "held_out_lsd": held_out, "sampling_seconds": time.perf_counter() - t1, **sampled,
+        "history": list(result.history),
+    }
+
+
+def _sample_ebm(ebm: MLPEnergy, score: Callable, s: Settings, space: Space, folder: Path, shape: tuple[int, int],
+                device: torch.device, progress: bool) -> dict[str, Any]:
+    """SGLD samples (B.6.1) and the sampler study (C.2): two chains from one shared start."""
+    d = ebm.dim
+    x0 = space.uniform(s.n_samples, d, generator=torch.Generator().manual_seed(s.seed + 23)).to(device)
+    gdev = torch.Generator(device=device).manual_seed(s.seed + 29)
+    marks = sorted({t for t in (30, 300, s.sgld_steps) if t <= s.sgld_steps})
+    chains = {sigma: sgld(score, x0, step_size=s.sgld_step_size, n_steps=s.sgld_steps, noise_std=sigma,
+                          generator=gdev, snapshot_steps=marks, progress=progress)
+              for sigma in (s.sgld_noise, s.sgld_noise_alt)}
+    grids = {"samples": _grid(space.decode(chains[s.sgld_noise].samples), folder / "ebm_samples.png", shape),
+             "init": _grid(space.decode(x0), folder / "ebm_sgld_init.png", shape)}
+    panels: dict[str, np.ndarray] = {}
+    for sigma, res in chains.items():
+        for t in marks:
+            img, key = space.decode(res.snapshots[t]), f"sigma={sigma:g}, {t} steps"
+            grids[key] = _grid(img, folder / f"ebm_sgld_sigma{sigma:g}_steps{t}.png", shape)
+            panels[key] = make_image_grid(img, shape=shape)
+    grids["sampler_study"] = _study_plot(folder / "ebm_sampler_study.png", panels, len(chains), len(marks))
+    finite = {f"{sigma:g}": float(torch.isfinite(r.samples).all(1).float().mean()) for sigma, r in chains.items()}
+    return {"model": f"MLPEnergy({d}->{s.ebm_hidden}->{s.ebm_hidden}->1, Swish) x learned diagonal Gaussian",
+            "sgld": {"step_size": s.sgld_step_size, "steps": s.sgld_steps, "noise_std": s.sgld_noise,
+                     "noise_std_alt": s.sgld_noise_alt, "snapshots": marks, "init": "uniform pixels -> space",
+                     "fraction_finite": finite}, "grids": grids}
+
+
+def _sample_rbm(rbm: GaussianBernoulliRBM, score: Callable, s: Settings, space: Space, folder: Path,
+                shape: tuple[int, int], device: torch.device, progress: bool) -> dict[str, Any]:
+    """Gibbs chains from uniform pixels, and their noise-free means after one more h-draw."""
+    d = rbm.B.shape[0]
+    x0 = space.uniform(s.n_samples, d, generator=torch.Generator().manual_seed(s.seed + 31)).to(device)
+    gdev = torch.Generator(device=device).manual_seed(s.seed + 37)
+    x = rbm.sample(s.n_samples, burn_in=s.gibbs_steps, generator=gdev, x0=x0)
+    means = rbm.visible_mean(x, generator=gdev)
+    return {"model": f"GaussianBernoulliRBM({d} visible, {s.rbm_hidden} hidden in {{-1,+1}})",
+            "init": f"B ~ N(0, {s.rbm_init_std:g}^2), b = mean of the training data in the space, c = 0",
+            "gibbs_steps": s.gibbs_steps, "weight_norm": float(rbm.B.detach().norm()),
+            "grids": {"samples": _grid(space.decode(x), folder / "rbm_samples.png", shape),
+                      "means": _grid(space.decode(means), folder / "rbm_sample_means.png", shape)}}
+
+
+def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    """Run the chosen stages (one trial each); write the report, the grids and the training curves."""
+    out, start = Path(out), time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    pixels, test_pixels, shape = _data(settings)
+    data_grid = _grid(pixels[: settings.n_samples].float() / 255.0, out / "data.png", shape)
+    configs = [_stage_config(settings, st) for st in settings.stages]
+    trial = functools.partial(stage_trial, progress=options.progress)
+    stages = dict(zip(settings.stages, sweep(trial, configs, out, options, artifacts=True)))
+    for config, (name, st) in zip(configs, stages.items()):
+        for png in st["grids"].values():
+            shutil.copyfile(trial_folder(out / "trials", config) / png, out / png)
+    _curve_plot(out / "training_curves.png", {name: st["history"] for name, st in stages.items()})
+    dataset = {"name": settings.dataset, "n_train": len(pixels), "n_test": len(test_pixels), "shape": list(shape)}
+    numbers = {"dataset": dataset, "threads": options.threads, "data_grid": data_grid, "stages": stages,
+               "curves": "training_curves.png", "pngs": sorted(p.name for p in out.glob("*.png"))}
+    rows = [[name, st["steps"], st["final"]["loss"], st["final"]["lsd"], st["held_out_lsd"]["mean"],
+             st["held_out_lsd"]["stderr"], st["seconds_per_model_update"]] for name, st in stages.items()]
+    table = markdown_table(["stage", "updates", "final loss", "final LSD", "held-out LSD", "± se", "s / update"], rows)
+    main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
+                                           else ("rbm_samples.png", "rbm_sample_means.png"))]
+    return write_report(
+        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
+        seconds=time.perf_counter() - start, verdict=_verdict(stages, settings.dataset), numbers=numbers,
+        tables=[("Training by LSD", table)], figures=[out / f for f in ["data.png", *main, "training_curves.png"]],
+    )
+
+
+def _verdict(stages: dict[str, Any], dataset: str) -> str:
+    parts = []
+    for name, st in stages.items():
+        lsd = st["held_out_lsd"]
+        state = "finished" if st["diverged_at"] is None else f"diverged at update {st['diverged_at']}"
+        text = f"{name.upper()} {state} after {st['steps']} LSD updates, held-out LSD {lsd['mean']:.3g}"
+        text += f" ± {lsd['stderr']:.2g}"
+        if name == "ebm":
+            text += ", finite SGLD chains " + "/".join(f"{v:.0%}" for v in st["sgld"]["fraction_finite"].values())
+        parts.append(text)
+    return f"trained on {dataset}: " + "; ".join(parts) + " (judge the sample grids by eye)"
+
+
+def _curve_plot(path: Path, curves: dict[str, list[dict]]) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.4), squeeze=False)
     for ax, (name, history) in zip(axes[0], curves.items()):
         rows = [r for r in history if "lsd" in r]
         ax.plot([r["step"] for r in rows], [r["lsd"] for r in rows], label="LSD (critic batches)")
-        ax.set_xlabel("model update")
-        ax.set_ylabel("LSD estimate")
-        ax.set_title(name)
+        ax.set(xlabel="model update", ylabel="LSD estimate", title=name)
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _study_plot(path: Path, panels: dict[str, np.ndarray], rows: int, cols: int) -> None:
+def _study_plot(path: Path, panels: dict[str, np.ndarray], rows: int, cols: int) -> str:
     """The sampler study in one figure: one row per noise scale, one column per step count."""
     plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4.2 * rows), squeeze=False)
@@ -272,216 +329,4 @@ def _study_plot(path: Path, panels: dict[str, np.ndarray], rows: int, cols: int)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _run_ebm(out: Path, s: dict[str, Any], pixels: torch.Tensor, test_pixels: torch.Tensor, space: Space,
-             shape: tuple[int, int], device: torch.device, fresh: bool, progress: bool) -> dict[str, Any]:
-    d = pixels.shape[1]
-    n = pixels.shape[0]
-    steps = _steps(n, s["batch_size"], s["ebm_steps"], s["epochs"], "ebm")
-    segment = max(1, round(s["segment_epochs"] * n / s["batch_size"]))
-    config = {k: s[k] for k in ("ebm_hidden", "critic_hidden", "critic_steps", "lam", "lr", "batch_size",
-                                "alpha", "seed", "dataset", "n_train")} | {"segment": segment}
-    ckpt = _config_guard(out, "ebm", config, fresh)
-    g = torch.Generator().manual_seed(s["seed"])
-    ebm = MLPEnergy(d, hidden=s["ebm_hidden"])
-    critic = MLPCritic(d, hidden=s["critic_hidden"], generator=g)
-    t0 = time.perf_counter()
-    init = space.encode(pixels, generator=torch.Generator().manual_seed(s["seed"] + 7))
-    ebm.init_base(init)  # overwritten by the checkpoint when resuming
-    del init
-    ebm.to(device)
-    critic.to(device)
-    result, start, prep = train_in_segments(
-        ebm, pixels.to(device), space, steps=steps, segment=segment, checkpoint=ckpt, seed=s["seed"], device=device,
-        progress=progress, method="lsd", batch_size=s["batch_size"], lr=s["lr"], betas=(0.5, 0.9),
-        critic=critic, critic_steps=s["critic_steps"], lam=s["lam"], log_every=max(1, min(50, steps // 20)),
-        checkpoint_every=max(1, min(segment, 1000)), on_nan="stop",
-    )
-    wall_train = time.perf_counter() - t0
-    ebm.eval()
-    score = energy_score_fn(ebm)
-    x_test = space.encode(test_pixels, generator=torch.Generator().manual_seed(s["seed"] + 11)).to(device)
-    held_out = _held_out_lsd(critic, score, x_test)
-
-    # Sampling (B.6.1) and the sampler study (C.2): two chains from one shared initialisation.
-    t1 = time.perf_counter()
-    gs = torch.Generator().manual_seed(s["seed"] + 23)
-    x0 = space.uniform(s["n_samples"], d, generator=gs).to(device)
-    gdev = torch.Generator(device=device).manual_seed(s["seed"] + 29)
-    marks = sorted({t for t in (30, 300, s["sgld_steps"]) if t <= s["sgld_steps"]})
-    chains = {}
-    for sigma in (s["sgld_noise"], s["sgld_noise_alt"]):
-        chains[sigma] = sgld(score, x0, step_size=s["sgld_step_size"], n_steps=s["sgld_steps"], noise_std=sigma,
-                             generator=gdev, snapshot_steps=marks, progress=progress)
-    wall_sample = time.perf_counter() - t1
-
-    grids: dict[str, str] = {}
-    main = chains[s["sgld_noise"]].samples
-    grids["samples"] = _grid(space.decode(main), out / "ebm_samples.png", shape)
-    grids["init"] = _grid(space.decode(x0), out / "ebm_sgld_init.png", shape)
-    panels: dict[str, np.ndarray] = {}
-    for sigma, res in chains.items():
-        for t in marks:
-            img = space.decode(res.snapshots[t])
-            key = f"sigma={sigma:g}, {t} steps"
-            grids[key] = _grid(img, out / f"ebm_sgld_sigma{sigma:g}_steps{t}.png", shape)
-            panels[key] = make_image_grid(img, shape=shape)
-    _study_plot(out / "ebm_sampler_study.png", panels, len(chains), len(marks))
-    grids["sampler_study"] = "ebm_sampler_study.png"
-    finite = {f"{sigma:g}": float(torch.isfinite(r.samples).all(1).float().mean()) for sigma, r in chains.items()}
-    return {
-        "model": f"MLPEnergy({d}->{s['ebm_hidden']}->{s['ebm_hidden']}->1, Swish) x learned diagonal Gaussian",
-        "critic": f"MLPCritic(2x{s['critic_hidden']} Swish)",
-        "steps": result.steps,
-        "steps_planned": steps,
-        "epochs_done": result.steps * s["batch_size"] / n,
-        "segment_steps": segment,
-        "resumed_from": start,
-        "diverged_at": result.diverged_at,
-        "train_seconds_total": result.seconds,
-        "train_seconds_this_run": wall_train,
-        "data_prep_seconds": prep,
-        "seconds_per_model_update": result.seconds / max(1, result.steps),
-        "final": summarize_history(result.history),
-        "held_out_lsd": held_out,
-        "sampling_seconds": wall_sample,
-        "sgld": {"step_size": s["sgld_step_size"], "steps": s["sgld_steps"], "noise_std": s["sgld_noise"],
-                 "noise_std_alt": s["sgld_noise_alt"], "snapshots": marks, "init": "uniform pixels -> space",
-                 "fraction_finite": finite},
-        "grids": grids,
-        "history": list(result.history),
-    }
-
-
-def _run_rbm(out: Path, s: dict[str, Any], pixels: torch.Tensor, test_pixels: torch.Tensor,
-             shape: tuple[int, int], device: torch.device, fresh: bool, progress: bool) -> dict[str, Any]:
-    d = pixels.shape[1]
-    n = pixels.shape[0]
-    space = make_space(s["rbm_space"], pixels, alpha=s["alpha"])
-    steps = _steps(n, s["batch_size"], s["rbm_steps"], s["rbm_epochs"], "rbm")
-    segment = max(1, round(s["segment_epochs"] * n / s["batch_size"]))
-    config = {k: s[k] for k in ("rbm_hidden", "rbm_critic_hidden", "rbm_critic_steps", "lam", "rbm_lr",
-                                "batch_size", "alpha", "seed", "dataset", "n_train", "rbm_space", "rbm_init_std")}
-    config["segment"] = segment
-    ckpt = _config_guard(out, "rbm", config, fresh)
-    g = torch.Generator().manual_seed(s["seed"] + 101)
-    t0 = time.perf_counter()
-    mean = space.encode(pixels, generator=torch.Generator().manual_seed(s["seed"] + 7)).mean(0)
-    B = s["rbm_init_std"] * torch.randn(d, s["rbm_hidden"], generator=g)
-    rbm = GaussianBernoulliRBM(B, mean, torch.zeros(s["rbm_hidden"])).to(device)
-    critic = MLPCritic(d, hidden=s["rbm_critic_hidden"], generator=g).to(device)
-    result, start, prep = train_in_segments(
-        rbm, pixels.to(device), space, steps=steps, segment=segment, checkpoint=ckpt, seed=s["seed"] + 1, device=device,
-        progress=progress, method="lsd", batch_size=s["batch_size"], lr=s["rbm_lr"], betas=(0.5, 0.9),
-        critic=critic, critic_steps=s["rbm_critic_steps"], lam=s["lam"], log_every=max(1, min(50, steps // 20)),
-        checkpoint_every=max(1, min(segment, 1000)), on_nan="stop",
-    )
-    wall_train = time.perf_counter() - t0
-    x_test = space.encode(test_pixels, generator=torch.Generator().manual_seed(s["seed"] + 11)).to(device)
-    held_out = _held_out_lsd(critic, lambda x: rbm.score(x), x_test)
-
-    t1 = time.perf_counter()
-    gs = torch.Generator().manual_seed(s["seed"] + 31)
-    x0 = space.uniform(s["n_samples"], d, generator=gs).to(device)
-    gdev = torch.Generator(device=device).manual_seed(s["seed"] + 37)
-    x = rbm.sample(s["n_samples"], burn_in=s["gibbs_steps"], generator=gdev, x0=x0)
-    means = rbm_visible_mean(rbm, x, generator=gdev)
-    wall_sample = time.perf_counter() - t1
-    grids = {
-        "samples": _grid(space.decode(x), out / "rbm_samples.png", shape),
-        "means": _grid(space.decode(means), out / "rbm_sample_means.png", shape),
-    }
-    return {
-        "model": f"GaussianBernoulliRBM({d} visible, {s['rbm_hidden']} hidden in {{-1,+1}})",
-        "critic": f"MLPCritic(2x{s['rbm_critic_hidden']} Swish)",
-        "space": space.describe(),
-        "init": f"B ~ N(0, {s['rbm_init_std']:g}^2), b = mean of the training data in the space, c = 0",
-        "steps": result.steps,
-        "steps_planned": steps,
-        "epochs_done": result.steps * s["batch_size"] / n,
-        "segment_steps": segment,
-        "resumed_from": start,
-        "diverged_at": result.diverged_at,
-        "train_seconds_total": result.seconds,
-        "train_seconds_this_run": wall_train,
-        "data_prep_seconds": prep,
-        "seconds_per_model_update": result.seconds / max(1, result.steps),
-        "final": summarize_history(result.history),
-        "held_out_lsd": held_out,
-        "sampling_seconds": wall_sample,
-        "gibbs_steps": s["gibbs_steps"],
-        "weight_norm": float(rbm.B.detach().norm()),
-        "grids": grids,
-        "history": list(result.history),
-    }
-
-
-def run(
-    out: str | Path,
-    *,
-    quick: bool = False,
-    dataset: str = "fashion-mnist",
-    data_root: str | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    stages: list[str] | tuple[str, ...] = STAGES,
-    fresh: bool = False,
-    progress: bool = True,
-    **options: Any,
-) -> dict[str, Any]:
-    """Run the image experiment; write ``results.json`` and the PNG grids into ``out``; return the results.
-
-    ``options`` are the settings of :data:`PRESETS` (``None`` or absent: the preset's value).
-    """
-    out = prepare_out(out)
-    start = time.perf_counter()
-    if dataset not in IMAGE_DATASETS:
-        raise ValueError(f"dataset must be one of {IMAGE_DATASETS}, got {dataset!r}")
-    stages = list(stages)
-    bad = [st for st in stages if st not in STAGES]
-    if bad or not stages:
-        raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {stages!r}")
-    s = _resolve(quick, options)
-    s.update(dataset=dataset, seed=int(seed))
-    _check_settings(s)
-    dev = torch.device(device)
-
-    t0 = time.perf_counter()
-    train_px, _, shape = load_image_dataset(dataset, root=data_root, split="train")
-    test_px, _, _ = load_image_dataset(dataset, root=data_root, split="test")
-    if s["n_train"] is not None:
-        train_px = train_px[: s["n_train"]]
-    s["n_train"] = int(train_px.shape[0])
-    pixels = torch.from_numpy(np.ascontiguousarray(train_px))
-    test_pixels = torch.from_numpy(np.ascontiguousarray(test_px[: s["n_test"]]))
-    load_seconds = time.perf_counter() - t0
-    space = make_space("logit", pixels, alpha=s["alpha"])
-    data_grid = _grid(pixels[: s["n_samples"]].float() / 255.0, out / "data.png", shape)
-
-    results: dict[str, Any] = {
-        "experiment": NAME,
-        "preset": "quick" if quick else "full",
-        "notes": _QUICK_NOTES if quick else "the paper's settings (B.6, C.3); batch size 100, RBM length "
-        "and RBM critic are not given in the paper (our choices: 100, 100 epochs, 2x1000)",
-        "dataset": {"name": dataset, "n_train": int(pixels.shape[0]), "n_test": int(test_pixels.shape[0]),
-                    "shape": list(shape), "load_seconds": load_seconds},
-        "device": str(dev),
-        "threads": torch.get_num_threads(),
-        "settings": {k: v for k, v in s.items()},
-        "ebm_space": space.describe(),
-        "data_grid": data_grid,
-        "stages": {},
-    }
-    if "ebm" in stages:
-        results["stages"]["ebm"] = _run_ebm(out, s, pixels, test_pixels, space, shape, dev, fresh, progress)
-        write_json(out / "results.json", results)
-    if "rbm" in stages:
-        results["stages"]["rbm"] = _run_rbm(out, s, pixels, test_pixels, shape, dev, fresh, progress)
-    curves = {name: tuple(st["history"]) for name, st in results["stages"].items()}
-    _curve_plot(out / "training_curves.png", curves)
-    results["curves"] = "training_curves.png"
-    results["pngs"] = sorted(p.name for p in out.glob("*.png"))
-    results["seconds"] = time.perf_counter() - start
-    write_json(out / "results.json", results)
-    return results
+    return path.name
