@@ -51,6 +51,10 @@ PAPER_CLAIM = (
     "Figure 7: across the checkpoints of a Glow-like flow trained on MNIST, LSD goes down throughout "
     "training, tracking the negative log-likelihood, while score matching is not highly correlated with it."
 )
+SETUP_NOTE = (
+    "The paper's data, MNIST, cannot be obtained on this machine; Fashion-MNIST stands in (`--dataset "
+    "mnist --data-root DIR` runs the paper's data from its IDX files)."
+)
 
 
 @dataclasses.dataclass(frozen=True)

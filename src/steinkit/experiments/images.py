@@ -53,6 +53,10 @@ PAPER_CLAIM = (
     "Section 8.2 and Appendix C: LSD trains deep energy-based models and Gaussian-Bernoulli RBMs on MNIST and "
     "Fashion-MNIST without sampling during training; SGLD and Gibbs samples of the trained models resemble the data."
 )
+SETUP_NOTE = (
+    "Fashion-MNIST only (MNIST cannot be obtained on this machine; `--dataset mnist --data-root DIR` "
+    "reads its IDX files); the quick preset trains for about one epoch where the paper trains for 100."
+)
 
 _EBM_ONLY = ("epochs", "ebm_steps", "ebm_hidden", "critic_hidden", "critic_steps", "lr", "sgld_steps",
              "sgld_step_size", "sgld_noise", "sgld_noise_alt")

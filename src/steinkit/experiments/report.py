@@ -91,7 +91,8 @@ def build_results_page(run_dirs: Sequence[Path], out: Path) -> str:
 
     Reports appear in the order of :data:`steinkit.experiments.EXPERIMENTS` (the paper's
     figures), each under the paper's claim (the experiment module's ``PAPER_CLAIM``); their
-    figures are copied to ``out.parent / "figures" / <run folder name>``. A folder without a
+    figures are copied to ``out.parent / "figures" / <run folder name>``; a module's optional
+    ``SETUP_NOTE`` says how our set-up differs from the paper's. A folder without a
     ``results.json`` raises a ``ValueError`` naming it.
     """
     from . import EXPERIMENTS, get_experiment
@@ -121,7 +122,10 @@ def build_results_page(run_dirs: Sequence[Path], out: Path) -> str:
         body = (run_dir / "results.md").read_text(encoding="utf-8")
         body = body.replace("](", f"](figures/{run_dir.name}/") if report.get("figures") else body
         first, _, rest = body.partition("\n")
-        sections += [f"#{first}", "", f"**Paper:** {module.PAPER_CLAIM}", "", rest.strip("\n").replace("\n#", "\n##"), ""]
+        note = getattr(module, "SETUP_NOTE", "")
+        sections += [f"#{first}", "", f"**Paper:** {module.PAPER_CLAIM}", ""]
+        sections += [f"**Here:** {note}", ""] if note else []
+        sections += [rest.strip("\n").replace("\n#", "\n##"), ""]
     text = "\n".join(sections).rstrip("\n") + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

@@ -94,14 +94,6 @@ def _pieces_matrix(x: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return sq, s @ s.T, cross
 
 
-def _incomplete_pairs(n: int, n_diagonals: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Index pairs (i, i + r) for r = 1..R: the R upper sub-diagonals of an n × n matrix."""
-    rows = [torch.arange(n - r, device=device) for r in range(1, min(n_diagonals, n - 1) + 1)]
-    i = torch.cat(rows)
-    j = torch.cat([row + r for r, row in enumerate(rows, start=1)])
-    return i, j
-
-
 def _rademacher(n: int, draws: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     gen_device = generator.device if generator is not None else torch.device("cpu")
     eps = torch.randint(0, 2, (n, draws), generator=generator, device=gen_device, dtype=torch.float64)
@@ -124,13 +116,19 @@ def _complete_statistics(x: Tensor, s: Tensor, bandwidths: Sequence[float], kern
 def _incomplete_statistics(
     x: Tensor, s: Tensor, bandwidths: Sequence[float], kernel: str, eps: Tensor, n_diagonals: int
 ) -> Tensor:
-    """(|Λ|, 1 + B) incomplete U-statistics over the pairs of :func:`_incomplete_pairs`."""
-    i, j = _incomplete_pairs(x.shape[0], n_diagonals, x.device)
-    r = x[i] - x[j]
-    sq, dot, cross = (r * r).sum(1), (s[i] * s[j]).sum(1), ((s[i] - s[j]) * r).sum(1)
-    h = torch.stack([stein_kernel_values(sq, dot, cross, x.shape[1], lam, kernel) for lam in bandwidths])
-    weights = torch.cat([torch.ones(1, i.shape[0], dtype=torch.float64, device=x.device), (eps[i] * eps[j]).T])
-    return (h @ weights.T) / i.shape[0]
+    """(|Λ|, 1 + B) incomplete U-statistics over the pairs (i, i + r), r = 1..R, one
+    sub-diagonal at a time (memory O(n·B), never O(n·R·B))."""
+    n, d = x.shape
+    out = torch.zeros(len(bandwidths), 1 + eps.shape[1], dtype=torch.float64, device=x.device)
+    n_pairs = 0
+    for r in range(1, min(n_diagonals, n - 1) + 1):
+        diff = x[:-r] - x[r:]
+        sq, dot, cross = (diff * diff).sum(1), (s[:-r] * s[r:]).sum(1), ((s[:-r] - s[r:]) * diff).sum(1)
+        h = torch.stack([stein_kernel_values(sq, dot, cross, d, lam, kernel) for lam in bandwidths])
+        out[:, 0] += h.sum(1)
+        out[:, 1:] += h @ (eps[:-r] * eps[r:])
+        n_pairs += n - r
+    return out / n_pairs
 
 
 def _aggregated_pvalue(stats: Tensor, n_bootstrap: int) -> tuple[float, Tensor]:
