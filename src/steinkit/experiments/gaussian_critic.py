@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from ..critics import MLPCritic
+from ..stein import critic_objective
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep
 from .settings import ReproductionSettings, RunOptions, command_line, setting
@@ -82,7 +83,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     for it in range(1, s.iters + 1):
         x = torch.randn(s.batch_size, s.dim, generator=g)
         terms, f = critic.stein_terms(x, scores(x), trace=s.trace, generator=g)
-        loss = -(terms.mean(-1) - s.lam * f.pow(2).sum(-1).mean(-1)).sum()
+        loss = -critic_objective(terms, f, s.lam).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
