@@ -38,6 +38,7 @@ from ..splits import split_data
 from ..models.flows import GlowFlow
 from ..train import save_checkpoint, train
 from ..train.losses import ssm_terms
+from ..validation import positive_int
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep, trial_folder
 from .settings import ReproductionSettings, RunOptions, command_line, setting
@@ -118,7 +119,7 @@ class FlowScore:
 
     def __init__(self, flow: GlowFlow, chunk_size: int = 500, *, shift: Tensor | None = None,
                  scale: Tensor | None = None) -> None:
-        _check_positive_int(chunk_size, "chunk_size")
+        positive_int(chunk_size, "chunk_size")
         for name, t in (("shift", shift), ("scale", scale)):
             if t is not None and (not isinstance(t, Tensor) or t.shape != (flow.dim,)):
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
@@ -150,8 +151,8 @@ def score_matching_terms(flow: GlowFlow, x: Tensor, *, n_probes: int = 1, chunk_
         >>> score_matching_terms(flow, torch.randn(5, 16), n_probes=2).shape
         torch.Size([5])
     """
-    _check_positive_int(n_probes, "n_probes")
-    _check_positive_int(chunk_size, "chunk_size")
+    positive_int(n_probes, "n_probes")
+    positive_int(chunk_size, "chunk_size")
     out = []
     for xc in x.split(max(1, chunk_size // n_probes)):
         n, d = xc.shape
@@ -159,11 +160,6 @@ def score_matching_terms(flow: GlowFlow, x: Tensor, *, n_probes: int = 1, chunk_
         sq, hess = ssm_terms(flow, xc.repeat(n_probes, 1), eps.reshape(-1, d))
         out.append((sq[:n] + hess.reshape(n_probes, n).mean(0)).detach())
     return torch.cat(out)
-
-
-def _check_positive_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _settings(config: dict[str, Any]) -> Settings:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 if TYPE_CHECKING:
     from .settings import RunOptions
 
-__all__ = ["BACKENDS", "TrialStore", "canonical_key", "trial_folder", "run_trials", "sweep"]
+__all__ = ["BACKENDS", "TrialStore", "canonical_key", "trial_folder", "run_trials", "sweep", "check_execution"]
 
 BACKENDS = ("loky", "dask", "ray")
 
@@ -201,17 +201,26 @@ def _execute(
         torch.set_num_threads(previous)
 
 
-def _check_args(trial_fn: Any, configs: Any, jobs: Any, backend: Any, threads: Any) -> None:
-    if not callable(trial_fn):
-        raise TypeError(f"trial_fn must be callable, got {type(trial_fn).__name__}")
-    if isinstance(configs, (str, bytes, Mapping)) or not isinstance(configs, Iterable):
-        raise TypeError(f"configs must be a sequence of dicts, got {type(configs).__name__}")
+def check_execution(jobs: Any, backend: Any, threads: Any) -> None:
+    """Check how trials run: ``jobs`` a nonzero int, ``backend`` in :data:`BACKENDS`, ``threads`` >= 0.
+
+    Example:
+        >>> check_execution(2, "loky", 1)
+    """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
         raise ValueError(f"jobs must be a nonzero int (negative counts back from the CPU count, as in joblib), got {jobs!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an int >= 0 (0: leave torch's choice), got {threads!r}")
+
+
+def _check_args(trial_fn: Any, configs: Any, jobs: Any, backend: Any, threads: Any) -> None:
+    if not callable(trial_fn):
+        raise TypeError(f"trial_fn must be callable, got {type(trial_fn).__name__}")
+    if isinstance(configs, (str, bytes, Mapping)) or not isinstance(configs, Iterable):
+        raise TypeError(f"configs must be a sequence of dicts, got {type(configs).__name__}")
+    check_execution(jobs, backend, threads)
 
 
 def _missing_extra(backend: str, err: ImportError) -> ImportError:

@@ -33,7 +33,7 @@ import sys
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from .runner import BACKENDS
+from .runner import BACKENDS, check_execution
 
 __all__ = [
     "BACKENDS",
@@ -236,12 +236,7 @@ class RunOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs == 0:
-            raise ValueError(f"jobs must be a nonzero int (negative counts back from the CPU count), got {self.jobs!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise ValueError(f"threads must be an int >= 0, got {self.threads!r}")
+        check_execution(self.jobs, self.backend, self.threads)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
