@@ -106,3 +106,16 @@ def test_split_data_lives_in_splits_and_is_reexported():
     assert (len(tr), len(va), len(te)) == (10, 5, 5)
     with pytest.raises(ValueError, match="too few samples"):
         sk.split_data(torch.zeros(5, 1))
+
+
+def test_generator_draws_the_seed_of_estimates_and_comparisons():
+    x = torch.randn(120, 2, generator=torch.Generator().manual_seed(5)) + 0.5
+    model = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
+    kw = dict(n_iters=20, hidden=8, val_every=10)
+    a = sk.stein_discrepancy(model, x, generator=torch.Generator().manual_seed(1), **kw)
+    b = sk.stein_discrepancy(model, x, generator=torch.Generator().manual_seed(1), **kw)
+    assert (a.value, a.stderr) == (b.value, b.stderr)
+    rows = sk.compare({"m": model}, x, generator=torch.Generator().manual_seed(1), **kw)
+    assert rows[0].value == a.value
+    with pytest.raises(TypeError, match="generator"):
+        sk.stein_discrepancy(model, x, generator="1", **kw)

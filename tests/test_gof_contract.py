@@ -192,3 +192,13 @@ def test_result_unpacks_as_statistic_and_pvalue(first_results):
     res = first_results["lksd"]
     statistic, pvalue = res
     assert (statistic, pvalue) == (res.statistic, res.pvalue)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_generator_gives_the_seed(method, null_x):
+    """generator= is accepted wherever seed= is: the same generator state gives the same answer."""
+    one = _test(null_x, method, generator=torch.Generator().manual_seed(11))
+    two = _test(null_x, method, generator=torch.Generator().manual_seed(11))
+    assert (one.statistic, one.pvalue) == (two.statistic, two.pvalue)
+    with pytest.raises(TypeError, match="generator"):
+        _test(null_x, method, generator=11)

@@ -14,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+import torch
+
 from .fit import fit_heldout_critics
 from .scores import as_score
 from .settings import ESTIMATE, CriticSettings, settings_from
 from .splits import split_data
-from .validation import as_data, seed_value
+from .validation import as_data, seed_from, seed_value
 
 __all__ = [
     "DiscrepancyEstimate",
@@ -95,6 +97,7 @@ def stein_discrepancy(
     settings: CriticSettings | None = None,
     *,
     seed: int = 0,
+    generator: torch.Generator | None = None,
     progress: bool = False,
     **overrides: Any,
 ) -> DiscrepancyEstimate:
@@ -111,6 +114,7 @@ def stein_discrepancy(
             :data:`~steinkit.settings.ESTIMATE` (λ = .5, split .8/.1/.1, 2×300 Swish,
             1000 Adam steps at 1e-3, full batch, validation every 100 steps).
         seed: seed of the split, the critic's initialisation, the probes and the batches.
+        generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
         progress: show a progress bar.
         **overrides: :class:`~steinkit.settings.CriticSettings` fields to change
             (``n_iters=200``, ``hidden=32``, ...); unknown names raise a TypeError.
@@ -126,8 +130,8 @@ def stein_discrepancy(
         >>> est.value > 0, est.n_test
         (True, 30)
     """
-    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, progress")
-    return _estimates([model], x, cfg, seed, progress)[0]
+    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, generator, progress")
+    return _estimates([model], x, cfg, seed_from(seed, generator), progress)[0]
 
 
 def compare(
@@ -136,6 +140,7 @@ def compare(
     settings: CriticSettings | None = None,
     *,
     seed: int = 0,
+    generator: torch.Generator | None = None,
     progress: bool = False,
     **overrides: Any,
 ) -> list[ComparisonRow]:
@@ -156,8 +161,8 @@ def compare(
     """
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty mapping of name -> model")
-    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, progress")
+    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, generator, progress")
     names = list(models)
-    estimates = _estimates([models[n] for n in names], x, cfg, seed, progress)
+    estimates = _estimates([models[n] for n in names], x, cfg, seed_from(seed, generator), progress)
     rows = [ComparisonRow(n, e.value, e.stderr, e) for n, e in zip(names, estimates)]
     return sorted(rows, key=lambda r: r.value)

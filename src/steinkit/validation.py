@@ -58,6 +58,7 @@ __all__ = [
     "one_of",
     "seed_value",
     "as_generator",
+    "seed_from",
 ]
 
 
@@ -353,6 +354,21 @@ def seed_value(value: Any, name: str = "seed") -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     return int(value)
+
+
+def seed_from(seed: Any, generator: Any) -> int:
+    """The seed of a call that takes ``seed=`` and ``generator=``: the seed, or, when a
+    generator is given, one int drawn from it (so the call advances the generator).
+
+    Example:
+        >>> seed_from(3, None), seed_from(3, torch.Generator().manual_seed(0)) == seed_from(0, torch.Generator().manual_seed(0))
+        (3, True)
+    """
+    if generator is None:
+        return seed_value(seed)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
 def as_generator(seed: Any = None, generator: Any = None) -> torch.Generator | None:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..scores import as_score
 from ..settings import CriticSettings, field_names
-from ..validation import as_data, one_of, probability, seed_value
+from ..validation import as_data, one_of, probability, seed_from, seed_value
 from .fssd import fssd_test
 from .ksd import ksd_test
 from .ksdagg import ksdagg_test
@@ -157,6 +157,7 @@ def gof_test(
     seed: int = 0,
     settings: CriticSettings | None = None,
     *,
+    generator: torch.Generator | None = None,
     progress: bool = False,
     **options: Any,
 ) -> GofResult:
@@ -172,6 +173,7 @@ def gof_test(
             ``"ksdagg-inc"`` (its incomplete-U-statistic version, R = 200 sub-diagonals).
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
+        generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
         settings: LSD only: a :class:`~steinkit.settings.CriticSettings`; default
             :data:`~steinkit.settings.TEST` (split (.8, .1, .1), 2×300 Swish, dropout .5,
             weight decay 5e-4, λ = .5, 1000 steps, power objective and selection).
@@ -194,6 +196,7 @@ def gof_test(
         >>> sk.gof_test(model, x, "lsd", settings=sk.TEST.replace(n_iters=100, hidden=16)).reject
         True
     """
+    seed = seed_from(seed, generator)
     return gof_tests(
         [model], [x], method=method, alpha=alpha, seeds=[seed], settings=settings, progress=progress, **options
     )[0]
