@@ -53,6 +53,7 @@ CASES = {
     "unknown option": (lambda d: _test(d, "x.npy", "m.py:model", "--option", "nosuch=1"), "nosuch"),
     "alpha outside (0, 1)": (lambda d: _test(d, "x.npy", "m.py:model", "--alpha", "1.5"), "alpha"),
     "out under a file": (lambda d: ["demo", "--out", f"{d}/afile/sub", "--n", "50", "--iters", "5"], "afile"),
+    "demo bad iters, before any sampling": (lambda d: ["demo", "--out", f"{d}/demo", "--iters", "-1"], "n_iters"),
     "reproduce bad setting": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/r", "--dim", "0"], "dim"),
 }
 

@@ -22,6 +22,7 @@ from ._io import markdown_table, prepare_out, pyplot, write_json
 from .models import GaussianBernoulliRBM
 from .settings import ESTIMATE
 from .stein import optimal_lsd
+from .validation import positive_int
 
 __all__ = ["run_demo"]
 
@@ -40,6 +41,8 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo, print the ranking table, write results.json, results.md and demo.png."""
+    settings = ESTIMATE.replace(lam=lam, n_iters=n_iters, batch_size=batch_size, val_every=50)  # checked first
+    positive_int(n, "n")
     out = prepare_out(out)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
@@ -49,7 +52,6 @@ def run_demo(
     models = {f"sigma={s:g}": p.perturb(s, generator=torch.Generator().manual_seed(seed + 1)) for s in sigmas}
     print(f"Fitting {len(models)} critics together (2x300 Swish, {n_iters} Adam steps on batches of "
           f"{batch_size}, lambda={lam}) ...", flush=True)
-    settings = ESTIMATE.replace(lam=lam, n_iters=n_iters, batch_size=batch_size, val_every=50)
     rows = compare(models, x, settings, seed=seed, progress=progress)
     with torch.no_grad():
         theory = {name: float(optimal_lsd(m.score(x), p.score(x), lam)) for name, m in models.items()}
