@@ -6,10 +6,10 @@ half-written file, even if the process is killed mid-write. :func:`state_dict` a
 :func:`restore` turn a training state into a checkpoint and back (model, critic, optimisers,
 generator, batch order, step, history, running sums); :func:`check_resumable` refuses a
 checkpoint written by another method, for a model of another shape or with other settings,
-listing every difference. :func:`check_path` refuses a ``checkpoint=`` that cannot be a file
-before any training, and :func:`load_checkpoint` reports a file it cannot read (empty,
-truncated, not a torch file, Python objects inside) as a ``ValueError`` naming the path and
-what to do.
+listing every difference; :func:`resume_note` is the line a resumed run prints.
+:func:`check_path` refuses a ``checkpoint=`` that cannot be a file before any training, and
+:func:`load_checkpoint` reports a file it cannot read (empty, truncated, not a torch file,
+Python objects inside) as a ``ValueError`` naming the path and what to do.
 
 Example:
     >>> import tempfile, os, torch
@@ -39,16 +39,20 @@ __all__ = [
 ]
 
 FORMAT = "steinkit.train/1"
-#: Settings every resumed run must share with its checkpoint (objectives add their own). ``seed``
-#: is compared only when both runs were given one; ``betas`` of older files come from their Adam.
-_SHARED = ("batch_size", "lr_decay", "batch_order", "betas", "seed", "n")
-#: Settings a resumed run may change: the learning rates, and ``steps`` (at least the saved step).
-_MAY_CHANGE = ("steps", "lr", "critic_lr")
+#: Settings every resumed run must share with its checkpoint (objectives add their own); the
+#: ``betas`` of older files come from their Adam.
+_SHARED = ("batch_size", "lr_decay", "batch_order", "betas", "data_rows")
+#: Settings a resumed run may change, said in its resume line: the learning rates, ``steps`` (at
+#: least the saved step) and ``seed`` (unused: the checkpoint's random state continues).
+_MAY_CHANGE = ("steps", "lr", "critic_lr", "seed")
 #: What to do when a checkpoint cannot continue this run.
 _START_AFRESH = "pass resume=False to start afresh (the file is overwritten), or give another checkpoint path"
-#: The entries of a complete checkpoint (written by :func:`state_dict`).
-_KEYS = ("method", "dim", "step", "seconds", "model", "objective_extra", "optimizer", "critic", "critic_optimizer",
-         "generator", "history", "pending", "tail_row", "config")
+#: The entries of a complete checkpoint (written by :func:`state_dict`) and their types.
+_KEYS: dict[str, type | tuple[type, ...]] = {
+    "method": str, "dim": object, "step": int, "seconds": (int, float), "model": dict, "objective_extra": dict,
+    "optimizer": dict, "critic": (dict, type(None)), "critic_optimizer": (dict, type(None)),
+    "generator": torch.Tensor, "history": list, "pending": dict, "tail_row": bool, "config": dict,
+}
 
 PathLike = str | os.PathLike
 
@@ -133,7 +137,8 @@ def _unreadable(path: Path, exc: Exception) -> str:
 
 
 def _first_line(exc: Exception, limit: int = 120) -> str:
-    line = (str(exc).strip().splitlines() or [""])[0]
+    """The first sentence of ``exc``'s message, at most ``limit`` characters."""
+    line = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -177,7 +182,7 @@ def _config(state: TrainState) -> dict[str, Any]:
     return {"lr": s.lr, "batch_size": s.batch_size, "lam": s.lam, "critic_steps": s.critic_steps, "eps": s.eps,
             "lr_decay": s.lr_decay, "trace": s.trace, "n_probes": s.n_probes, "batch_order": s.batch_order,
             "betas": tuple(s.betas), "steps": s.steps, "critic_lr": s.critic_rate, "seed": state.seed,
-            "n": int(state.data.shape[0])}
+            "data_rows": int(state.data.shape[0])}
 
 
 def _saved_config(saved: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +248,9 @@ def check_resumable(saved: dict[str, Any], path: PathLike, objective: Objective,
     missing = [k for k in _KEYS if k not in saved]
     if missing:
         raise ValueError(f"{where} is incomplete (no {', '.join(missing)}); {_START_AFRESH}")
+    damaged = [f"{k} is a {type(saved[k]).__name__}" for k, kind in _KEYS.items() if not isinstance(saved[k], kind)]
+    if damaged:
+        raise ValueError(f"{where} is damaged ({', '.join(damaged)}); {_START_AFRESH}")
     before, now = _saved_config(saved), _config(state)
     differences = []
     if saved["method"] != objective.name:
@@ -250,9 +258,7 @@ def check_resumable(saved: dict[str, Any], path: PathLike, objective: Objective,
     if saved["dim"] != state.model.dim:
         differences.append(f"model.dim: {saved['dim']!r} -> {state.model.dim!r}")
     for key in dict.fromkeys((*_SHARED, *objective.settings_used)):
-        if key not in before or (key == "seed" and (before[key] is None or now[key] is None)):
-            continue
-        if before[key] != now[key]:
+        if key in before and before[key] != now[key]:
             differences.append(f"{key}: {before[key]!r} -> {now[key]!r}")
     if differences:
         raise ValueError(
@@ -302,9 +308,15 @@ def _shape(t: Any) -> str:
 
 def resume_note(saved: dict[str, Any], path: PathLike, state: TrainState) -> str:
     """The line a resumed run prints: ``resuming from step N of M (PATH)``, and the settings a
-    resumed run may change that did (``steps``, learning rates) as ``setting: saved -> now``."""
+    resumed run may change that did (``steps``, learning rates, a seed given to both runs) as
+    ``setting: saved -> now``. Call it before :func:`restore`."""
     before, now = _saved_config(saved), _config(state)
-    changed = [f"{k}: {before[k]!r} -> {now[k]!r}" for k in _MAY_CHANGE if k in before and before[k] != now[k]]
+    unused = " (unused: the checkpoint's random state continues)"
+    changed = [
+        f"{k}: {before[k]!r} -> {now[k]!r}" + (unused if k == "seed" else "")
+        for k in _MAY_CHANGE
+        if before.get(k) is not None and now[k] is not None and before[k] != now[k]
+    ]
     note = f"resuming from step {int(saved['step'])} of {state.settings.steps} ({str(path)}"
     return note + (f"; changed: {', '.join(changed)})" if changed else ")")
 
@@ -312,8 +324,10 @@ def resume_note(saved: dict[str, Any], path: PathLike, state: TrainState) -> str
 def restore(state: TrainState, saved: dict[str, Any], path: PathLike = "checkpoint") -> None:
     """Load a checkpoint (checked by :func:`check_resumable`) into ``state``; the learning rates
     of ``state.settings`` replace the saved ones (the Adam moments are kept). A part that does
-    not load raises ``ValueError`` naming ``path``."""
+    not load raises ``ValueError`` naming ``path``, leaving the model, critic and generator as
+    they were."""
     model_part = state.steppers["model"]
+    backup = _backup(state)
     try:
         state.generator.set_state(saved["generator"])  # first: fails for another device, before the model changes
         state.model.load_state_dict(saved["model"])
@@ -328,13 +342,30 @@ def restore(state: TrainState, saved: dict[str, Any], path: PathLike = "checkpoi
             state.steppers["critic"].set_lr(state.settings.critic_rate)
         state.batches.load_state_dict(saved.get("batches", {"order": "replacement"}))
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        _roll_back(state, backup)
         raise ValueError(
             f"checkpoint {str(path)!r} does not fit this run ({type(exc).__name__}: {_first_line(exc)}); "
             f"{_START_AFRESH}"
         ) from None
     state.step, state.seconds = int(saved["step"]), float(saved["seconds"])
     state.history, state.pending = list(saved["history"]), saved["pending"]
-    if state.seed is None:
-        state.seed = _saved_config(saved).get("seed")
+    state.seed = _saved_config(saved).get("seed", state.seed)  # the run's own seed, kept through reruns
     if saved["tail_row"] and state.history:
         state.history.pop()  # written only because that run ended at this step
+
+
+def _backup(state: TrainState) -> dict[str, Any]:
+    """Copies of what :func:`restore` changes in the caller's objects (model, critic, generator)."""
+    copy = lambda sd: {k: v.detach().clone() for k, v in sd.items()}  # noqa: E731
+    return {
+        "module": copy(state.steppers["model"].module.state_dict()),  # the model's and the objective's
+        "critic": None if state.critic is None else copy(state.critic.state_dict()),
+        "generator": state.generator.get_state(),
+    }
+
+
+def _roll_back(state: TrainState, backup: dict[str, Any]) -> None:
+    state.steppers["model"].module.load_state_dict(backup["module"])
+    if state.critic is not None:
+        state.critic.load_state_dict(backup["critic"])
+    state.generator.set_state(backup["generator"])

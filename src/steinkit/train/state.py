@@ -51,7 +51,7 @@ class TrainState:
     ``tail_row`` says whether ``history[-1]`` was written only because a run ended at that step
     (a resumed run drops it, so that its history equals an uninterrupted one). ``seed`` is the
     seed the caller gave (``None`` for a drawn seed or a given generator), kept in checkpoints so
-    that a rerun with another seed is not taken for a continuation.
+    that a resumed run given another seed can say so (the checkpoint's random state continues).
     """
 
     model: nn.Module

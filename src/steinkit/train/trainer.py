@@ -166,8 +166,9 @@ def train(
             path that cannot be written, is refused before training.
         resume: ``True``: continue from ``checkpoint`` if it exists, printing ``resuming from
             step N of M (PATH)`` (unless ``progress=False``), up to ``steps`` (which may grow; new
-            learning rates replace the saved ones). A checkpoint of another run (method, model
-            shape, data size, seed, or a setting that shapes the trajectory: ``batch_size``,
+            learning rates replace the saved ones; a new seed is unused, as the checkpoint's
+            random state continues; the line lists such changes). A checkpoint of another run (method, model
+            shape, number of data rows, or a setting that shapes the trajectory: ``batch_size``,
             ``betas``, ``lr_decay``, ``batch_order``, the method's own such as ``lam``,
             ``critic_steps``, ``trace``, ``n_probes``, ``eps``), or a file that cannot be read,
             raises ``ValueError`` naming the path and listing every difference as ``setting:
@@ -262,9 +263,10 @@ def _resume(state: TrainState, objective: Objective, path: Path | None, *, resum
         else:
             saved = load_checkpoint(path)
             check_resumable(saved, path, objective, state)
+            note = resume_note(saved, path, state)
             restore(state, saved, path)
             if show:
-                print(resume_note(saved, path, state), file=sys.stderr, flush=True)
+                print(note, file=sys.stderr, flush=True)
     if state.step == 0:
         _initialize_from_data(state, objective)
     return state.step
