@@ -103,8 +103,10 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     where = f"checkpoint {str(path)!r}"
     if path.is_dir():
         raise ValueError(f"{where} is a directory, not a file; give a file path such as {str(path / 'run.pt')!r}")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{where} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{where} is not a regular file; give the path of a checkpoint file")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
             warnings.simplefilter("ignore")
