@@ -416,7 +416,7 @@ def test_resumed_ml_training_equals_a_straight_run(tmp_path) -> None:
     assert _losses(rest) == _losses(straight)
     for a, b in zip(straight_flow.state_dict().values(), flow.state_dict().values()):
         assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="batch_size=32, this run has batch_size=16"):
+    with pytest.raises(ValueError, match="batch_size: 32 -> 16"):
         _train(flow, data, steps=9, batch_size=16, checkpoint=path)
 
 

@@ -44,5 +44,5 @@ def records(settings: TrainSettings, step: int) -> str | None:
 
 
 def checkpoints(settings: TrainSettings, step: int) -> bool:
-    """Whether a checkpoint is written after ``step`` (every ``checkpoint_every`` and the last)."""
-    return step % settings.checkpoint_every == 0 or step == settings.steps
+    """Whether a checkpoint is written after ``step`` (every ``checkpoint_interval`` and the last)."""
+    return step % settings.checkpoint_interval == 0 or step == settings.steps

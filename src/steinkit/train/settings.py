@@ -5,8 +5,8 @@ fails here, before any model or data is touched, with an error that names the ar
 
 Example:
     >>> s = TrainSettings(steps=1000, lr=1e-2)
-    >>> s.log_interval, s.eval_interval, s.critic_rate
-    (2, 2, 0.01)
+    >>> s.log_interval, s.eval_interval, s.checkpoint_interval, s.critic_rate
+    (2, 2, 100, 0.01)
     >>> s.replace(batch_order="epochs").batch_order
     'epochs'
 """
@@ -54,7 +54,9 @@ class TrainSettings:
             update, learning rate (default ``lr``), L2 weight λ, trace estimator and
             Hutchinson probes per example.
         eps: the noise scale ε of CNCE.
-        checkpoint_every: steps between checkpoints (one is also written at the end).
+        checkpoint_every: steps between checkpoints (one is also written at the end); default
+            a tenth of the run, ``min(1000, max(1, steps // 10))``, so that a killed run loses at
+            most a tenth of its steps (and at most 1000).
         log_every: steps between history records (default ``max(1, steps // 500)``).
         eval_every: steps between ``eval_fn`` calls (default ``log_every``).
         on_nan: ``"raise"`` or ``"stop"`` when a loss or gradient is not finite.
@@ -78,7 +80,7 @@ class TrainSettings:
     trace: str = "hutchinson"
     n_probes: int = 1
     eps: float = 0.1
-    checkpoint_every: int = 1000
+    checkpoint_every: int | None = None
     log_every: int | None = None
     eval_every: int | None = None
     on_nan: str = "raise"
@@ -97,7 +99,7 @@ class TrainSettings:
             "eps": positive_float(self.eps, "eps"),
             "n_probes": positive_int(self.n_probes, "n_probes"),
             "trace": one_of(self.trace, "trace", TRACES),
-            "checkpoint_every": positive_int(self.checkpoint_every, "checkpoint_every"),
+            "checkpoint_every": _optional(positive_int, self.checkpoint_every, "checkpoint_every"),
             "log_every": _optional(positive_int, self.log_every, "log_every"),
             "eval_every": _optional(positive_int, self.eval_every, "eval_every"),
             "on_nan": one_of(self.on_nan, "on_nan", _ON_NAN),
@@ -114,6 +116,11 @@ class TrainSettings:
     def eval_interval(self) -> int:
         """Steps between evaluations."""
         return self.log_interval if self.eval_every is None else self.eval_every
+
+    @property
+    def checkpoint_interval(self) -> int:
+        """Steps between checkpoints: ``checkpoint_every``, or ``min(1000, max(1, steps // 10))``."""
+        return min(1000, max(1, self.steps // 10)) if self.checkpoint_every is None else self.checkpoint_every
 
     @property
     def critic_rate(self) -> float:

@@ -49,7 +49,9 @@ class TrainState:
     """Everything a training run changes; see the module docstring.
 
     ``tail_row`` says whether ``history[-1]`` was written only because a run ended at that step
-    (a resumed run drops it, so that its history equals an uninterrupted one).
+    (a resumed run drops it, so that its history equals an uninterrupted one). ``seed`` is the
+    seed the caller gave (``None`` for a drawn seed or a given generator), kept in checkpoints so
+    that a resumed run given another seed can say so (the checkpoint's random state continues).
     """
 
     model: nn.Module
@@ -65,6 +67,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     pending: dict[str, dict[str, Any]] = field(default_factory=_empty_pending)
     tail_row: bool = False
+    seed: int | None = None
     started: float = field(default_factory=time.perf_counter)
 
     def elapsed(self) -> float:

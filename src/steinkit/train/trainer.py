@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -45,7 +46,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .checkpoint import check_resumable, load_checkpoint, restore, save_checkpoint, state_dict
+from .checkpoint import check_path, check_resumable, load_checkpoint, restore, resume_note, save_checkpoint, state_dict
 from .checks import check_data, check_model, make_generator
 from .distributed import NonFinite, World
 from .modules import NCELoss
@@ -133,7 +134,7 @@ def train(
     n_probes: int = 1,
     eps: float = 0.1,
     checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 1000,
+    checkpoint_every: int | None = None,
     resume: bool = True,
     eval_fn: EvalFn | None = None,
     eval_every: int | None = None,
@@ -160,14 +161,23 @@ def train(
             of :class:`~steinkit.train.settings.TrainSettings` (``steps`` is required), or all
             at once as ``settings=``. On a non-finite loss, ``on_nan="raise"`` raises
             :class:`TrainingDiverged`; ``"stop"`` warns and returns ``diverged_at``.
-        checkpoint: a file path, written atomically every ``checkpoint_every`` steps and at the
-            end (by rank 0). ``resume``: continue from it if it exists (same method, dimension
-            and trajectory settings; new learning rates replace the saved ones).
+        checkpoint: a file path, written atomically every ``checkpoint_every`` steps (default
+            ``min(1000, max(1, steps // 10))``) and at the end (by rank 0); a directory, or a
+            path that cannot be written, is refused before training.
+        resume: ``True``: continue from ``checkpoint`` if it exists, printing ``resuming from
+            step N of M (PATH)`` (unless ``progress=False``), up to ``steps`` (which may grow; new
+            learning rates replace the saved ones; a new seed is unused, as the checkpoint's
+            random state continues; the line lists such changes). A checkpoint of another run (method, model
+            shape, number of data rows, or a setting that shapes the trajectory: ``batch_size``,
+            ``betas``, ``lr_decay``, ``batch_order``, the method's own such as ``lam``,
+            ``critic_steps``, ``trace``, ``n_probes``, ``eps``), or a file that cannot be read,
+            raises ``ValueError`` naming the path and listing every difference as ``setting:
+            saved -> now``. ``False``: start afresh, overwriting it.
         eval_fn: ``eval_fn(model)`` -> float (recorded as ``"eval"``) or dict of floats, called
             at step 0, every ``eval_every`` steps and at the end.
         generator, seed: the source of every random draw; give one or neither (then a seed is
             drawn from torch's global generator).
-        progress: show a progress bar (rank 0).
+        progress: show a progress bar and the resume line (rank 0).
         distributed: use DDP (:mod:`steinkit.train.distributed`); ``None``: if
             ``torch.distributed`` is initialised with more than one process.
 
@@ -194,9 +204,14 @@ def train(
     ))  # fmt: skip
     if eval_fn is not None and not callable(eval_fn):
         raise TypeError(f"eval_fn must be callable, got {type(eval_fn).__name__}")
+    if not isinstance(resume, bool):
+        raise TypeError(f"resume must be True or False, got {resume!r}")
+    path = check_path(checkpoint, writer=False)
     state = _start(model, data, objective, settings, generator=generator, seed=seed, distributed=distributed)
-    path = None if checkpoint is None else Path(checkpoint)
-    start = _resume(state, objective, path if resume else None)
+    state.seed = seed
+    if path is not None and state.world.rank == 0:
+        check_path(path, writer=True)
+    start = _resume(state, objective, path, resume=resume, show=progress and state.world.rank == 0)
     diverged_at, part, last_good = _loop(state, objective, eval_fn, path, progress)
     if diverged_at is not None:
         _report_divergence(state, objective, diverged_at, part, path, last_good)
@@ -237,13 +252,21 @@ def _start(
     return new_state(model, data, objective, settings, generator=generator, seed=seed, world=world)
 
 
-def _resume(state: TrainState, objective: Objective, path: Path | None) -> int:
-    """Restore ``state`` from ``path`` if that file exists; a fresh run initialises its
-    data-dependent layers. Returns the step the run starts from."""
+def _resume(state: TrainState, objective: Objective, path: Path | None, *, resume: bool, show: bool) -> int:
+    """Restore ``state`` from ``path`` if that file exists and ``resume`` (saying so on stderr
+    when ``show``); a fresh run initialises its data-dependent layers. Returns the step the
+    run starts from."""
     if path is not None and path.exists():
-        saved = load_checkpoint(path)
-        check_resumable(saved, path, objective, state)
-        restore(state, saved)
+        if not resume:
+            if show:
+                print(f"starting afresh (resume=False): {str(path)} will be overwritten", file=sys.stderr, flush=True)
+        else:
+            saved = load_checkpoint(path)
+            check_resumable(saved, path, objective, state)
+            note = resume_note(saved, path, state)
+            restore(state, saved, path)
+            if show:
+                print(note, file=sys.stderr, flush=True)
     if state.step == 0:
         _initialize_from_data(state, objective)
     return state.step
