@@ -15,7 +15,9 @@ bandwidth (locations drawn from a Gaussian fitted to the training split, then Ad
 the power criterion ``FSSD^2 / sqrt(sigma_H1^2 + reg)``, ``sigma_H1^2 = 4 var(tau(x)^T mu)``);
 the statistic ``n FSSD^2`` is computed on the rest, and its null distribution
 ``sum_i lambda_i (Z_i^2 - 1)`` is simulated with ``lambda`` the eigenvalues of the covariance
-of ``tau`` on the test split. p-value: the fraction of simulations ``>=`` the statistic.
+of ``tau`` on the test split (from its (n, n) Gram matrix when n < dJ: the same non-zero
+eigenvalues, so no (dJ, dJ) matrix is formed and large d costs O(n^2 dJ), not O((dJ)^3)).
+p-value: the fraction of simulations ``>=`` the statistic.
 
 Example:
     >>> import torch
@@ -135,8 +137,19 @@ def fssd_power_criterion(x: Tensor, s: Tensor, locations: Tensor, bandwidth: flo
 
 
 def _gaussian_locations(x64: Tensor, J: int, generator: torch.Generator | None) -> Tensor:
-    """J draws from N(mean(x), cov(x)) (a singular covariance is fine)."""
+    """J draws from N(mean(x), cov(x)) (a singular covariance is fine).
+
+    With d <= n through the (d, d) covariance's eigendecomposition; with d > n (the
+    covariance has rank < n) as ``mean + w^T xc / sqrt(n - 1)``, ``w ~ N(0, I_n)`` and ``xc``
+    the centred data: the same law, in O(J n d) time and memory instead of a (d, d) matrix
+    and its O(d^3) eigendecomposition (the draws differ from the d x d path's).
+    """
+    n, d = x64.shape
     mean = x64.mean(0)
+    if d > n:
+        w = torch.randn(J, n, generator=generator, device=_generator_device(generator),
+                        dtype=torch.float64).to(x64.device)
+        return mean + (w @ (x64 - mean)) / math.sqrt(n - 1)
     cov = torch.atleast_2d(torch.cov(x64.T))
     evals, evecs = torch.linalg.eigh(cov)
     root = evecs * evals.clamp_min(0.0).sqrt()
@@ -258,9 +271,37 @@ def _optimize_locations(
     return crit_init, best[0], best[1], best[2]
 
 
-def _simulated_pvalue(tau: Tensor, stat: float, n_simulate: int, generator: torch.Generator | None) -> float:
-    """Fraction of draws of the null sum_i lambda_i (Z_i^2 - 1) at or above ``stat``."""
-    evals = torch.linalg.eigvalsh(torch.atleast_2d(torch.cov(tau.T))).clamp_min(0.0)
+def _null_eigenvalues(tau: Tensor, via: str | None = None) -> Tensor:
+    """The largest ``min(n, p)`` eigenvalues (ascending, clamped at 0) of the covariance of tau (n, p).
+
+    The (p, p) covariance ``tc^T tc / (n - 1)`` of the centred features ``tc`` and their
+    (n, n) Gram matrix ``tc tc^T / (n - 1)`` have the same non-zero eigenvalues (at most
+    n - 1 of them), so only the smaller matrix is formed: ``via`` is "gram" when n < p,
+    "covariance" otherwise (either may be forced, for tests). With p <= n these are all
+    p eigenvalues of the covariance, as before; with n < p the p - n dropped ones are zero.
+    """
+    n, p = tau.shape
+    if via is None:
+        via = "gram" if n < p else "covariance"
+    if via == "gram":
+        tc = tau - tau.mean(0)
+        evals = torch.linalg.eigvalsh(tc @ tc.T / (n - 1))
+    elif via == "covariance":
+        evals = torch.linalg.eigvalsh(torch.atleast_2d(torch.cov(tau.T)))
+    else:
+        raise ValueError(f"via must be 'gram' or 'covariance', got {via!r}")
+    return evals[-min(n, p):].clamp_min(0.0)
+
+
+def _simulated_pvalue(
+    tau: Tensor, stat: float, n_simulate: int, generator: torch.Generator | None, via: str | None = None
+) -> float:
+    """Fraction of draws of the null sum_i lambda_i (Z_i^2 - 1) at or above ``stat``.
+
+    One Z per eigenvalue of :func:`_null_eigenvalues` (``min(n, p)`` of them), so both of
+    its paths give the same draws and the same p-value.
+    """
+    evals = _null_eigenvalues(tau, via)
     zs = torch.randn(n_simulate, evals.numel(), generator=generator, device=_generator_device(generator),
                      dtype=torch.float64).to(evals.device)
     sims = (zs * zs - 1.0) @ evals
