@@ -269,7 +269,7 @@ def _missing_extra(backend: str, err: ImportError) -> ImportError:
 
 def _unreachable(kind: str, address: str, err: BaseException) -> ConnectionError:
     return ConnectionError(
-        f"could not connect to the {kind} at {address!r} within {CONNECT_TIMEOUT:g} s: {err}. "
+        f"could not connect to the {kind} at {address!r}: {err} (waited at most {CONNECT_TIMEOUT:g} s). "
         f"Is the cluster running and reachable from this machine? (drop --address and "
         f"{ADDRESS_ENV['dask' if kind.startswith('dask') else 'ray']} for a local cluster)"
     )
@@ -308,6 +308,9 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[Any]:
         workers = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
         client = Client(processes=True, n_workers=workers, threads_per_worker=1, dashboard_address=None)
     else:
+        if _tcp_endpoint(address) is None and "://" not in address:
+            raise ValueError(f"invalid dask scheduler address {address!r}: expected tcp://HOST:PORT")
+        _probe("dask scheduler", address)  # a closed port fails at once, not after the client's timeout
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (ValueError, TypeError) as err:
@@ -479,7 +482,7 @@ def _run_dask(
         futures = [client.submit(_execute, trial_fn, k, threads, artifacts, pure=False) for k in pending]
         stored = 0
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 try:
                     key, value, started, finished = future.result()
                 except Exception as err:
