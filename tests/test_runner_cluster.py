@@ -148,6 +148,24 @@ def test_unreachable_dask_address_fails_fast_naming_it(tmp_path):
                    progress=False)
 
 
+def test_a_silent_listener_is_not_a_scheduler(tmp_path, monkeypatch):
+    """A port that accepts connections and never answers (the dashboard's port, another
+    service) fails after the connect timeout instead of hanging."""
+    pytest.importorskip("distributed")
+    import steinkit.experiments.runner as runner
+
+    monkeypatch.setattr(runner, "CONNECT_TIMEOUT", 2.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the TCP handshake; nobody ever reads or writes
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(ConnectionError, match=re.escape(address)):
+            run_trials(square, [{"x": 1}], db_path=tmp_path / "t.sqlite", backend="dask", address=address,
+                       progress=False)
+    assert time.monotonic() - start < 10
+
+
 def test_address_comes_from_the_option_or_the_environment(monkeypatch):
     import argparse
 

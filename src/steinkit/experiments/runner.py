@@ -297,6 +297,33 @@ def _probe(kind: str, address: str) -> None:
         raise _unreachable(kind, address, err) from None
 
 
+def _connect_dask(client_class: Any, address: str) -> Any:
+    """``Client(address)``, failing within about :data:`CONNECT_TIMEOUT` even when something that
+    is not a dask scheduler accepts the connection and never answers (the client's own timeout
+    does not cover that case): the client is built in a thread that is waited for."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_class(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except BaseException as err:  # handed to the caller below
+            box["error"] = err
+
+    thread = threading.Thread(target=connect, name=f"steinkit-connect-{address}", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT + 2.0)
+    if thread.is_alive():
+        raise _unreachable("dask scheduler", address, TimeoutError("no dask handshake"))
+    err = box.get("error")
+    if isinstance(err, (ValueError, TypeError)):
+        raise ValueError(f"invalid dask scheduler address {address!r}: {err}") from None
+    if err is not None:  # OSError, TimeoutError, CommClosedError: nothing answered there
+        raise _unreachable("dask scheduler", address, err) from None
+    return box["client"]
+
+
 @contextlib.contextmanager
 def _dask_client(jobs: int, address: str | None) -> Iterator[Any]:
     """A ``distributed.Client``: connected to the scheduler at ``address``, or a private local cluster."""
@@ -311,12 +338,7 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[Any]:
         if _tcp_endpoint(address) is None and "://" not in address:
             raise ValueError(f"invalid dask scheduler address {address!r}: expected tcp://HOST:PORT")
         _probe("dask scheduler", address)  # a closed port fails at once, not after the client's timeout
-        try:
-            client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"invalid dask scheduler address {address!r}: {err}") from None
-        except Exception as err:  # OSError, TimeoutError, CommClosedError: nothing answered there
-            raise _unreachable("dask scheduler", address, err) from None
+        client = _connect_dask(Client, address)
     try:
         yield client
     finally:
