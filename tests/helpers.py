@@ -53,7 +53,10 @@ def slow(config: dict) -> dict:
 
 
 def napping(config: dict) -> dict:
-    """Sleeps ``config["sleep"]`` seconds; returns its config and the worker's pid (cluster tests)."""
+    """Logs "i pid" to ``config["log"]`` as it starts, sleeps ``config["sleep"]`` seconds, returns its
+    config and the worker's pid (cluster tests)."""
+    with open(config["log"], "a") as fh:
+        fh.write(f"{config['i']} {os.getpid()}\n")
     time.sleep(config["sleep"])
     return {"config": config, "pid": os.getpid()}
 

@@ -88,19 +88,25 @@ def dask_cluster(tmp_path):
 def test_sweep_on_a_running_dask_cluster_survives_a_killed_worker(tmp_path, dask_cluster):
     address, workers = dask_cluster
     db = tmp_path / "trials.sqlite"
-    configs = [{"i": i, "sleep": 0.3} for i in range(12)]
-    killed: dict[str, object] = {}
+    log = tmp_path / "starts.log"
+    configs = [{"i": i, "sleep": 0.3, "log": str(log)} for i in range(12)]
+    killed: dict[str, int] = {}
 
     def kill_one_worker_mid_sweep() -> None:
+        """Once 3 trials are stored, SIGKILL a worker while it runs a trial (started, not stored)."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if db.exists() and len(TrialStore(db)) >= 3:
-                pids = {row["result"]["pid"] for row in TrialStore(db).rows()}
-                victim = next((w for w in workers if w.pid in pids), workers[0])
-                victim.send_signal(signal.SIGKILL)
-                killed.update(pid=victim.pid, stored=len(TrialStore(db)))
-                return
-            time.sleep(0.02)
+            stored = TrialStore(db).rows() if db.exists() else []
+            if len(stored) >= 3:
+                starts = [line.split() for line in log.read_text().splitlines()]
+                done = {r["config"]["i"] for r in stored}
+                for worker in workers:
+                    running = [int(i) for i, pid in starts if int(pid) == worker.pid and int(i) not in done]
+                    if running:
+                        worker.send_signal(signal.SIGKILL)
+                        killed.update(pid=worker.pid, stored=len(stored), in_flight=running[-1])
+                        return
+            time.sleep(0.01)
 
     killer = threading.Thread(target=kill_one_worker_mid_sweep, daemon=True)
     killer.start()
@@ -124,7 +130,8 @@ def test_sweep_on_a_running_dask_cluster_survives_a_killed_worker(tmp_path, dask
     assert sorted(canonical_key(r["config"]) for r in rows) == sorted(canonical_key(c) for c in configs)
     assert all(r["result"]["config"] == r["config"] for r in rows)
     survivor = next(w for w in workers if w.pid != killed["pid"])
-    assert any(r["result"]["pid"] == survivor.pid for r in rows)
+    by_trial = {r["config"]["i"]: r["result"]["pid"] for r in rows}
+    assert by_trial[killed["in_flight"]] == survivor.pid  # the killed worker's trial in flight ran again
 
     # a rerun (against the cluster, or locally: the address is not part of the key) runs nothing
     assert run_trials(refuse, configs, db_path=db, backend="dask", address=address, progress=False) == results

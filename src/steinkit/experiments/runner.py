@@ -501,10 +501,10 @@ def _run_dask(
         from dask.distributed import as_completed
 
         where = f"the dask scheduler at {address!r}" if address else "the local dask cluster"
-        futures = [client.submit(_execute, trial_fn, k, threads, artifacts, pure=False) for k in pending]
+        futures = {client.submit(_execute, trial_fn, k, threads, artifacts, pure=False) for k in pending}
         stored = 0
         try:
-            for future in as_completed(futures, loop=client.loop):
+            for future in as_completed(list(futures), loop=client.loop):
                 try:
                     key, value, started, finished = future.result()
                 except Exception as err:
@@ -516,11 +516,14 @@ def _run_dask(
                         f"rerun the same command to finish them"
                     ) from err
                 store.put(key, value, started=started, finished=finished)
+                # dropped once stored: a worker that dies later holds nothing the scheduler would recompute
+                futures.discard(future)
+                future.release()
                 stored += 1
                 bar.update(1)
         finally:
             with contextlib.suppress(Exception):  # the scheduler may be gone already
-                client.cancel(futures)
+                client.cancel(list(futures))
 
 
 def sweep(
