@@ -57,8 +57,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 @pytest.fixture
 def dask_cluster(tmp_path):
     """(address, [worker processes]): a scheduler and two one-thread workers (no nanny), stopped after the test."""
-    pytest.importorskip("distributed")  # installed by the test extra
-    from distributed import Client
+    from distributed import Client  # the test extra installs it: never skipped
 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -140,7 +139,6 @@ def test_sweep_on_a_running_dask_cluster_survives_a_killed_worker(tmp_path, dask
 
 
 def test_unreachable_dask_address_fails_fast_naming_it(tmp_path):
-    pytest.importorskip("distributed")
     address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
     start = time.monotonic()
     with pytest.raises(ConnectionError, match=re.escape(address)):
@@ -158,7 +156,6 @@ def test_unreachable_dask_address_fails_fast_naming_it(tmp_path):
 def test_a_silent_listener_is_not_a_scheduler(tmp_path, monkeypatch):
     """A port that accepts connections and never answers (the dashboard's port, another
     service) fails after the connect timeout instead of hanging."""
-    pytest.importorskip("distributed")
     import steinkit.experiments.runner as runner
 
     monkeypatch.setattr(runner, "CONNECT_TIMEOUT", 2.0)
