@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["gen", "square", "counted", "where", "not_a_dict", "slow"]
+__all__ = ["gen", "square", "counted", "where", "not_a_dict", "slow", "napping", "refuse"]
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -50,3 +50,17 @@ def slow(config: dict) -> dict:
     with open(config["log"], "a") as fh:
         fh.write(f"{config['x']}\n")
     return {"x": config["x"]}
+
+
+def napping(config: dict) -> dict:
+    """Logs "i pid" to ``config["log"]`` as it starts, sleeps ``config["sleep"]`` seconds, returns its
+    config and the worker's pid (cluster tests)."""
+    with open(config["log"], "a") as fh:
+        fh.write(f"{config['i']} {os.getpid()}\n")
+    time.sleep(config["sleep"])
+    return {"config": config, "pid": os.getpid()}
+
+
+def refuse(config: dict) -> dict:
+    """Fails on every call: a rerun that calls it ran a trial that was already stored."""
+    raise AssertionError(f"trial {config} ran again although it was stored")

@@ -9,8 +9,11 @@ repeats nothing that was stored.
 
 Backends: ``"loky"`` (local processes, the default), ``"dask"`` (a ``distributed.Client``,
 ``pip install steinkit[dask]``) and ``"ray"`` (``pip install steinkit[ray]``), the last two
-through their joblib backends and imported only when selected. Every trial runs with
-``torch.set_num_threads(threads)`` (1 by default): the parallelism comes from ``jobs``.
+imported only when selected. Without an ``address`` dask starts a private local cluster and
+ray a local instance; with one (or ``DASK_SCHEDULER_ADDRESS`` / ``RAY_ADDRESS`` in the
+environment) the sweep goes to that running cluster: its workers only compute, and this
+process keeps the store. Every trial runs with ``torch.set_num_threads(threads)`` (1 by
+default): the parallelism comes from ``jobs`` (or from the cluster's workers).
 
 Example:
     >>> import tempfile, os
@@ -38,9 +41,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 if TYPE_CHECKING:
     from .settings import RunOptions
 
-__all__ = ["BACKENDS", "TrialStore", "canonical_key", "trial_folder", "run_trials", "sweep", "check_execution"]
+__all__ = [
+    "BACKENDS", "ADDRESS_ENV", "TrialStore", "canonical_key", "trial_folder", "run_trials", "sweep", "check_execution",
+    "resolve_address",
+]
 
 BACKENDS = ("loky", "dask", "ray")
+
+#: The environment variable read for each cluster backend's address when none is given.
+ADDRESS_ENV = {"dask": "DASK_SCHEDULER_ADDRESS", "ray": "RAY_ADDRESS"}
+
+#: Seconds allowed to reach a cluster's scheduler before the sweep fails.
+CONNECT_TIMEOUT = 10.0
 
 TrialFn = Callable[..., dict]
 
@@ -201,11 +213,16 @@ def _execute(
         torch.set_num_threads(previous)
 
 
-def check_execution(jobs: Any, backend: Any, threads: Any) -> None:
-    """Check how trials run: ``jobs`` a nonzero int, ``backend`` in :data:`BACKENDS`, ``threads`` >= 0.
+def check_execution(jobs: Any, backend: Any, threads: Any, address: Any = None) -> None:
+    """Check how trials run: ``jobs`` a nonzero int, ``backend`` in :data:`BACKENDS`, ``threads`` >= 0,
+    ``address`` None or a non-empty string, given only with the ``"dask"`` or ``"ray"`` backend.
 
     Example:
         >>> check_execution(2, "loky", 1)
+        >>> check_execution(1, "loky", 1, "tcp://10.0.0.1:8786")
+        Traceback (most recent call last):
+        ...
+        ValueError: address 'tcp://10.0.0.1:8786' needs backend 'dask' or 'ray' (a running cluster), got backend 'loky'
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
         raise ValueError(f"jobs must be a nonzero int (negative counts back from the CPU count, as in joblib), got {jobs!r}")
@@ -213,14 +230,34 @@ def check_execution(jobs: Any, backend: Any, threads: Any) -> None:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an int >= 0 (0: leave torch's choice), got {threads!r}")
+    if address is not None:
+        if not isinstance(address, str) or not address.strip():
+            raise ValueError(f"address must be a non-empty string such as 'tcp://HOST:8786', got {address!r}")
+        if backend not in ADDRESS_ENV:
+            raise ValueError(f"address {address!r} needs backend 'dask' or 'ray' (a running cluster), got backend {backend!r}")
 
 
-def _check_args(trial_fn: Any, configs: Any, jobs: Any, backend: Any, threads: Any) -> None:
+def resolve_address(backend: str, address: str | None = None) -> str | None:
+    """The cluster address a sweep uses: ``address`` if given, else the backend's
+    environment variable (:data:`ADDRESS_ENV`) if set, else None (a local cluster).
+
+    Example:
+        >>> resolve_address("loky") is None, resolve_address("dask", "tcp://h:8786")
+        (True, 'tcp://h:8786')
+    """
+    if address is not None:
+        return address.strip()
+    env = ADDRESS_ENV.get(backend)
+    value = os.environ.get(env, "").strip() if env else ""
+    return value or None
+
+
+def _check_args(trial_fn: Any, configs: Any, jobs: Any, backend: Any, threads: Any, address: Any) -> None:
     if not callable(trial_fn):
         raise TypeError(f"trial_fn must be callable, got {type(trial_fn).__name__}")
     if isinstance(configs, (str, bytes, Mapping)) or not isinstance(configs, Iterable):
         raise TypeError(f"configs must be a sequence of dicts, got {type(configs).__name__}")
-    check_execution(jobs, backend, threads)
+    check_execution(jobs, backend, threads, address)
 
 
 def _missing_extra(backend: str, err: ImportError) -> ImportError:
@@ -230,27 +267,89 @@ def _missing_extra(backend: str, err: ImportError) -> ImportError:
     )
 
 
-@contextlib.contextmanager
-def _backend_context(backend: str, jobs: int) -> Iterator[tuple[str, bool]]:
-    """Activate a joblib backend; yields (name, whether it streams results as a generator)."""
-    import joblib
+def _unreachable(kind: str, address: str, err: BaseException) -> ConnectionError:
+    return ConnectionError(
+        f"could not connect to the {kind} at {address!r}: {err} (waited at most {CONNECT_TIMEOUT:g} s). "
+        f"Is the cluster running and reachable from this machine? (drop --address and "
+        f"{ADDRESS_ENV['dask' if kind.startswith('dask') else 'ray']} for a local cluster)"
+    )
 
-    if backend == "loky":
-        yield "loky", True
+
+def _tcp_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``[scheme://]host:port``, or None when the address has another form."""
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _probe(kind: str, address: str) -> None:
+    """Fail fast (a TCP connect, :data:`CONNECT_TIMEOUT`) when nothing listens at ``address``."""
+    import socket
+
+    endpoint = _tcp_endpoint(address)
+    if endpoint is None:
         return
-    if backend == "dask":
+    try:
+        socket.create_connection(endpoint, timeout=CONNECT_TIMEOUT).close()
+    except OSError as err:
+        raise _unreachable(kind, address, err) from None
+
+
+def _connect_dask(client_class: Any, address: str) -> Any:
+    """``Client(address)``, failing within about :data:`CONNECT_TIMEOUT` even when something that
+    is not a dask scheduler accepts the connection and never answers (the client's own timeout
+    does not cover that case): the client is built in a thread that is waited for."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
         try:
-            from dask.distributed import Client
-        except ImportError as err:
-            raise _missing_extra("dask", err) from None
+            box["client"] = client_class(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except BaseException as err:  # handed to the caller below
+            box["error"] = err
+
+    thread = threading.Thread(target=connect, name=f"steinkit-connect-{address}", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT + 2.0)
+    if thread.is_alive():
+        raise _unreachable("dask scheduler", address, TimeoutError("no dask handshake"))
+    err = box.get("error")
+    if isinstance(err, (ValueError, TypeError)):
+        raise ValueError(f"invalid dask scheduler address {address!r}: {err}") from None
+    if err is not None:  # OSError, TimeoutError, CommClosedError: nothing answered there
+        raise _unreachable("dask scheduler", address, err) from None
+    return box["client"]
+
+
+@contextlib.contextmanager
+def _dask_client(jobs: int, address: str | None) -> Iterator[Any]:
+    """A ``distributed.Client``: connected to the scheduler at ``address``, or a private local cluster."""
+    try:
+        from dask.distributed import Client
+    except ImportError as err:
+        raise _missing_extra("dask", err) from None
+    if address is None:
         workers = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
         client = Client(processes=True, n_workers=workers, threads_per_worker=1, dashboard_address=None)
-        try:
-            with joblib.parallel_config(backend="dask"):
-                yield "dask", True
-        finally:
-            client.close()
-        return
+    else:
+        if _tcp_endpoint(address) is None and "://" not in address:
+            raise ValueError(f"invalid dask scheduler address {address!r}: expected tcp://HOST:PORT")
+        _probe("dask scheduler", address)  # a closed port fails at once, not after the client's timeout
+        client = _connect_dask(Client, address)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _ray_context(address: str | None) -> Iterator[None]:
+    """Activate ray's joblib backend: ``ray.init(address=...)`` on a running cluster, else a local instance."""
+    import joblib
+
     try:
         import ray
         from ray.util.joblib import register_ray
@@ -258,12 +357,18 @@ def _backend_context(backend: str, jobs: int) -> Iterator[tuple[str, bool]]:
         raise _missing_extra("ray", err) from None
     register_ray()
     started_here = not ray.is_initialized()
+    if started_here and address is not None:
+        _probe("ray cluster", address)
+        try:
+            ray.init(address=address)
+        except Exception as err:
+            raise _unreachable("ray cluster", address, err) from None
     try:
         with joblib.parallel_config(backend="ray"):
-            yield "ray", False  # ray's joblib backend returns whole batches
+            yield  # ray's joblib backend returns whole batches
     finally:
         if started_here:
-            ray.shutdown()
+            ray.shutdown()  # on a running cluster: disconnects this driver only
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -281,28 +386,40 @@ def run_trials(
     progress: bool = True,
     threads: int = 1,
     artifacts: str | os.PathLike | None = None,
+    address: str | None = None,
 ) -> list[dict]:
     """Run ``trial_fn`` on every config not yet in the store at ``db_path``; return all results.
 
     Each config is a JSON-serializable dict identified by its :func:`canonical_key`; configs
     already stored are not run again (duplicates in ``configs`` run once). The others run
-    through ``joblib.Parallel(n_jobs=jobs)`` on ``backend`` and each result is committed to
-    the SQLite file by this (parent) process as soon as its trial finishes. If a trial
-    raises, the error propagates after the trials finished so far are stored; rerunning the
-    same call resumes.
+    on ``backend`` and each result is committed to the SQLite file by this (parent) process
+    as soon as its trial finishes. If a trial raises, the error propagates after the trials
+    finished so far are stored; rerunning the same call resumes. On a cluster, the trials in
+    flight on a worker that dies are run again elsewhere by the scheduler; if the cluster
+    gives up (or the scheduler goes away) the sweep stops with a ``RuntimeError`` saying how
+    many trials are stored, and a rerun finishes the rest.
 
     Arguments:
         trial_fn: a pure module-level function ``config -> dict`` (JSON-serializable result);
-            it receives a fresh copy of the config decoded from its key.
+            it receives a fresh copy of the config decoded from its key. On a cluster the
+            workers must be able to import it (and steinkit).
         configs: the trials to run.
-        db_path: SQLite file of the store (created if missing).
-        jobs: parallel workers (joblib's ``n_jobs``; 1 runs in this process).
-        backend: ``"loky"``, ``"dask"`` (starts a local ``distributed.Client`` with ``jobs``
-            one-thread workers) or ``"ray"`` (``ray.util.joblib``; ``ray.init`` on first use).
+        db_path: SQLite file of the store (created if missing; only this process writes it).
+        jobs: parallel workers (joblib's ``n_jobs``; 1 runs in this process). Not used on a
+            running cluster, whose workers decide.
+        backend: ``"loky"`` (joblib), ``"dask"`` (``distributed``: without an address a
+            private local cluster of ``jobs`` one-thread workers) or ``"ray"``
+            (``ray.util.joblib``; without an address ``ray.init`` of a local instance).
         progress: show a tqdm bar on stderr.
         threads: torch threads inside each trial (0: leave torch's choice).
         artifacts: a folder for the trials' files; when given, ``trial_fn`` is called as
             ``trial_fn(config, folder)`` with the trial's own :func:`trial_folder` (created).
+            On a cluster it must be a folder the workers share with this machine.
+        address: a running cluster to send the trials to, ``tcp://HOST:8786`` (dask
+            scheduler) or ``HOST:6379`` (ray); default: ``DASK_SCHEDULER_ADDRESS`` /
+            ``RAY_ADDRESS`` when set, else a local cluster. Not part of any trial's key.
+            An address nothing answers at fails within ``CONNECT_TIMEOUT`` (10 s) with a
+            ``ConnectionError`` naming it.
 
     Returns:
         The results in the order of ``configs``.
@@ -313,7 +430,8 @@ def run_trials(
         >>> run_trials(dict, [{"a": 1}], db_path=db, progress=False)
         [{'a': 1}]
     """
-    _check_args(trial_fn, configs, jobs, backend, threads)
+    _check_args(trial_fn, configs, jobs, backend, threads, address)
+    address = resolve_address(backend, address)
     keys = [canonical_key(c) for c in configs]
     store = TrialStore(db_path)
     done = store.keys()
@@ -324,7 +442,7 @@ def run_trials(
     if pending:
         folder = None if artifacts is None else os.fspath(artifacts)
         _run_pending(trial_fn, pending, store, jobs=jobs, backend=backend, progress=progress, threads=threads,
-                     artifacts=folder)
+                     artifacts=folder, address=address)
     results = store.get_many(keys)
     missing = [k for k in keys if k not in results]
     if missing:  # pragma: no cover - every pending key was stored or an error was raised
@@ -334,31 +452,78 @@ def run_trials(
 
 def _run_pending(
     trial_fn: TrialFn, pending: list[str], store: TrialStore, *, jobs: int, backend: str, progress: bool,
-    threads: int, artifacts: str | None,
+    threads: int, artifacts: str | None, address: str | None,
 ) -> None:
-    import joblib
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(pending), desc="trials", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
-        with _backend_context(backend, jobs) as (_, streams):
-            if streams:
-                # batch_size=1: every trial comes back (and is stored) on its own
-                parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
-                chunks: Iterable[Sequence[str]] = [pending]
-            else:
-                width = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
-                parallel = joblib.Parallel(n_jobs=jobs)
-                chunks = _batches(pending, 2 * width)
-            for chunk in chunks:
-                for key, value, started, finished in parallel(
-                    joblib.delayed(_execute)(trial_fn, k, threads, artifacts) for k in chunk
-                ):
-                    store.put(key, value, started=started, finished=finished)
-                    bar.update(1)
+        if backend == "dask":
+            _run_dask(trial_fn, pending, store, bar, jobs=jobs, threads=threads, artifacts=artifacts, address=address)
+        else:
+            _run_joblib(trial_fn, pending, store, bar, jobs=jobs, backend=backend, threads=threads,
+                        artifacts=artifacts, address=address)
     finally:
         bar.close()
 
+
+def _run_joblib(
+    trial_fn: TrialFn, pending: list[str], store: TrialStore, bar: Any, *, jobs: int, backend: str, threads: int,
+    artifacts: str | None, address: str | None,
+) -> None:
+    import joblib
+
+    if backend == "loky":
+        # batch_size=1: every trial comes back (and is stored) on its own
+        parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
+        chunks: Iterable[Sequence[str]] = [pending]
+        context: contextlib.AbstractContextManager = contextlib.nullcontext()
+    else:  # ray's joblib backend returns whole batches: store one batch at a time
+        width = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
+        parallel = joblib.Parallel(n_jobs=jobs)
+        chunks = _batches(pending, 2 * width)
+        context = _ray_context(address)
+    with context:
+        for chunk in chunks:
+            for key, value, started, finished in parallel(
+                joblib.delayed(_execute)(trial_fn, k, threads, artifacts) for k in chunk
+            ):
+                store.put(key, value, started=started, finished=finished)
+                bar.update(1)
+
+
+def _run_dask(
+    trial_fn: TrialFn, pending: list[str], store: TrialStore, bar: Any, *, jobs: int, threads: int,
+    artifacts: str | None, address: str | None,
+) -> None:
+    """Submit every pending trial to a dask client; store each result as it comes back."""
+    with _dask_client(jobs, address) as client:
+        from dask.distributed import as_completed
+
+        where = f"the dask scheduler at {address!r}" if address else "the local dask cluster"
+        futures = {client.submit(_execute, trial_fn, k, threads, artifacts, pure=False) for k in pending}
+        stored = 0
+        try:
+            for future in as_completed(list(futures), loop=client.loop):
+                try:
+                    key, value, started, finished = future.result()
+                except Exception as err:
+                    if future.status == "error" and type(err).__name__ != "KilledWorker":
+                        raise  # the trial itself raised
+                    raise RuntimeError(
+                        f"{where} lost a trial ({type(err).__name__}: {err}); {len(store)} trials are stored in "
+                        f"{store.path} and {len(pending) - stored} of this run's {len(pending)} are not: "
+                        f"rerun the same command to finish them"
+                    ) from err
+                store.put(key, value, started=started, finished=finished)
+                # dropped once stored: a worker that dies later holds nothing the scheduler would recompute
+                futures.discard(future)
+                future.release()
+                stored += 1
+                bar.update(1)
+        finally:
+            with contextlib.suppress(Exception):  # the scheduler may be gone already
+                client.cancel(list(futures))
 
 
 def sweep(
@@ -388,4 +553,5 @@ def sweep(
         progress=options.progress,
         threads=options.threads,
         artifacts=out / "trials" if artifacts else None,
+        address=options.address,
     )

@@ -228,26 +228,34 @@ class RunOptions:
         backend: ``"loky"`` (local processes), ``"dask"`` or ``"ray"``.
         threads: torch threads per trial (0: leave torch's choice).
         progress: show progress bars on stderr.
+        address: a running cluster for backend ``"dask"`` (``tcp://HOST:8786``) or ``"ray"``
+            (``HOST:6379``); None: ``DASK_SCHEDULER_ADDRESS`` / ``RAY_ADDRESS`` when set, else a
+            local cluster. Never part of a trial's store key.
     """
 
     jobs: int = 1
     backend: str = "loky"
     threads: int = 1
     progress: bool = True
+    address: str | None = None
 
     def __post_init__(self) -> None:
-        check_execution(self.jobs, self.backend, self.threads)
+        check_execution(self.jobs, self.backend, self.threads, self.address)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The execution options every reproduction takes: ``--jobs``, ``--backend``, ``--threads``."""
+    """The execution options every reproduction takes: ``--jobs``, ``--backend``, ``--threads``, ``--address``."""
     parser.add_argument("--jobs", type=int, default=1, help="parallel trial workers (default 1)")
     parser.add_argument("--backend", choices=BACKENDS, default="loky",
                         help="loky (local processes, default), dask or ray (optional extras)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1; 0: torch's choice)")
+    parser.add_argument("--address", default=None, metavar="ADDRESS",
+                        help="a running cluster for --backend dask (tcp://HOST:8786) or ray (HOST:6379) instead of a "
+                             "local one; default: $DASK_SCHEDULER_ADDRESS / $RAY_ADDRESS when set. This machine "
+                             "keeps the results store; the cluster's workers only compute")
 
 
 def run_options_from_args(args: argparse.Namespace) -> RunOptions:
     """The :class:`RunOptions` of parsed command-line arguments."""
     return RunOptions(jobs=args.jobs, backend=args.backend, threads=args.threads,
-                      progress=getattr(args, "progress", True))
+                      progress=getattr(args, "progress", True), address=getattr(args, "address", None))
