@@ -564,3 +564,19 @@ def test_ebm_sampling_score_is_the_score_without_a_graph() -> None:
     fast = ebm.sampling_score(x)
     assert not fast.requires_grad
     assert torch.allclose(fast, ebm.score(x).detach(), rtol=0, atol=1e-12)
+
+
+def test_ebm_initial_weights_can_come_from_a_generator() -> None:
+    one = MLPEnergy(3, hidden=16, generator=gen(5))
+    two = MLPEnergy(3, hidden=16, generator=gen(5))
+    other = MLPEnergy(3, hidden=16, generator=gen(6))
+    for a, b, c in zip(one.parameters(), two.parameters(), other.parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(one.net[0].weight, other.net[0].weight)
+    for layer in (m for m in one.net if isinstance(m, torch.nn.Linear)):  # PyTorch's default bounds
+        bound = 1 / math.sqrt(layer.in_features)
+        assert layer.weight.abs().max().item() <= bound and layer.bias.abs().max().item() <= bound
+    gained = MLPEnergy(3, hidden=16, first_layer_gain=3.0, generator=gen(5))
+    assert torch.allclose(gained.net[0].weight, 3 * one.net[0].weight)
+    with pytest.raises(TypeError, match="generator"):
+        MLPEnergy(3, generator=5)

@@ -28,6 +28,17 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+def _reinitialise(layers: list[nn.Linear], generator: torch.Generator) -> None:
+    """PyTorch's default Linear initialisation, U(±1/√fan_in) for weights and biases, from ``generator``."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    with torch.no_grad():
+        for layer in layers:
+            bound = 1.0 / math.sqrt(layer.in_features)
+            layer.weight.uniform_(-bound, bound, generator=generator)
+            layer.bias.uniform_(-bound, bound, generator=generator)
+
+
 class MLPEnergy(nn.Module):
     r"""Energy-based model :math:`\log q(x) = -E_\theta(x) + \log N(x; \mu, \sigma^2) - \log Z`.
 
@@ -47,6 +58,8 @@ class MLPEnergy(nn.Module):
             energy trained with the true score forms all four rings in 10k steps with g = 3 and
             only the outer one with g = 1.
         dtype: Parameter dtype (default: torch's default dtype).
+        generator: draws the initial weights (PyTorch's default uniform initialisation);
+            None draws them from torch's global generator.
 
     Example:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -69,6 +82,7 @@ class MLPEnergy(nn.Module):
         *,
         first_layer_gain: float = 1.0,
         dtype: torch.dtype | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         dim = positive_int(dim, "dim")
@@ -86,6 +100,8 @@ class MLPEnergy(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, 1, dtype=dtype))
         self.net = nn.Sequential(*layers)
+        if generator is not None:
+            _reinitialise([m for m in layers if isinstance(m, nn.Linear)], generator)
         with torch.no_grad():
             layers[0].weight.mul_(first_layer_gain)
             layers[0].bias.mul_(first_layer_gain)
