@@ -131,3 +131,10 @@ def test_every_registered_experiment_has_a_reproduce_command(capsys):
             main(["reproduce", name, "--help"])
         assert exc.value.code == 0
         assert "--quick" in capsys.readouterr().out
+
+
+def test_float_settings_given_as_ints_share_the_store_key():
+    from steinkit.experiments import gaussian_critic
+
+    assert gaussian_critic.FULL.replace(lam=1).to_dict() == gaussian_critic.FULL.replace(lam=1.0).to_dict()
+    assert isinstance(gaussian_critic.FULL.replace(lam=1).lam, float)

@@ -116,3 +116,20 @@ def test_a_diverged_critic_is_an_error_never_a_verdict(d, capsys):
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "not finite" in captured.err and "lower lr" in captured.err
+
+
+def test_a_model_file_with_a_dataclass_and_postponed_annotations_loads(d, capsys):
+    (d / "dc.py").write_text(
+        "from __future__ import annotations\nimport dataclasses, torch\n\n"
+        "@dataclasses.dataclass\nclass Model:\n    mu: float = 0.0\n    def score(self, x):\n        return -(x - self.mu)\n\n"
+        "model = Model()\n")
+    assert main(_test(d, "x.npy", "dc.py:model", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["method"] == "ksd"
+
+
+def test_a_failed_json_write_leaves_no_temp_file(tmp_path):
+    from steinkit._io import write_json
+
+    with pytest.raises(TypeError):
+        write_json(tmp_path / "r.json", {(1, 2): 3})
+    assert list(tmp_path.iterdir()) == []

@@ -33,17 +33,22 @@ class UserInputError(ValueError):
 
 
 def _import_file(file: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(file.stem, file)
+    name = f"_steinkit_user_{file.stem}"  # registered, so dataclasses and pickling can find the module
+    spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
         raise UserInputError(f"--model: {file} is not an importable Python file")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(file.parent.resolve()))
+    folder = str(file.parent.resolve())
+    sys.path.insert(0, folder)
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # the user's own code failed: say where, keep it to one line
+        sys.modules.pop(name, None)
         raise UserInputError(f"--model: running {file} failed: {type(err).__name__}: {err}") from err
     finally:
-        sys.path.pop(0)
+        if folder in sys.path:
+            sys.path.remove(folder)
     return module
 
 

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -120,7 +121,7 @@ def build_results_page(run_dirs: Sequence[Path], out: Path) -> str:
         for fig in report.get("figures", []):
             shutil.copyfile(run_dir / fig, figure_dir / fig)
         body = (run_dir / "results.md").read_text(encoding="utf-8")
-        body = body.replace("](", f"](figures/{run_dir.name}/") if report.get("figures") else body
+        body = re.sub(r"(!\[[^\]]*\]\()", rf"\1figures/{run_dir.name}/", body)  # image links only
         first, _, rest = body.partition("\n")
         note = getattr(module, "SETUP_NOTE", "")
         sections += [f"#{first}", "", f"**Paper:** {module.PAPER_CLAIM}", ""]

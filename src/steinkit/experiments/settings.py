@@ -88,8 +88,12 @@ class ReproductionSettings:
     seed: int = setting(0, "seed of every random choice", minimum=0)
 
     def __post_init__(self) -> None:
+        hints = _type_hints(type(self))
         for f in dataclasses.fields(self):
-            _check_field(f, _type_hints(type(self))[f.name], getattr(self, f.name))
+            _check_field(f, hints[f.name], getattr(self, f.name))
+            if _base_type(_element(hints[f.name])[0]) is float:  # 1 and 1.0 give one store key
+                value = getattr(self, f.name)
+                object.__setattr__(self, f.name, tuple(map(float, value)) if isinstance(value, tuple) else float(value))
 
     def replace(self: S, **changes: Any) -> S:
         """A copy with ``changes``; unknown names raise a ``TypeError`` listing the valid ones."""
@@ -249,6 +253,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="loky",
                         help="loky (local processes, default), dask or ray (optional extras)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1; 0: torch's choice)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show progress bars on stderr (default on)")
     parser.add_argument("--address", default=None, metavar="ADDRESS",
                         help="a running cluster for --backend dask (tcp://HOST:8786) or ray (HOST:6379) instead of a "
                              "local one; default: $DASK_SCHEDULER_ADDRESS / $RAY_ADDRESS when set. This machine "
@@ -258,4 +264,4 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def run_options_from_args(args: argparse.Namespace) -> RunOptions:
     """The :class:`RunOptions` of parsed command-line arguments."""
     return RunOptions(jobs=args.jobs, backend=args.backend, threads=args.threads,
-                      progress=getattr(args, "progress", True), address=getattr(args, "address", None))
+                      progress=args.progress, address=getattr(args, "address", None))

@@ -16,6 +16,11 @@ bootstrap rejection rate is at most α by bisection; that u is the α-quantile o
 bootstrap law, so we report instead the p-value (1 + #{T_b ≤ T}) / (B2 + 1), which rejects
 exactly when T falls below that quantile and needs no bisection.
 
+The level is at most α, and the test is conservative in low dimension with the default
+collection: far below the typical distance, the Stein kernel of the data is negative for
+almost every pair, so those bandwidths never give the data a small p-value but do give the
+bootstrap draws one, and the correction overcorrects (docs/findings.md).
+
 Example:
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
