@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -205,9 +204,7 @@ def _fit_flow(flow: GlowFlow, y: Tensor, folder: Path, *, s: Settings, done: int
               batch_order="epochs", checkpoint=work, checkpoint_every=todo[-1], log_every=math.gcd(*todo),
               seed=s.seed + 3, progress=progress)
         state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
-        tmp = _checkpoint(folder, step).with_suffix(".tmp")
-        torch.save({"step": step, "state_dict": state, "trainer": _load(work)}, tmp)
-        os.replace(tmp, _checkpoint(folder, step))
+        save_checkpoint({"step": step, "state_dict": state, "trainer": _load(work)}, _checkpoint(folder, step))
     work.unlink()
 
 

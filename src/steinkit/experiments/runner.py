@@ -252,6 +252,11 @@ def resolve_address(backend: str, address: str | None = None) -> str | None:
     return value or None
 
 
+def _workers(jobs: int) -> int:
+    """joblib's reading of ``jobs``: a count, or, when negative, counted back from the CPU count."""
+    return jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
+
+
 def _check_args(trial_fn: Any, configs: Any, jobs: Any, backend: Any, threads: Any, address: Any) -> None:
     if not callable(trial_fn):
         raise TypeError(f"trial_fn must be callable, got {type(trial_fn).__name__}")
@@ -332,7 +337,7 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[Any]:
     except ImportError as err:
         raise _missing_extra("dask", err) from None
     if address is None:
-        workers = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
+        workers = _workers(jobs)
         client = Client(processes=True, n_workers=workers, threads_per_worker=1, dashboard_address=None)
     else:
         if _tcp_endpoint(address) is None and "://" not in address:
@@ -479,7 +484,7 @@ def _run_joblib(
         chunks: Iterable[Sequence[str]] = [pending]
         context: contextlib.AbstractContextManager = contextlib.nullcontext()
     else:  # ray's joblib backend returns whole batches: store one batch at a time
-        width = jobs if jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + jobs)
+        width = _workers(jobs)
         parallel = joblib.Parallel(n_jobs=jobs)
         chunks = _batches(pending, 2 * width)
         context = _ray_context(address)

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from ..validation import as_data, one_of
-from .kernels import _float64_matrix, median_bandwidth
+from .kernels import _float64_matrix, _generator_device, _stein_pair_pieces, _SteinPieces, median_bandwidth
 from .outcome import TestOutcome
 
 __all__ = ["KERNELS", "ksdagg_test", "stein_kernel_values", "bandwidth_collection"]
@@ -77,10 +77,9 @@ def stein_kernel_values(
         >>> float(stein_kernel_values(z, z, z, dim=2, bandwidth=1.0))   # 2β·d/λ² at r = 0
         2.0
     """
-    inv = 1.0 / (bandwidth * bandwidth)
     if kernel == "gaussian":
-        k = torch.exp(-0.5 * inv * sq_dist)
-        return k * (score_dot + inv * cross + dim * inv - inv * inv * sq_dist)
+        return _SteinPieces(sq_dist, score_dot, cross, dim).evaluate(bandwidth)
+    inv = 1.0 / (bandwidth * bandwidth)
     c = 1.0 + inv * sq_dist
     k1 = c.pow(-_IMQ_BETA - 1.0)  # c^(−β−1)
     slope = 2.0 * _IMQ_BETA * inv
@@ -100,8 +99,8 @@ def _pieces_matrix(x: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _rademacher(n: int, draws: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    eps = torch.randint(0, 2, (n, draws), generator=generator, device=gen_device, dtype=torch.float64)
+    eps = torch.randint(0, 2, (n, draws), generator=generator, device=_generator_device(generator),
+                        dtype=torch.float64)
     return eps.to(device).mul_(2.0).sub_(1.0)
 
 
@@ -127,9 +126,8 @@ def _incomplete_statistics(
     out = torch.zeros(len(bandwidths), 1 + eps.shape[1], dtype=torch.float64, device=x.device)
     n_pairs = 0
     for r in range(1, min(n_diagonals, n - 1) + 1):
-        diff = x[:-r] - x[r:]
-        sq, dot, cross = (diff * diff).sum(1), (s[:-r] * s[r:]).sum(1), ((s[:-r] - s[r:]) * diff).sum(1)
-        h = torch.stack([stein_kernel_values(sq, dot, cross, d, lam, kernel) for lam in bandwidths])
+        p = _stein_pair_pieces(x[:-r], s[:-r], x[r:], s[r:])
+        h = torch.stack([stein_kernel_values(p.sq_dist, p.score_dot, p.cross, d, lam, kernel) for lam in bandwidths])
         out[:, 0] += h.sum(1)
         out[:, 1:] += h @ (eps[:-r] * eps[r:])
         n_pairs += n - r
