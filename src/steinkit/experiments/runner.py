@@ -225,7 +225,8 @@ def check_execution(jobs: Any, backend: Any, threads: Any, address: Any = None) 
         ValueError: address 'tcp://10.0.0.1:8786' needs backend 'dask' or 'ray' (a running cluster), got backend 'loky'
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
-        raise ValueError(f"jobs must be a nonzero int (negative counts back from the CPU count, as in joblib), got {jobs!r}")
+        raise ValueError(
+            f"jobs must be a nonzero int (negative counts back from the CPU count, as in joblib), got {jobs!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
@@ -234,7 +235,8 @@ def check_execution(jobs: Any, backend: Any, threads: Any, address: Any = None) 
         if not isinstance(address, str) or not address.strip():
             raise ValueError(f"address must be a non-empty string such as 'tcp://HOST:8786', got {address!r}")
         if backend not in ADDRESS_ENV:
-            raise ValueError(f"address {address!r} needs backend 'dask' or 'ray' (a running cluster), got backend {backend!r}")
+            raise ValueError(
+                f"address {address!r} needs backend 'dask' or 'ray' (a running cluster), got backend {backend!r}")
 
 
 def resolve_address(backend: str, address: str | None = None) -> str | None:

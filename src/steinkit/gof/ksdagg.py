@@ -83,7 +83,8 @@ def stein_kernel_values(
     c = 1.0 + inv * sq_dist
     k1 = c.pow(-_IMQ_BETA - 1.0)  # c^(−β−1)
     slope = 2.0 * _IMQ_BETA * inv
-    return c.pow(-_IMQ_BETA) * score_dot + slope * k1 * (cross + dim) - slope * 2.0 * (_IMQ_BETA + 1.0) * inv * sq_dist * k1 / c
+    curvature = slope * 2.0 * (_IMQ_BETA + 1.0) * inv * sq_dist * k1 / c
+    return c.pow(-_IMQ_BETA) * score_dot + slope * k1 * (cross + dim) - curvature
 
 
 def _pieces_matrix(x: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -195,7 +196,8 @@ def ksdagg_test(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if incomplete is not None and (isinstance(incomplete, bool) or not isinstance(incomplete, int) or incomplete < 1):
-        raise ValueError(f"incomplete must be None or a positive int (the number R of sub-diagonals), got {incomplete!r}")
+        raise ValueError(
+            f"incomplete must be None or a positive int (the number R of sub-diagonals), got {incomplete!r}")
     lambdas = bandwidth_collection(x64, exponents) if bandwidths is None else [float(b) for b in bandwidths]
     if not lambdas or not all(math.isfinite(b) and b > 0 for b in lambdas):
         raise ValueError(f"bandwidths must be positive finite numbers, got {bandwidths!r}")
