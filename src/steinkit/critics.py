@@ -22,7 +22,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from .validation import fraction, one_of, positive_int
+from .validation import as_device, fraction, one_of, positive_int
 
 __all__ = ["MLPCritic", "swish"]
 
@@ -181,6 +181,9 @@ class MLPCritic(nn.Module):
         generator: random generator for the initialisation (PyTorch's ``nn.Linear`` scheme).
         seeds: for an ensemble, one seed per member; member k is then initialised exactly as
             ``MLPCritic(..., generator=torch.Generator().manual_seed(seeds[k]))``.
+        dtype: the parameters' dtype.
+        device: where the parameters live. They are drawn on the CPU (a CPU ``generator``) and
+            then moved, so a seed gives the same critic on every device.
 
     Example:
         >>> ens = MLPCritic(dim=2, hidden=8, n_critics=3, seeds=[0, 1, 2])
@@ -199,11 +202,13 @@ class MLPCritic(nn.Module):
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | None = None,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
         dim, hidden = positive_int(dim, "dim"), positive_int(hidden, "hidden")
         n_layers = positive_int(n_layers, "n_layers")
         dropout = fraction(dropout, "dropout")
+        device = as_device(device)
         if n_critics is not None:
             n_critics = positive_int(n_critics, "n_critics")
         if seeds is not None:
@@ -228,8 +233,8 @@ class MLPCritic(nn.Module):
             bs = [member[layer][1] for member in per_member]
             w = torch.stack(ws) if n_critics else ws[0]
             b = torch.stack(bs) if n_critics else bs[0]
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(b))
+            self.weights.append(nn.Parameter(w.to(device)))
+            self.biases.append(nn.Parameter(b.to(device)))
 
     # -- plain evaluation -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:

@@ -9,12 +9,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import copy
+import itertools
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Score", "as_score"]
+__all__ = ["Score", "as_score", "as_scores", "module_on"]
 
 
 class Score:
@@ -49,6 +51,8 @@ class Score:
             raise ValueError(
                 f"score of model ({self.source}) must have the shape of x {tuple(x.shape)}, got {shape}"
             )
+        if out.device != x.device:  # a model that computes elsewhere: its scores join the data
+            out = out.to(x.device)
         if not bool(torch.isfinite(out).all()):
             raise ValueError(f"score of model ({self.source}) returned NaN or inf values")
         return out
@@ -91,8 +95,44 @@ def _model_dim(obj: Any) -> int | None:
     return None
 
 
-def as_score(obj: Any) -> Score:
+def module_on(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` itself if all its parameters and buffers are on ``device``, else a copy moved
+    there (the caller's module stays where it is).
+
+    Example:
+        >>> lin = torch.nn.Linear(2, 2)
+        >>> module_on(lin, torch.device("cpu")) is lin
+        True
+    """
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    if all(t.device == device for t in tensors):
+        return module
+    return copy.deepcopy(module).to(device)
+
+
+def as_scores(models: Sequence[Any], device: torch.device | None = None) -> list[Score]:
+    """:func:`as_score` of each model on ``device``; a model given several times is converted
+    (and, if it is a module elsewhere, copied to the device) once.
+
+    Example:
+        >>> q = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
+        >>> a, b = as_scores([q, q])
+        >>> a is b
+        True
+    """
+    done: dict[int, Score] = {}
+    for m in models:
+        if id(m) not in done:
+            done[id(m)] = as_score(m, device=device)
+    return [done[id(m)] for m in models]
+
+
+def as_score(obj: Any, *, device: torch.device | None = None) -> Score:
     """Turn a model into a checked score function x (n, d) -> ∇ₓ log q(x) (n, d).
+
+    With a ``device``, a model that is an ``nn.Module`` with parameters elsewhere is copied
+    there first (:func:`module_on`); other models are called on the data where they are, and
+    scores they return on another device are moved to the data's.
 
     Accepted, in this order:
       1. a :class:`Score` (returned as is);
@@ -113,6 +153,8 @@ def as_score(obj: Any) -> Score:
     """
     if isinstance(obj, Score):
         return obj
+    if device is not None and isinstance(obj, nn.Module):
+        obj = module_on(obj, device)
     name = type(obj).__name__
     dim = _model_dim(obj)
     if isinstance(obj, torch.distributions.Distribution):

@@ -60,7 +60,7 @@ def split_data(
     Arguments:
         x: data, (n, ...).
         split: three positive fractions summing to at most 1.
-        generator: random generator of the shuffle.
+        generator: random generator of the shuffle (the rows are cut on x's device).
 
     Returns:
         (train, validation, test) rows of x.
@@ -73,7 +73,7 @@ def split_data(
     """
     n = x.shape[0]
     n_train, n_val, n_test = split_sizes(n, split)
-    perm = torch.randperm(n, generator=generator)
+    perm = torch.randperm(n, generator=generator, device=generator.device if generator else "cpu").to(x.device)
     return (
         x[perm[:n_train]],
         x[perm[n_train : n_train + n_val]],
