@@ -17,10 +17,10 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .fit import fit_heldout_critics
-from .scores import as_score
+from .scores import as_scores
 from .settings import ESTIMATE, CriticSettings, settings_from
 from .splits import split_data
-from .validation import as_data, seed_from, seed_value
+from .validation import as_data, as_device, seed_from, seed_value
 
 __all__ = [
     "DiscrepancyEstimate",
@@ -66,15 +66,16 @@ class ComparisonRow:
 
 
 def _estimates(
-    models: Sequence[Any], x: Any, settings: CriticSettings, seed: int, progress: bool
+    models: Sequence[Any], x: Any, settings: CriticSettings, seed: int, progress: bool, device: Any
 ) -> list[DiscrepancyEstimate]:
     """Fit one critic per model (as one ensemble) on a shared split; estimate on the test part."""
     seed = seed_value(seed)
-    x = as_data(x, "x")
-    scores = [as_score(m) for m in models]
+    device = as_device(device, x)
+    x = as_data(x, "x").to(device)
+    scores = as_scores(models, device)
     for sc in scores:
         sc.check_dim(x)
-    fits = fit_heldout_critics([(sc, x, seed) for sc in scores], settings, progress=progress)
+    fits = fit_heldout_critics([(sc, x, seed) for sc in scores], settings, progress=progress, device=device)
     out = []
     for fit in fits:
         n_test = fit.test_terms.shape[0]
@@ -99,6 +100,7 @@ def stein_discrepancy(
     seed: int = 0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    device: torch.device | str | None = None,
     **overrides: Any,
 ) -> DiscrepancyEstimate:
     """Estimate the learned Stein discrepancy between the data's distribution and ``model``.
@@ -116,6 +118,10 @@ def stein_discrepancy(
         seed: seed of the split, the critic's initialisation, the probes and the batches.
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
         progress: show a progress bar.
+        device: where to compute, e.g. ``"cuda"`` (default: where ``x`` lives, else the CPU).
+            The data move there, a model that is an ``nn.Module`` is copied there (yours stays
+            where it is), and the critic and its random draws are made there. On the CPU the
+            answer is the same whichever way the device is given.
         **overrides: :class:`~steinkit.settings.CriticSettings` fields to change
             (``n_iters=200``, ``hidden=32``, ...); unknown names raise a TypeError.
 
@@ -130,8 +136,8 @@ def stein_discrepancy(
         >>> est.value > 0, est.n_test
         (True, 30)
     """
-    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, generator, progress")
-    return _estimates([model], x, cfg, seed_from(seed, generator), progress)[0]
+    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, generator, progress, device")
+    return _estimates([model], x, cfg, seed_from(seed, generator), progress, device)[0]
 
 
 def compare(
@@ -142,6 +148,7 @@ def compare(
     seed: int = 0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    device: torch.device | str | None = None,
     **overrides: Any,
 ) -> list[ComparisonRow]:
     """Rank models by learned Stein discrepancy on the same data split, best (smallest) first.
@@ -161,8 +168,8 @@ def compare(
     """
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty mapping of name -> model")
-    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, generator, progress")
+    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, generator, progress, device")
     names = list(models)
-    estimates = _estimates([models[n] for n in names], x, cfg, seed_from(seed, generator), progress)
+    estimates = _estimates([models[n] for n in names], x, cfg, seed_from(seed, generator), progress, device)
     rows = [ComparisonRow(n, e.value, e.stderr, e) for n, e in zip(names, estimates)]
     return sorted(rows, key=lambda r: r.value)

@@ -37,6 +37,7 @@ from .scores import Score
 from .settings import ESTIMATE, OBJECTIVES, SELECTIONS, CriticSettings, settings_from
 from .splits import split_data
 from .stein import critic_objective, power_ratio, stein_terms
+from .validation import as_device, generator_on
 
 __all__ = ["CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "OBJECTIVES", "SELECTIONS"]
 
@@ -127,6 +128,7 @@ def fit_critic(
     desc: str = "fitting critic",
     betas: tuple[float, float] = (0.9, 0.999),
     val_trace: str = "exact",
+    device: torch.device | str | None = None,
     **overrides: Any,
 ) -> CriticFit:
     """Train ``critic`` to maximize the penalised objective on the training split, selecting on val.
@@ -140,18 +142,26 @@ def fit_critic(
         x_val, s_val: validation data and scores.
         settings: a :class:`~steinkit.settings.CriticSettings` (default
             :data:`~steinkit.settings.ESTIMATE`).
-        generator: random generator (or one per ensemble member) for probes, dropout, batches.
+        generator: random generator (or one per ensemble member) for probes, dropout, batches;
+            on ``device``.
         progress: show a progress bar (titled ``desc``).
         callback: called as ``callback(iteration, critic)`` after each validation (the
             critic in eval mode, under ``torch.no_grad``), e.g. to record extra metrics.
         betas: Adam's betas.
         val_trace: trace used on the validation split (``"exact"`` by default).
+        device: where to fit (default: where ``x_train`` lives); the data move there and the
+            critic is moved there in place.
         **overrides: fields of ``settings`` to change (``n_iters=200``); unknown names raise.
 
     Returns:
         A :class:`CriticFit`.
     """
-    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or desc, betas, val_trace")
+    cfg = settings_from(settings, ESTIMATE, overrides, extra=", or desc, betas, val_trace, device")
+    device = as_device(device, x_train)
+    for g in generator if isinstance(generator, (list, tuple)) else [generator]:
+        generator_on(g, device)
+    x_train, s_train, x_val, s_val = (t.to(device) for t in (x_train, s_train, x_val, s_val))
+    critic.to(device)
     n_train = x_train.shape[-2]
     if cfg.batch_size is not None and cfg.batch_size > n_train:
         raise ValueError(f"batch_size must lie in [1, {n_train}], got {cfg.batch_size!r}")
@@ -175,7 +185,7 @@ def fit_critic(
         if full_batch:
             xb, sb = x_train, s_train
         else:
-            idx = _batch_indices(n_train, cfg.batch_size, generator)
+            idx = _batch_indices(n_train, cfg.batch_size, generator, device)
             xb, sb = _take(x_train, idx), _take(s_train, idx)
         terms, f = stein_terms(critic, xb, sb, trace=cfg.trace, n_probes=cfg.n_probes, generator=generator)
         loss = -critic_objective(terms, f, cfg.lam, cfg.objective).sum()
@@ -201,11 +211,11 @@ def _copy_where(dst: Sequence[Tensor], src: Sequence[Tensor], mask: Tensor) -> N
                 d.copy_(torch.where(m, s, d))
 
 
-def _batch_indices(n: int, batch_size: int, generator: Generators) -> Tensor:
+def _batch_indices(n: int, batch_size: int, generator: Generators, device: torch.device) -> Tensor:
     """Mini-batch indices without replacement (one row per ensemble member if needed)."""
     if isinstance(generator, (list, tuple)):
-        return torch.stack([torch.randperm(n, generator=g)[:batch_size] for g in generator])
-    return torch.randperm(n, generator=generator)[:batch_size]
+        return torch.stack([torch.randperm(n, generator=g, device=device)[:batch_size] for g in generator])
+    return torch.randperm(n, generator=generator, device=device)[:batch_size]
 
 
 def _take(t: Tensor, idx: Tensor) -> Tensor:
@@ -259,18 +269,22 @@ def fit_heldout_critics(
     settings: CriticSettings | None = None,
     *,
     progress: bool = False,
+    device: torch.device | str | None = None,
 ) -> list[HeldOutFit]:
     """Split, fit and test one critic per (score, data, seed) problem, all as one ensemble.
 
     Problem k splits its data with ``seed``, initialises its critic from ``seed + 1`` and draws
     probes, dropout masks and batches from ``seed + 2``, so its outcome does not depend on the
     other problems it is batched with. Data sets must share their shape; problems that share
-    the same data tensor and seed share one copy of the split.
+    the same data tensor and seed share one copy of the split. The split is drawn on the CPU
+    (the same rows on every device); the critics, their generators and every later draw live
+    on ``device``.
 
     Arguments:
         problems: (checked score function, data (n, d), seed) triples.
         settings: a :class:`~steinkit.settings.CriticSettings` (default ``ESTIMATE``).
         progress: show a progress bar.
+        device: where to fit (default: where the first problem's data live); the data move there.
 
     Example:
         >>> from steinkit.scores import as_score
@@ -287,14 +301,17 @@ def fit_heldout_critics(
     shapes = {tuple(x.shape) for _, x, _ in problems}
     if len(shapes) != 1:
         raise ValueError(f"all data sets must have one shape to be fitted together, got {sorted(shapes)}")
+    device = as_device(device, problems[0][1])
+    moved = {id(x): x.to(device) for _, x, _ in problems}  # one copy of data shared by problems
+    problems = [(score, moved[id(x)], seed) for score, x, seed in problems]
     x_parts, s_parts = _split_problems(problems, cfg.split)
     seeds = [seed for _, _, seed in problems]
     x0 = problems[0][1]
     critic = MLPCritic(
         x0.shape[1], cfg.hidden, cfg.n_layers, cfg.dropout,
-        n_critics=len(problems), seeds=[s + 1 for s in seeds], dtype=x0.dtype,
+        n_critics=len(problems), seeds=[s + 1 for s in seeds], dtype=x0.dtype, device=device,
     )
-    generators = [torch.Generator().manual_seed(s + 2) for s in seeds]
+    generators = [torch.Generator(device=device).manual_seed(s + 2) for s in seeds]
     fit = fit_critic(critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg, generator=generators,
                      progress=progress)
     with torch.no_grad():

@@ -21,9 +21,9 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..scores import as_score
+from ..scores import as_scores
 from ..settings import CriticSettings, field_names
-from ..validation import as_data, one_of, probability, seed_from, seed_value
+from ..validation import as_data, as_device, one_of, probability, seed_from, seed_value
 from .fssd import fssd_test
 from .ksd import ksd_test
 from .ksdagg import ksdagg_test
@@ -159,6 +159,7 @@ def gof_test(
     *,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    device: torch.device | str | None = None,
     **options: Any,
 ) -> GofResult:
     """Test H0: x was drawn from ``model`` (any object :func:`steinkit.as_score` accepts).
@@ -178,6 +179,10 @@ def gof_test(
             :data:`~steinkit.settings.TEST` (split (.8, .1, .1), 2×300 Swish, dropout .5,
             weight decay 5e-4, λ = .5, 1000 steps, power objective and selection).
         progress: LSD only: show a progress bar.
+        device: where to test, e.g. ``"cuda"`` (default: where ``x`` lives, else the CPU). The
+            data move there, a model that is an ``nn.Module`` is copied there (yours stays where
+            it is), and critics, generators and bootstrap draws are made there. On the CPU the
+            answer is the same whichever way the device is given.
         **options: LSD: :class:`~steinkit.settings.CriticSettings` fields to change
             (``n_iters=200``, ...). KSD: bandwidth (median heuristic; a float, "median" or
             "learn"), n_bootstrap (1000), train_fraction. LKSD: bandwidth, train_fraction.
@@ -198,7 +203,8 @@ def gof_test(
     """
     seed = seed_from(seed, generator)
     return gof_tests(
-        [model], [x], method=method, alpha=alpha, seeds=[seed], settings=settings, progress=progress, **options
+        [model], [x], method=method, alpha=alpha, seeds=[seed], settings=settings, progress=progress, device=device,
+        **options,
     )[0]
 
 
@@ -211,6 +217,7 @@ def gof_tests(
     settings: CriticSettings | None = None,
     *,
     progress: bool = False,
+    device: torch.device | str | None = None,
     **options: Any,
 ) -> list[GofResult]:
     """Run many independent tests; LSD tests are trained together as one critic ensemble.
@@ -218,7 +225,7 @@ def gof_tests(
     ``models[k]`` is tested on ``xs[k]`` with ``seeds[k]`` (default 0, 1, ...); each result
     equals ``gof_test(models[k], xs[k], method, alpha, seeds[k], ...)``. The ``seconds`` of each
     batched LSD result is the batch's wall time divided by the number of tests. The other
-    arguments are those of :func:`gof_test`.
+    arguments are those of :func:`gof_test` (``device`` defaults to where ``xs[0]`` lives).
 
     Example:
         >>> import torch, steinkit as sk
@@ -235,8 +242,9 @@ def gof_tests(
     if len(seeds) != len(models):
         raise ValueError(f"seeds must give one seed per test, got {len(seeds)} for {len(models)} tests")
     _check_call(method, alpha, settings, options)
-    data = [as_data(x, "x") for x in xs]
-    scores = [as_score(m) for m in models]
+    device = as_device(device, xs[0] if len(xs) else None)
+    data = [as_data(x, "x").to(device) for x in xs]
+    scores = as_scores(models, device)
     for sc, x in zip(scores, data):
         sc.check_dim(x)
     if method == "lsd":
@@ -249,6 +257,7 @@ def gof_tests(
         start = time.perf_counter()
         with torch.no_grad():
             s = sc(x)
-        outcome = _KERNEL_TESTS[method](x, s, generator=torch.Generator().manual_seed(seed), **options)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        outcome = _KERNEL_TESTS[method](x, s, generator=generator, **options)
         results.append(_result(method, outcome, alpha, time.perf_counter() - start))
     return results
