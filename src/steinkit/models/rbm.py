@@ -21,7 +21,16 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_param, float_dtype, model_points, nonneg_float, nonneg_int, positive_int
+from ..validation import (
+    as_device,
+    as_param,
+    float_dtype,
+    generator_on,
+    model_points,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+)
 
 __all__ = ["GaussianBernoulliRBM"]
 
@@ -153,13 +162,16 @@ class GaussianBernoulliRBM(nn.Module):
         burn_in: int = 2000,
         generator: torch.Generator | None = None,
         x0: Tensor | None = None,
+        device: torch.device | str | None = None,
     ) -> Tensor:
         r"""Run ``n`` independent blocked Gibbs chains for ``burn_in`` sweeps; return their last ``x``, (n, dx).
 
         One sweep draws :math:`h \mid x` then :math:`x \mid h`. Chains start at ``x0`` (n, dx), by
         default N(0, I) draws, and all advance together as matrix products on preallocated
         buffers (no per-chain Python work). Runs under ``torch.no_grad()``; the same
-        ``generator`` state gives the same samples.
+        ``generator`` state gives the same samples. The chains run on ``device`` (default: where
+        ``x0`` lives, else where the RBM's parameters are), with ``generator`` there; the RBM
+        itself is not moved.
 
         How a sweep is computed. With :math:`h = 2u - 1`, :math:`u \in \{0, 1\}^{d_h}`:
         :math:`b + \tfrac12 B h = (b - \tfrac12 B 1) + B u` and the logits of :math:`u` are
@@ -176,8 +188,10 @@ class GaussianBernoulliRBM(nn.Module):
         """
         n = positive_int(n, "n")
         burn_in = nonneg_int(burn_in, "burn_in")
-        B = self.B.detach()
-        dtype, device = B.dtype, B.device
+        device = as_device(device, x0 if isinstance(x0, Tensor) else self.B)
+        generator_on(generator, device)
+        B, b, c = (t.detach().to(device) for t in (self.B, self.b, self.c))
+        dtype = B.dtype
         dx, dh = self.dim, self.hidden_dim
         with torch.no_grad():
             if x0 is None:
@@ -190,8 +204,8 @@ class GaussianBernoulliRBM(nn.Module):
                 x = x0.detach().to(dtype=dtype, device=device, copy=True)
             if burn_in == 0:
                 return x
-            two_c = 2.0 * self.c.detach()
-            x_bias = self.b.detach() - 0.5 * B.sum(1)  # mean of x given u = 0
+            two_c = 2.0 * c
+            x_bias = b - 0.5 * B.sum(1)  # mean of x given u = 0
             B_T = B.T.contiguous()
             y = torch.addmm(two_c, x, B)  # logits of u given x0
             uniform = torch.empty_like(y)

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor
 
-from ..validation import as_data, nonneg_float, nonneg_int, positive_float, real
+from ..validation import as_data, as_device, generator_on, nonneg_float, nonneg_int, positive_float, real
 
 __all__ = ["SGLDResult", "sgld", "sgld_step"]
 
@@ -57,7 +57,7 @@ def _score(score_fn: ScoreFn, x: Tensor) -> Tensor:
         raise ValueError(
             f"score_fn must return a tensor of the input's shape {tuple(x.shape)}, got {tuple(s.shape)}"
         )
-    return s.detach().to(x.dtype)
+    return s.detach().to(dtype=x.dtype, device=x.device)
 
 
 def _step(
@@ -129,6 +129,7 @@ def sgld(
     snapshot_steps: Iterable[int] = (),
     clamp: tuple[float, float] | None = None,
     progress: bool = False,
+    device: torch.device | str | None = None,
 ) -> SGLDResult:
     """Run ``n_steps`` Langevin steps from ``x0`` (each row of ``x0`` is one chain).
 
@@ -141,11 +142,13 @@ def sgld(
         n_steps: number of steps, an int ``>= 0``.
         noise_std: ``None`` for Eq. 18 (noise variance ``eps``, drift ``eps/2 * score``);
             ``sigma >= 0`` for the tempered Eq. 19 (drift ``eps * score``, noise std ``sigma``).
-        generator: the source of the Gaussian noise; same seed, same samples.
+        generator: the source of the Gaussian noise, on ``device``; same seed, same samples.
         snapshot_steps: step counts ``t`` in ``[0, n_steps]`` at which to keep a copy of the
             state after ``t`` steps.
         clamp: optional ``(low, high)``; states are clamped into this box after every step.
         progress: show a tqdm progress bar.
+        device: where the chains run (default: where ``x0`` lives); ``x0`` is copied there and
+            ``score_fn`` is called there (scores it returns elsewhere are moved to the chains).
 
     Returns:
         :class:`SGLDResult` with ``samples`` and ``snapshots``.
@@ -164,8 +167,10 @@ def sgld(
     n_steps = nonneg_int(n_steps, "n_steps")
     wanted = _check_snapshots(snapshot_steps, n_steps)
     bounds = _check_clamp(clamp)
+    device = as_device(device, x0)
+    generator_on(generator, device)
 
-    x = x0.detach().clone()
+    x = x0.detach().to(device, copy=True)
     snapshots: dict[int, Tensor] = {}
     if 0 in wanted:
         snapshots[0] = x.clone()

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_data, as_generator, positive_int, seed_value
+from ..validation import as_data, as_generator, generator_on, positive_int, seed_value
 from .objectives import Objective
 
 __all__ = ["check_model", "check_data", "make_generator"]
@@ -64,9 +64,12 @@ def make_generator(
     """The run's generator and its seed (``None`` when a generator was given).
 
     Give one of ``generator`` and ``seed``, or neither (then a seed is drawn from torch's
-    global generator). A seed gives a generator on ``device`` (the model's).
+    global generator). A seed gives a generator on ``device`` (the model's); a given generator
+    must be there.
     """
     if generator is not None:
-        return as_generator(seed, generator), None
+        generator = as_generator(seed, generator)
+        generator_on(generator, device)
+        return generator, None
     seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed_value(seed)
     return torch.Generator(device=device).manual_seed(seed), seed

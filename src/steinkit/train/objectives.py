@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..critics import MLPCritic
+from ..scores import module_on
 from .modules import CNCELoss, CriticLoss, LossModule, LSDModelLoss, MLLoss, NCELoss, SSMLoss, fit_noise
 from .settings import TrainSettings
 
@@ -152,6 +153,7 @@ class LSD(Objective):
         critic = self.critic if self.critic is not None else _default_critic(model.dim, data, generator)
         if not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+        critic.to(data.device)  # trained in place, beside the model and the data
         cdim = getattr(critic, "dim", model.dim)
         if cdim != model.dim:
             raise ValueError(f"critic has dimension critic.dim = {cdim} but model.dim = {model.dim}")
@@ -187,7 +189,8 @@ class LSDOracle(Objective):
     positive factor only, which Adam's update ignores (up to its ε).
 
     Arguments:
-        target: the data distribution p: anything with ``.score(x)``, or a score function.
+        target: the data distribution p: anything with ``.score(x)``, or a score function. A
+            target that is an ``nn.Module`` is used on the data's device (copied there if need be).
     """
 
     name, needs = "lsd_oracle", "score"
@@ -196,11 +199,13 @@ class LSDOracle(Objective):
         score = getattr(target, "score", target)
         if not callable(score):
             raise TypeError(f"target must have a score(x) method or be callable, got {type(target).__name__}")
-        self.target_score = score
+        self.target, self.target_score = target, score
 
     def build(
         self, model: nn.Module, data: Tensor, settings: TrainSettings, generator: torch.Generator
     ) -> dict[str, nn.Module]:
+        if isinstance(self.target, nn.Module):
+            self.target_score = module_on(self.target, data.device).score
         return {"model": LSDModelLoss(model)}
 
     def update(self, state: TrainState) -> None:

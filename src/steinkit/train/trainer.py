@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..validation import as_device
 from .checkpoint import check_path, check_resumable, load_checkpoint, restore, resume_note, save_checkpoint, state_dict
 from .checks import check_data, check_model, make_generator
 from .distributed import NonFinite, World
@@ -145,6 +146,7 @@ def train(
     progress: bool = True,
     distributed: bool | None = None,
     settings: TrainSettings | None = None,
+    device: torch.device | str | None = None,
 ) -> TrainResult:
     """Train an unnormalized model on ``data`` with LSD (Algorithm 3) or a baseline.
 
@@ -180,6 +182,12 @@ def train(
         progress: show a progress bar and the resume line (rank 0).
         distributed: use DDP (:mod:`steinkit.train.distributed`); ``None``: if
             ``torch.distributed`` is initialised with more than one process.
+        device: where to train, e.g. ``"cuda"`` or, under DDP, ``f"cuda:{local_rank}"``. The
+            model and the critic are moved there in place (they are trained in place), the data
+            are copied there, and a ``seed`` gives a generator there (a given ``generator`` must
+            already be there). Default: where the model's parameters are, as before the call
+            (training never moves a model you placed). On the CPU the answer is the same
+            whichever way the device is given.
 
     Returns:
         A :class:`TrainResult`.
@@ -207,7 +215,8 @@ def train(
     if not isinstance(resume, bool):
         raise TypeError(f"resume must be True or False, got {resume!r}")
     path = check_path(checkpoint, writer=False)
-    state = _start(model, data, objective, settings, generator=generator, seed=seed, distributed=distributed)
+    state = _start(model, data, objective, settings, generator=generator, seed=seed, distributed=distributed,
+                   device=device)
     state.seed = seed
     if path is not None and state.world.rank == 0:
         check_path(path, writer=True)
@@ -242,9 +251,12 @@ def _start(
     generator: torch.Generator | None,
     seed: int | None,
     distributed: bool | None,
+    device: torch.device | str | None,
 ) -> TrainState:
     """The checked inputs as a fresh training state at step 0."""
     dim = check_model(model, objective)
+    if device is not None:
+        model.to(as_device(device))
     first = next(p for p in model.parameters() if p.requires_grad)
     data = check_data(data, dim, first)
     generator, seed = make_generator(generator, seed, first.device)
