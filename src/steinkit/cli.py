@@ -44,7 +44,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     if args.method == "lsd":
         options.setdefault("progress", not args.json)
-    result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, **options)
+    result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, device=args.device, **options)
     if not args.json:
         print(result)
         return 0
@@ -71,7 +71,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     options.setdefault("progress", not args.json)
-    est = stein_discrepancy(model, x, lam=args.lam, seed=args.seed, **options)
+    est = stein_discrepancy(model, x, lam=args.lam, seed=args.seed, device=args.device, **options)
     if args.json:
         print(json_text({**_inputs(args, x), "method": "lsd", "value": est.value, "stderr": est.stderr,
                          "n_test": est.n_test, "lam": est.lam, "best_iteration": est.best_iteration}))
@@ -83,7 +83,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, n=args.n, n_iters=args.iters, seed=args.seed)
+    run_demo(args.out, n=args.n, n_iters=args.iters, seed=args.seed, device=args.device)
     return 0
 
 
@@ -96,6 +96,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     report = module.run(settings, Path(args.out), run_options_from_args(args))
     print(f"{report['verdict']}\nresults in {args.out}")
     return 0
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="torch device to compute on, e.g. cuda or cuda:1 (default: cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n", type=int, default=4000, help="samples from the RBM")
     demo.add_argument("--iters", type=int, default=500, help="critic training steps")
     demo.add_argument("--seed", type=int, default=0)
+    _add_device(demo)
     demo.set_defaults(func=_cmd_demo)
 
     for name, helptext, func in [
@@ -133,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--verbose", action="store_true", help="with --json: also bootstrap draws and histories")
         p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                        help="extra option passed through (JSON values), e.g. --option n_iters=300")
+        _add_device(p)
         if name == "test":
             p.add_argument("--method", default="lsd", choices=METHODS)
             p.add_argument("--alpha", type=float, default=0.05)

@@ -22,7 +22,7 @@ from ._io import markdown_table, prepare_out, pyplot, write_json
 from .models import GaussianBernoulliRBM
 from .settings import ESTIMATE
 from .stein import optimal_lsd
-from .validation import positive_int
+from .validation import as_device, positive_int
 
 __all__ = ["run_demo"]
 
@@ -39,10 +39,15 @@ def run_demo(
     lam: float = 0.5,
     seed: int = 0,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Run the demo, print the ranking table, write results.json, results.md and demo.png."""
+    """Run the demo, print the ranking table, write results.json, results.md and demo.png.
+
+    The samples are drawn on the CPU (the same on every device); the critics train on ``device``.
+    """
     settings = ESTIMATE.replace(lam=lam, n_iters=n_iters, batch_size=batch_size, val_every=50)  # checked first
     positive_int(n, "n")
+    device = as_device(device)
     out = prepare_out(out)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
@@ -52,7 +57,7 @@ def run_demo(
     models = {f"sigma={s:g}": p.perturb(s, generator=torch.Generator().manual_seed(seed + 1)) for s in sigmas}
     print(f"Fitting {len(models)} critics together (2x300 Swish, {n_iters} Adam steps on batches of "
           f"{batch_size}, lambda={lam}) ...", flush=True)
-    rows = compare(models, x, settings, seed=seed, progress=progress)
+    rows = compare(models, x, settings, seed=seed, progress=progress, device=device)
     with torch.no_grad():
         theory = {name: float(optimal_lsd(m.score(x), p.score(x), lam)) for name, m in models.items()}
     table = [[i + 1, r.name, r.value, r.stderr, theory[r.name]] for i, r in enumerate(rows)]
@@ -62,6 +67,7 @@ def run_demo(
     results = {
         "problem": {"dx": dx, "dh": dh, "n": n, "sigmas": list(sigmas), "lam": lam, "n_iters": n_iters,
                     "batch_size": batch_size, "seed": seed},
+        "device": str(device),
         "ranking": [
             {"rank": i + 1, "model": r.name, "lsd": r.value, "stderr": r.stderr, "theory": theory[r.name]}
             for i, r in enumerate(rows)
