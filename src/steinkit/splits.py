@@ -73,7 +73,8 @@ def split_data(
     """
     n = x.shape[0]
     n_train, n_val, n_test = split_sizes(n, split)
-    perm = torch.randperm(n, generator=generator, device=generator.device if generator else "cpu").to(x.device)
+    on = generator.device if generator is not None else "cpu"
+    perm = torch.randperm(n, generator=generator, device=on).to(x.device)
     return (
         x[perm[:n_train]],
         x[perm[n_train : n_train + n_val]],

@@ -18,7 +18,8 @@ Data (``as_data``): one rule per kind of entry point, chosen by its keywords.
 * Image preprocessing: :func:`float_tensor` (floating tensors of any shape, dtype kept).
 
 Devices: :func:`as_device` (a ``device=`` argument: checked to exist here; None means where
-the data live, else the CPU) and :func:`generator_on` (a given generator must be on that device).
+the data live, else the CPU), :func:`parse_device` (the name only) and :func:`generator_on` (a
+given generator must be on that device).
 
 Numbers: :func:`positive_int`, :func:`nonneg_int`, :func:`positive_float`,
 :func:`nonneg_float`, :func:`fraction` ([0, 1)), :func:`probability` ((0, 1)),
@@ -63,6 +64,7 @@ __all__ = [
     "as_generator",
     "seed_from",
     "as_device",
+    "parse_device",
     "generator_on",
 ]
 
@@ -413,14 +415,7 @@ def as_device(device: Any, data: Any = None, name: str = "device") -> torch.devi
     """
     if device is None:
         return data.device if isinstance(data, Tensor) else torch.device("cpu")
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"{name} must be a str such as 'cuda' or a torch.device, got {type(device).__name__}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(
-            f"{name} must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
-        ) from None
+    dev = parse_device(device, name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -439,6 +434,24 @@ def as_device(device: Any, data: Any = None, name: str = "device") -> torch.devi
         except (RuntimeError, ValueError) as err:
             raise ValueError(f"{name}={str(device)!r} cannot hold tensors here: {err}") from None
     return dev
+
+
+def parse_device(device: Any, name: str = "device") -> torch.device:
+    """A device name (or ``torch.device``) parsed, without checking this machine has it (for a
+    device a cluster's workers will use).
+
+    Example:
+        >>> parse_device("cuda:1")
+        device(type='cuda', index=1)
+    """
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name} must be a str such as 'cuda' or a torch.device, got {type(device).__name__}")
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name} must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
+        ) from None
 
 
 def generator_on(generator: Any, device: torch.device, name: str = "generator") -> None:

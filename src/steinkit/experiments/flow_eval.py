@@ -40,7 +40,7 @@ from ..train.losses import ssm_terms
 from ..validation import positive_int
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, setting
+from .settings import ReproductionSettings, RunOptions, command_line, keyed_on, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "train_trial",
            "evaluate_trial", "FlowScore", "score_matching_terms"]
@@ -187,7 +187,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _fit_flow(flow: GlowFlow, y: Tensor, folder: Path, *, s: Settings, done: int, todo: list[int],
-              progress: bool) -> None:
+              progress: bool, device: torch.device) -> None:
     """Train ``flow`` by maximum likelihood (the trainer, shuffled epochs, Adam's default betas)
     from step ``done`` (restoring that checkpoint of ``folder`` with the trainer's state: Adam
     moments and batch order) through the steps ``todo``, saving ``step-XXXXXXX.pt`` at each."""
@@ -202,7 +202,7 @@ def _fit_flow(flow: GlowFlow, y: Tensor, folder: Path, *, s: Settings, done: int
     for step in todo:
         train(flow, y, method="ml", steps=step, batch_size=s.batch_size, lr=s.lr, betas=(0.9, 0.999),
               batch_order="epochs", checkpoint=work, checkpoint_every=todo[-1], log_every=math.gcd(*todo),
-              seed=s.seed + 3, progress=progress)
+              seed=s.seed + 3, progress=progress, device=device)
         state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
         save_checkpoint({"step": step, "state_dict": state, "trainer": _load(work)}, _checkpoint(folder, step))
     work.unlink()
@@ -222,7 +222,8 @@ def train_trial(config: dict[str, Any], folder: Path, progress: bool = False) ->
     y, _, shape = _images(s, "train", s.seed)
     if done < steps[-1]:
         todo = [k for k in steps if k > done]
-        _fit_flow(_new_flow(s, shape), y, folder, s=s, done=done, todo=todo, progress=progress)
+        _fit_flow(_new_flow(s, shape), y, folder, s=s, done=done, todo=todo, progress=progress,
+                  device=trial_device(config))
     flow = _frozen(s, shape, _checkpoint(folder, steps[-1]))
     y = flow.sample(64, generator=torch.Generator().manual_seed(s.seed + 5))
     save_image_grid(inverse_logit(y, s.alpha).clamp(0.0, 1.0), folder / "samples.png", shape=shape[1:], nrow=8)
@@ -242,9 +243,11 @@ def evaluate_trial(config: dict[str, Any], *, trials: Path, progress: bool = Fal
     """Score the checkpoint ``config["step"]`` of the training trial of the same settings (its
     folder under ``trials``): bits/dim on the whole test set, LSD and score matching on its parts."""
     c0 = time.process_time()
-    s = _settings(config)
+    s, device = _settings(config), trial_device(config)
     y, log_det, shape = _images(s, "test", s.seed + 1)
-    flow = _frozen(s, shape, _checkpoint(trial_folder(trials, _train_config(s)), config["step"]))
+    y, log_det = y.to(device), log_det.to(device)
+    trained = trial_folder(trials, keyed_on(_train_config(s), config.get("device", "cpu")))
+    flow = _frozen(s, shape, _checkpoint(trained, config["step"])).to(device)
     times, t0 = {}, time.perf_counter()
     with torch.no_grad():
         lp = torch.cat([flow.log_prob(c) for c in y.split(s.chunk_size)])
@@ -260,7 +263,7 @@ def evaluate_trial(config: dict[str, Any], *, trials: Path, progress: bool = Fal
     per_pass = math.ceil(y_fit.shape[0] / batch)
     est = stein_discrepancy(model, x_lsd, lam=s.lam, split=s.split, hidden=s.critic_hidden, n_layers=s.critic_layers,
                             n_iters=s.critic_passes * per_pass, lr=s.critic_lr, batch_size=batch, val_every=per_pass,
-                            seed=s.seed, progress=progress)
+                            seed=s.seed, progress=progress, device=device)
     times["lsd"], t0 = time.perf_counter() - t0, time.perf_counter()
     sm = score_matching_terms(flow, y_test, n_probes=s.sm_probes, chunk_size=s.chunk_size,
                               generator=torch.Generator().manual_seed(s.seed + 4))
@@ -286,11 +289,12 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     """Train the flow and score every checkpoint (trials of the sweep engine); write the report,
     ``flow_eval.png`` and ``samples.png``."""
     out, start = Path(out), time.perf_counter()
-    train_cfg = _train_config(settings)
+    (train_cfg,) = options.with_device([_train_config(settings)])
     (trained,) = sweep(functools.partial(train_trial, progress=options.progress), [train_cfg], out, options,
                        artifacts=True)
     shutil.copyfile(trial_folder(out / "trials", train_cfg) / "samples.png", out / "samples.png")
-    configs = [{"trial": "evaluate", **settings.to_dict(), "step": k} for k in settings.checkpoint_steps]
+    configs = options.with_device({"trial": "evaluate", **settings.to_dict(), "step": k}
+                                  for k in settings.checkpoint_steps)
     rows = sweep(functools.partial(evaluate_trial, trials=out / "trials", progress=options.progress), configs, out,
                  options)
     rows = [{"checkpoint": k, **r} for k, r in enumerate(rows, start=1)]

@@ -23,7 +23,7 @@ from ..critics import MLPCritic
 from ..stein import critic_objective
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep
-from .settings import ReproductionSettings, RunOptions, command_line, setting
+from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial"]
 
@@ -67,21 +67,22 @@ def closed_form(s: Settings) -> list[float]:
 
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """Train both critics on fresh batches from p; return the held-out LSD curve."""
-    s = Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-    g = torch.Generator().manual_seed(s.seed)
+    s = Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "device"})
+    device = trial_device(config)
+    g = torch.Generator(device=device).manual_seed(s.seed)
 
     def scores(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([-(x - s.mean_shift), -x / s.scale**2])
 
-    critic = MLPCritic(s.dim, 300, n_critics=2, seeds=[s.seed + 1, s.seed + 1])
+    critic = MLPCritic(s.dim, 300, n_critics=2, seeds=[s.seed + 1, s.seed + 1], device=device)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.iters)
-    x_eval = torch.randn(s.n_eval, s.dim, generator=g)
+    x_eval = torch.randn(s.n_eval, s.dim, generator=g, device=device)
     s_eval = scores(x_eval)
     curve: list[dict[str, Any]] = []
     eval_every = max(1, s.iters // 20)
     for it in range(1, s.iters + 1):
-        x = torch.randn(s.batch_size, s.dim, generator=g)
+        x = torch.randn(s.batch_size, s.dim, generator=g, device=device)
         terms, f = critic.stein_terms(x, scores(x), trace=s.trace, generator=g)
         loss = -critic_objective(terms, f, s.lam).sum()
         opt.zero_grad(set_to_none=True)
@@ -100,7 +101,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     """Train both critics (one trial of the sweep engine); write the report and figure3.png."""
     out = Path(out)
     start = time.perf_counter()
-    (result,) = sweep(run_trial, [settings.to_dict()], out, options)
+    (result,) = sweep(run_trial, options.with_device([settings.to_dict()]), out, options)
     curve, truth = result["curve"], closed_form(settings)
     final = curve[-1]
     pairs = {

@@ -37,7 +37,7 @@ from ..models import LinearICA
 from ..train import METHODS, LSDOracle, train
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, setting
+from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "ALL_METHODS", "run",
            "run_trial", "trial_configs", "grid", "make_problem"]
@@ -166,7 +166,7 @@ def run_trial(c: dict[str, Any], folder: Path) -> dict[str, Any]:
                     log_every=c["curve_every"], checkpoint=folder / "checkpoint.pt",
                     checkpoint_every=max(c["curve_every"], c["steps"] // 10), on_nan="stop",
                     lr_decay="constant" if oracle else c["lr_decay"], seed=10_007 * c["seed"] + c["dim"],
-                    progress=False, **options)
+                    progress=False, device=trial_device(c), **options)
         history, diverged_at = res.history, res.diverged_at
     except (ValueError, RuntimeError) as exc:  # e.g. W turned singular
         error = f"{type(exc).__name__}: {exc}"
@@ -252,7 +252,7 @@ def _verdict(gaps: dict[str, dict[str, dict[str, float]]]) -> str:
 def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Run the sweep (one trial per run); write the report, its tables and ``ica_curves.png``."""
     out, start = Path(out), time.perf_counter()
-    configs = trial_configs(settings)
+    configs = options.with_device(trial_configs(settings))
     runs = [{**r, "trial": trial_folder("trials", c).as_posix()}
             for c, r in zip(configs, sweep(run_trial, configs, out, options, artifacts=True))]
     rows, dims = _select(runs), sorted(set(settings.dims))

@@ -40,7 +40,7 @@ from ..samplers import sgld
 from ._images_common import Space, make_space, summarize_history, train_in_segments
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, setting
+from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "stage_trial"]
 
@@ -71,7 +71,6 @@ class Settings(ReproductionSettings):
 
     dataset: Literal["fashion-mnist", "mnist", "digits"] = setting("fashion-mnist", "training/test images")
     data_root: str = setting("", "folder with the IDX files (empty: the dataset's standard place)")
-    device: str = setting("cpu", "torch device for training and sampling, e.g. cuda")
     stages: tuple[Literal["ebm", "rbm"], ...] = setting(("ebm", "rbm"), "what to run")
     n_train: int = setting(0, "use the first N training images (0: all)", minimum=0)
     n_test: int = setting(2000, "test images for the held-out LSD", minimum=1)
@@ -109,10 +108,6 @@ class Settings(ReproductionSettings):
             raise ValueError(f"alpha must be in [0, 0.5), got {self.alpha!r}")
         if self.n_train == 1:
             raise ValueError("n_train must be 0 (all) or >= 2, got 1")
-        try:
-            torch.device(self.device)
-        except (RuntimeError, ValueError) as err:
-            raise ValueError(f"device must name a torch device, got {self.device!r} ({err})") from None
 
 
 FULL = Settings()
@@ -159,9 +154,9 @@ def _held_out_lsd(critic: MLPCritic, score_fn: Callable[[torch.Tensor], torch.Te
 
 
 def _fit(model: torch.nn.Module, critic: MLPCritic, pixels: torch.Tensor, space: Space, folder: Path, *,
-         s: Settings, steps: int, segment: int, seed: int, lr: float, critic_steps: int, progress: bool) -> tuple:
+         s: Settings, device: torch.device, steps: int, segment: int, seed: int, lr: float, critic_steps: int,
+         progress: bool) -> tuple:
     """A stage's LSD training (the one training call), resuming from ``folder/checkpoint.pt``."""
-    device = torch.device(s.device)
     return train_in_segments(
         model, pixels.to(device), space, steps=steps, segment=segment, checkpoint=folder / "checkpoint.pt", seed=seed,
         device=device, progress=progress, method="lsd", batch_size=s.batch_size, lr=lr, betas=(0.5, 0.9),
@@ -200,7 +195,7 @@ def _steps(s: Settings, n: int, steps: int, epochs: float) -> int:
 def stage_trial(config: dict[str, Any], folder: Path, progress: bool = False) -> dict[str, Any]:
     """Train one stage (``config["stage"]``: ``"ebm"`` or ``"rbm"``) by LSD, sample it, write its
     grids into ``folder``; return its numbers."""
-    s, stage, device = _settings(config), config["stage"], torch.device(config["device"])
+    s, stage, device = _settings(config), config["stage"], trial_device(config)
     pixels, test_pixels, shape = _data(s)
     n, d = pixels.shape
     space = make_space("logit" if stage == "ebm" else s.rbm_space, pixels, alpha=s.alpha)
@@ -209,7 +204,8 @@ def stage_trial(config: dict[str, Any], folder: Path, progress: bool = False) ->
     critic.to(device)
     segment = max(1, round(s.segment_epochs * n / s.batch_size))
     t0 = time.perf_counter()
-    result, start, prep = _fit(model, critic, pixels, space, folder, s=s, segment=segment, progress=progress, **hp)
+    result, start, prep = _fit(model, critic, pixels, space, folder, s=s, device=device, segment=segment,
+                               progress=progress, **hp)
     wall_train, score = time.perf_counter() - t0, score_of()
     x_test = space.encode(test_pixels, generator=torch.Generator().manual_seed(s.seed + 11)).to(device)
     held_out = _held_out_lsd(critic, score, x_test)
@@ -274,7 +270,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     out.mkdir(parents=True, exist_ok=True)
     pixels, test_pixels, shape = _data(settings)
     data_grid = _grid(pixels[: settings.n_samples].float() / 255.0, out / "data.png", shape)
-    configs = [_stage_config(settings, st) for st in settings.stages]
+    configs = options.with_device(_stage_config(settings, st) for st in settings.stages)
     trial = functools.partial(stage_trial, progress=options.progress)
     stages = dict(zip(settings.stages, sweep(trial, configs, out, options, artifacts=True)))
     for config, (name, st) in zip(configs, stages.items()):
@@ -282,8 +278,8 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
             shutil.copyfile(trial_folder(out / "trials", config) / png, out / png)
     _curve_plot(out / "training_curves.png", {name: st["history"] for name, st in stages.items()})
     dataset = {"name": settings.dataset, "n_train": len(pixels), "n_test": len(test_pixels), "shape": list(shape)}
-    numbers = {"dataset": dataset, "threads": options.threads, "data_grid": data_grid, "stages": stages,
-               "curves": "training_curves.png", "pngs": sorted(p.name for p in out.glob("*.png"))}
+    numbers = {"dataset": dataset, "threads": options.threads, "device": options.device, "data_grid": data_grid,
+               "stages": stages, "curves": "training_curves.png", "pngs": sorted(p.name for p in out.glob("*.png"))}
     rows = [[name, st["steps"], st["final"]["loss"], st["final"]["lsd"], st["held_out_lsd"]["mean"],
              st["held_out_lsd"]["stderr"], st["seconds_per_model_update"]] for name, st in stages.items()]
     table = markdown_table(["stage", "updates", "final loss", "final LSD", "held-out LSD", "± se", "s / update"], rows)

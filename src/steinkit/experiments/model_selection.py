@@ -24,7 +24,7 @@ from ..fit import fit_critic
 from ..stein import stein_terms
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep
-from .settings import ReproductionSettings, RunOptions, command_line, setting
+from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial"]
 
@@ -54,9 +54,10 @@ QUICK = Settings(iters=1000)
 
 def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """Fit the critic with mean − std selection; return its history with each critic's fresh LSD."""
-    s = Settings(**config)
-    g = torch.Generator().manual_seed(s.seed)
-    x_train, x_val, x_fresh = (torch.randn(n, _DIM, generator=g) for n in (s.n_train, s.n_val, s.n_fresh))
+    s = Settings(**{k: v for k, v in config.items() if k != "device"})
+    device = trial_device(config)
+    g = torch.Generator().manual_seed(s.seed)  # data and initial critic: the same on every device
+    x_train, x_val, x_fresh = (torch.randn(n, _DIM, generator=g).to(device) for n in (s.n_train, s.n_val, s.n_fresh))
     score = lambda x: -(x - 1.0)  # noqa: E731  model N(1, I)
     fresh_lsd: dict[int, float] = {}
 
@@ -64,9 +65,11 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
         terms, _ = stein_terms(critic, x_fresh, score(x_fresh), trace="exact")
         fresh_lsd[iteration] = float(terms.mean())
 
-    fit = fit_critic(MLPCritic(_DIM, 300, generator=g), x_train, score(x_train), x_val, score(x_val), lam=s.lam,
-                     n_iters=s.iters, val_every=max(1, s.iters // 60), selection="mean-std", generator=g,
-                     callback=record)
+    critic = MLPCritic(_DIM, 300, generator=g)
+    draws = g if device.type == "cpu" else torch.Generator(device=device).manual_seed(s.seed)
+    fit = fit_critic(critic, x_train, score(x_train), x_val, score(x_val), lam=s.lam, n_iters=s.iters,
+                     val_every=max(1, s.iters // 60), selection="mean-std", generator=draws, callback=record,
+                     device=device)
     return {"history": [dict(h, fresh_lsd=fresh_lsd[h["iteration"]]) for h in fit.history],
             "best_iteration": fit.best_iteration}
 
@@ -74,7 +77,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
 def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Fit the critic (one trial of the sweep engine); write the report and figure10.png."""
     out, start = Path(out), time.perf_counter()
-    (result,) = sweep(run_trial, [settings.to_dict()], out, options)
+    (result,) = sweep(run_trial, options.with_device([settings.to_dict()]), out, options)
     history, truth = result["history"], _DIM / (2 * settings.lam)
     pick = lambda h: {"iteration": h["iteration"], "fresh_lsd": h["fresh_lsd"]}  # noqa: E731
     chosen = {

@@ -34,7 +34,7 @@ from ..stein import optimal_lsd
 from .rbm_power import RBMSweep, derive_seed, rbm_problem, sigma_figure, sigma_tables
 from .report import markdown_table, write_report
 from .runner import sweep
-from .settings import RunOptions, command_line, setting
+from .settings import RunOptions, command_line, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "EVAL_METHODS", "Settings", "FULL", "QUICK", "trial_configs",
            "run_trial", "run"]
@@ -85,7 +85,7 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
 
 
 def _kernel_rows(x: torch.Tensor, s: torch.Tensor, train_fraction: float, seed: int) -> list[dict[str, Any]]:
-    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed)).to(x.device)
     n_train = round(train_fraction * x.shape[0])
     tr, te = perm[:n_train], perm[n_train:]
     rows = []
@@ -109,10 +109,11 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     with torch.no_grad():
         s_q, s_p = q.score(x), p.score(x)
     t0 = time.perf_counter()
-    est = stein_discrepancy(q, x, lam=lam, seed=derive_seed(seed, dx, dh, "lsd"), **config["lsd"])
+    device = trial_device(config)
+    est = stein_discrepancy(q, x, lam=lam, seed=derive_seed(seed, dx, dh, "lsd"), device=device, **config["lsd"])
     rows = [{"method": "lsd", "value": est.value, "stderr": est.stderr, "n_eval": est.n_test,
              "best_iteration": est.best_iteration, "seconds": time.perf_counter() - t0}]
-    rows += _kernel_rows(x, s_q, config["kernel_train"], derive_seed(seed, dx, dh, "kernel"))
+    rows += _kernel_rows(x.to(device), s_q.to(device), config["kernel_train"], derive_seed(seed, dx, dh, "kernel"))
     per_point = (s_q - s_p).double().pow(2).sum(1) / (2 * lam)
     rows.append({"method": "theory", "value": float(optimal_lsd(s_q.double(), s_p.double(), lam)),
                  "stderr": float(per_point.std() / math.sqrt(len(per_point))), "n_eval": len(per_point)})
@@ -150,7 +151,7 @@ def _verdict(rows: Sequence[dict]) -> str:
 def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Run (or resume) the sweep; write the report and figure6.png into ``out``."""
     out, start = Path(out), time.perf_counter()
-    configs = trial_configs(settings)
+    configs = options.with_device(trial_configs(settings))
     rows = _summarize(configs, sweep(run_trial, configs, out, options))
     tables = sigma_tables(
         rows, ("dx", "dh", "seed"), lambda sub: f"dx = {sub[0]['dx']}, dh = {sub[0]['dh']}, seed {sub[0]['seed']}: "

@@ -35,7 +35,7 @@ from ..gof import METHODS, gof_tests
 from ..models import GaussianBernoulliRBM
 from .report import markdown_table, write_report
 from .runner import sweep
-from .settings import ReproductionSettings, RunOptions, command_line, setting
+from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "PAPER_DIMS", "SIGMAS", "RBMSweep", "Settings", "FULL", "QUICK",
            "derive_seed", "parse_dims", "rbm_problem", "trial_configs", "run_trial", "summarize", "run",
@@ -162,13 +162,15 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     """One method's tests on one (dx, dh, sigma) for a block of repetitions (pure: config -> result).
 
     Returns ``{"tests": [{"rep", "statistic", "pvalue", "reject", "seconds"}, ...],
-    "data_checksums": [...], "seconds": ...}``; LSD tests of the block train as one ensemble.
+    "data_checksums": [...], "seconds": ...}``; LSD tests of the block train as one ensemble. The
+    data are drawn on the CPU and tested on the config's device.
     """
     start, reps = time.perf_counter(), config["reps"]
     dx, dh, sigma, seed = config["dx"], config["dh"], config["sigma"], config["seed"]
     data = [rbm_problem(dx, dh, rep, sigma, n=config["n"], burn_in=config["burn_in"], seed=seed)[1:] for rep in reps]
     results = gof_tests([q for q, _ in data], [x for _, x in data], method=config["method"], alpha=config["alpha"],
-                        seeds=[derive_seed(seed, dx, dh, rep, sigma, "test") for rep in reps], **config["options"])
+                        seeds=[derive_seed(seed, dx, dh, rep, sigma, "test") for rep in reps],
+                        device=trial_device(config), **config["options"])
     tests = [{"rep": rep, "statistic": r.statistic, "pvalue": r.pvalue, "reject": r.reject, "seconds": r.seconds}
              for rep, r in zip(reps, results)]
     return {"tests": tests, "data_checksums": [float(x.double().sum()) for _, x in data],
@@ -250,7 +252,7 @@ def _verdict(rows: Sequence[dict]) -> str:
 def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Run (or resume) the sweep; write the report and figure5.png into ``out``."""
     out, start = Path(out), time.perf_counter()
-    configs = trial_configs(settings)
+    configs = options.with_device(trial_configs(settings))
     results = sweep(run_trial, configs, out, options)
     rows, seen = summarize(configs, results), {}
     same_data = [seen.setdefault((c["dx"], c["dh"], c["sigma"], rep), checksum) == checksum

@@ -4,8 +4,10 @@ Every setting that changes a reproduction's numbers is a field of its ``Settings
 declared once with :func:`setting` (default and help text). The module's ``FULL`` and
 ``QUICK`` values are the two presets, and the command-line options are generated from the
 dataclass by :func:`add_setting_arguments`, so no default is written twice. Options that only
-change how a run executes (workers, backend, threads, progress bars) are the
-:class:`RunOptions` common to every reproduction and never enter a trial's store key.
+change how a run executes (workers, backend, threads, progress bars, the device) are the
+:class:`RunOptions` common to every reproduction and never enter a trial's store key, but for
+one exception: trials run off the CPU carry their device in the key (:func:`keyed_on`), as
+their random draws come from another stream.
 
 Field types map to options as follows: ``int``, ``float``, ``str`` take one value; ``bool``
 gives ``--name/--no-name``; ``tuple[T, ...]`` takes one or more values (``--dims 50 100``);
@@ -31,9 +33,12 @@ import dataclasses
 import math
 import sys
 import typing
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Iterable, Literal, Mapping, TypeVar, get_args, get_origin
 
-from .runner import BACKENDS, check_execution
+import torch
+
+from ..validation import as_device, parse_device
+from .runner import BACKENDS, check_execution, resolve_address
 
 __all__ = [
     "BACKENDS",
@@ -46,6 +51,8 @@ __all__ = [
     "run_options_from_args",
     "describe_quick",
     "command_line",
+    "keyed_on",
+    "trial_device",
 ]
 
 S = TypeVar("S", bound="ReproductionSettings")
@@ -235,6 +242,9 @@ class RunOptions:
         address: a running cluster for backend ``"dask"`` (``tcp://HOST:8786``) or ``"ray"``
             (``HOST:6379``); None: ``DASK_SCHEDULER_ADDRESS`` / ``RAY_ADDRESS`` when set, else a
             local cluster. Never part of a trial's store key.
+        device: the torch device every trial computes on (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+            Checked to exist here when the trials run here; on a cluster the workers check it.
+            Part of a trial's key when it is not the CPU (:meth:`with_device`).
     """
 
     jobs: int = 1
@@ -242,19 +252,62 @@ class RunOptions:
     threads: int = 1
     progress: bool = True
     address: str | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         check_execution(self.jobs, self.backend, self.threads, self.address)
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a str such as 'cuda', got {type(self.device).__name__}")
+        if resolve_address(self.backend, self.address) is None:
+            as_device(self.device)
+        else:  # a cluster's workers may have devices this machine lacks: they check it
+            parse_device(self.device)
+
+    def with_device(self, configs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The trial configs as the store keys them on this run's device (:func:`keyed_on`).
+
+        Example:
+            >>> RunOptions().with_device([{"a": 1}])
+            [{'a': 1}]
+        """
+        return [keyed_on(c, self.device) for c in configs]
+
+
+def keyed_on(config: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """A trial's config as the store keys it when it runs on ``device``: with ``"device"`` added
+    unless that is the CPU. A GPU's random draws are another stream than the CPU's, so its
+    results are kept apart; CPU keys stay those of runs made before devices were an option.
+
+    Example:
+        >>> keyed_on({"a": 1}, "cpu"), keyed_on({"a": 1}, "cuda")
+        ({'a': 1}, {'a': 1, 'device': 'cuda'})
+    """
+    return dict(config) if torch.device(device).type == "cpu" else {**config, "device": device}
+
+
+def trial_device(config: Mapping[str, Any]) -> torch.device:
+    """The device a trial runs on: its config's ``"device"`` (:func:`keyed_on`), else the CPU;
+    checked to exist on the machine running the trial.
+
+    Example:
+        >>> trial_device({"a": 1})
+        device(type='cpu')
+    """
+    return as_device(config.get("device", "cpu"))
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The execution options every reproduction takes: ``--jobs``, ``--backend``, ``--threads``, ``--address``."""
+    """The execution options every reproduction takes: ``--jobs``, ``--backend``, ``--threads``,
+    ``--progress``, ``--device``, ``--address``."""
     parser.add_argument("--jobs", type=int, default=1, help="parallel trial workers (default 1)")
     parser.add_argument("--backend", choices=BACKENDS, default="loky",
                         help="loky (local processes, default), dask or ray (optional extras)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1; 0: torch's choice)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show progress bars on stderr (default on)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device every trial computes on, e.g. cuda or cuda:1 (default cpu); trials run "
+                             "off the CPU are stored apart from CPU ones")
     parser.add_argument("--address", default=None, metavar="ADDRESS",
                         help="a running cluster for --backend dask (tcp://HOST:8786) or ray (HOST:6379) instead of a "
                              "local one; default: $DASK_SCHEDULER_ADDRESS / $RAY_ADDRESS when set. This machine "
@@ -264,4 +317,4 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def run_options_from_args(args: argparse.Namespace) -> RunOptions:
     """The :class:`RunOptions` of parsed command-line arguments."""
     return RunOptions(jobs=args.jobs, backend=args.backend, threads=args.threads,
-                      progress=args.progress, address=getattr(args, "address", None))
+                      progress=args.progress, address=getattr(args, "address", None), device=args.device)

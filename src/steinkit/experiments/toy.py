@@ -38,7 +38,7 @@ from ..models import Gaussian, MLPEnergy
 from ..train import train
 from .report import markdown_table, pyplot, write_json, write_report
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, setting
+from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial",
            "trial_configs", "grid_log_density"]
@@ -142,8 +142,9 @@ def run_trial(c: dict[str, Any], folder: Path) -> dict[str, Any]:
     res = train(ebm, x_train, method="lsd", steps=steps, batch_size=c["batch_size"], lr=c["lr"], critic=critic,
                 critic_steps=c["critic_steps"], lam=c["lam"], lr_decay=c["lr_decay"], checkpoint=checkpoint,
                 checkpoint_every=max(100, steps // 10), log_every=max(1, steps // 100), on_nan="stop",
-                seed=c["seed"] + 2, progress=False)
+                seed=c["seed"] + 2, progress=False, device=trial_device(c))
     seconds = time.perf_counter() - t0
+    ebm.cpu()  # the grid and the held-out sets are small: evaluated and saved on the CPU
     _, lq, log_z = grid_log_density(ebm, c["box"], c["grid"])
     with torch.no_grad():
         loglik = {k: float((ebm.log_prob(x) - log_z).mean()) for k, x in (("val", x_val), ("test", x_test))}
@@ -169,7 +170,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     """Train every (seed, set, gain, steps) as one trial; per set and seed keep the run with the best
     validation log-likelihood; write the report and ``toy_densities.png``."""
     out, start = Path(out), time.perf_counter()
-    configs = trial_configs(settings)
+    configs = options.with_device(trial_configs(settings))
     runs = [{**r, "trial": trial_folder("trials", c).as_posix()}
             for c, r in zip(configs, sweep(run_trial, configs, out, options, artifacts=True))]
     pairs = _pairs(settings)
