@@ -103,7 +103,8 @@ def test_a_changed_setting_never_reuses_a_stale_result(tiny_run):
     # each stage's key holds every setting but the other stage's own
     for name, foreign in (("ebm", images._RBM_ONLY), ("rbm", images._EBM_ONLY)):
         key = images._stage_config(TINY, name)
-        assert set(key) == {f.name for f in dataclasses.fields(images.Settings)} - set(foreign) - {"stages"} | {"stage"}
+        fields = {f.name for f in dataclasses.fields(images.Settings)}
+        assert set(key) == fields - set(foreign) - {"stages"} | {"stage", "device"}
     assert images._stage_config(TINY, "rbm") == images._stage_config(TINY.replace(sgld_steps=5), "rbm")
 
 

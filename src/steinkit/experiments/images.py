@@ -121,10 +121,13 @@ def _settings(config: dict[str, Any]) -> Settings:
     return Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names})
 
 
-def _stage_config(s: Settings, stage: str) -> dict[str, Any]:
-    """The stage trial's key: every setting but the stage list and the other stage's own."""
+def _stage_config(s: Settings, stage: str, device: str = "cpu") -> dict[str, Any]:
+    """The stage trial's key: every setting but the stage list and the other stage's own, and the
+    device (on the CPU too, unlike other reproductions: it was a setting here, and stored runs
+    keep their keys)."""
     other = _RBM_ONLY if stage == "ebm" else _EBM_ONLY
-    return {"stage": stage, **{k: v for k, v in s.to_dict().items() if k not in other and k != "stages"}}
+    own = {k: v for k, v in s.to_dict().items() if k not in other and k != "stages"}
+    return {"stage": stage, **own, "device": device}
 
 
 def _data(s: Settings) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -270,7 +273,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     out.mkdir(parents=True, exist_ok=True)
     pixels, test_pixels, shape = _data(settings)
     data_grid = _grid(pixels[: settings.n_samples].float() / 255.0, out / "data.png", shape)
-    configs = options.with_device(_stage_config(settings, st) for st in settings.stages)
+    configs = [_stage_config(settings, st, options.device) for st in settings.stages]
     trial = functools.partial(stage_trial, progress=options.progress)
     stages = dict(zip(settings.stages, sweep(trial, configs, out, options, artifacts=True)))
     for config, (name, st) in zip(configs, stages.items()):
