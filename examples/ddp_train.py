@@ -42,9 +42,9 @@ def main() -> None:
         torch.cuda.set_device(device)
     else:
         torch.set_num_threads(1)
-    x = sample_toy(args.dataset, 20000, generator=torch.Generator().manual_seed(0)).to(device)
+    x = sample_toy(args.dataset, 20000, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)  # same initial model on every rank (DDP also broadcasts rank 0's)
-    ebm = MLPEnergy(2, hidden=args.hidden).to(device).init_base(x)
+    ebm = MLPEnergy(2, hidden=args.hidden).init_base(x)
     result = train(
         ebm,
         x,
@@ -55,6 +55,7 @@ def main() -> None:
         checkpoint=args.checkpoint,
         seed=0,
         progress=rank == 0,
+        device=device,  # this rank's GPU (or the CPU): model, critic and data move there
     )
     if rank == 0:
         print(result)
