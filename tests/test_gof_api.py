@@ -19,12 +19,35 @@ def test_lsd_test_rejects_a_wrong_model():
     x = torch.randn(400, 2, generator=gen(1)) + torch.tensor([0.6, 0.0])
     res = sk.gof_test(MODEL, x, method="lsd", seed=0, hidden=32, n_iters=200, val_every=50)
     assert res.reject and res.statistic > 2
-    assert res.details["n_test"] == 40
+    assert res.details["protocol"] == "aggregated" and res.details["n_test"] == 200  # the default tests half
+    paper = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="paper", hidden=32, n_iters=200, val_every=50)
+    assert paper.details["protocol"] == "paper" and paper.details["n_test"] == 40
+
+
+def test_aggregated_statistic_is_the_largest_stopping_point_statistic():
+    x = torch.randn(200, 2, generator=gen(2)) + 0.3
+    res = sk.gof_test(MODEL, x, method="lsd", seed=0, **LSD_FAST)
+    d = res.details
+    assert d["snapshot_iterations"] == [20, 40, 60] and len(d["snapshot_statistics"]) == 3
+    assert res.statistic == max(d["snapshot_statistics"])
+    assert d["best_iteration"] == d["snapshot_iterations"][d["snapshot_statistics"].index(res.statistic)]
+    # the level correction: never below the largest statistic's own normal tail, at most 3 times it
+    from scipy.stats import norm
+
+    assert norm.sf(res.statistic) * 0.95 <= res.pvalue <= 3 * norm.sf(res.statistic) + 2e-4
+
+
+def test_protocol_is_checked_and_lsd_only():
+    x = torch.randn(50, 2, generator=gen(2))
+    with pytest.raises(ValueError, match="protocol"):
+        sk.gof_test(MODEL, x, method="lsd", protocol="cross")
+    with pytest.raises(TypeError, match="protocol applies to method='lsd' only"):
+        sk.gof_test(MODEL, x, method="ksd", protocol="paper")
 
 
 def test_lsd_statistic_is_the_test_split_t_statistic():
     x = torch.randn(200, 2, generator=gen(2))
-    res = sk.gof_test(MODEL, x, method="lsd", seed=0, **LSD_FAST)
+    res = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="paper", **LSD_FAST)
     d = res.details
     assert res.statistic == pytest.approx(d["n_test"] ** 0.5 * d["test_mean"] / d["test_std"])
     from scipy.stats import norm
@@ -76,7 +99,7 @@ def test_lsd_tests_return_the_shared_outcome():
     from steinkit.scores import as_score
 
     out = lsd_tests([(as_score(MODEL), torch.randn(300, 2, generator=gen(0)), 0)], **LSD_FAST)[0]
-    assert isinstance(out, TestOutcome) and out.details["n_test"] == 30
+    assert isinstance(out, TestOutcome) and out.details["n_test"] == 150
 
 
 def test_kernel_options_come_from_the_test_functions():

@@ -20,7 +20,7 @@ from .critics import MLPCritic
 from .evaluate import ComparisonRow, DiscrepancyEstimate, compare, stein_discrepancy
 from .fit import CriticFit, fit_critic
 from .scores import Score, as_score
-from .settings import ESTIMATE, TEST, CriticSettings
+from .settings import AGGREGATED_TEST, ESTIMATE, TEST, CriticSettings
 from .splits import split_data
 from .stein import (
     FusedSteinCritic,
@@ -57,6 +57,7 @@ __all__ = [
     "CriticSettings",
     "ESTIMATE",
     "TEST",
+    "AGGREGATED_TEST",
     "fit_critic",
     "CriticFit",
     "stein_discrepancy",

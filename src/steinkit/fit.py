@@ -235,11 +235,14 @@ class HeldOutFit:
         test_terms: Stein terms of the selected critic on the test split (exact trace), (n_test,).
         best_iteration: iteration of the selected critic.
         history: train/val statistics at every validation.
+        snapshot_terms: with ``snapshots=True``, the test-split terms of the critic as it was at
+            every validation, (n_validations, n_test); else None.
     """
 
     test_terms: Tensor
     best_iteration: int
     history: tuple[dict, ...]
+    snapshot_terms: Tensor | None = None
 
 
 def _split_problems(problems: Sequence[tuple[Score, Tensor, int]], split: Sequence[float]):
@@ -270,6 +273,7 @@ def fit_heldout_critics(
     *,
     progress: bool = False,
     device: torch.device | str | None = None,
+    snapshots: bool = False,
 ) -> list[HeldOutFit]:
     """Split, fit and test one critic per (score, data, seed) problem, all as one ensemble.
 
@@ -312,11 +316,17 @@ def fit_heldout_critics(
         n_critics=len(problems), seeds=[s + 1 for s in seeds], dtype=x0.dtype, device=device,
     )
     generators = [torch.Generator(device=device).manual_seed(s + 2) for s in seeds]
+    kept: list[Tensor] = []
+
+    def keep(iteration: int, current: MLPCritic) -> None:
+        kept.append(stein_terms(current, x_parts[2], s_parts[2], trace="exact")[0])
+
     fit = fit_critic(critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg, generator=generators,
-                     progress=progress)
+                     progress=progress, callback=keep if snapshots else None)
     with torch.no_grad():
         terms, _ = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
-    if not bool(torch.isfinite(terms).all()):
+    snapshot_terms = torch.stack(kept, 1) if snapshots else None  # (K, n_validations, n_test)
+    if not bool(torch.isfinite(terms).all()) or (snapshots and not bool(torch.isfinite(snapshot_terms).all())):
         raise FloatingPointError(
             "the fitted critic's Stein terms on the test split are not finite (the critic diverged "
             f"or the model's score is not finite there): lower lr (now {cfg.lr:g}) or raise lam (now {cfg.lam:g})"
@@ -326,5 +336,6 @@ def fit_heldout_critics(
         history = tuple(
             {key: (v[k] if isinstance(v, list) else v) for key, v in row.items()} for row in fit.history
         )
-        out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history))  # type: ignore[index]
+        snap = None if snapshot_terms is None else snapshot_terms[k]
+        out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history, snap))  # type: ignore[index]
     return out

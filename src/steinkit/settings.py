@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from .splits import check_split
 from .validation import fraction, nonneg_float, one_of, positive_float, positive_int
 
-__all__ = ["CriticSettings", "ESTIMATE", "TEST", "OBJECTIVES", "SELECTIONS", "TRACES", "field_names", "settings_from"]
+__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "OBJECTIVES", "SELECTIONS", "TRACES", "field_names", "settings_from"]
 
 OBJECTIVES = ("lsd", "power")
 SELECTIONS = ("mean-std", "power", "mean", "last")
@@ -150,3 +150,8 @@ ESTIMATE = CriticSettings()
 TEST = CriticSettings(objective="power", selection="power", dropout=0.5, weight_decay=5e-4)
 """Algorithm 2 (the LSD goodness-of-fit test): power objective and selection, dropout .5,
 weight decay 5e-4."""
+
+AGGREGATED_TEST = TEST.replace(hidden=64, n_iters=300, val_every=50, dropout=0.0, split=(0.45, 0.05, 0.5))
+"""The default LSD test (``gof_test(method="lsd")``): a 2×64 critic trained 300 steps on 45% of the
+data (5% validate, for the history) and tested at every 50th step on the other half, the six
+statistics aggregated with a level correction (:mod:`steinkit.gof.lsd`)."""

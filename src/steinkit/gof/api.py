@@ -28,7 +28,7 @@ from .fssd import fssd_test
 from .ksd import ksd_test
 from .ksdagg import ksdagg_test
 from .lksd import lksd_test
-from .lsd import lsd_tests
+from .lsd import PROTOCOLS, lsd_tests
 from .outcome import TestOutcome
 
 __all__ = ["GofResult", "gof_test", "gof_tests", "METHODS"]
@@ -118,9 +118,13 @@ def kernel_options(method: str) -> tuple[str, ...]:
     return tuple(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY and name != "generator")
 
 
-def _check_call(method: str, alpha: Any, settings: Any, options: Mapping[str, Any]) -> None:
+def _check_call(method: str, alpha: Any, settings: Any, protocol: Any, options: Mapping[str, Any]) -> None:
     one_of(method, "method", METHODS)
     probability(alpha, "alpha")
+    if protocol is not None:
+        if method != "lsd":
+            raise TypeError(f"protocol applies to method='lsd' only, not {method!r}")
+        one_of(protocol, "protocol", PROTOCOLS)
     if method == "lsd":
         valid = field_names()
         if settings is not None and not isinstance(settings, CriticSettings):
@@ -157,6 +161,7 @@ def gof_test(
     seed: int = 0,
     settings: CriticSettings | None = None,
     *,
+    protocol: str | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
     device: torch.device | str | None = None,
@@ -167,7 +172,7 @@ def gof_test(
     Arguments:
         model: the unnormalized model; only its score is used.
         x: samples, (n, d).
-        method: ``"lsd"`` (learned Stein discrepancy, Algorithm 2), ``"ksd"`` (quadratic
+        method: ``"lsd"`` (learned Stein discrepancy; see ``protocol``), ``"ksd"`` (quadratic
             kernel Stein discrepancy with wild bootstrap), ``"lksd"`` (linear-time KSD),
             ``"fssd"`` (finite-set Stein discrepancy with optimized test locations),
             ``"ksdagg"`` (KSD aggregated over 21 bandwidths, Schrab et al. 2022) or
@@ -175,9 +180,14 @@ def gof_test(
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
+        protocol: LSD only: ``"aggregated"`` (default: a 2×64 critic trained on half the
+            data, tested on the other half at six stopping points with a level-corrected
+            maximum; :mod:`steinkit.gof.lsd`) or ``"paper"`` (Algorithm 2: train 80%, select on
+            10%, test on 10%).
         settings: LSD only: a :class:`~steinkit.settings.CriticSettings`; default
-            :data:`~steinkit.settings.TEST` (split (.8, .1, .1), 2×300 Swish, dropout .5,
-            weight decay 5e-4, λ = .5, 1000 steps, power objective and selection).
+            :data:`~steinkit.settings.AGGREGATED_TEST`, or :data:`~steinkit.settings.TEST` with
+            ``protocol="paper"`` (split (.8, .1, .1), 2×300 Swish, dropout .5, weight decay
+            5e-4, λ = .5, 1000 steps, power objective and selection).
         progress: LSD only: show a progress bar.
         device: where to test, e.g. ``"cuda"`` (default: where ``x`` lives, else the CPU). The
             data move there, a model that is an ``nn.Module`` is copied there (yours stays where
@@ -203,7 +213,8 @@ def gof_test(
     """
     seed = seed_from(seed, generator)
     return gof_tests(
-        [model], [x], method=method, alpha=alpha, seeds=[seed], settings=settings, progress=progress, device=device,
+        [model], [x], method=method, alpha=alpha, seeds=[seed], settings=settings, protocol=protocol,
+        progress=progress, device=device,
         **options,
     )[0]
 
@@ -216,6 +227,7 @@ def gof_tests(
     seeds: Sequence[int] | None = None,
     settings: CriticSettings | None = None,
     *,
+    protocol: str | None = None,
     progress: bool = False,
     device: torch.device | str | None = None,
     **options: Any,
@@ -241,7 +253,7 @@ def gof_tests(
     seeds = list(range(len(models))) if seeds is None else [seed_value(s) for s in seeds]
     if len(seeds) != len(models):
         raise ValueError(f"seeds must give one seed per test, got {len(seeds)} for {len(models)} tests")
-    _check_call(method, alpha, settings, options)
+    _check_call(method, alpha, settings, protocol, options)
     device = as_device(device, xs[0] if len(xs) else None)
     data = [as_data(x, "x").to(device) for x in xs]
     scores = as_scores(models, device)
@@ -249,7 +261,8 @@ def gof_tests(
         sc.check_dim(x)
     if method == "lsd":
         start = time.perf_counter()
-        outcomes = lsd_tests(list(zip(scores, data, seeds)), settings, progress=progress, **options)
+        outcomes = lsd_tests(list(zip(scores, data, seeds)), settings, protocol=protocol or "aggregated",
+                             progress=progress, **options)
         seconds = (time.perf_counter() - start) / len(outcomes)
         return [_result(method, o, alpha, seconds) for o in outcomes]
     results = []

@@ -1,21 +1,30 @@
-"""The learned Stein discrepancy goodness-of-fit test (Algorithm 2).
+"""The learned Stein discrepancy goodness-of-fit test: the default protocol and Algorithm 2.
 
-A critic is trained on the training split to maximize the test power mean/std of the Stein
-terms (Eq. 12) minus the L2 penalty, using the Hutchinson trace; every ``val_every``
-iterations the power on the validation split (exact trace) selects the critic. On the test
-split, t = √n_test · mean/std of the exact-trace Stein terms, asymptotically N(0, 1) under
-H0: p = q, and the one-sided p-value is 1 − Φ(t).
+``protocol="aggregated"`` (the default, settings :data:`~steinkit.settings.AGGREGATED_TEST`):
+the critic is trained on the first part of a random split (45%, with 5% to validate for its
+history) and tested on the other half. The critic as it was at every validation (every
+``val_every`` steps: six stopping points by default) gives Stein terms on the test half; the
+statistic is the largest of their studentised means t_m = √n · mean/std, and its p-value is
+corrected for the six looks by their estimated correlation (:func:`~steinkit.gof.aggregate.max_t_pvalue`).
+Why the null holds: the critics depend on the training part only, so given it they are fixed
+functions and their terms on the independent test half are i.i.d. with mean zero under
+H0: p = q (Stein's identity); the vector of t_m is then asymptotically N(0, R). Only one
+direction is used (train on A, test on B): the mirror statistic (train on B, test on A) is
+correlated with it under H0 (docs/findings.md), so the two are not pooled.
 
-Many independent tests (repetitions, or several models on the same data) are trained as one
-batched critic ensemble by :func:`lsd_tests`; each outcome equals the lone test's.
+``protocol="paper"`` (settings :data:`~steinkit.settings.TEST`): Algorithm 2 as published;
+train 80%, select on 10% by power, and t = √n_test · mean/std on the last 10%, p = 1 − Φ(t).
+
+Many independent tests (repetitions, or several models on the same data) train as one batched
+critic ensemble by :func:`lsd_tests`; each outcome equals the lone test's.
 
 Example:
     >>> import torch
     >>> from steinkit.scores import as_score
-    >>> x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) + 1.0
-    >>> out = lsd_tests([(as_score(lambda z: -z), x, 0)], hidden=16, n_iters=100)[0]
-    >>> out.pvalue < 0.05
-    True
+    >>> x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) + 0.5
+    >>> out = lsd_tests([(as_score(lambda z: -z), x, 0)], hidden=16, n_iters=100, val_every=25)[0]
+    >>> out.pvalue < 0.05, len(out.details["snapshot_statistics"])
+    (True, 4)
 """
 
 from __future__ import annotations
@@ -23,20 +32,46 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor
 
-from ..fit import fit_heldout_critics
+from ..fit import HeldOutFit, fit_heldout_critics
 from ..scores import Score
-from ..settings import TEST, CriticSettings, settings_from
+from ..settings import AGGREGATED_TEST, TEST, CriticSettings, settings_from
+from ..validation import one_of
+from .aggregate import max_t_pvalue, studentised
 from .outcome import TestOutcome, normal_sf
 
-__all__ = ["lsd_tests", "normal_sf"]
+__all__ = ["PROTOCOLS", "lsd_tests", "normal_sf"]
+
+PROTOCOLS = ("aggregated", "paper")
+
+
+def _paper_outcome(fit: HeldOutFit) -> TestOutcome:
+    terms = fit.test_terms.double()
+    mean, std = float(terms.mean()), float(terms.std())
+    t = float(studentised(terms))
+    details = {"protocol": "paper", "test_mean": mean, "test_std": std, "n_test": terms.shape[0],
+               "best_iteration": fit.best_iteration, "history": fit.history}
+    return TestOutcome(statistic=t, pvalue=normal_sf(t), details=details)
+
+
+def _aggregated_outcome(fit: HeldOutFit, seed: int) -> TestOutcome:
+    assert fit.snapshot_terms is not None
+    generator = torch.Generator().manual_seed(seed + 3)
+    t_max, p, t = max_t_pvalue(fit.snapshot_terms, generator=generator)
+    iterations = [row["iteration"] for row in fit.history]
+    details = {"protocol": "aggregated", "n_test": fit.snapshot_terms.shape[1],
+               "snapshot_iterations": iterations, "snapshot_statistics": t.tolist(),
+               "best_iteration": iterations[int(t.argmax())], "history": fit.history}
+    return TestOutcome(statistic=t_max, pvalue=p, details=details)
 
 
 def lsd_tests(
     problems: Sequence[tuple[Score, Tensor, int]],
     settings: CriticSettings | None = None,
     *,
+    protocol: str = "aggregated",
     progress: bool = False,
     **overrides: Any,
 ) -> list[TestOutcome]:
@@ -46,29 +81,24 @@ def lsd_tests(
         problems: triples of a checked score function, data (n, d) and a seed; data sets
             must share their shape.
         settings: a :class:`~steinkit.settings.CriticSettings`; default
-            :data:`~steinkit.settings.TEST` (power objective and selection, dropout .5,
-            weight decay 5e-4, split .8/.1/.1, 2×300 Swish, 1000 steps).
+            :data:`~steinkit.settings.AGGREGATED_TEST` for ``protocol="aggregated"`` (2×64
+            Swish, 300 steps, a stopping point every 50, split .45/.05/.5) and
+            :data:`~steinkit.settings.TEST` for ``"paper"`` (2×300, 1000 steps, split .8/.1/.1).
+        protocol: ``"aggregated"`` (train on half, test the other half at every stopping
+            point, level-corrected maximum) or ``"paper"`` (Algorithm 2).
         progress: show a progress bar.
         **overrides: :class:`~steinkit.settings.CriticSettings` fields to change.
 
     Returns:
-        One :class:`~steinkit.gof.outcome.TestOutcome` per problem with the statistic t, the
-        p-value 1 − Φ(t) and details (test mean and std, n_test, best_iteration, history).
+        One :class:`~steinkit.gof.outcome.TestOutcome` per problem with the statistic, the
+        p-value and details (the protocol, n_test, best_iteration, history; per stopping point
+        statistics for "aggregated", test mean and std for "paper").
     """
-    cfg = settings_from(settings, TEST, overrides, extra=", or progress")
-    fits = fit_heldout_critics(problems, cfg, progress=progress)
-    out = []
-    for fit in fits:
-        terms = fit.test_terms.double()
-        n_test = terms.shape[0]
-        mean, std = float(terms.mean()), float(terms.std())
-        t = math.sqrt(n_test) * mean / std if std > 0 else (math.inf if mean > 0 else 0.0)
-        details = {
-            "test_mean": mean,
-            "test_std": std,
-            "n_test": n_test,
-            "best_iteration": fit.best_iteration,
-            "history": fit.history,
-        }
-        out.append(TestOutcome(statistic=t, pvalue=normal_sf(t), details=details))
-    return out
+    protocol = one_of(protocol, "protocol", PROTOCOLS)
+    default = AGGREGATED_TEST if protocol == "aggregated" else TEST
+    cfg = settings_from(settings, default, overrides, extra=", or protocol, progress")
+    aggregated = protocol == "aggregated"
+    fits = fit_heldout_critics(problems, cfg, progress=progress, snapshots=aggregated)
+    if aggregated:
+        return [_aggregated_outcome(fit, seed) for fit, (_, _, seed) in zip(fits, problems)]
+    return [_paper_outcome(fit) for fit in fits]
