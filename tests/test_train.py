@@ -266,7 +266,7 @@ def test_bad_inputs_raise_errors_that_name_the_argument():
         train(q, x, method="ml", steps=1, seed=0, generator=gen(0), progress=False)
     with pytest.raises(ValueError, match="distributed=True needs torch.distributed"):
         train(q, x, method="ml", steps=1, distributed=True, progress=False)
-    with pytest.raises(TypeError, match="seed must be an int, got float"):
+    with pytest.raises(TypeError, match="seed must be an int, got type float"):
         train(q, x, method="ml", steps=1, seed=1.5, progress=False)
     with pytest.raises(ValueError, match="critic_lr must be a finite number > 0"):
         train(q, x, method="lsd", steps=1, critic_lr=0.0, progress=False)

@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ._io import json_text
+from ._argtypes import typed
+from ._io import json_text, prepare_out
 from .user_inputs import UserInputError, load_object, load_samples
+from .validation import positive_float, probability
 
 __all__ = ["main", "load_object", "load_samples"]
 
@@ -40,6 +42,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     from .gof import gof_test
 
     options = dict(_parse_option(o) for o in args.option)
+    probability(args.alpha, "--alpha")
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     if args.method == "lsd":
@@ -68,6 +71,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import stein_discrepancy
 
     options = dict(_parse_option(o) for o in args.option)
+    positive_float(args.lam, "--lam")
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     options.setdefault("progress", not args.json)
@@ -81,8 +85,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import FLAGS, check_demo, run_demo
 
+    check_demo(n=args.n, n_iters=args.iters, seed=args.seed, names=FLAGS)  # before any sampling
+    prepare_out(args.out, "--out")
     run_demo(args.out, n=args.n, n_iters=args.iters, seed=args.seed)
     return 0
 
@@ -93,7 +99,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     module = get_experiment(args.experiment)
     settings = settings_from_args(args, module.FULL, module.QUICK)
-    report = module.run(settings, Path(args.out), run_options_from_args(args))
+    options = run_options_from_args(args)
+    prepare_out(args.out, "--out")
+    report = module.run(settings, Path(args.out), options)
     print(f"{report['verdict']}\nresults in {args.out}")
     return 0
 
@@ -116,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="rank perturbed RBMs by LSD on a built-in default problem")
     demo.add_argument("--out", default="steinkit-demo", help="output folder (default: steinkit-demo)")
-    demo.add_argument("--n", type=int, default=4000, help="samples from the RBM")
-    demo.add_argument("--iters", type=int, default=500, help="critic training steps")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--n", type=typed(int), default=4000, help="samples from the RBM")
+    demo.add_argument("--iters", type=typed(int), default=500, help="critic training steps")
+    demo.add_argument("--seed", type=typed(int), default=0)
     demo.set_defaults(func=_cmd_demo)
 
     for name, helptext, func in [
@@ -128,16 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--model", required=True, help="path/to/file.py:name of a model object (or class)")
         p.add_argument("--data", required=True, help="samples (n, d) as .npy, .npz, .csv or .txt")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=typed(int), default=0)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         p.add_argument("--verbose", action="store_true", help="with --json: also bootstrap draws and histories")
         p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                        help="extra option passed through (JSON values), e.g. --option n_iters=300")
         if name == "test":
             p.add_argument("--method", default="lsd", choices=METHODS)
-            p.add_argument("--alpha", type=float, default=0.05)
+            p.add_argument("--alpha", type=typed(float), default=0.05)
         else:
-            p.add_argument("--lam", type=float, default=0.5)
+            p.add_argument("--lam", type=typed(float), default=0.5)
         p.set_defaults(func=func)
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")

@@ -20,7 +20,7 @@ from .fit import fit_heldout_critics
 from .scores import as_score
 from .settings import ESTIMATE, CriticSettings, settings_from
 from .splits import split_data
-from .validation import as_data, seed_from, seed_value
+from .validation import as_data, seed_from, seed_value, wrong_type
 
 __all__ = [
     "DiscrepancyEstimate",
@@ -159,8 +159,10 @@ def compare(
         >>> [r.name for r in rows]
         ['right', 'shifted']
     """
-    if not isinstance(models, Mapping) or not models:
-        raise TypeError("models must be a non-empty mapping of name -> model")
+    if not isinstance(models, Mapping):
+        raise wrong_type("models", "a mapping of name -> model", models)
+    if not models:
+        raise ValueError("models must be a non-empty mapping of name -> model, got an empty one")
     cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, generator, progress")
     names = list(models)
     estimates = _estimates([models[n] for n in names], x, cfg, seed_from(seed, generator), progress)

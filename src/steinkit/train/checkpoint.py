@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..validation import wrong_type
+
 if TYPE_CHECKING:
     from .objectives import Objective
     from .state import TrainState
@@ -160,7 +162,7 @@ def check_path(checkpoint: Any, *, writer: bool = True) -> Path | None:
     if checkpoint is None:
         return None
     if not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint must be a file path (str or os.PathLike), got {type(checkpoint).__name__}")
+        raise wrong_type("checkpoint", "a file path (str or os.PathLike)", checkpoint)
     path = Path(checkpoint)
     where = f"checkpoint={str(path)!r}"
     if path.is_dir():

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_data, as_generator, positive_int, seed_value
+from ..validation import as_data, as_generator, positive_int, seed_value, wrong_type
 from .objectives import Objective
 
 __all__ = ["check_model", "check_data", "make_generator"]
@@ -33,7 +33,7 @@ def check_model(model: Any, objective: Objective) -> int:
     """The model's dimension, after checking it offers what ``objective`` needs."""
     method = objective.name
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise wrong_type("model", "a torch.nn.Module", model)
     if getattr(model, "dim", None) is None:
         raise TypeError("model must have an int attribute `dim` (its data dimension), got None")
     dim = positive_int(model.dim, "model.dim")

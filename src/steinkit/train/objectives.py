@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..critics import MLPCritic
+from ..validation import wrong_type
 from .modules import CNCELoss, CriticLoss, LossModule, LSDModelLoss, MLLoss, NCELoss, SSMLoss, fit_noise
 from .settings import TrainSettings
 
@@ -151,7 +152,7 @@ class LSD(Objective):
     ) -> dict[str, nn.Module]:
         critic = self.critic if self.critic is not None else _default_critic(model.dim, data, generator)
         if not isinstance(critic, nn.Module):
-            raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+            raise wrong_type("critic", "a torch.nn.Module", critic)
         cdim = getattr(critic, "dim", model.dim)
         if cdim != model.dim:
             raise ValueError(f"critic has dimension critic.dim = {cdim} but model.dim = {model.dim}")
@@ -195,7 +196,7 @@ class LSDOracle(Objective):
     def __init__(self, target: nn.Module | Callable[[Tensor], Tensor]) -> None:
         score = getattr(target, "score", target)
         if not callable(score):
-            raise TypeError(f"target must have a score(x) method or be callable, got {type(target).__name__}")
+            raise TypeError(f"target must have a score(x) method or be callable, got type {type(target).__name__}")
         self.target_score = score
 
     def build(

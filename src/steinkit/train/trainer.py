@@ -55,6 +55,7 @@ from .modules import NCELoss
 from .objectives import METHODS, Objective, make_objective
 from .schedule import checkpoints, learning_rate, records
 from .settings import LR_DECAYS, TrainSettings
+from ..validation import wrong_type
 from .state import EvalFn, TrainState, new_state
 
 __all__ = ["LR_DECAYS", "METHODS", "TrainResult", "TrainingDiverged", "train"]
@@ -210,9 +211,9 @@ def train(
         max_loss_ratio=max_loss_ratio,
     ))  # fmt: skip
     if eval_fn is not None and not callable(eval_fn):
-        raise TypeError(f"eval_fn must be callable, got {type(eval_fn).__name__}")
+        raise wrong_type("eval_fn", "callable", eval_fn)
     if not isinstance(resume, bool):
-        raise TypeError(f"resume must be True or False, got {resume!r}")
+        raise wrong_type("resume", "True or False", resume)
     path = check_path(checkpoint, writer=False)
     state = _start(model, data, objective, settings, generator=generator, seed=seed, distributed=distributed)
     state.seed = seed
@@ -233,7 +234,7 @@ def _settings(settings: TrainSettings | None, keywords: dict[str, Any]) -> Train
             raise TypeError("train() needs steps= (the number of model updates) or settings=")
         return TrainSettings(**keywords)
     if not isinstance(settings, TrainSettings):
-        raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
+        raise wrong_type("settings", "a TrainSettings", settings)
     defaults = {f.name: f.default for f in fields(TrainSettings)} | {"steps": None}
     clash = [k for k, v in keywords.items() if v != defaults[k]]
     if clash:
