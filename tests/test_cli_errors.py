@@ -29,6 +29,7 @@ def d(tmp_path):
     np.save(tmp_path / "three.npy", np.zeros((4, 3)))
     (tmp_path / "x.json").write_text("[]")
     (tmp_path / "afile").write_text("")
+    (tmp_path / "numpy_score.py").write_text("def model(x):\n    return -x.numpy()\n")
     return tmp_path
 
 
@@ -78,12 +79,19 @@ CASES = {
                          "--lam must be a finite number > 0"),
     "test lam option inf": (lambda d: _test(d, "x.npy", "m.py:model", "--method", "lsd", "--option", "lam=Infinity"),
                             "lam must be a finite number > 0"),
+    "score returns a numpy array": (lambda d: _test(d, "x.npy", "numpy_score.py:model"), "numpy"),
+    "dask backend without the extra": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/r", "--dim", "2",
+                                                  "--iters", "1", "--n-eval", "4", "--batch-size", "4",
+                                                  "--backend", "dask", "--jobs", "2"], "pip install steinkit[dask]"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_user_mistake_gives_one_line_naming_it(d, capsys, case):
+def test_user_mistake_gives_one_line_naming_it(d, capsys, monkeypatch, case):
     argv, needle = CASES[case]
+    if "dask" in case:
+        for name in ("dask", "dask.distributed"):
+            monkeypatch.setitem(sys.modules, name, None)  # importing a None entry raises ImportError
     assert main(argv(d)) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("steinkit: error:") and needle in err and "\n" not in err and "Traceback" not in err
@@ -126,6 +134,15 @@ def test_json_is_trimmed_and_names_its_inputs(d, capsys):
     assert "bootstrap_statistics" not in out["details"]
     assert main(_test(d, "x.npy", "m.py:model", "--json", "--verbose")) == 0
     assert len(json.loads(capsys.readouterr().out)["details"]["bootstrap_statistics"]) == 1000
+
+
+def test_evaluate_json_names_its_method_inputs_and_sizes(d, capsys):
+    argv = ["evaluate", "--model", f"{d}/m.py:model", "--data", f"{d}/x.npy", "--json",
+            "--option", "n_iters=5", "--option", "hidden=4"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["method"], out["n"], out["d"], out["seed"]) == ("lsd", 50, 2, 0) and out["data"].endswith("x.npy")
+    assert out["model"].endswith("m.py:model") and out["lam"] == 0.5
 
 
 def test_csv_header_and_npz_key_are_read(d, capsys):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import sqlite3
@@ -269,10 +270,24 @@ def _workers(jobs: int) -> int:
 
 def _check_args(trial_fn: Any, configs: Any, jobs: Any, backend: Any, threads: Any, address: Any) -> None:
     if not callable(trial_fn):
-        raise TypeError(f"trial_fn must be callable, got {type(trial_fn).__name__}")
+        raise wrong_type("trial_fn", "callable", trial_fn)
     if isinstance(configs, (str, bytes, Mapping)) or not isinstance(configs, Iterable):
-        raise TypeError(f"configs must be a sequence of dicts, got {type(configs).__name__}")
+        raise wrong_type("configs", "a sequence of dicts", configs)
     check_execution(jobs, backend, threads, address)
+
+
+#: The optional modules each backend imports.
+_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"dask": ("dask.distributed",), "ray": ("ray", "ray.util.joblib")}
+
+
+def _require_backend(backend: str) -> None:
+    """Import the optional modules ``backend`` needs, so a missing extra fails before any trial
+    starts (or progress bar shows) with an ``ImportError`` saying what to install."""
+    for module in _EXTRA_MODULES.get(backend, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise _missing_extra(backend, err) from None
 
 
 def _missing_extra(backend: str, err: ImportError) -> ImportError:
@@ -471,6 +486,7 @@ def _run_pending(
 ) -> None:
     from tqdm.auto import tqdm
 
+    _require_backend(backend)
     bar = tqdm(total=len(pending), desc="trials", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         if backend == "dask":
