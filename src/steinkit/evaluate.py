@@ -77,11 +77,12 @@ def _estimates(
     fits = fit_heldout_critics([(sc, x, seed) for sc in scores], settings, progress=progress)
     out = []
     for fit in fits:
-        n_test = fit.test_terms.shape[0]
+        terms = fit.test_terms.double()  # float32 squares of large terms overflow
+        n_test = terms.shape[0]
         out.append(
             DiscrepancyEstimate(
-                value=float(fit.test_terms.mean()),
-                stderr=float(fit.test_terms.std() / n_test**0.5),
+                value=float(terms.mean()),
+                stderr=float(terms.std() / n_test**0.5),
                 n_test=n_test,
                 lam=settings.lam,
                 best_iteration=fit.best_iteration,

@@ -10,6 +10,11 @@ An ensemble critic (``MLPCritic(n_critics=K)``) is fitted as K independent probl
 x and scores may carry a leading K axis, losses are summed, and selection is per member. With
 one generator per member, each member follows exactly the path it would follow alone.
 
+Numerical failure is an error, never a result: when the objective or the Stein terms' mean or
+std turns NaN/inf while fitting (checked at every validation, so without a sync per step), or
+on the held-out splits, :class:`FloatingPointError` names the cause and the settings to change
+(:func:`numerical_failure`).
+
 Example:
     >>> import torch
     >>> from steinkit.critics import MLPCritic
@@ -38,7 +43,9 @@ from .settings import ESTIMATE, OBJECTIVES, SELECTIONS, CriticSettings, settings
 from .splits import split_data
 from .stein import critic_objective, power_ratio, stein_terms
 
-__all__ = ["CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "OBJECTIVES", "SELECTIONS"]
+__all__ = [
+    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "numerical_failure", "OBJECTIVES", "SELECTIONS",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,37 @@ def _statistic(terms: Tensor, selection: str) -> Tensor:
 
 def _tolist(t: Tensor) -> float | list[float]:
     return t.tolist() if t.dim() else float(t)
+
+
+def _finite_stats(terms: Tensor) -> Tensor:
+    """Whether the mean and std of Stein terms (over the last axis) are finite, as a bool tensor."""
+    return torch.isfinite(terms.mean(-1)).all() & torch.isfinite(terms.std(-1)).all()
+
+
+def numerical_failure(where: str, settings: CriticSettings, x: Tensor, s: Tensor) -> FloatingPointError:
+    """The error for Stein statistics that stopped being finite ``where``: it says why that
+    happens and what to change (``lr``, ``lam``, or the data's scale when the data or scores
+    are large enough to overflow in their dtype).
+
+    Example:
+        >>> from steinkit.settings import ESTIMATE
+        >>> x = torch.ones(3, 2) * 1e20
+        >>> print(numerical_failure("on the test split", ESTIMATE, x, -x))  # doctest: +NORMALIZE_WHITESPACE
+        the critic's Stein statistics are not finite on the test split: the critic diverged, or the data or the
+        model's scores are too large: lower lr (now 0.001) or raise lam (now 0.5); the largest |x| is 1e+20 and
+        the largest |score| is 1e+20, too large for torch.float32: rescale (standardize) the data or use float64
+    """
+    text = (
+        f"the critic's Stein statistics are not finite {where}: the critic diverged, or the data or the model's "
+        f"scores are too large: lower lr (now {settings.lr:g}) or raise lam (now {settings.lam:g})"
+    )
+    big_x, big_s = float(x.detach().abs().max()), float(s.detach().abs().max())
+    if max(big_x, big_s) > 1e6:
+        text += (
+            f"; the largest |x| is {big_x:.3g} and the largest |score| is {big_s:.3g}, too large for {x.dtype}: "
+            "rescale (standardize) the data or use float64"
+        )
+    return FloatingPointError(text)
 
 
 class _Selection:
@@ -159,12 +197,16 @@ def fit_critic(
     params = list(critic.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     selection = _Selection(params, cfg.selection)
+    finite = torch.ones((), dtype=torch.bool, device=x_train.device)  # every training statistic so far
 
     def validate(iteration: int) -> None:
         critic.eval()
         with torch.no_grad():
             val_terms, _ = stein_terms(critic, x_val, s_val, trace=val_trace)
             train_terms, _ = stein_terms(critic, x_train, s_train, trace=val_trace)
+            if not bool(finite & _finite_stats(val_terms) & _finite_stats(train_terms)):
+                raise numerical_failure(f"while fitting (by iteration {iteration} of {cfg.n_iters})", cfg,
+                                        x_train, s_train)
             selection.record(iteration, train_terms, val_terms)
             if callback is not None:
                 callback(iteration, critic)
@@ -179,6 +221,7 @@ def fit_critic(
             xb, sb = _take(x_train, idx), _take(s_train, idx)
         terms, f = stein_terms(critic, xb, sb, trace=cfg.trace, n_probes=cfg.n_probes, generator=generator)
         loss = -critic_objective(terms, f, cfg.lam, cfg.objective).sum()
+        finite &= torch.isfinite(loss.detach()) & _finite_stats(terms.detach())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -299,11 +342,8 @@ def fit_heldout_critics(
                      progress=progress)
     with torch.no_grad():
         terms, _ = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
-    if not bool(torch.isfinite(terms).all()):
-        raise FloatingPointError(
-            "the fitted critic's Stein terms on the test split are not finite (the critic diverged "
-            f"or the model's score is not finite there): lower lr (now {cfg.lr:g}) or raise lam (now {cfg.lam:g})"
-        )
+    if not bool(_finite_stats(terms.double())):
+        raise numerical_failure("on the test split", cfg, x_parts[2], s_parts[2])
     out = []
     for k in range(len(problems)):
         history = tuple(

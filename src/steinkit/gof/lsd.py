@@ -62,7 +62,7 @@ def lsd_tests(
         terms = fit.test_terms.double()
         n_test = terms.shape[0]
         mean, std = float(terms.mean()), float(terms.std())
-        t = math.sqrt(n_test) * mean / std if std > 0 else (math.inf if mean > 0 else 0.0)
+        t = _statistic(mean, std, n_test)
         details = {
             "test_mean": mean,
             "test_std": std,
@@ -72,3 +72,25 @@ def lsd_tests(
         }
         out.append(TestOutcome(statistic=t, pvalue=normal_sf(t), details=details))
     return out
+
+
+def _statistic(mean: float, std: float, n_test: int) -> float:
+    """t = √n · mean/std. Equal terms (std 0) with a positive mean give t = +∞ (reject: under H0
+    they have mean 0); with mean ≤ 0 the ratio is undefined, which is an error, not a verdict.
+
+    Example:
+        >>> _statistic(0.5, 0.0, 100)
+        inf
+        >>> _statistic(0.0, 0.0, 100)
+        Traceback (most recent call last):
+        ...
+        FloatingPointError: all 100 Stein terms on the test split equal 0 (zero variance), so t = mean/std is undefined: the test data have no spread (constant or repeated rows) or the critic is constant there; check x
+    """
+    if std > 0:
+        return math.sqrt(n_test) * mean / std
+    if mean > 0:
+        return math.inf
+    raise FloatingPointError(
+        f"all {n_test} Stein terms on the test split equal {mean:.3g} (zero variance), so t = mean/std is "
+        "undefined: the test data have no spread (constant or repeated rows) or the critic is constant there; check x"
+    )

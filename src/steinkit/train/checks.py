@@ -51,10 +51,14 @@ def check_model(model: Any, objective: Objective) -> int:
 
 def check_data(data: Any, dim: int, like: Tensor) -> Tensor:
     """``data`` as a finite (n, dim) tensor of ``like``'s dtype and device, detached
-    (:func:`steinkit.validation.as_data`; a wrong width is reported against ``model.dim``)."""
+    (:func:`steinkit.validation.as_data`; a wrong width is reported against ``model.dim``), with
+    at least two distinct rows (a density cannot be fitted to one point)."""
     data = as_data(data, "data", like=like).detach()
     if data.shape[1] != dim:
         raise ValueError(f"data has {data.shape[1]} columns but the model has dimension model.dim = {dim}")
+    if not bool((data != data[0]).any()):
+        raise ValueError(f"data has zero variance: all {data.shape[0]} rows are equal, and a density cannot be fitted "
+                         "to one point")
     return data
 
 

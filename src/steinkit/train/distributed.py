@@ -78,11 +78,12 @@ class World:
 
 class Diverged(Exception):
     """The part ``part`` diverged at this step, which was not applied; ``reason`` says how
-    (its loss or gradient was not finite, or its loss passed the bound)."""
+    (its loss or gradient was not finite, or its loss passed the bound); ``first``: at the
+    part's first step, before any update of it (so its learning rate is not the cause)."""
 
-    def __init__(self, part: str, reason: str) -> None:
+    def __init__(self, part: str, reason: str, *, first: bool = False) -> None:
         super().__init__(f"{part}: {reason}")
-        self.part, self.reason = part, reason
+        self.part, self.reason, self.first = part, reason, first
 
 
 class Stepper:
@@ -134,7 +135,7 @@ class Stepper:
         values = self.world.mean(torch.cat([values, grad_sum.reshape(1)]))
         if not bool(torch.isfinite(values).all()):
             self.optimizer.zero_grad(set_to_none=True)
-            raise Diverged(self.name, "loss or its gradient became NaN/inf")
+            raise Diverged(self.name, "loss or its gradient became NaN/inf", first=self.scale is None)
         self._check_bound(float(values[0]))
         self.optimizer.step()
         return dict(zip(names, values[:-1].tolist()))

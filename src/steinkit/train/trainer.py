@@ -368,7 +368,7 @@ def _report_divergence(
             if last_good is not None
             else f"; no checkpoint had been written to {str(path)!r} yet"
         )
-    msg += f". {_remedy(state.settings, objective, cause)}."
+    msg += f". {_remedy(state, objective, cause)}."
     if state.settings.on_nan == "raise":
         raise TrainingDiverged(
             msg, step=step, history=tuple(state.history), checkpoint=path, last_good_step=last_good or 0
@@ -376,8 +376,16 @@ def _report_divergence(
     warnings.warn(msg, RuntimeWarning, stacklevel=4)  # the caller of train()
 
 
-def _remedy(settings: TrainSettings, objective: Objective, cause: Diverged) -> str:
-    """What to change after a divergence: the rates (and LSD's lam), or the bound itself."""
+def _remedy(state: TrainState, objective: Objective, cause: Diverged) -> str:
+    """What to change after a divergence: the data or model when it failed before any update;
+    else the rates (and LSD's lam), or the bound itself."""
+    settings = state.settings
+    if cause.first:
+        return (
+            f"It failed before any update of the {cause.part}, so the learning rate is not the cause: check the data "
+            f"(largest |data| is {float(state.data.abs().max()):.3g}; rescale or standardize data that large) and "
+            f"the model's {objective.needs}(x) on them"
+        )
     rates = f"lr (now {settings.lr:g})"
     if cause.part == "critic" and settings.critic_lr is not None:
         rates = f"critic_lr (now {settings.critic_lr:g})"
