@@ -46,6 +46,9 @@ def _cmd_test(args: argparse.Namespace) -> int:
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     if args.method == "lsd":
+        from .settings import TEST
+
+        _announce_fit_time("test", model, x, TEST, options, args.seed)
         options.setdefault("progress", not args.json)
     result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, **options)
     if not args.json:
@@ -74,6 +77,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     positive_float(args.lam, "--lam")
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    from .settings import ESTIMATE
+
+    _announce_fit_time("estimate", model, x, ESTIMATE.replace(lam=args.lam), options, args.seed)
     options.setdefault("progress", not args.json)
     est = stein_discrepancy(model, x, lam=args.lam, seed=args.seed, **options)
     if args.json:
@@ -82,6 +88,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(est)
     return 0
+
+
+#: What a quicker critic fit uses (suggested when the settings are larger).
+_QUICK = {"n_iters": 200, "hidden": 64}
+
+
+def _announce_fit_time(what: str, model: Any, x: Any, defaults: Any, options: dict[str, Any], seed: int) -> None:
+    """Say on stderr, before the fit starts, about how long the LSD critic fit will take here
+    (:func:`steinkit.fit.fit_seconds`) and which options shorten it."""
+    from .fit import fit_seconds
+    from .scores import as_score
+    from .settings import settings_from
+    from .validation import as_data
+
+    cfg = settings_from(None, defaults, {k: v for k, v in options.items() if k != "progress"})
+    data, score = as_data(x, "x"), as_score(model)
+    score.check_dim(data)
+    problems = [(score, data, seed)]
+    line = (f"steinkit: the LSD {what} fits a {cfg.n_layers}x{cfg.hidden} critic for {cfg.n_iters} steps: "
+            f"about {_duration(fit_seconds(problems, cfg))} here (timed from a few steps)")
+    quick = {k: v for k, v in _QUICK.items() if getattr(cfg, k) > v}
+    if quick:
+        flags = " ".join(f"--option {k}={v}" for k, v in quick.items())
+        line += f"; {flags} shortens it to about {_duration(fit_seconds(problems, cfg.replace(**quick)))}"
+    print(line, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -44,7 +45,8 @@ from .splits import split_data
 from .stein import critic_objective, power_ratio, stein_terms
 
 __all__ = [
-    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "numerical_failure", "OBJECTIVES", "SELECTIONS",
+    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_seconds", "numerical_failure", "OBJECTIVES",
+    "SELECTIONS",
 ]
 
 
@@ -214,23 +216,32 @@ def fit_critic(
 
     critic.train()
     for it in tqdm(range(1, cfg.n_iters + 1), disable=not progress, desc=desc, leave=False):
-        if full_batch:
-            xb, sb = x_train, s_train
-        else:
-            idx = _batch_indices(n_train, cfg.batch_size, generator)
-            xb, sb = _take(x_train, idx), _take(s_train, idx)
-        terms, f = stein_terms(critic, xb, sb, trace=cfg.trace, n_probes=cfg.n_probes, generator=generator)
-        loss = -critic_objective(terms, f, cfg.lam, cfg.objective).sum()
-        finite &= torch.isfinite(loss.detach()) & _finite_stats(terms.detach())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        finite &= _step(critic, optimizer, x_train, s_train, cfg, generator, full_batch)
         if it % cfg.val_every == 0 or it == cfg.n_iters:
             validate(it)
     selection.restore()
     critic.eval()
     assert selection.best_stat is not None and selection.best_iter is not None
     return CriticFit(critic, tuple(selection.history), _tolist(selection.best_iter), _tolist(selection.best_stat))
+
+
+def _step(
+    critic: MLPCritic, optimizer: torch.optim.Optimizer, x_train: Tensor, s_train: Tensor, cfg: CriticSettings,
+    generator: Generators, full_batch: bool,
+) -> Tensor:
+    """One Adam step of the critic on a batch; returns whether its statistics were finite
+    (a bool tensor, so that the caller syncs only when it checks)."""
+    if full_batch:
+        xb, sb = x_train, s_train
+    else:
+        idx = _batch_indices(x_train.shape[-2], cfg.batch_size, generator)
+        xb, sb = _take(x_train, idx), _take(s_train, idx)
+    terms, f = stein_terms(critic, xb, sb, trace=cfg.trace, n_probes=cfg.n_probes, generator=generator)
+    loss = -critic_objective(terms, f, cfg.lam, cfg.objective).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return torch.isfinite(loss.detach()) & _finite_stats(terms.detach())
 
 
 def _copy_where(dst: Sequence[Tensor], src: Sequence[Tensor], mask: Tensor) -> None:
@@ -297,6 +308,27 @@ def _split_problems(problems: Sequence[tuple[Score, Tensor, int]], split: Sequen
     return x_parts, s_parts
 
 
+def _check_problems(problems: Sequence[tuple[Score, Tensor, int]]) -> None:
+    if not problems:
+        raise ValueError("problems must not be empty")
+    shapes = {tuple(x.shape) for _, x, _ in problems}
+    if len(shapes) != 1:
+        raise ValueError(f"all data sets must have one shape to be fitted together, got {sorted(shapes)}")
+
+
+def _ensemble(
+    problems: Sequence[tuple[Score, Tensor, int]], cfg: CriticSettings
+) -> tuple[MLPCritic, list[torch.Generator]]:
+    """The problems' critic ensemble (member k initialised from seed + 1) and generators (seed + 2)."""
+    seeds = [seed for _, _, seed in problems]
+    x0 = problems[0][1]
+    critic = MLPCritic(
+        x0.shape[1], cfg.hidden, cfg.n_layers, cfg.dropout,
+        n_critics=len(problems), seeds=[s + 1 for s in seeds], dtype=x0.dtype,
+    )
+    return critic, [torch.Generator().manual_seed(s + 2) for s in seeds]
+
+
 def fit_heldout_critics(
     problems: Sequence[tuple[Score, Tensor, int]],
     settings: CriticSettings | None = None,
@@ -325,19 +357,9 @@ def fit_heldout_critics(
         torch.Size([20])
     """
     cfg = ESTIMATE if settings is None else settings
-    if not problems:
-        raise ValueError("problems must not be empty")
-    shapes = {tuple(x.shape) for _, x, _ in problems}
-    if len(shapes) != 1:
-        raise ValueError(f"all data sets must have one shape to be fitted together, got {sorted(shapes)}")
+    _check_problems(problems)
     x_parts, s_parts = _split_problems(problems, cfg.split)
-    seeds = [seed for _, _, seed in problems]
-    x0 = problems[0][1]
-    critic = MLPCritic(
-        x0.shape[1], cfg.hidden, cfg.n_layers, cfg.dropout,
-        n_critics=len(problems), seeds=[s + 1 for s in seeds], dtype=x0.dtype,
-    )
-    generators = [torch.Generator().manual_seed(s + 2) for s in seeds]
+    critic, generators = _ensemble(problems, cfg)
     fit = fit_critic(critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg, generator=generators,
                      progress=progress)
     with torch.no_grad():
@@ -351,3 +373,43 @@ def fit_heldout_critics(
         )
         out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history))  # type: ignore[index]
     return out
+
+
+def fit_seconds(
+    problems: Sequence[tuple[Score, Tensor, int]], settings: CriticSettings | None = None, *, steps: int = 3
+) -> float:
+    """About how many seconds :func:`fit_heldout_critics` takes on these problems, from a quick
+    timing on this machine: one warm-up and ``steps`` timed critic steps (scaled to
+    ``n_iters``), and one exact-trace validation on at most 64 rows (scaled linearly to the
+    validation's train + val rows, once per validation). It works on its own copies of the
+    critic and generators and draws nothing from torch's global generator, so the fit that
+    follows is unchanged.
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> from steinkit.settings import TEST
+        >>> x = torch.randn(300, 3, generator=torch.Generator().manual_seed(0))
+        >>> fit_seconds([(as_score(lambda z: -z), x, 0)], TEST.replace(n_iters=100)) > 0
+        True
+    """
+    cfg = ESTIMATE if settings is None else settings
+    _check_problems(problems)
+    x_parts, s_parts = _split_problems(problems, cfg.split)
+    critic, generators = _ensemble(problems, cfg)
+    n_train = x_parts[0].shape[-2]
+    full_batch = cfg.batch_size is None or cfg.batch_size >= n_train
+    optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    critic.train()
+    _step(critic, optimizer, x_parts[0], s_parts[0], cfg, generators, full_batch)  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        _step(critic, optimizer, x_parts[0], s_parts[0], cfg, generators, full_batch)
+    per_step = (time.perf_counter() - start) / steps
+    rows = min(64, n_train)
+    critic.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        stein_terms(critic, x_parts[0][..., :rows, :], s_parts[0][..., :rows, :], trace="exact")
+    per_validation = (time.perf_counter() - start) * (n_train + x_parts[1].shape[-2]) / rows
+    validations = -(-cfg.n_iters // cfg.val_every)
+    return cfg.n_iters * per_step + validations * per_validation
