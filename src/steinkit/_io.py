@@ -35,7 +35,9 @@ def prepare_out(out: str | os.PathLike, name: str = "out") -> Path:
     path = Path(out)
     blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise ValueError(f"{name} {str(path)!r} cannot be created as a folder: {str(blocking)!r} is a file, not a folder")
+        raise ValueError(
+            f"{name} {str(path)!r} cannot be created as a folder: {str(blocking)!r} is a file, not a folder"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

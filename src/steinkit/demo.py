@@ -32,7 +32,13 @@ FLAGS: Mapping[str, str] = {"out": "--out", "n": "--n", "n_iters": "--iters", "s
 
 
 def check_demo(
-    *, n: Any, n_iters: Any, batch_size: Any = 800, lam: Any = 0.5, seed: Any = 0, names: Mapping[str, str] | None = None
+    *,
+    n: Any,
+    n_iters: Any,
+    batch_size: Any = 800,
+    lam: Any = 0.5,
+    seed: Any = 0,
+    names: Mapping[str, str] | None = None,
 ) -> tuple[CriticSettings, int]:
     """Check :func:`run_demo`'s numbers before any sampling, naming each argument as ``names``
     maps it (e.g. :data:`FLAGS`; default: the argument's own name). Returns the critic settings

@@ -280,7 +280,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=typed(int), default=1, help="parallel trial workers (default 1)")
     parser.add_argument("--backend", choices=BACKENDS, default="loky",
                         help="loky (local processes, default), dask or ray (optional extras)")
-    parser.add_argument("--threads", type=typed(int), default=1, help="torch threads per trial (default 1; 0: torch's choice)")
+    parser.add_argument("--threads", type=typed(int), default=1,
+                        help="torch threads per trial (default 1; 0: torch's choice)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show progress bars on stderr (default on)")
     parser.add_argument("--address", default=None, metavar="ADDRESS",
