@@ -138,3 +138,53 @@ def test_float_settings_given_as_ints_share_the_store_key():
 
     assert gaussian_critic.FULL.replace(lam=1).to_dict() == gaussian_critic.FULL.replace(lam=1.0).to_dict()
     assert isinstance(gaussian_critic.FULL.replace(lam=1).lam, float)
+
+
+def _estimate(err: str) -> float:
+    """The seconds of the 'about N s here' line on stderr."""
+    import re
+
+    match = re.search(r"steinkit: the LSD (?:test|estimate) fits a \d+x\d+ critic for \d+ steps: about ([\d.]+) "
+                      r"(s|min) here", err)
+    assert match, err
+    return float(match.group(1)) * (60 if match.group(2) == "min" else 1)
+
+
+def test_lsd_test_states_its_expected_time_and_how_to_shorten_it(files, capsys, monkeypatch):
+    """The default test (1000 steps of a 2x300 critic) says, before starting, about how long it
+    takes and which options shorten it; the fit itself is replaced by a tiny one here."""
+    import steinkit.gof
+    from steinkit.gof import gof_test
+
+    calls = []
+
+    def tiny(*args, **kwargs):
+        calls.append(kwargs)
+        return gof_test(*args, **{**kwargs, "n_iters": 20, "hidden": 8})
+
+    monkeypatch.setattr(steinkit.gof, "gof_test", tiny)
+    argv = ["test", "--model", f"{files}/mymodel.py:model", "--data", f"{files}/samples.npy", "--json"]
+    assert main(argv) == 0 and len(calls) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["method"] == "lsd"  # stdout holds the JSON only
+    assert "2x64 critic for 300 steps" in err and "--option n_iters=200 shortens it to about" in err
+    assert _estimate(err) > 0
+    assert main(argv + ["--option", "protocol=paper"]) == 0 and calls[-1]["protocol"] == "paper"
+    err = capsys.readouterr().err
+    assert "2x300 critic for 1000 steps" in err and "--option n_iters=200 --option hidden=64 shortens it" in err
+
+
+def test_lsd_time_estimate_is_of_the_right_size(files, capsys):
+    import time
+
+    argv = ["test", "--model", f"{files}/mymodel.py:Shifted", "--data", f"{files}/samples.npy", "--json",
+            "--option", "n_iters=100", "--option", "hidden=32"]
+    start = time.perf_counter()
+    assert main(argv) == 0
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert "shortens" not in err  # nothing to suggest below 200 steps of 64 units
+    assert seconds / 10 < _estimate(err) < 10 * seconds
+    argv[0] = "evaluate"
+    assert main(argv) == 0
+    assert "the LSD estimate fits a 2x32 critic for 100 steps" in capsys.readouterr().err

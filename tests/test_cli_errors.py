@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ def d(tmp_path):
     np.save(tmp_path / "three.npy", np.zeros((4, 3)))
     (tmp_path / "x.json").write_text("[]")
     (tmp_path / "afile").write_text("")
+    (tmp_path / "numpy_score.py").write_text("def model(x):\n    return -x.numpy()\n")
     return tmp_path
 
 
@@ -53,17 +55,61 @@ CASES = {
     "unknown option": (lambda d: _test(d, "x.npy", "m.py:model", "--option", "nosuch=1"), "nosuch"),
     "alpha outside (0, 1)": (lambda d: _test(d, "x.npy", "m.py:model", "--alpha", "1.5"), "alpha"),
     "out under a file": (lambda d: ["demo", "--out", f"{d}/afile/sub", "--n", "50", "--iters", "5"], "afile"),
-    "demo bad iters, before any sampling": (lambda d: ["demo", "--out", f"{d}/demo", "--iters", "-1"], "n_iters"),
+    "demo bad iters, before any sampling": (lambda d: ["demo", "--out", f"{d}/demo", "--iters", "-1"], "--iters must be >= 1"),
     "reproduce bad setting": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/r", "--dim", "0"], "dim"),
+    # every demo and reproduction flag is checked before any work, in the flag's own name
+    "demo bad n": (lambda d: ["demo", "--out", f"{d}/demo", "--n", "0"], "--n must be >= 1"),
+    "demo n too small to split": (lambda d: ["demo", "--out", f"{d}/demo", "--n", "5"], "--n is too small"),
+    "demo out under a file, named": (lambda d: ["demo", "--out", f"{d}/afile/sub"], "--out '"),
+    "reproduce out under a file": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/afile/r"],
+                                   "--out '"),
+    "reproduce flag name": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/r", "--n-eval", "1"],
+                            "--n-eval must be finite and >= 2"),
+    "ica dims 0, before the pool": (lambda d: ["reproduce", "ica", "--out", f"{d}/r", "--dims", "0"],
+                                    "--dims must be finite and >= 1"),
+    "rbm-power dims": (lambda d: ["reproduce", "rbm-power", "--out", f"{d}/r", "--dims", "50:0"],
+                       "--dims must list dx or dx:dh"),
+    "reproduce jobs 0": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/r", "--jobs", "0"],
+                         "--jobs must be a nonzero int"),
+    "reproduce threads": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/r", "--threads", "-1"],
+                          "--threads must be an int >= 0"),
+    "evaluate lam inf": (lambda d: ["evaluate", "--model", f"{d}/m.py:model", "--data", f"{d}/x.npy", "--lam", "inf"],
+                         "--lam must be a finite number > 0"),
+    "evaluate lam nan": (lambda d: ["evaluate", "--model", f"{d}/m.py:model", "--data", f"{d}/x.npy", "--lam", "nan"],
+                         "--lam must be a finite number > 0"),
+    "test lam option inf": (lambda d: _test(d, "x.npy", "m.py:model", "--method", "lsd", "--option", "lam=Infinity"),
+                            "lam must be a finite number > 0"),
+    "score returns a numpy array": (lambda d: _test(d, "x.npy", "numpy_score.py:model"), "numpy"),
+    "dask backend without the extra": (lambda d: ["reproduce", "gaussian-critic", "--out", f"{d}/r", "--dim", "2",
+                                                  "--iters", "1", "--n-eval", "4", "--batch-size", "4",
+                                                  "--backend", "dask", "--jobs", "2"], "pip install steinkit[dask]"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_user_mistake_gives_one_line_naming_it(d, capsys, case):
+def test_user_mistake_gives_one_line_naming_it(d, capsys, monkeypatch, case):
     argv, needle = CASES[case]
+    if "dask" in case:
+        for name in ("dask", "dask.distributed"):
+            monkeypatch.setitem(sys.modules, name, None)  # importing a None entry raises ImportError
     assert main(argv(d)) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("steinkit: error:") and needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_demo_flags_fail_before_any_sampling_or_output(d, capsys):
+    """``demo --iters -1`` used to sample for a minute, then name ``n_iters``."""
+    start = time.perf_counter()
+    assert main(["demo", "--out", f"{d}/demo", "--iters", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--iters must be >= 1, got -1" in err and "n_iters" not in err and "Sampling" not in err
+    assert not (d / "demo").exists() and time.perf_counter() - start < 5
+
+
+def test_reproduce_flags_fail_before_any_work(d):
+    assert main(["reproduce", "ica", "--out", f"{d}/ica", "--dims", "0"]) == 2
+    assert main(["reproduce", "gaussian-critic", "--out", f"{d}/gc", "--jobs", "0"]) == 2
+    assert not (d / "ica").exists() and not (d / "gc").exists()
 
 
 def test_debug_shows_the_traceback(d):
@@ -88,6 +134,15 @@ def test_json_is_trimmed_and_names_its_inputs(d, capsys):
     assert "bootstrap_statistics" not in out["details"]
     assert main(_test(d, "x.npy", "m.py:model", "--json", "--verbose")) == 0
     assert len(json.loads(capsys.readouterr().out)["details"]["bootstrap_statistics"]) == 1000
+
+
+def test_evaluate_json_names_its_method_inputs_and_sizes(d, capsys):
+    argv = ["evaluate", "--model", f"{d}/m.py:model", "--data", f"{d}/x.npy", "--json",
+            "--option", "n_iters=5", "--option", "hidden=4"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["method"], out["n"], out["d"], out["seed"]) == ("lsd", 50, 2, 0) and out["data"].endswith("x.npy")
+    assert out["model"].endswith("m.py:model") and out["lam"] == 0.5
 
 
 def test_csv_header_and_npz_key_are_read(d, capsys):

@@ -78,6 +78,8 @@ GAUSS = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
         (torch.zeros(10, 2), {}, ValueError, "x has too few samples"),
         (torch.zeros(50, 2), {"lam": 0.0}, ValueError, "lam must be a finite number > 0"),
         (torch.zeros(50, 2), {"lam": -1.0}, ValueError, "lam must be a finite number > 0"),
+        (torch.zeros(50, 2), {"lam": float("inf")}, ValueError, "lam must be a finite number > 0, got inf"),
+        (torch.zeros(50, 2), {"lam": float("nan")}, ValueError, "lam must be a finite number > 0, got nan"),
         (torch.zeros(50, 2), {"split": (0.5, 0.5)}, ValueError, "split"),
         (torch.zeros(50, 2), {"bogus": 1}, TypeError, "unknown option"),
         (torch.zeros(50, 2), {"seed": 1.5}, TypeError, "seed must be an int"),
@@ -91,6 +93,11 @@ def test_bad_input(x, options, error, match):
 def test_score_of_wrong_shape_is_reported():
     with pytest.raises(ValueError, match="score .* must have the shape"):
         sk.stein_discrepancy(lambda z: z.sum(1, keepdim=True), torch.zeros(50, 2), n_iters=5)
+
+
+def test_a_score_returning_a_numpy_array_is_a_type_error_saying_so():
+    with pytest.raises(TypeError, match=r"must return a torch.Tensor, got type numpy.ndarray; convert it"):
+        sk.stein_discrepancy(lambda z: -z.numpy(), torch.zeros(50, 2), n_iters=5)
 
 
 def test_compare_needs_a_mapping():

@@ -163,8 +163,8 @@ def test_workers_use_one_torch_thread_and_parent_is_restored(tmp_path):
     [
         (dict(backend="spark"), ValueError, "backend must be one of"),
         (dict(jobs=0), ValueError, "jobs must be a nonzero int"),
-        (dict(jobs=1.5), ValueError, "jobs must be a nonzero int"),
-        (dict(jobs=True), ValueError, "jobs must be a nonzero int"),
+        (dict(jobs=1.5), TypeError, "jobs must be a nonzero int, got type float"),
+        (dict(jobs=True), TypeError, "jobs must be a nonzero int, got type bool"),
         (dict(threads=-1), ValueError, "threads must be an int >= 0"),
     ],
 )

@@ -266,7 +266,7 @@ def test_bad_inputs_raise_errors_that_name_the_argument():
         train(q, x, method="ml", steps=1, seed=0, generator=gen(0), progress=False)
     with pytest.raises(ValueError, match="distributed=True needs torch.distributed"):
         train(q, x, method="ml", steps=1, distributed=True, progress=False)
-    with pytest.raises(TypeError, match="seed must be an int, got float"):
+    with pytest.raises(TypeError, match="seed must be an int, got type float"):
         train(q, x, method="ml", steps=1, seed=1.5, progress=False)
     with pytest.raises(ValueError, match="critic_lr must be a finite number > 0"):
         train(q, x, method="lsd", steps=1, critic_lr=0.0, progress=False)
@@ -365,6 +365,63 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
         res = train(model, _data(100), method="ml", steps=30, on_nan="stop", seed=0, progress=False)
     assert res.diverged_at == 4 and res.steps == 3
     assert torch.isfinite(model.mu).all()
+
+
+class _Explodes(nn.Module):
+    """N(mu, I) whose log-density is multiplied by ``gain`` from its ``bad_call``-th call on
+    (a plain attribute, not saved in checkpoints)."""
+
+    normalized = True
+
+    def __init__(self, bad_call: int, gain: float = 1e12) -> None:
+        super().__init__()
+        self.dim = 2
+        self.mu = nn.Parameter(torch.zeros(2))
+        self.calls, self.bad_call, self.gain = 0, bad_call, gain
+
+    def log_prob(self, x):
+        self.calls += 1
+        lp = -0.5 * (x - self.mu).pow(2).sum(1) - math.log(2 * math.pi)
+        return lp * self.gain if self.calls >= self.bad_call else lp
+
+
+def test_divergence_to_huge_values_stops_like_nan_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "ck.pt"
+    model = _Explodes(bad_call=12)
+    with pytest.raises(TrainingDiverged, match=r"model loss reached .* beyond max_loss_ratio=1e\+08 .* at step 12 .*"
+                                               r"last good checkpoint \(step 10\).*smaller lr \(now 0.001\)") as info:
+        train(model, _data(100), method="ml", steps=30, checkpoint=path, checkpoint_every=5, seed=0, progress=False)
+    assert info.value.step == 12 and info.value.last_good_step == 10
+    assert load_checkpoint(path)["step"] == 10 and torch.isfinite(model.mu).all()
+    with pytest.warns(RuntimeWarning, match="max_loss_ratio"):
+        res = train(_Explodes(bad_call=4), _data(100), method="ml", steps=30, on_nan="stop", seed=0, progress=False)
+    assert res.diverged_at == 4 and res.steps == 3
+    # the bound is a setting: larger, or None, lets the same run finish
+    assert train(_Explodes(bad_call=4), _data(100), method="ml", steps=8, max_loss_ratio=1e20, seed=0,
+                 progress=False).steps == 8
+    assert train(_Explodes(bad_call=4), _data(100), method="ml", steps=8, max_loss_ratio=None, seed=0,
+                 progress=False).steps == 8
+    with pytest.raises(ValueError, match="max_loss_ratio must be a finite number > 0"):
+        train(_gauss(), _data(100), method="ml", steps=1, max_loss_ratio=0.0, progress=False)
+
+
+def test_a_huge_learning_rate_is_stopped_not_reported_as_a_result():
+    """lr = 1e4 used to 'succeed' with losses near -1e26; the critic's loss now passes the bound."""
+    x = LinearICA.random(2, generator=gen(0)).sample(300, generator=gen(1))
+    with pytest.raises(TrainingDiverged, match=r"critic loss reached .*lr \(now 10000\) or a larger lam \(now 0.5\)"
+                                               r".*larger max_loss_ratio"):
+        train(LinearICA(torch.eye(2)), x, steps=50, lr=1e4, critic=_small_critic(), critic_steps=2, seed=0,
+              progress=False)
+
+
+def test_a_resumed_run_keeps_the_scale_of_the_bound(tmp_path):
+    """The bound is relative to the run's first loss, not to the first loss after a resume."""
+    path, x = tmp_path / "ck.pt", _data(100)
+    res = train(_Explodes(bad_call=10**9), x, method="ml", steps=3, log_every=1, checkpoint=path, seed=0,
+                progress=False)
+    assert load_checkpoint(path)["loss_scales"] == {"model": max(1.0, abs(res.history[0]["loss"]))}
+    with pytest.raises(TrainingDiverged, match="at step 4"):
+        train(_Explodes(bad_call=1), x, method="ml", steps=6, checkpoint=path, seed=0, progress=False)
 
 
 def test_cosine_lr_decay_starts_at_lr_and_resumes_exactly(tmp_path):

@@ -51,8 +51,8 @@ def test_kernel_rule_makes_a_float64_copy():
     "fn, value, error, match",
     [
         (v.positive_int, 0, ValueError, "k must be >= 1, got 0"),
-        (v.positive_int, 2.0, TypeError, "k must be an int, got float"),
-        (v.positive_int, True, TypeError, "k must be an int, got bool"),
+        (v.positive_int, 2.0, TypeError, r"k must be an int, got type float \(2.0\)"),
+        (v.positive_int, True, TypeError, r"k must be an int, got type bool \(True\)"),
         (v.nonneg_int, -1, ValueError, "k must be >= 0"),
         (v.positive_float, 0, ValueError, "k must be a finite number > 0"),
         (v.positive_float, float("inf"), ValueError, "k must be a finite number > 0"),

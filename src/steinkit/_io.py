@@ -20,10 +20,28 @@ from typing import Any, Mapping
 __all__ = ["prepare_out", "write_json", "json_text", "pyplot", "markdown_table"]
 
 
-def prepare_out(out: str | os.PathLike) -> Path:
-    """Create the output folder and return it as a Path."""
+def prepare_out(out: str | os.PathLike, name: str = "out") -> Path:
+    """Create the output folder and return it as a Path; a folder that cannot be created
+    raises ``ValueError`` naming the argument (``name``, e.g. ``"--out"``), the path and why.
+
+    Example:
+        >>> import tempfile
+        >>> file = tempfile.mkstemp()[1]
+        >>> prepare_out(file + "/sub", "--out")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: --out '.../sub' cannot be created as a folder: '...' is a file, not a folder
+    """
     path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(
+            f"{name} {str(path)!r} cannot be created as a folder: {str(blocking)!r} is a file, not a folder"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{name} {str(path)!r} cannot be created as a folder: {exc.strerror or exc}") from None
     return path
 
 

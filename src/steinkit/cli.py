@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ._io import json_text
+from ._argtypes import typed
+from ._io import json_text, prepare_out
 from .user_inputs import UserInputError, load_object, load_samples
+from .validation import positive_float, probability
 
 __all__ = ["main", "load_object", "load_samples"]
 
@@ -40,9 +42,14 @@ def _cmd_test(args: argparse.Namespace) -> int:
     from .gof import gof_test
 
     options = dict(_parse_option(o) for o in args.option)
+    probability(args.alpha, "--alpha")
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     if args.method == "lsd":
+        from .settings import AGGREGATED_TEST, TEST
+
+        defaults = TEST if options.get("protocol") == "paper" else AGGREGATED_TEST
+        _announce_fit_time("test", model, x, defaults, options, args.seed)
         options.setdefault("progress", not args.json)
     result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, device=args.device, **options)
     if not args.json:
@@ -68,8 +75,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import stein_discrepancy
 
     options = dict(_parse_option(o) for o in args.option)
+    positive_float(args.lam, "--lam")
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    from .settings import ESTIMATE
+
+    _announce_fit_time("estimate", model, x, ESTIMATE.replace(lam=args.lam), options, args.seed)
     options.setdefault("progress", not args.json)
     est = stein_discrepancy(model, x, lam=args.lam, seed=args.seed, device=args.device, **options)
     if args.json:
@@ -80,9 +91,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+#: What a quicker critic fit uses (suggested when the settings are larger).
+_QUICK = {"n_iters": 200, "hidden": 64}
 
+
+def _announce_fit_time(what: str, model: Any, x: Any, defaults: Any, options: dict[str, Any], seed: int) -> None:
+    """Say on stderr, before the fit starts, about how long the LSD critic fit will take here
+    (:func:`steinkit.fit.fit_seconds`) and which options shorten it."""
+    from .fit import fit_seconds
+    from .scores import as_score
+    from .settings import settings_from
+    from .validation import as_data
+
+    cfg = settings_from(None, defaults, {k: v for k, v in options.items() if k not in ("progress", "protocol")})
+    data, score = as_data(x, "x"), as_score(model)
+    score.check_dim(data)
+    problems = [(score, data, seed)]
+    line = (f"steinkit: the LSD {what} fits a {cfg.n_layers}x{cfg.hidden} critic for {cfg.n_iters} steps: "
+            f"about {_duration(fit_seconds(problems, cfg))} here (timed from a few steps)")
+    quick = {k: v for k, v in _QUICK.items() if getattr(cfg, k) > v}
+    if quick:
+        flags = " ".join(f"--option {k}={v}" for k, v in quick.items())
+        line += f"; {flags} shortens it to about {_duration(fit_seconds(problems, cfg.replace(**quick)))}"
+    print(line, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import FLAGS, check_demo, run_demo
+
+    check_demo(n=args.n, n_iters=args.iters, seed=args.seed, names=FLAGS)  # before any sampling
+    prepare_out(args.out, "--out")
     run_demo(args.out, n=args.n, n_iters=args.iters, seed=args.seed, device=args.device)
     return 0
 
@@ -93,7 +135,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     module = get_experiment(args.experiment)
     settings = settings_from_args(args, module.FULL, module.QUICK)
-    report = module.run(settings, Path(args.out), run_options_from_args(args))
+    options = run_options_from_args(args)
+    prepare_out(args.out, "--out")
+    report = module.run(settings, Path(args.out), options)
     print(f"{report['verdict']}\nresults in {args.out}")
     return 0
 
@@ -120,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="rank perturbed RBMs by LSD on a built-in default problem")
     demo.add_argument("--out", default="steinkit-demo", help="output folder (default: steinkit-demo)")
-    demo.add_argument("--n", type=int, default=4000, help="samples from the RBM")
-    demo.add_argument("--iters", type=int, default=500, help="critic training steps")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--n", type=typed(int), default=4000, help="samples from the RBM")
+    demo.add_argument("--iters", type=typed(int), default=500, help="critic training steps")
+    demo.add_argument("--seed", type=typed(int), default=0)
     _add_device(demo)
     demo.set_defaults(func=_cmd_demo)
 
@@ -133,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--model", required=True, help="path/to/file.py:name of a model object (or class)")
         p.add_argument("--data", required=True, help="samples (n, d) as .npy, .npz, .csv or .txt")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=typed(int), default=0)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         p.add_argument("--verbose", action="store_true", help="with --json: also bootstrap draws and histories")
         p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -141,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_device(p)
         if name == "test":
             p.add_argument("--method", default="lsd", choices=METHODS)
-            p.add_argument("--alpha", type=float, default=0.05)
+            p.add_argument("--alpha", type=typed(float), default=0.05)
         else:
-            p.add_argument("--lam", type=float, default=0.5)
+            p.add_argument("--lam", type=typed(float), default=0.5)
         p.set_defaults(func=func)
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")

@@ -13,18 +13,60 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from .evaluate import compare
 from ._io import markdown_table, prepare_out, pyplot, write_json
 from .models import GaussianBernoulliRBM
-from .settings import ESTIMATE
+from .settings import ESTIMATE, CriticSettings
+from .splits import split_sizes
 from .stein import optimal_lsd
-from .validation import as_device, positive_int
+from .validation import as_device, positive_float, positive_int, seed_value
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "check_demo", "FLAGS"]
+
+#: The command-line flag of each of :func:`run_demo`'s arguments (``steinkit demo``).
+FLAGS: Mapping[str, str] = {"out": "--out", "n": "--n", "n_iters": "--iters", "seed": "--seed"}
+
+
+def check_demo(
+    *,
+    n: Any,
+    n_iters: Any,
+    batch_size: Any = 800,
+    lam: Any = 0.5,
+    seed: Any = 0,
+    names: Mapping[str, str] | None = None,
+) -> tuple[CriticSettings, int]:
+    """Check :func:`run_demo`'s numbers before any sampling, naming each argument as ``names``
+    maps it (e.g. :data:`FLAGS`; default: the argument's own name). Returns the critic settings
+    and the batch size used: ``batch_size``, or the whole training split (80% of ``n``) when
+    that is smaller.
+
+    Example:
+        >>> check_demo(n=4000, n_iters=0, names=FLAGS)
+        Traceback (most recent call last):
+        ...
+        ValueError: --iters must be >= 1, got 0
+        >>> check_demo(n=500, n_iters=10)[1]
+        400
+    """
+    name = lambda key: (names or {}).get(key, key)  # noqa: E731
+    n_iters = positive_int(n_iters, name("n_iters"))
+    n = positive_int(n, name("n"))
+    batch_size = positive_int(batch_size, name("batch_size"))
+    lam = positive_float(lam, name("lam"))
+    seed_value(seed, name("seed"))
+    try:
+        n_train = split_sizes(n, ESTIMATE.split)[0]
+    except ValueError:
+        raise ValueError(
+            f"{name('n')} is too small for the 80/10/10 train/val/test split (each part needs 2 points), got {n}"
+        ) from None
+    batch_size = min(batch_size, n_train)
+    return ESTIMATE.replace(lam=lam, n_iters=n_iters, batch_size=batch_size, val_every=50), batch_size
 
 
 def run_demo(
@@ -43,10 +85,11 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo, print the ranking table, write results.json, results.md and demo.png.
 
+    Every argument is checked before any sampling (:func:`check_demo`); the batch size is at
+    most the training split (80% of ``n``).
     The samples are drawn on the CPU (the same on every device); the critics train on ``device``.
     """
-    settings = ESTIMATE.replace(lam=lam, n_iters=n_iters, batch_size=batch_size, val_every=50)  # checked first
-    positive_int(n, "n")
+    settings, batch_size = check_demo(n=n, n_iters=n_iters, batch_size=batch_size, lam=lam, seed=seed)
     device = as_device(device)
     out = prepare_out(out)
     start = time.perf_counter()

@@ -20,7 +20,7 @@ from .fit import fit_heldout_critics
 from .scores import as_scores
 from .settings import ESTIMATE, CriticSettings, settings_from
 from .splits import split_data
-from .validation import as_data, as_device, seed_from, seed_value
+from .validation import as_data, as_device, seed_from, seed_value, wrong_type
 
 __all__ = [
     "DiscrepancyEstimate",
@@ -78,11 +78,12 @@ def _estimates(
     fits = fit_heldout_critics([(sc, x, seed) for sc in scores], settings, progress=progress, device=device)
     out = []
     for fit in fits:
-        n_test = fit.test_terms.shape[0]
+        terms = fit.test_terms.double()  # float32 squares of large terms overflow
+        n_test = terms.shape[0]
         out.append(
             DiscrepancyEstimate(
-                value=float(fit.test_terms.mean()),
-                stderr=float(fit.test_terms.std() / n_test**0.5),
+                value=float(terms.mean()),
+                stderr=float(terms.std() / n_test**0.5),
                 n_test=n_test,
                 lam=settings.lam,
                 best_iteration=fit.best_iteration,
@@ -166,8 +167,10 @@ def compare(
         >>> [r.name for r in rows]
         ['right', 'shifted']
     """
-    if not isinstance(models, Mapping) or not models:
-        raise TypeError("models must be a non-empty mapping of name -> model")
+    if not isinstance(models, Mapping):
+        raise wrong_type("models", "a mapping of name -> model", models)
+    if not models:
+        raise ValueError("models must be a non-empty mapping of name -> model, got an empty one")
     cfg = settings_from(settings, ESTIMATE, overrides, extra=", or seed, generator, progress, device")
     names = list(models)
     estimates = _estimates([models[n] for n in names], x, cfg, seed_from(seed, generator), progress, device)

@@ -10,6 +10,11 @@ An ensemble critic (``MLPCritic(n_critics=K)``) is fitted as K independent probl
 x and scores may carry a leading K axis, losses are summed, and selection is per member. With
 one generator per member, each member follows exactly the path it would follow alone.
 
+Numerical failure is an error, never a result: when the objective or the Stein terms' mean or
+std turns NaN/inf while fitting (checked at every validation, so without a sync per step), or
+on the held-out splits, :class:`FloatingPointError` names the cause and the settings to change
+(:func:`numerical_failure`).
+
 Example:
     >>> import torch
     >>> from steinkit.critics import MLPCritic
@@ -25,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -39,7 +45,10 @@ from .splits import split_data
 from .stein import critic_objective, power_ratio, stein_terms
 from .validation import as_device, generator_on
 
-__all__ = ["CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "OBJECTIVES", "SELECTIONS"]
+__all__ = [
+    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_seconds", "numerical_failure", "OBJECTIVES",
+    "SELECTIONS",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,37 @@ def _statistic(terms: Tensor, selection: str) -> Tensor:
 
 def _tolist(t: Tensor) -> float | list[float]:
     return t.tolist() if t.dim() else float(t)
+
+
+def _finite_stats(terms: Tensor) -> Tensor:
+    """Whether the mean and std of Stein terms (over the last axis) are finite, as a bool tensor."""
+    return torch.isfinite(terms.mean(-1)).all() & torch.isfinite(terms.std(-1)).all()
+
+
+def numerical_failure(where: str, settings: CriticSettings, x: Tensor, s: Tensor) -> FloatingPointError:
+    """The error for Stein statistics that stopped being finite ``where``: it says why that
+    happens and what to change (``lr``, ``lam``, or the data's scale when the data or scores
+    are large enough to overflow in their dtype).
+
+    Example:
+        >>> from steinkit.settings import ESTIMATE
+        >>> x = torch.ones(3, 2) * 1e20
+        >>> print(numerical_failure("on the test split", ESTIMATE, x, -x))  # doctest: +NORMALIZE_WHITESPACE
+        the critic's Stein statistics are not finite on the test split: the critic diverged, or the data or the
+        model's scores are too large: lower lr (now 0.001) or raise lam (now 0.5); the largest |x| is 1e+20 and
+        the largest |score| is 1e+20, too large for torch.float32: rescale (standardize) the data or use float64
+    """
+    text = (
+        f"the critic's Stein statistics are not finite {where}: the critic diverged, or the data or the model's "
+        f"scores are too large: lower lr (now {settings.lr:g}) or raise lam (now {settings.lam:g})"
+    )
+    big_x, big_s = float(x.detach().abs().max()), float(s.detach().abs().max())
+    if max(big_x, big_s) > 1e6:
+        text += (
+            f"; the largest |x| is {big_x:.3g} and the largest |score| is {big_s:.3g}, too large for {x.dtype}: "
+            "rescale (standardize) the data or use float64"
+        )
+    return FloatingPointError(text)
 
 
 class _Selection:
@@ -169,12 +209,16 @@ def fit_critic(
     params = list(critic.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     selection = _Selection(params, cfg.selection)
+    finite = torch.ones((), dtype=torch.bool, device=x_train.device)  # every training statistic so far
 
     def validate(iteration: int) -> None:
         critic.eval()
         with torch.no_grad():
             val_terms, _ = stein_terms(critic, x_val, s_val, trace=val_trace)
             train_terms, _ = stein_terms(critic, x_train, s_train, trace=val_trace)
+            if not bool(finite & _finite_stats(val_terms) & _finite_stats(train_terms)):
+                raise numerical_failure(f"while fitting (by iteration {iteration} of {cfg.n_iters})", cfg,
+                                        x_train, s_train)
             selection.record(iteration, train_terms, val_terms)
             if callback is not None:
                 callback(iteration, critic)
@@ -182,22 +226,32 @@ def fit_critic(
 
     critic.train()
     for it in tqdm(range(1, cfg.n_iters + 1), disable=not progress, desc=desc, leave=False):
-        if full_batch:
-            xb, sb = x_train, s_train
-        else:
-            idx = _batch_indices(n_train, cfg.batch_size, generator, device)
-            xb, sb = _take(x_train, idx), _take(s_train, idx)
-        terms, f = stein_terms(critic, xb, sb, trace=cfg.trace, n_probes=cfg.n_probes, generator=generator)
-        loss = -critic_objective(terms, f, cfg.lam, cfg.objective).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        finite &= _step(critic, optimizer, x_train, s_train, cfg, generator, full_batch)
         if it % cfg.val_every == 0 or it == cfg.n_iters:
             validate(it)
     selection.restore()
     critic.eval()
     assert selection.best_stat is not None and selection.best_iter is not None
     return CriticFit(critic, tuple(selection.history), _tolist(selection.best_iter), _tolist(selection.best_stat))
+
+
+def _step(
+    critic: MLPCritic, optimizer: torch.optim.Optimizer, x_train: Tensor, s_train: Tensor, cfg: CriticSettings,
+    generator: Generators, full_batch: bool,
+) -> Tensor:
+    """One Adam step of the critic on a batch; returns whether its statistics were finite
+    (a bool tensor, so that the caller syncs only when it checks)."""
+    if full_batch:
+        xb, sb = x_train, s_train
+    else:
+        idx = _batch_indices(x_train.shape[-2], cfg.batch_size, generator, x_train.device)
+        xb, sb = _take(x_train, idx), _take(s_train, idx)
+    terms, f = stein_terms(critic, xb, sb, trace=cfg.trace, n_probes=cfg.n_probes, generator=generator)
+    loss = -critic_objective(terms, f, cfg.lam, cfg.objective).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return torch.isfinite(loss.detach()) & _finite_stats(terms.detach())
 
 
 def _copy_where(dst: Sequence[Tensor], src: Sequence[Tensor], mask: Tensor) -> None:
@@ -267,6 +321,29 @@ def _split_problems(problems: Sequence[tuple[Score, Tensor, int]], split: Sequen
     return x_parts, s_parts
 
 
+def _check_problems(problems: Sequence[tuple[Score, Tensor, int]]) -> None:
+    if not problems:
+        raise ValueError("problems must not be empty")
+    shapes = {tuple(x.shape) for _, x, _ in problems}
+    if len(shapes) != 1:
+        raise ValueError(f"all data sets must have one shape to be fitted together, got {sorted(shapes)}")
+
+
+def _ensemble(
+    problems: Sequence[tuple[Score, Tensor, int]], cfg: CriticSettings, device: torch.device | None = None
+) -> tuple[MLPCritic, list[torch.Generator]]:
+    """The problems' critic ensemble (member k initialised from seed + 1) and generators (seed + 2),
+    on ``device`` (default: where the first problem's data live)."""
+    device = problems[0][1].device if device is None else device
+    seeds = [seed for _, _, seed in problems]
+    x0 = problems[0][1]
+    critic = MLPCritic(
+        x0.shape[1], cfg.hidden, cfg.n_layers, cfg.dropout,
+        n_critics=len(problems), seeds=[s + 1 for s in seeds], dtype=x0.dtype, device=device,
+    )
+    return critic, [torch.Generator(device=device).manual_seed(s + 2) for s in seeds]
+
+
 def fit_heldout_critics(
     problems: Sequence[tuple[Score, Tensor, int]],
     settings: CriticSettings | None = None,
@@ -300,22 +377,12 @@ def fit_heldout_critics(
         torch.Size([20])
     """
     cfg = ESTIMATE if settings is None else settings
-    if not problems:
-        raise ValueError("problems must not be empty")
-    shapes = {tuple(x.shape) for _, x, _ in problems}
-    if len(shapes) != 1:
-        raise ValueError(f"all data sets must have one shape to be fitted together, got {sorted(shapes)}")
+    _check_problems(problems)
     device = as_device(device, problems[0][1])
     moved = {id(x): x.to(device) for _, x, _ in problems}  # one copy of data shared by problems
     problems = [(score, moved[id(x)], seed) for score, x, seed in problems]
     x_parts, s_parts = _split_problems(problems, cfg.split)
-    seeds = [seed for _, _, seed in problems]
-    x0 = problems[0][1]
-    critic = MLPCritic(
-        x0.shape[1], cfg.hidden, cfg.n_layers, cfg.dropout,
-        n_critics=len(problems), seeds=[s + 1 for s in seeds], dtype=x0.dtype, device=device,
-    )
-    generators = [torch.Generator(device=device).manual_seed(s + 2) for s in seeds]
+    critic, generators = _ensemble(problems, cfg, device)
     kept: list[Tensor] = []
 
     def keep(iteration: int, current: MLPCritic) -> None:
@@ -326,11 +393,10 @@ def fit_heldout_critics(
     with torch.no_grad():
         terms, _ = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
     snapshot_terms = torch.stack(kept, 1) if snapshots else None  # (K, n_validations, n_test)
-    if not bool(torch.isfinite(terms).all()) or (snapshots and not bool(torch.isfinite(snapshot_terms).all())):
-        raise FloatingPointError(
-            "the fitted critic's Stein terms on the test split are not finite (the critic diverged "
-            f"or the model's score is not finite there): lower lr (now {cfg.lr:g}) or raise lam (now {cfg.lam:g})"
-        )
+    if not bool(_finite_stats(terms.double()).all()) or (
+        snapshot_terms is not None and not bool(torch.isfinite(snapshot_terms).all())
+    ):
+        raise numerical_failure("on the test split", cfg, x_parts[2], s_parts[2])
     out = []
     for k in range(len(problems)):
         history = tuple(
@@ -339,3 +405,43 @@ def fit_heldout_critics(
         snap = None if snapshot_terms is None else snapshot_terms[k]
         out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history, snap))  # type: ignore[index]
     return out
+
+
+def fit_seconds(
+    problems: Sequence[tuple[Score, Tensor, int]], settings: CriticSettings | None = None, *, steps: int = 3
+) -> float:
+    """About how many seconds :func:`fit_heldout_critics` takes on these problems, from a quick
+    timing on this machine: one warm-up and ``steps`` timed critic steps (scaled to
+    ``n_iters``), and one exact-trace validation on at most 64 rows (scaled linearly to the
+    validation's train + val rows, once per validation). It works on its own copies of the
+    critic and generators and draws nothing from torch's global generator, so the fit that
+    follows is unchanged.
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> from steinkit.settings import TEST
+        >>> x = torch.randn(300, 3, generator=torch.Generator().manual_seed(0))
+        >>> fit_seconds([(as_score(lambda z: -z), x, 0)], TEST.replace(n_iters=100)) > 0
+        True
+    """
+    cfg = ESTIMATE if settings is None else settings
+    _check_problems(problems)
+    x_parts, s_parts = _split_problems(problems, cfg.split)
+    critic, generators = _ensemble(problems, cfg)
+    n_train = x_parts[0].shape[-2]
+    full_batch = cfg.batch_size is None or cfg.batch_size >= n_train
+    optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    critic.train()
+    _step(critic, optimizer, x_parts[0], s_parts[0], cfg, generators, full_batch)  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        _step(critic, optimizer, x_parts[0], s_parts[0], cfg, generators, full_batch)
+    per_step = (time.perf_counter() - start) / steps
+    rows = min(64, n_train)
+    critic.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        stein_terms(critic, x_parts[0][..., :rows, :], s_parts[0][..., :rows, :], trace="exact")
+    per_validation = (time.perf_counter() - start) * (n_train + x_parts[1].shape[-2]) / rows
+    validations = -(-cfg.n_iters // cfg.val_every)
+    return cfg.n_iters * per_step + validations * per_validation

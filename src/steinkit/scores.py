@@ -46,10 +46,16 @@ class Score:
             raise ValueError(
                 f"model ({self.source}) failed on x of shape {tuple(x.shape)}: {exc}"
             ) from exc
-        if not isinstance(out, Tensor) or out.shape != x.shape:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        if not isinstance(out, Tensor):
+            kind = f"{type(out).__module__}.{type(out).__name__}" if type(out).__module__ != "builtins" else \
+                type(out).__name__
+            raise TypeError(
+                f"score of model ({self.source}) must return a torch.Tensor, got type {kind}"
+                + ("; convert it with torch.as_tensor(...)" if kind.startswith("numpy") else "")
+            )
+        if out.shape != x.shape:
             raise ValueError(
-                f"score of model ({self.source}) must have the shape of x {tuple(x.shape)}, got {shape}"
+                f"score of model ({self.source}) must have the shape of x {tuple(x.shape)}, got {tuple(out.shape)}"
             )
         if out.device != x.device:  # a model that computes elsewhere: its scores join the data
             out = out.to(x.device)
@@ -175,5 +181,5 @@ def as_score(obj: Any, *, device: torch.device | None = None) -> Score:
         return Score(obj, dim, f"score function {getattr(obj, '__name__', name)}")
     raise TypeError(
         "model must be a torch Distribution, an object with .score or .log_prob, an energy "
-        f"nn.Module or a score callable, got {name}"
+        f"nn.Module or a score callable, got type {name}"
     )

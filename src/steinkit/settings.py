@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .splits import check_split
-from .validation import fraction, nonneg_float, one_of, positive_float, positive_int
+from .validation import fraction, nonneg_float, one_of, positive_float, positive_int, wrong_type
 
 __all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "OBJECTIVES", "SELECTIONS", "TRACES", "field_names", "settings_from"]
 
@@ -135,7 +135,7 @@ def settings_from(
     """
     base = default if settings is None else settings
     if not isinstance(base, CriticSettings):
-        raise TypeError(f"settings must be a CriticSettings, got {type(base).__name__}")
+        raise wrong_type("settings", "a CriticSettings", base)
     unknown = set(overrides) - set(field_names())
     if unknown:
         raise TypeError(

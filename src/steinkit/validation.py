@@ -25,6 +25,9 @@ Numbers: :func:`positive_int`, :func:`nonneg_int`, :func:`positive_float`,
 :func:`nonneg_float`, :func:`fraction` ([0, 1)), :func:`probability` ((0, 1)),
 :func:`one_of`, :func:`as_generator`. Booleans are never accepted as numbers.
 
+An argument of the wrong type raises :func:`wrong_type`'s ``TypeError``, which says "type":
+``lam must be a real number, got type str ('0.5')``.
+
 Example:
     >>> import torch
     >>> as_data([[0, 1], [2, 3]]).dtype
@@ -46,6 +49,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "wrong_type",
     "as_data",
     "model_points",
     "float_tensor",
@@ -69,23 +73,36 @@ __all__ = [
 ]
 
 
+def wrong_type(name: str, expected: str, value: Any) -> TypeError:
+    """The error for an argument of the wrong type: it names the argument, what it must be,
+    and the type (and value) it got. Raise it: ``raise wrong_type("n_iters", "an int", 2.5)``.
+
+    Example:
+        >>> print(wrong_type("lam", "a real number", "0.5"))
+        lam must be a real number, got type str ('0.5')
+    """
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return TypeError(f"{name} must be {expected}, got type {type(value).__name__} ({shown})")
+
+
 # --------------------------------------------------------------------------- data
 def _as_tensor(x: Any, name: str, tensors_only: bool) -> Tensor:
     if isinstance(x, Tensor):
         return x
     if tensors_only:
-        raise TypeError(f"{name} must be a torch.Tensor of shape (n, d), got {type(x).__name__}")
+        raise wrong_type(name, "a torch.Tensor of shape (n, d)", x)
     try:
         return torch.as_tensor(x)
     except Exception as exc:  # noqa: BLE001 - report what was given
-        raise TypeError(f"{name} must be a tensor or array of shape (n, d), got {type(x).__name__}") from exc
+        raise wrong_type(name, "a tensor or array of shape (n, d)", x) from exc
 
 
 def _check_dtype(x: Tensor, name: str, floating: bool) -> None:
     if x.is_complex() or x.dtype == torch.bool:
-        raise TypeError(f"{name} must be a real-valued tensor, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a real-valued tensor, got element type (dtype) {x.dtype}")
     if floating and not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a floating tensor, got element type (dtype) {x.dtype}")
 
 
 def _check_shape(x: Tensor, name: str, dim: int | None, min_rows: int, what: str | None) -> None:
@@ -173,9 +190,9 @@ def float_tensor(x: Any, name: str, *, min_dim: int = 0) -> Tensor:
         ValueError: y must have shape (n, d) or (n, ...), got shape (2,)
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise wrong_type(name, "a torch.Tensor", x)
     if not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a floating tensor, got element type (dtype) {x.dtype}")
     if x.dim() < min_dim:
         raise ValueError(f"{name} must have shape (n, d) or (n, ...), got shape {tuple(x.shape)}")
     return x
@@ -207,9 +224,9 @@ def as_param(value: Any, name: str, dtype: torch.dtype, ndim: int) -> Tensor:
     try:
         t = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}") from err
+        raise wrong_type(name, "a tensor or array-like of numbers", value) from err
     if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
+        raise TypeError(f"{name} must be a real tensor, got element type (dtype) {t.dtype}")
     if t.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D tensor, got shape {tuple(t.shape)}")
     t = t.detach().to(dtype=dtype).clone()
@@ -227,11 +244,11 @@ def integer(value: Any, name: str, *, minimum: int) -> int:
         2
     """
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool")
+        raise wrong_type(name, "an int", value)
     try:
         value = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+        raise wrong_type(name, "an int", value) from None
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
@@ -263,7 +280,7 @@ def _real_or_nan(value: Any, name: str) -> float:
             raise ValueError(f"{name} must be a real scalar, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        raise wrong_type(name, "a real number", value)
     return float(value)
 
 
@@ -330,7 +347,7 @@ def probability(value: Any, name: str) -> float:
         ValueError: alpha must lie in (0, 1), strictly between 0 and 1, got 1.0
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float in (0, 1), got {type(value).__name__}")
+        raise wrong_type(name, "a float in (0, 1)", value)
     v = float(value)
     if not 0.0 < v < 1.0:
         raise ValueError(f"{name} must lie in (0, 1), strictly between 0 and 1, got {value!r}")
@@ -356,10 +373,10 @@ def seed_value(value: Any, name: str = "seed") -> int:
         >>> seed_value(1.5)
         Traceback (most recent call last):
         ...
-        TypeError: seed must be an int, got float
+        TypeError: seed must be an int, got type float (1.5)
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise wrong_type(name, "an int", value)
     return int(value)
 
 
@@ -374,7 +391,7 @@ def seed_from(seed: Any, generator: Any) -> int:
     if generator is None:
         return seed_value(seed)
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        raise wrong_type("generator", "a torch.Generator or None", generator)
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
@@ -392,7 +409,7 @@ def as_generator(seed: Any = None, generator: Any = None) -> torch.Generator | N
         if seed is not None:
             raise ValueError("give either generator or seed, not both")
         if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+            raise wrong_type("generator", "a torch.Generator or None", generator)
         return generator
     if seed is None:
         return None

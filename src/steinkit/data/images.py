@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..validation import wrong_type
+
 __all__ = ["make_image_grid", "save_image_grid"]
 
 
@@ -39,7 +41,7 @@ def make_image_grid(
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
     if not isinstance(images, np.ndarray):
-        raise TypeError(f"images must be a torch.Tensor or numpy array, got {type(images).__name__}")
+        raise wrong_type("images", "a torch.Tensor or numpy array", images)
     if (
         not isinstance(shape, tuple)
         or len(shape) != 2

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..validation import float_tensor, positive_int, real
+from ..validation import float_tensor, positive_int, real, wrong_type
 
 __all__ = [
     "dequantize",
@@ -81,9 +81,9 @@ def dequantize(
     if isinstance(pixels, np.ndarray):
         pixels = torch.from_numpy(np.ascontiguousarray(pixels))
     if not isinstance(pixels, Tensor):
-        raise TypeError(f"pixels must be a torch.Tensor or numpy array, got {type(pixels).__name__}")
+        raise wrong_type("pixels", "a torch.Tensor or numpy array", pixels)
     if pixels.dtype == torch.bool or pixels.is_complex():
-        raise TypeError(f"pixels must hold integers 0..255, got dtype {pixels.dtype}")
+        raise TypeError(f"pixels must hold integers 0..255, got element type (dtype) {pixels.dtype}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     k = pixels.to(torch.float64)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import sqlite3
@@ -37,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from ..validation import wrong_type
 
 if TYPE_CHECKING:
     from .settings import RunOptions
@@ -65,7 +68,7 @@ def canonical_key(config: Mapping[str, Any]) -> str:
         '{"a":[1.5,"x"],"b":1}'
     """
     if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        raise wrong_type("config", "a dict", config)
     try:
         return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as err:
@@ -106,7 +109,7 @@ class TrialStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"db_path must be a str or os.PathLike, got {type(path).__name__}")
+            raise wrong_type("db_path", "a str or os.PathLike", path)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
@@ -182,7 +185,7 @@ class TrialStore:
 
 def _result_json(result: Any) -> str:
     if not isinstance(result, Mapping):
-        raise TypeError(f"trial_fn must return a dict, got {type(result).__name__}")
+        raise TypeError(f"trial_fn must return a dict, got type {type(result).__name__}")
     try:
         return json.dumps(result, sort_keys=True)
     except (TypeError, ValueError) as err:
@@ -224,15 +227,21 @@ def check_execution(jobs: Any, backend: Any, threads: Any, address: Any = None) 
         ...
         ValueError: address 'tcp://10.0.0.1:8786' needs backend 'dask' or 'ray' (a running cluster), got backend 'loky'
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise wrong_type("jobs", "a nonzero int", jobs)
+    if jobs == 0:
         raise ValueError(
             f"jobs must be a nonzero int (negative counts back from the CPU count, as in joblib), got {jobs!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise wrong_type("threads", "an int >= 0", threads)
+    if threads < 0:
         raise ValueError(f"threads must be an int >= 0 (0: leave torch's choice), got {threads!r}")
     if address is not None:
-        if not isinstance(address, str) or not address.strip():
+        if not isinstance(address, str):
+            raise wrong_type("address", "a string such as 'tcp://HOST:8786'", address)
+        if not address.strip():
             raise ValueError(f"address must be a non-empty string such as 'tcp://HOST:8786', got {address!r}")
         if backend not in ADDRESS_ENV:
             raise ValueError(
@@ -261,10 +270,24 @@ def _workers(jobs: int) -> int:
 
 def _check_args(trial_fn: Any, configs: Any, jobs: Any, backend: Any, threads: Any, address: Any) -> None:
     if not callable(trial_fn):
-        raise TypeError(f"trial_fn must be callable, got {type(trial_fn).__name__}")
+        raise wrong_type("trial_fn", "callable", trial_fn)
     if isinstance(configs, (str, bytes, Mapping)) or not isinstance(configs, Iterable):
-        raise TypeError(f"configs must be a sequence of dicts, got {type(configs).__name__}")
+        raise wrong_type("configs", "a sequence of dicts", configs)
     check_execution(jobs, backend, threads, address)
+
+
+#: The optional modules each backend imports.
+_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"dask": ("dask.distributed",), "ray": ("ray", "ray.util.joblib")}
+
+
+def _require_backend(backend: str) -> None:
+    """Import the optional modules ``backend`` needs, so a missing extra fails before any trial
+    starts (or progress bar shows) with an ``ImportError`` saying what to install."""
+    for module in _EXTRA_MODULES.get(backend, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise _missing_extra(backend, err) from None
 
 
 def _missing_extra(backend: str, err: ImportError) -> ImportError:
@@ -463,6 +486,7 @@ def _run_pending(
 ) -> None:
     from tqdm.auto import tqdm
 
+    _require_backend(backend)
     bar = tqdm(total=len(pending), desc="trials", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         if backend == "dask":

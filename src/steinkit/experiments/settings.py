@@ -29,14 +29,16 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import sys
 import typing
-from typing import Any, Iterable, Literal, Mapping, TypeVar, get_args, get_origin
+from typing import Any, Iterable, Iterator, Literal, Mapping, TypeVar, get_args, get_origin
 
 import torch
 
+from .._argtypes import typed
 from ..validation import as_device, parse_device
 from .runner import BACKENDS, check_execution, resolve_address
 
@@ -210,7 +212,7 @@ def add_setting_arguments(
             continue
         parser.add_argument(
             _flag(f.name),
-            type=base,
+            type=typed(base),
             nargs="+" if many else None,
             choices=choices,
             default=None,
@@ -220,14 +222,40 @@ def add_setting_arguments(
 
 
 def settings_from_args(args: argparse.Namespace, full: S, quick: S) -> S:
-    """The chosen preset (``args.quick``) with every option given on the command line applied."""
+    """The chosen preset (``args.quick``) with every option given on the command line applied.
+
+    A bad value fails here, before any work, naming its flag (``--dims must be ...``).
+    """
     preset = quick if getattr(args, "quick", False) else full
     changes = {}
     for f in dataclasses.fields(preset):
         value = getattr(args, f.name, None)
         if value is not None:
             changes[f.name] = tuple(value) if isinstance(value, list) else value
-    return preset.replace(**changes)
+    with _flag_names(f.name for f in dataclasses.fields(preset)):
+        return preset.replace(**changes)
+
+
+@contextlib.contextmanager
+def _flag_names(names: Iterable[str]) -> Iterator[None]:
+    """Re-raise a ``TypeError``/``ValueError`` whose message starts with one of ``names`` (a
+    setting's own check) with that name written as its command-line flag.
+
+    Example:
+        >>> with _flag_names(["n_eval"]):
+        ...     raise ValueError("n_eval must be >= 2, got 1")
+        Traceback (most recent call last):
+        ...
+        ValueError: --n-eval must be >= 2, got 1
+    """
+    try:
+        yield
+    except (TypeError, ValueError) as err:
+        text = str(err)
+        name = next((n for n in sorted(names, key=len, reverse=True) if text.startswith(n + " ")), None)
+        if name is None:
+            raise
+        raise type(err)(_flag(name) + text[len(name):]) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,10 +327,11 @@ def trial_device(config: Mapping[str, Any]) -> torch.device:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The execution options every reproduction takes: ``--jobs``, ``--backend``, ``--threads``,
     ``--progress``, ``--device``, ``--address``."""
-    parser.add_argument("--jobs", type=int, default=1, help="parallel trial workers (default 1)")
+    parser.add_argument("--jobs", type=typed(int), default=1, help="parallel trial workers (default 1)")
     parser.add_argument("--backend", choices=BACKENDS, default="loky",
                         help="loky (local processes, default), dask or ray (optional extras)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1; 0: torch's choice)")
+    parser.add_argument("--threads", type=typed(int), default=1,
+                        help="torch threads per trial (default 1; 0: torch's choice)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show progress bars on stderr (default on)")
     parser.add_argument("--device", default="cpu",
@@ -315,6 +344,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_options_from_args(args: argparse.Namespace) -> RunOptions:
-    """The :class:`RunOptions` of parsed command-line arguments."""
-    return RunOptions(jobs=args.jobs, backend=args.backend, threads=args.threads,
-                      progress=args.progress, address=getattr(args, "address", None), device=args.device)
+    """The :class:`RunOptions` of parsed command-line arguments (a bad value names its flag)."""
+    with _flag_names(("jobs", "backend", "threads", "address", "device")):
+        return RunOptions(jobs=args.jobs, backend=args.backend, threads=args.threads,
+                          progress=args.progress, address=getattr(args, "address", None), device=args.device)

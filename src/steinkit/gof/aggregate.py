@@ -34,17 +34,18 @@ __all__ = ["max_t_pvalue", "studentised"]
 
 
 def studentised(terms: Tensor) -> Tensor:
-    """t = √n · mean / std over the last axis; a row with zero spread gets t = 0 (its mean is 0
-    too unless every term is the same non-zero number, which a finite score cannot give).
+    """t = √n · mean / std over the last axis; a row with zero spread gets t = +∞ if its mean is
+    positive (under H0 the mean is zero) and 0 otherwise.
 
     Example:
-        >>> studentised(torch.tensor([[1.0, 3.0], [2.0, 2.0]], dtype=torch.float64)).tolist()
-        [2.0, 0.0]
+        >>> studentised(torch.tensor([[1.0, 3.0], [2.0, 2.0], [0.0, 0.0]], dtype=torch.float64)).tolist()
+        [2.0, inf, 0.0]
     """
     n = terms.shape[-1]
-    std = terms.std(-1)
-    t = math.sqrt(n) * terms.mean(-1) / torch.where(std > 0, std, torch.ones_like(std))
-    return torch.where(std > 0, t, torch.zeros_like(t))
+    std, mean = terms.std(-1), terms.mean(-1)
+    t = math.sqrt(n) * mean / torch.where(std > 0, std, torch.ones_like(std))
+    flat = torch.where(mean > 0, torch.full_like(t, math.inf), torch.zeros_like(t))
+    return torch.where(std > 0, t, flat)
 
 
 def max_t_pvalue(

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..scores import as_scores
 from ..settings import CriticSettings, field_names
-from ..validation import as_data, as_device, one_of, probability, seed_from, seed_value
+from ..validation import as_data, as_device, one_of, probability, seed_from, seed_value, wrong_type
 from .fssd import fssd_test
 from .ksd import ksd_test
 from .ksdagg import ksdagg_test
@@ -128,7 +128,7 @@ def _check_call(method: str, alpha: Any, settings: Any, protocol: Any, options: 
     if method == "lsd":
         valid = field_names()
         if settings is not None and not isinstance(settings, CriticSettings):
-            raise TypeError(f"settings must be a CriticSettings, got {type(settings).__name__}")
+            raise wrong_type("settings", "a CriticSettings", settings)
     else:
         valid = kernel_options(method)
         if settings is not None:

@@ -229,6 +229,12 @@ def fssd_test(
     n_te = tau.shape[0]
     fssd2 = _fssd2_unbiased(tau)
     stat = float(n_te * fssd2)
+    if stat <= 0 and not bool((tau != tau[0]).any()):  # a null of all-zero eigenvalues: p = 1 says nothing
+        raise FloatingPointError(
+            f"the FSSD features on the {n_te} test points are all equal (zero variance), so the test is undefined: "
+            f"the bandwidth ({h_opt:.3g}) is far from the scale of the data, or the data have no spread; "
+            "give another bandwidth or check x"
+        )
     pvalue = _simulated_pvalue(tau, stat, n_simulate, generator)
     details: dict[str, Any] = dict(
         locations=v_opt.cpu(), bandwidth=h_opt, power_criterion_init=crit_init, power_criterion_opt=crit_opt,

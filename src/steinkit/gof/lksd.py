@@ -4,7 +4,9 @@ Liu, Lee & Jordan (2016), linear-time variant: the rows of x are paired as
 ``(x_1, x_2), (x_3, x_4), ...`` (an odd last row is dropped), and
 ``h_i = u_q(x_{2i-1}, x_{2i})`` are m = floor(n/2) i.i.d. unbiased estimates of KSD^2.
 Statistic ``t = sqrt(m) * mean(h) / std(h)`` (std with ddof=1), asymptotically N(0, 1)
-under H0; one-sided p-value ``1 - Phi(t)``. All arithmetic is float64.
+under H0; one-sided p-value ``1 - Phi(t)``. All arithmetic is float64. Equal terms (std 0)
+give t = +inf when positive; otherwise t is undefined and the test raises ``FloatingPointError``
+(a bandwidth far from the data's scale, or data without spread).
 
 Example:
     >>> import torch
@@ -150,8 +152,14 @@ def lksd_test(
     mean, std = float(vals.mean()), float(vals.std(unbiased=True))
     if std > 0.0:
         t = math.sqrt(m) * mean / std
-    else:  # all h_i equal: the sign of the mean decides
-        t = math.copysign(math.inf, mean) if mean != 0.0 else 0.0
+    elif mean > 0.0:  # all h_i equal and positive: under H0 their mean is 0
+        t = math.inf
+    else:
+        raise FloatingPointError(
+            f"all {m} linear KSD terms equal {mean:.3g} (zero variance), so t = mean/std is undefined: the "
+            f"bandwidth ({h:.3g}) is far from the scale of the data, or the data have no spread; give another "
+            "bandwidth or check x"
+        )
     pvalue = normal_sf(t)
     details.update(n_pairs=m, mean=mean, std=std)
     return TestOutcome(statistic=t, pvalue=min(max(pvalue, 0.0), 1.0), details=details)

@@ -39,7 +39,7 @@ from ..fit import HeldOutFit, fit_heldout_critics
 from ..scores import Score
 from ..settings import AGGREGATED_TEST, TEST, CriticSettings, settings_from
 from ..validation import one_of
-from .aggregate import max_t_pvalue, studentised
+from .aggregate import max_t_pvalue
 from .outcome import TestOutcome, normal_sf
 
 __all__ = ["PROTOCOLS", "lsd_tests", "normal_sf"]
@@ -50,7 +50,7 @@ PROTOCOLS = ("aggregated", "paper")
 def _paper_outcome(fit: HeldOutFit) -> TestOutcome:
     terms = fit.test_terms.double()
     mean, std = float(terms.mean()), float(terms.std())
-    t = float(studentised(terms))
+    t = _statistic(mean, std, terms.shape[0])
     details = {"protocol": "paper", "test_mean": mean, "test_std": std, "n_test": terms.shape[0],
                "best_iteration": fit.best_iteration, "history": fit.history}
     return TestOutcome(statistic=t, pvalue=normal_sf(t), details=details)
@@ -58,6 +58,8 @@ def _paper_outcome(fit: HeldOutFit) -> TestOutcome:
 
 def _aggregated_outcome(fit: HeldOutFit, seed: int) -> TestOutcome:
     assert fit.snapshot_terms is not None
+    for row in fit.snapshot_terms.double():  # a constant row is an error unless its mean is positive
+        _statistic(float(row.mean()), float(row.std()), row.shape[0])
     generator = torch.Generator().manual_seed(seed + 3)
     t_max, p, t = max_t_pvalue(fit.snapshot_terms, generator=generator)
     iterations = [row["iteration"] for row in fit.history]
@@ -102,3 +104,25 @@ def lsd_tests(
     if aggregated:
         return [_aggregated_outcome(fit, seed) for fit, (_, _, seed) in zip(fits, problems)]
     return [_paper_outcome(fit) for fit in fits]
+
+
+def _statistic(mean: float, std: float, n_test: int) -> float:
+    """t = √n · mean/std. Equal terms (std 0) with a positive mean give t = +∞ (reject: under H0
+    they have mean 0); with mean ≤ 0 the ratio is undefined, which is an error, not a verdict.
+
+    Example:
+        >>> _statistic(0.5, 0.0, 100)
+        inf
+        >>> _statistic(0.0, 0.0, 100)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FloatingPointError: all 100 Stein terms on the test split equal 0 (zero variance), so t = mean/std is ...
+    """
+    if std > 0:
+        return math.sqrt(n_test) * mean / std
+    if mean > 0:
+        return math.inf
+    raise FloatingPointError(
+        f"all {n_test} Stein terms on the test split equal {mean:.3g} (zero variance), so t = mean/std is "
+        "undefined: the test data have no spread (constant or repeated rows) or the critic is constant there; check x"
+    )

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..validation import model_points, positive_float, positive_int
+from ..validation import model_points, positive_float, positive_int, wrong_type
 
 __all__ = ["MLPEnergy"]
 
@@ -31,7 +31,7 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 def _reinitialise(layers: list[nn.Linear], generator: torch.Generator) -> None:
     """PyTorch's default Linear initialisation, U(±1/√fan_in) for weights and biases, from ``generator``."""
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        raise wrong_type("generator", "a torch.Generator or None", generator)
     with torch.no_grad():
         for layer in layers:
             bound = 1.0 / math.sqrt(layer.in_features)

@@ -31,6 +31,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..validation import wrong_type
+
 __all__ = [
     "Squeeze",
     "ActNorm",
@@ -308,7 +310,7 @@ class GlowFlow(nn.Module):
 
     def _check(self, x: Tensor, name: str) -> None:
         if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            raise wrong_type(name, "a torch.Tensor", x)
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"{name} must be a 2-D tensor (n, {self.dim}) for image_shape "

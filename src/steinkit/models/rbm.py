@@ -30,6 +30,7 @@ from ..validation import (
     nonneg_float,
     nonneg_int,
     positive_int,
+    wrong_type,
 )
 
 __all__ = ["GaussianBernoulliRBM"]
@@ -198,7 +199,7 @@ class GaussianBernoulliRBM(nn.Module):
                 x = torch.randn(n, dx, generator=generator, dtype=dtype, device=device)
             else:
                 if not isinstance(x0, Tensor):
-                    raise TypeError(f"x0 must be a torch.Tensor of shape ({n}, {dx}), got {type(x0).__name__}")
+                    raise wrong_type("x0", f"a torch.Tensor of shape ({n}, {dx})", x0)
                 if x0.shape != (n, dx):
                     raise ValueError(f"x0 must have shape ({n}, {dx}), got {tuple(x0.shape)}")
                 x = x0.detach().to(dtype=dtype, device=device, copy=True)

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor
 
-from ..validation import as_data, as_device, generator_on, nonneg_float, nonneg_int, positive_float, real
+from ..validation import as_data, as_device, generator_on, nonneg_float, nonneg_int, positive_float, real, wrong_type
 
 __all__ = ["SGLDResult", "sgld", "sgld_step"]
 
@@ -52,7 +52,7 @@ def _score(score_fn: ScoreFn, x: Tensor) -> Tensor:
     with torch.enable_grad():
         s = score_fn(x.detach())
     if not isinstance(s, Tensor):
-        raise TypeError(f"score_fn must return a torch.Tensor, got {type(s).__name__}")
+        raise TypeError(f"score_fn must return a torch.Tensor, got type {type(s).__name__}")
     if s.shape != x.shape:
         raise ValueError(
             f"score_fn must return a tensor of the input's shape {tuple(x.shape)}, got {tuple(s.shape)}"
@@ -100,7 +100,7 @@ def _check_snapshots(snapshot_steps: Iterable[int], n_steps: int) -> set[int]:
     wanted: set[int] = set()
     for t in snapshot_steps:
         if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-            raise TypeError(f"snapshot_steps must hold ints, got {t!r}")
+            raise TypeError(f"snapshot_steps must hold ints, got type {type(t).__name__} ({t!r})")
         if not 0 <= int(t) <= n_steps:
             raise ValueError(f"snapshot_steps entries must be in [0, n_steps={n_steps}], got {t}")
         wanted.add(int(t))
@@ -161,7 +161,7 @@ def sgld(
         ([0, 100], torch.Size([1000, 2]))
     """
     if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+        raise wrong_type("score_fn", "callable", score_fn)
     as_data(x0, "x0", tensors_only=True, floating=True)
     step_size, noise_std = _check_step(step_size, noise_std)
     n_steps = nonneg_int(n_steps, "n_steps")

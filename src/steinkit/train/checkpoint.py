@@ -4,7 +4,8 @@
 a reader sees either the previous complete checkpoint or the new complete one, never a
 half-written file, even if the process is killed mid-write. :func:`state_dict` and
 :func:`restore` turn a training state into a checkpoint and back (model, critic, optimisers,
-generator, batch order, step, history, running sums); :func:`check_resumable` refuses a
+generator, batch order, step, history, running sums, and each part's first-loss scale of the
+divergence bound); :func:`check_resumable` refuses a
 checkpoint written by another method, for a model of another shape or with other settings,
 listing every difference; :func:`resume_note` is the line a resumed run prints.
 :func:`check_path` refuses a ``checkpoint=`` that cannot be a file before any training, and
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from ..validation import wrong_type
 
 if TYPE_CHECKING:
     from .objectives import Objective
@@ -159,7 +162,7 @@ def check_path(checkpoint: Any, *, writer: bool = True) -> Path | None:
     if checkpoint is None:
         return None
     if not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint must be a file path (str or os.PathLike), got {type(checkpoint).__name__}")
+        raise wrong_type("checkpoint", "a file path (str or os.PathLike)", checkpoint)
     path = Path(checkpoint)
     where = f"checkpoint={str(path)!r}"
     if path.is_dir():
@@ -234,6 +237,7 @@ def state_dict(state: TrainState, method: str) -> dict[str, Any]:
         "pending": state.pending,
         "tail_row": state.tail_row,
         "config": _config(state),
+        "loss_scales": {name: stepper.scale for name, stepper in state.steppers.items()},
     }
 
 
@@ -352,6 +356,10 @@ def restore(state: TrainState, saved: dict[str, Any], path: PathLike = "checkpoi
     state.step, state.seconds = int(saved["step"]), float(saved["seconds"])
     state.history, state.pending = list(saved["history"]), saved["pending"]
     state.seed = _saved_config(saved).get("seed", state.seed)  # the run's own seed, kept through reruns
+    scales = saved.get("loss_scales")  # older files have none: each part's next step sets its scale
+    scales = scales if isinstance(scales, dict) else {}
+    for name, stepper in state.steppers.items():
+        stepper.scale = scales.get(name)
     if saved["tail_row"] and state.history:
         state.history.pop()  # written only because that run ended at this step
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_data, as_generator, generator_on, positive_int, seed_value
+from ..validation import as_data, as_generator, generator_on, positive_int, seed_value, wrong_type
 from .objectives import Objective
 
 __all__ = ["check_model", "check_data", "make_generator"]
@@ -33,7 +33,7 @@ def check_model(model: Any, objective: Objective) -> int:
     """The model's dimension, after checking it offers what ``objective`` needs."""
     method = objective.name
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise wrong_type("model", "a torch.nn.Module", model)
     if getattr(model, "dim", None) is None:
         raise TypeError("model must have an int attribute `dim` (its data dimension), got None")
     dim = positive_int(model.dim, "model.dim")
@@ -51,10 +51,14 @@ def check_model(model: Any, objective: Objective) -> int:
 
 def check_data(data: Any, dim: int, like: Tensor) -> Tensor:
     """``data`` as a finite (n, dim) tensor of ``like``'s dtype and device, detached
-    (:func:`steinkit.validation.as_data`; a wrong width is reported against ``model.dim``)."""
+    (:func:`steinkit.validation.as_data`; a wrong width is reported against ``model.dim``), with
+    at least two distinct rows (a density cannot be fitted to one point)."""
     data = as_data(data, "data", like=like).detach()
     if data.shape[1] != dim:
         raise ValueError(f"data has {data.shape[1]} columns but the model has dimension model.dim = {dim}")
+    if not bool((data != data[0]).any()):
+        raise ValueError(f"data has zero variance: all {data.shape[0]} rows are equal, and a density cannot be fitted "
+                         "to one point")
     return data
 
 

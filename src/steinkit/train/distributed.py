@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["World", "Stepper", "NonFinite"]
+__all__ = ["World", "Stepper", "Diverged"]
 
 
 @dataclass(frozen=True)
@@ -76,24 +76,40 @@ class World:
         return values / self.size
 
 
-class NonFinite(Exception):
-    """A loss or gradient of the part ``part`` was not finite; its step was not applied."""
+class Diverged(Exception):
+    """The part ``part`` diverged at this step, which was not applied; ``reason`` says how
+    (its loss or gradient was not finite, or its loss passed the bound); ``first``: at the
+    part's first step, before any update of it (so its learning rate is not the cause)."""
 
-    def __init__(self, part: str) -> None:
-        super().__init__(part)
-        self.part = part
+    def __init__(self, part: str, reason: str, *, first: bool = False) -> None:
+        super().__init__(f"{part}: {reason}")
+        self.part, self.reason, self.first = part, reason, first
 
 
 class Stepper:
     """Adam on one loss module (``forward`` returns (loss, metrics)), wrapped in DDP when needed.
 
     :meth:`step` runs forward and backward, averages the loss, metrics and a gradient checksum
-    over processes, and applies the update only if all are finite (else raises
-    :class:`NonFinite`).
+    over processes, and applies the update only if all are finite and the loss is within the
+    divergence bound (else raises :class:`Diverged`).
+
+    The bound: ``|loss| <= max_loss_ratio * scale``, where ``scale = max(1, |first loss|)`` is
+    set by the part's first step (and saved in checkpoints); ``max_loss_ratio=None`` disables it.
     """
 
-    def __init__(self, name: str, module: nn.Module, *, lr: float, betas: tuple[float, float], world: World) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: nn.Module,
+        *,
+        lr: float,
+        betas: tuple[float, float],
+        world: World,
+        max_loss_ratio: float | None = None,
+    ) -> None:
         self.name, self.module, self.world = name, module, world
+        self.max_loss_ratio = max_loss_ratio
+        self.scale: float | None = None
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=betas)
         self.wrapped: nn.Module = module
@@ -119,6 +135,19 @@ class Stepper:
         values = self.world.mean(torch.cat([values, grad_sum.reshape(1)]))
         if not bool(torch.isfinite(values).all()):
             self.optimizer.zero_grad(set_to_none=True)
-            raise NonFinite(self.name)
+            raise Diverged(self.name, "loss or its gradient became NaN/inf", first=self.scale is None)
+        self._check_bound(float(values[0]))
         self.optimizer.step()
         return dict(zip(names, values[:-1].tolist()))
+
+    def _check_bound(self, loss: float) -> None:
+        """Set the scale on the first step; raise :class:`Diverged` when ``|loss|`` passes the bound."""
+        if self.scale is None:
+            self.scale = max(1.0, abs(loss))
+        elif self.max_loss_ratio is not None and abs(loss) > self.max_loss_ratio * self.scale:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise Diverged(
+                self.name,
+                f"loss reached {loss:.3g}, beyond max_loss_ratio={self.max_loss_ratio:g} times its first scale "
+                f"max(1, |first loss|) = {self.scale:.3g}",
+            )

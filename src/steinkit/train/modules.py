@@ -94,6 +94,11 @@ def fit_noise(x: Tensor, *, jitter: float = 1e-6) -> Gaussian:
     cov = cov + jitter * float(cov.diagonal().mean().clamp_min(1e-12)) * torch.eye(
         x.shape[1], dtype=x.dtype, device=x.device
     )
+    if not bool(torch.isfinite(cov).all()):
+        raise ValueError(
+            f"data are too large for NCE's noise Gaussian: their covariance overflows {x.dtype} (largest |x| is "
+            f"{float(x.abs().max()):.3g}); rescale (standardize) the data or use float64"
+        )
     noise = Gaussian(mean, cov)
     noise.requires_grad_(False)
     return noise

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ..critics import MLPCritic
 from ..scores import module_on
+from ..validation import wrong_type
 from .modules import CNCELoss, CriticLoss, LossModule, LSDModelLoss, MLLoss, NCELoss, SSMLoss, fit_noise
 from .settings import TrainSettings
 
@@ -152,7 +153,7 @@ class LSD(Objective):
     ) -> dict[str, nn.Module]:
         critic = self.critic if self.critic is not None else _default_critic(model.dim, data, generator)
         if not isinstance(critic, nn.Module):
-            raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+            raise wrong_type("critic", "a torch.nn.Module", critic)
         critic.to(data.device)  # trained in place, beside the model and the data
         cdim = getattr(critic, "dim", model.dim)
         if cdim != model.dim:
@@ -198,7 +199,7 @@ class LSDOracle(Objective):
     def __init__(self, target: nn.Module | Callable[[Tensor], Tensor]) -> None:
         score = getattr(target, "score", target)
         if not callable(score):
-            raise TypeError(f"target must have a score(x) method or be callable, got {type(target).__name__}")
+            raise TypeError(f"target must have a score(x) method or be callable, got type {type(target).__name__}")
         self.target, self.target_score = target, score
 
     def build(

@@ -59,7 +59,14 @@ class TrainSettings:
             most a tenth of its steps (and at most 1000).
         log_every: steps between history records (default ``max(1, steps // 500)``).
         eval_every: steps between ``eval_fn`` calls (default ``log_every``).
-        on_nan: ``"raise"`` or ``"stop"`` when a loss or gradient is not finite.
+        on_nan: ``"raise"`` or ``"stop"`` when training diverges: a loss or gradient is not
+            finite, or a loss passes the bound ``max_loss_ratio`` sets.
+        max_loss_ratio: divergence to huge values. A step of a part (the model, or the LSD
+            critic) whose ``|loss|`` exceeds ``max_loss_ratio * max(1, |first loss|)`` counts as
+            diverged, exactly like a NaN, where the first loss is that part's loss at its first
+            step. The losses of unnormalized models have no fixed scale, so the bound is
+            relative to where the run started; the 1 keeps a near-zero start (an LSD critic
+            starts near f = 0) from making it tight. ``None``: no bound.
 
     Example:
         >>> TrainSettings(steps=0)
@@ -84,6 +91,7 @@ class TrainSettings:
     log_every: int | None = None
     eval_every: int | None = None
     on_nan: str = "raise"
+    max_loss_ratio: float | None = 1e8
 
     def __post_init__(self) -> None:
         checked = {
@@ -103,6 +111,7 @@ class TrainSettings:
             "log_every": _optional(positive_int, self.log_every, "log_every"),
             "eval_every": _optional(positive_int, self.eval_every, "eval_every"),
             "on_nan": one_of(self.on_nan, "on_nan", _ON_NAN),
+            "max_loss_ratio": _optional(positive_float, self.max_loss_ratio, "max_loss_ratio"),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)

@@ -128,7 +128,8 @@ def new_state(
     parts = objective.build(model, data, settings, generator)
     rates = {"model": settings.lr}
     steppers = {
-        name: Stepper(name, module, lr=rates.get(name, settings.critic_rate), betas=settings.betas, world=world)
+        name: Stepper(name, module, lr=rates.get(name, settings.critic_rate), betas=settings.betas, world=world,
+                      max_loss_ratio=settings.max_loss_ratio)
         for name, module in parts.items()
     }
     batch_size = settings.batch_size

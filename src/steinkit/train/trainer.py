@@ -17,8 +17,10 @@ model update, records history, writes a checkpoint. The pieces live in their own
 :mod:`~.distributed`           DDP (:class:`World`) and the guarded optimiser step
 =============================  ==========================================================
 
-A step whose loss or gradients are not finite is not applied: training stops there, leaving
-the parameters and the last checkpoint at their last finite values. A resumed run ends with
+A step that diverges is not applied: training stops there, leaving the parameters and the
+last checkpoint at their last good values. A step diverges when its loss or gradients are not
+finite, or when its loss passes ``max_loss_ratio`` times its first scale (divergence to huge
+values, e.g. from too large a learning rate; see :class:`TrainSettings`). A resumed run ends with
 exactly the parameters and history of an uninterrupted one.
 
 Example:
@@ -49,11 +51,12 @@ from tqdm.auto import tqdm
 from ..validation import as_device
 from .checkpoint import check_path, check_resumable, load_checkpoint, restore, resume_note, save_checkpoint, state_dict
 from .checks import check_data, check_model, make_generator
-from .distributed import NonFinite, World
+from .distributed import Diverged, World
 from .modules import NCELoss
 from .objectives import METHODS, Objective, make_objective
 from .schedule import checkpoints, learning_rate, records
 from .settings import LR_DECAYS, TrainSettings
+from ..validation import wrong_type
 from .state import EvalFn, TrainState, new_state
 
 __all__ = ["LR_DECAYS", "METHODS", "TrainResult", "TrainingDiverged", "train"]
@@ -74,8 +77,8 @@ class TrainResult:
         log_normalizer: NCE's learned log-normalizer c (log q̃ = log_prob + c), else ``None``.
         seconds: training wall time, summed over resumed segments.
         resumed_from: the step the run resumed from (0 for a fresh run).
-        diverged_at: the step whose loss or gradients were not finite (only with
-            ``on_nan="stop"``), else ``None``.
+        diverged_at: the step that diverged (loss or gradients not finite, or a loss past the
+            ``max_loss_ratio`` bound; only with ``on_nan="stop"``), else ``None``.
         checkpoint: the checkpoint path, if any.
         world_size: the number of DDP processes (1 without DDP).
     """
@@ -103,7 +106,8 @@ class TrainResult:
 
 
 class TrainingDiverged(RuntimeError):
-    """Raised when a loss or gradient turns non-finite (NaN/inf) during :func:`train`.
+    """Raised when training diverges: a loss or gradient turns non-finite (NaN/inf), or a loss
+    passes the ``max_loss_ratio`` bound, during :func:`train`.
 
     Attributes: ``step`` (the failed step), ``history`` (records so far), ``checkpoint`` (the
     path of the last good checkpoint, or ``None``) and ``last_good_step`` (its step).
@@ -141,6 +145,7 @@ def train(
     eval_every: int | None = None,
     log_every: int | None = None,
     on_nan: str = "raise",
+    max_loss_ratio: float | None = 1e8,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     progress: bool = True,
@@ -159,9 +164,11 @@ def train(
             :class:`~steinkit.train.objectives.Objective` (e.g. ``LSDOracle(p)``).
         critic: the LSD critic (default ``MLPCritic(model.dim)``, initialised from the generator).
         steps, batch_size, lr, betas, lr_decay, batch_order, critic_steps, critic_lr, lam,
-            trace, n_probes, eps, checkpoint_every, log_every, eval_every, on_nan: the fields
-            of :class:`~steinkit.train.settings.TrainSettings` (``steps`` is required), or all
-            at once as ``settings=``. On a non-finite loss, ``on_nan="raise"`` raises
+            trace, n_probes, eps, checkpoint_every, log_every, eval_every, on_nan,
+            max_loss_ratio: the fields of :class:`~steinkit.train.settings.TrainSettings`
+            (``steps`` is required), or all at once as ``settings=``. When a step diverges (a
+            non-finite loss or gradient, or ``|loss|`` above ``max_loss_ratio`` times
+            ``max(1, |first loss|)``, 1e8 by default), ``on_nan="raise"`` raises
             :class:`TrainingDiverged`; ``"stop"`` warns and returns ``diverged_at``.
         checkpoint: a file path, written atomically every ``checkpoint_every`` steps (default
             ``min(1000, max(1, steps // 10))``) and at the end (by rank 0); a directory, or a
@@ -209,11 +216,12 @@ def train(
         steps=steps, batch_size=batch_size, lr=lr, betas=betas, lr_decay=lr_decay, batch_order=batch_order,
         critic_steps=critic_steps, critic_lr=critic_lr, lam=lam, trace=trace, n_probes=n_probes, eps=eps,
         checkpoint_every=checkpoint_every, log_every=log_every, eval_every=eval_every, on_nan=on_nan,
+        max_loss_ratio=max_loss_ratio,
     ))  # fmt: skip
     if eval_fn is not None and not callable(eval_fn):
-        raise TypeError(f"eval_fn must be callable, got {type(eval_fn).__name__}")
+        raise wrong_type("eval_fn", "callable", eval_fn)
     if not isinstance(resume, bool):
-        raise TypeError(f"resume must be True or False, got {resume!r}")
+        raise wrong_type("resume", "True or False", resume)
     path = check_path(checkpoint, writer=False)
     state = _start(model, data, objective, settings, generator=generator, seed=seed, distributed=distributed,
                    device=device)
@@ -221,9 +229,10 @@ def train(
     if path is not None and state.world.rank == 0:
         check_path(path, writer=True)
     start = _resume(state, objective, path, resume=resume, show=progress and state.world.rank == 0)
-    diverged_at, part, last_good = _loop(state, objective, eval_fn, path, progress)
+    diverged_at, cause, last_good = _loop(state, objective, eval_fn, path, progress)
     if diverged_at is not None:
-        _report_divergence(state, objective, diverged_at, part, path, last_good)
+        assert cause is not None
+        _report_divergence(state, objective, diverged_at, cause, path, last_good)
     return _result(state, objective, start, diverged_at, path)
 
 
@@ -234,7 +243,7 @@ def _settings(settings: TrainSettings | None, keywords: dict[str, Any]) -> Train
             raise TypeError("train() needs steps= (the number of model updates) or settings=")
         return TrainSettings(**keywords)
     if not isinstance(settings, TrainSettings):
-        raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
+        raise wrong_type("settings", "a TrainSettings", settings)
     defaults = {f.name: f.default for f in fields(TrainSettings)} | {"steps": None}
     clash = [k for k, v in keywords.items() if v != defaults[k]]
     if clash:
@@ -319,9 +328,9 @@ def _is_false(flag: object) -> bool:
 
 def _loop(
     state: TrainState, objective: Objective, eval_fn: EvalFn | None, path: Path | None, progress: bool
-) -> tuple[int | None, str, int | None]:
-    """Steps ``state.step + 1 .. T``. Returns the step that diverged (or ``None``), the part
-    whose loss or gradient was not finite, and the step of the last checkpoint written."""
+) -> tuple[int | None, Diverged | None, int | None]:
+    """Steps ``state.step + 1 .. T``. Returns the step that diverged and how (or ``None``
+    twice), and the step of the last checkpoint written."""
     settings, writer = state.settings, path is not None and state.world.rank == 0
     last_good = state.step if path is not None and state.step > 0 else None
     state.model.train()
@@ -337,8 +346,8 @@ def _loop(
             state.steppers["model"].set_lr(learning_rate(settings, step))
             try:
                 objective.update(state)
-            except NonFinite as exc:
-                return step, exc.part, last_good
+            except Diverged as exc:
+                return step, exc, last_good
             state.step = step
             bar.update(1)
             row = records(settings, step)
@@ -352,15 +361,16 @@ def _loop(
                 last_good = step
     finally:
         bar.close()
-    return None, "", last_good
+    return None, None, last_good
 
 
 def _report_divergence(
-    state: TrainState, objective: Objective, step: int, part: str, path: Path | None, last_good: int | None
+    state: TrainState, objective: Objective, step: int, cause: Diverged, path: Path | None, last_good: int | None
 ) -> None:
-    """Raise :class:`TrainingDiverged` (``on_nan="raise"``) or warn (``"stop"``)."""
+    """Raise :class:`TrainingDiverged` (``on_nan="raise"``) or warn (``"stop"``), naming the
+    cause and the settings to change."""
     msg = (
-        f"training diverged: the {part} loss or its gradient became NaN/inf at step {step} "
+        f"training diverged: the {cause.part} {cause.reason} at step {step} "
         f"(method={objective.name!r}); that step was not applied, so the parameters are those after step "
         f"{step - 1}"
     )
@@ -370,9 +380,30 @@ def _report_divergence(
             if last_good is not None
             else f"; no checkpoint had been written to {str(path)!r} yet"
         )
-    msg += ". Try a smaller lr" + (" or a larger lam" if objective.name == "lsd" else "") + "."
+    msg += f". {_remedy(state, objective, cause)}."
     if state.settings.on_nan == "raise":
         raise TrainingDiverged(
             msg, step=step, history=tuple(state.history), checkpoint=path, last_good_step=last_good or 0
         )
     warnings.warn(msg, RuntimeWarning, stacklevel=4)  # the caller of train()
+
+
+def _remedy(state: TrainState, objective: Objective, cause: Diverged) -> str:
+    """What to change after a divergence: the data or model when it failed before any update;
+    else the rates (and LSD's lam), or the bound itself."""
+    settings = state.settings
+    if cause.first:
+        return (
+            f"It failed before any update of the {cause.part}, so the learning rate is not the cause: check the data "
+            f"(largest |data| is {float(state.data.abs().max()):.3g}; rescale or standardize data that large) and "
+            f"the model's {objective.needs}(x) on them"
+        )
+    rates = f"lr (now {settings.lr:g})"
+    if cause.part == "critic" and settings.critic_lr is not None:
+        rates = f"critic_lr (now {settings.critic_lr:g})"
+    text = f"Try a smaller {rates}"
+    if "lam" in objective.settings_used:
+        text += f" or a larger lam (now {settings.lam:g})"
+    if "max_loss_ratio" in cause.reason:
+        text += "; if losses this large are expected, pass a larger max_loss_ratio (or None)"
+    return text
