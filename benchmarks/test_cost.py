@@ -39,7 +39,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reps", nargs="?", type=int, default=40)
     ap.add_argument("--cache", default="bench-cache")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time is not inflated by spinning)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if not list(Path(args.cache).glob("rbm50_0_*.pt")):
         Path(args.cache).mkdir(parents=True, exist_ok=True)
         torch.save(sample_chunk(50, 40, 0, args.reps), Path(args.cache) / f"rbm50_0_{args.reps}.pt")

@@ -1,0 +1,73 @@
+"""Rejection rates on the Figure-5 RBM benchmark from cached data, resumable (issue 12).
+
+The same problems as ``steinkit reproduce rbm-power`` (dx = 50, dh = 40, n = 1000; repetition r's
+data and perturbation direction as ``rbm_problem``), but the Gibbs samples come from the cache of
+``benchmarks/rbm_data.py``, so every method and σ reuses them instead of sampling again. Each
+finished (method, σ) is appended as a JSON line to OUT and skipped when the command is rerun.
+
+Usage: python benchmarks/rbm_sweep.py OUT REPS METHOD[:PROTOCOL]... [--sigmas 0,0.01,...] [--cache DIR]
+       e.g. ``rbm_sweep.py runs/sweep.jsonl 200 ksdagg ksdagg-inc lsd lsd:paper --cache bench-cache``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+import steinkit as sk
+from rbm_data import SIGMAS, load
+from steinkit.experiments.rbm_power import derive_seed, rbm_problem
+
+KERNEL_OPTIONS = {"ksd": {"n_bootstrap": 1000}, "ksdagg": {"n_bootstrap": 500, "n_correction": 500},
+                  "ksdagg-inc": {"n_bootstrap": 500, "n_correction": 500}}  # the papers' B1 = B2 = 500
+
+
+def rates(method: str, sigma: float, reps: int, cache: str, batch: int = 50) -> dict:
+    """Rejection rate at α = .05 (and .01, .10) of ``reps`` tests at σ, with CPU seconds per test."""
+    name, _, protocol = method.partition(":")
+    xs, _ = load(cache, 50, reps, sigma)
+    models = [rbm_problem(50, 40, r, sigma, n=2, burn_in=0)[1] for r in range(reps)]
+    options = {"protocol": protocol} if protocol else dict(KERNEL_OPTIONS.get(name, {}))
+    start, pvalues = time.process_time(), []
+    for i in range(0, reps, batch):
+        block = range(i, min(i + batch, reps))
+        res = sk.gof_tests([models[r] for r in block], [xs[r] for r in block], method=name,
+                           seeds=[derive_seed(0, 50, 40, r, sigma, "test") for r in block], **options)
+        pvalues += [r.pvalue for r in res]
+    rate = sum(p <= 0.05 for p in pvalues) / reps
+    return {"method": method, "sigma": sigma, "reps": reps, "reject_05": rate,
+            "stderr": math.sqrt(rate * (1 - rate) / reps), "reject_01": sum(p <= 0.01 for p in pvalues) / reps,
+            "reject_10": sum(p <= 0.10 for p in pvalues) / reps,
+            "cpu_seconds_per_test": (time.process_time() - start) / reps, "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("reps", type=int)
+    ap.add_argument("methods", nargs="+")
+    ap.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
+    ap.add_argument("--cache", default="bench-cache")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    done = {(r["method"], r["sigma"], r["reps"]) for r in map(json.loads, out.read_text().splitlines())} \
+        if out.exists() else set()
+    for method in args.methods:
+        for sigma in map(float, args.sigmas.split(",")):
+            if (method, sigma, args.reps) in done:
+                continue
+            row = rates(method, sigma, args.reps, args.cache)
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
