@@ -1,11 +1,12 @@
 """Rejection rates on the Figure-5 RBM benchmark from cached data, resumable (issue 12).
 
-The same problems as ``steinkit reproduce rbm-power`` (dx = 50, dh = 40, n = 1000; repetition r's
+The same problems as ``steinkit reproduce rbm-power`` (default dx = 50, dh = 40, n = 1000; repetition r's
 data and perturbation direction as ``rbm_problem``), but the Gibbs samples come from the cache of
 ``benchmarks/rbm_data.py``, so every method and σ reuses them instead of sampling again. Each
 finished (method, σ) is appended as a JSON line to OUT and skipped when the command is rerun.
 
-Usage: python benchmarks/rbm_sweep.py OUT REPS METHOD[:PROTOCOL]... [--sigmas 0,0.01,...] [--cache DIR]
+Usage: python benchmarks/rbm_sweep.py OUT REPS METHOD[:PROTOCOL]... [--sigmas 0,0.01,...] [--dims 50:40]
+       [--cache DIR]
        e.g. ``rbm_sweep.py runs/sweep.jsonl 200 ksdagg ksdagg-inc lsd lsd:paper --cache bench-cache``
 """
 
@@ -27,20 +28,20 @@ KERNEL_OPTIONS = {"ksd": {"n_bootstrap": 1000}, "ksdagg": {"n_bootstrap": 500, "
                   "ksdagg-inc": {"n_bootstrap": 500, "n_correction": 500}}  # the papers' B1 = B2 = 500
 
 
-def rates(method: str, sigma: float, reps: int, cache: str, batch: int = 50) -> dict:
+def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: int = 40, batch: int = 50) -> dict:
     """Rejection rate at α = .05 (and .01, .10) of ``reps`` tests at σ, with CPU seconds per test."""
     name, _, protocol = method.partition(":")
-    xs, _ = load(cache, 50, reps, sigma)
-    models = [rbm_problem(50, 40, r, sigma, n=2, burn_in=0)[1] for r in range(reps)]
+    xs, _ = load(cache, dx, reps, sigma)
+    models = [rbm_problem(dx, dh, r, sigma, n=2, burn_in=0)[1] for r in range(reps)]
     options = {"protocol": protocol} if protocol else dict(KERNEL_OPTIONS.get(name, {}))
     start, pvalues = time.process_time(), []
     for i in range(0, reps, batch):
         block = range(i, min(i + batch, reps))
         res = sk.gof_tests([models[r] for r in block], [xs[r] for r in block], method=name,
-                           seeds=[derive_seed(0, 50, 40, r, sigma, "test") for r in block], **options)
+                           seeds=[derive_seed(0, dx, dh, r, sigma, "test") for r in block], **options)
         pvalues += [r.pvalue for r in res]
     rate = sum(p <= 0.05 for p in pvalues) / reps
-    return {"method": method, "sigma": sigma, "reps": reps, "reject_05": rate,
+    return {"method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": reps, "reject_05": rate,
             "stderr": math.sqrt(rate * (1 - rate) / reps), "reject_01": sum(p <= 0.01 for p in pvalues) / reps,
             "reject_10": sum(p <= 0.10 for p in pvalues) / reps,
             "cpu_seconds_per_test": (time.process_time() - start) / reps, "threads": torch.get_num_threads()}
@@ -52,18 +53,20 @@ def main() -> None:
     ap.add_argument("reps", type=int)
     ap.add_argument("methods", nargs="+")
     ap.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
+    ap.add_argument("--dims", default="50:40", help="dx:dh of the RBM")
     ap.add_argument("--cache", default="bench-cache")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    done = {(r["method"], r["sigma"], r["reps"]) for r in map(json.loads, out.read_text().splitlines())} \
-        if out.exists() else set()
+    dx, dh = map(int, args.dims.split(":"))
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    done = {(r["method"], r.get("dx", 50), r["sigma"], r["reps"]) for r in rows}
     for method in args.methods:
         for sigma in map(float, args.sigmas.split(",")):
-            if (method, sigma, args.reps) in done:
+            if (method, dx, sigma, args.reps) in done:
                 continue
-            row = rates(method, sigma, args.reps, args.cache)
+            row = rates(method, sigma, args.reps, args.cache, dx, dh)
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)

@@ -25,7 +25,8 @@ from typing import Any, Mapping
 from .splits import check_split
 from .validation import fraction, nonneg_float, one_of, positive_float, positive_int, wrong_type
 
-__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "OBJECTIVES", "SELECTIONS", "TRACES", "field_names", "settings_from"]
+__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "OBJECTIVES", "SELECTIONS", "TRACES",
+           "field_names", "settings_from"]
 
 OBJECTIVES = ("lsd", "power")
 SELECTIONS = ("mean-std", "power", "mean", "last")

@@ -38,7 +38,8 @@ from .report import markdown_table, write_report
 from .runner import sweep
 from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "PAPER_DIMS", "SIGMAS", "TEST_METHODS", "RBMSweep", "Settings", "FULL", "QUICK",
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "PAPER_DIMS", "SIGMAS", "TEST_METHODS", "RBMSweep", "Settings",
+           "FULL", "QUICK",
            "derive_seed", "parse_dims", "rbm_problem", "trial_configs", "run_trial", "summarize", "run",
            "sigma_tables", "sigma_figure"]
 
