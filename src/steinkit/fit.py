@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -289,14 +290,22 @@ class HeldOutFit:
         test_terms: Stein terms of the selected critic on the test split (exact trace), (n_test,).
         best_iteration: iteration of the selected critic.
         history: train/val statistics at every validation.
+        test_sq_norms: ‖f(x)‖² of the selected critic on the test split, (n_test,) (the
+            per-point L2 penalty, before λ).
         snapshot_terms: with ``snapshots=True``, the test-split terms of the critic as it was at
             every validation, (n_validations, n_test); else None.
+        critic: with ``keep_critics=True``, the selected critic (a lone :class:`MLPCritic`).
+        snapshot_critics: with ``keep_critics=True`` and ``snapshots=True``, the critic as it
+            was at every validation.
     """
 
     test_terms: Tensor
     best_iteration: int
     history: tuple[dict, ...]
+    test_sq_norms: Tensor
     snapshot_terms: Tensor | None = None
+    critic: MLPCritic | None = None
+    snapshot_critics: tuple[MLPCritic, ...] | None = None
 
 
 def _split_problems(problems: Sequence[tuple[Score, Tensor, int]], split: Sequence[float]):
@@ -351,6 +360,7 @@ def fit_heldout_critics(
     progress: bool = False,
     device: torch.device | str | None = None,
     snapshots: bool = False,
+    keep_critics: bool = False,
 ) -> list[HeldOutFit]:
     """Split, fit and test one critic per (score, data, seed) problem, all as one ensemble.
 
@@ -366,6 +376,9 @@ def fit_heldout_critics(
         settings: a :class:`~steinkit.settings.CriticSettings` (default ``ESTIMATE``).
         progress: show a progress bar.
         device: where to fit (default: where the first problem's data live); the data move there.
+        snapshots: also give the test-split terms of the critic at every validation.
+        keep_critics: also give each problem's selected critic (and, with ``snapshots``, its
+            critic at every validation) as lone critics.
 
     Example:
         >>> from steinkit.scores import as_score
@@ -384,14 +397,18 @@ def fit_heldout_critics(
     x_parts, s_parts = _split_problems(problems, cfg.split)
     critic, generators = _ensemble(problems, cfg, device)
     kept: list[Tensor] = []
+    kept_critics: list[MLPCritic] = []
 
     def keep(iteration: int, current: MLPCritic) -> None:
         kept.append(stein_terms(current, x_parts[2], s_parts[2], trace="exact")[0])
+        if keep_critics:
+            kept_critics.append(copy.deepcopy(current))
 
     fit = fit_critic(critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg, generator=generators,
                      progress=progress, callback=keep if snapshots else None)
     with torch.no_grad():
-        terms, _ = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
+        terms, f = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
+        sq_norms = f.pow(2).sum(-1)
     snapshot_terms = torch.stack(kept, 1) if snapshots else None  # (K, n_validations, n_test)
     if not bool(_finite_stats(terms.double()).all()) or (
         snapshot_terms is not None and not bool(torch.isfinite(snapshot_terms).all())
@@ -403,7 +420,10 @@ def fit_heldout_critics(
             {key: (v[k] if isinstance(v, list) else v) for key, v in row.items()} for row in fit.history
         )
         snap = None if snapshot_terms is None else snapshot_terms[k]
-        out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history, snap))  # type: ignore[index]
+        lone = fit.critic.member(k) if keep_critics else None
+        snap_critics = tuple(c.member(k) for c in kept_critics) if keep_critics and snapshots else None
+        out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history, sq_norms[k],  # type: ignore[index]
+                              snap, lone, snap_critics))
     return out
 
 

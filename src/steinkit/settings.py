@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from .splits import check_split
 from .validation import fraction, nonneg_float, one_of, positive_float, positive_int, wrong_type
 
-__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "OBJECTIVES", "SELECTIONS", "TRACES", "field_names", "settings_from"]
+__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "RELATIVE", "OBJECTIVES", "SELECTIONS", "TRACES", "field_names", "settings_from"]
 
 OBJECTIVES = ("lsd", "power")
 SELECTIONS = ("mean-std", "power", "mean", "last")
@@ -155,3 +155,8 @@ AGGREGATED_TEST = TEST.replace(hidden=64, n_iters=300, val_every=50, dropout=0.0
 """The default LSD test (``gof_test(method="lsd")``): a 2×64 critic trained 300 steps on 45% of the
 data (5% validate, for the history) and tested at every 50th step on the other half, the six
 statistics aggregated with a level correction (:mod:`steinkit.gof.lsd`)."""
+
+RELATIVE = ESTIMATE.replace(hidden=64, n_iters=300, val_every=50, split=(0.45, 0.05, 0.5))
+"""The learned relative test (:func:`steinkit.relative_test`): one 2×64 critic per model, fitted 300
+steps for the LSD objective on 45% of the data (5% select by mean − std), both tested on the other
+half."""
