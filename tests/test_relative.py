@@ -44,7 +44,7 @@ def test_optimal_method_holds_its_level_for_equally_good_models():
 
 def test_optimal_method_needs_a_differentiable_score():
     x = torch.randn(50, 2, generator=gen(0))
-    with pytest.raises(ValueError, match="model_b's score to be differentiable.*method='lsd'"):
+    with pytest.raises(ValueError, match="differentiable by torch autograd; score function <lambda> returned .*method='lsd'"):
         sk.relative_test(gaussian(0, 2), lambda z: -z.detach(), x, method="optimal")
 
 
@@ -135,3 +135,17 @@ def test_compare_pairwise_of_one_model_twice_is_neutral():
 def test_compare_rejects_a_non_bool_pairwise():
     with pytest.raises(TypeError, match="pairwise must be a bool"):
         sk.compare({"a": gaussian(0, 2)}, torch.randn(50, 2), pairwise=1)
+
+
+def test_relative_tests_equal_the_single_tests():
+    x = torch.randn(300, 2, generator=gen(8))
+    models = [gaussian(m, 2) for m in (0.0, 0.2, 0.8)]
+    for method, extra in (("lsd", FAST), ("optimal", {})):
+        many = sk.relative_tests(models, x, [(0, 2), (2, 1)], method=method, seed=4, **extra)
+        one = [sk.relative_test(models[a], models[b], x, method=method, seed=4, **extra) for a, b in [(0, 2), (2, 1)]]
+        for m, o in zip(many, one):
+            assert m.difference == pytest.approx(o.difference, rel=1e-5, abs=1e-7) and m.n_test == o.n_test
+    with pytest.raises(ValueError, match="pairs must be a non-empty list"):
+        sk.relative_tests(models, x, [(0, 3)], method="optimal")
+    with pytest.raises(TypeError, match="models must be a list"):
+        sk.relative_tests({"a": models[0]}, x, [(0, 0)])

@@ -19,7 +19,7 @@ from .gof import GofResult, gof_test, gof_tests
 from .critics import MLPCritic
 from .evaluate import Comparison, ComparisonRow, DiscrepancyEstimate, PairwiseRow, compare, stein_discrepancy
 from .fit import CriticFit, fit_critic
-from .relative import RelativeResult, relative_test
+from .relative import RelativeResult, relative_test, relative_tests
 from .scores import Score, as_score
 from .settings import AGGREGATED_TEST, ESTIMATE, RELATIVE, TEST, CriticSettings
 from .splits import split_data
@@ -72,6 +72,7 @@ __all__ = [
     "Comparison",
     "PairwiseRow",
     "relative_test",
+    "relative_tests",
     "RelativeResult",
     "witness",
     "Witness",

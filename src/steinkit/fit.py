@@ -4,7 +4,8 @@ Objectives (all with the L2 penalty λ·E‖f‖² of Eq. 8 subtracted):
   * ``"lsd"``   — mean of the Stein terms (Eq. 11 with Hutchinson; Algorithm 1);
   * ``"power"`` — mean/std of the Stein terms (Eq. 12; Algorithm 2).
 Selection statistics on the validation split: ``"mean-std"`` (variance-aware, Appendix A),
-``"power"`` (mean/std), ``"mean"``, or ``"last"`` (no selection).
+``"power"`` (mean/std), ``"mean"``, ``"penalised"`` (mean − λ·E‖f‖², the objective itself: the
+critic nearest the optimal one in L2), or ``"last"`` (no selection).
 
 An ensemble critic (``MLPCritic(n_critics=K)``) is fitted as K independent problems at once:
 x and scores may carry a leading K axis, losses are summed, and selection is per member. With
@@ -70,12 +71,14 @@ class CriticFit:
     best_statistic: float | list[float]
 
 
-def _statistic(terms: Tensor, selection: str) -> Tensor:
+def _statistic(terms: Tensor, selection: str, sq_norms: Tensor, lam: float) -> Tensor:
     mean, std = terms.mean(-1), terms.std(-1)
     if selection == "mean-std":
         return mean - std
     if selection == "power":
         return power_ratio(terms)
+    if selection == "penalised":
+        return mean - lam * sq_norms.mean(-1)
     return mean
 
 
@@ -117,16 +120,17 @@ def numerical_failure(where: str, settings: CriticSettings, x: Tensor, s: Tensor
 class _Selection:
     """Validation bookkeeping of one fit: history rows and the best parameters per member."""
 
-    def __init__(self, params: Sequence[Tensor], selection: str) -> None:
-        self.params, self.selection = list(params), selection
+    def __init__(self, params: Sequence[Tensor], selection: str, lam: float) -> None:
+        self.params, self.selection, self.lam = list(params), selection, lam
         self.best_state = [p.detach().clone() for p in self.params]
         self.best_stat: Tensor | None = None
         self.best_iter: Tensor | None = None
         self.history: list[dict] = []
 
-    def record(self, iteration: int, train_terms: Tensor, val_terms: Tensor) -> None:
-        """Add a history row and keep the parameters of members whose statistic improved."""
-        stat = _statistic(val_terms, self.selection)
+    def record(self, iteration: int, train_terms: Tensor, val_terms: Tensor, val_sq_norms: Tensor) -> None:
+        """Add a history row and keep the parameters of members whose statistic improved
+        (``val_sq_norms``: ‖f‖² at the validation points, for the "penalised" statistic)."""
+        stat = _statistic(val_terms, self.selection, val_sq_norms, self.lam)
         self.history.append(
             {
                 "iteration": iteration,
@@ -209,18 +213,18 @@ def fit_critic(
     full_batch = cfg.batch_size is None or cfg.batch_size == n_train
     params = list(critic.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-    selection = _Selection(params, cfg.selection)
+    selection = _Selection(params, cfg.selection, cfg.lam)
     finite = torch.ones((), dtype=torch.bool, device=x_train.device)  # every training statistic so far
 
     def validate(iteration: int) -> None:
         critic.eval()
         with torch.no_grad():
-            val_terms, _ = stein_terms(critic, x_val, s_val, trace=val_trace)
+            val_terms, val_f = stein_terms(critic, x_val, s_val, trace=val_trace)
             train_terms, _ = stein_terms(critic, x_train, s_train, trace=val_trace)
             if not bool(finite & _finite_stats(val_terms) & _finite_stats(train_terms)):
                 raise numerical_failure(f"while fitting (by iteration {iteration} of {cfg.n_iters})", cfg,
                                         x_train, s_train)
-            selection.record(iteration, train_terms, val_terms)
+            selection.record(iteration, train_terms, val_terms, val_f.pow(2).sum(-1))
             if callback is not None:
                 callback(iteration, critic)
         critic.train()

@@ -59,10 +59,10 @@ from .gof.outcome import normal_sf
 from .scores import Score, as_scores
 from .settings import RELATIVE, CriticSettings, settings_from
 from .stein import exact_trace
-from .validation import as_data, as_device, one_of, positive_float, probability, seed_from, wrong_type
+from .validation import as_data, as_device, one_of, probability, seed_from, wrong_type
 from .witness import FittedCritic
 
-__all__ = ["METHODS", "RelativeResult", "relative_test", "paired_test", "penalised_terms", "holm"]
+__all__ = ["METHODS", "RelativeResult", "relative_test", "relative_tests", "paired_test", "penalised_terms", "holm"]
 
 METHODS = ("lsd", "optimal")
 
@@ -163,38 +163,126 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def _score_terms(score: Score, x: Tensor, name: str) -> Tensor:
+def _score_terms(score: Score, x: Tensor) -> Tensor:
     """‖s(x)‖² + 2 tr ∇s(x) per point (exact trace), in float64."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         s = score(xg)
         if not s.requires_grad:
-            raise ValueError(f"method='optimal' needs {name}'s score to be differentiable by torch autograd "
-                             f"({score.source} returned values without a graph); use method='lsd'")
+            raise ValueError(f"method='optimal' needs every model's score to be differentiable by torch autograd; "
+                             f"{score.source} returned values without a graph: use method='lsd'")
         trace, _ = exact_trace(lambda _: s, xg, create_graph=False)
     return s.detach().double().pow(2).sum(1) + 2 * trace.detach().double()
 
 
-def _optimal(scores: Sequence[Score], x: Tensor, lam: float) -> tuple[Tensor, dict[str, Any]]:
-    d = (_score_terms(scores[0], x, "model_a") - _score_terms(scores[1], x, "model_b")) / (2 * lam)
-    if not bool(torch.isfinite(d).all()):
+def _optimal_terms(scores: Sequence[Score], x: Tensor, lam: float) -> list[Tensor]:
+    """Per model, (‖s‖² + 2 tr ∇s)/(2λ) at every point: differences of two models' rows are the
+    per-point estimates of LSD*(A) − LSD*(B)."""
+    terms = [_score_terms(sc, x) / (2 * lam) for sc in scores]
+    if not all(bool(torch.isfinite(t).all()) for t in terms):
         raise FloatingPointError("the models' score terms ‖s‖² + 2 tr ∇s are not finite on x: check the models")
-    return d, {"lam": lam, "hypothesis": "LSD*(A) >= LSD*(B): the optimal critics' LSDs (Fisher divergences)"}
+    return terms
 
 
-def _learned(scores: Sequence[Score], x: Tensor, cfg: CriticSettings, seed: int, progress: bool,
-             device: torch.device, return_critic: bool) -> tuple[Tensor, dict[str, Any], list[FittedCritic | None]]:
+def _learned_terms(scores: Sequence[Score], x: Tensor, cfg: CriticSettings, seed: int, progress: bool,
+                   device: torch.device, return_critic: bool) -> tuple[list[Tensor], list[HeldOutFit]]:
     fits = fit_heldout_critics([(sc, x, seed) for sc in scores], cfg, progress=progress, device=device,
                                keep_critics=return_critic)
     h = [penalised_terms(f, cfg.lam) for f in fits]
     if not all(bool(torch.isfinite(t).all()) for t in h):
         raise FloatingPointError("the critics' penalised terms are not finite on the test split: lower lr or raise lam")
+    return h, fits
+
+
+def _check_pairs(pairs: Any, n_models: int) -> list[tuple[int, int]]:
+    ok = isinstance(pairs, (list, tuple)) and len(pairs) > 0
+    out = []
+    for pair in pairs if ok else ():
+        good = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_models for i in pair)
+        if not good:
+            ok = False
+            break
+        out.append((pair[0], pair[1]))
+    if not ok:
+        raise ValueError(f"pairs must be a non-empty list of (a, b) model indices in [0, {n_models}), got {pairs!r}")
+    return out
+
+
+def relative_tests(
+    models: Sequence[Any],
+    x: Any,
+    pairs: Sequence[tuple[int, int]],
+    alpha: float = 0.05,
+    seed: int = 0,
+    settings: CriticSettings | None = None,
+    *,
+    method: str = "lsd",
+    generator: torch.Generator | None = None,
+    return_critic: bool = False,
+    progress: bool = False,
+    device: torch.device | str | None = None,
+    **overrides: Any,
+) -> list[RelativeResult]:
+    """Several relative tests on one data set, each model's critic fitted once (one ensemble).
+
+    ``pairs[k] = (a, b)`` tests H0: ``models[a]`` fits no better than ``models[b]``. Every
+    model's critic starts from the same seed, so each result equals
+    ``relative_test(models[a], models[b], x, alpha, seed, ...)``. The ``seconds`` of each
+    result is the call's wall time divided by the number of pairs. The other arguments are
+    those of :func:`relative_test`.
+
+    Example:
+        >>> import torch, steinkit as sk
+        >>> x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+        >>> models = [sk.models.Gaussian(torch.full((2,), m), torch.eye(2)) for m in (0.0, 0.3, 1.0)]
+        >>> [r.reject for r in relative_tests(models, x, [(0, 2), (1, 2), (2, 0)], method="optimal")]
+        [True, True, False]
+    """
+    start = time.perf_counter()
+    method = one_of(method, "method", METHODS)
+    alpha = probability(alpha, "alpha")
+    cfg = settings_from(settings, RELATIVE, overrides,
+                        extra=", or method, seed, generator, return_critic, progress, device")
+    if not isinstance(return_critic, bool):
+        raise wrong_type("return_critic", "a bool", return_critic)
+    if return_critic and method != "lsd":
+        raise TypeError(f"return_critic applies to method='lsd' only, not {method!r} (it fits no critic)")
+    if not isinstance(models, (list, tuple)):
+        raise wrong_type("models", "a list of models", models)
+    pairs = _check_pairs(pairs, len(models))
+    seed = seed_from(seed, generator)
+    device = as_device(device, x)
+    data = as_data(x, "x", min_rows=2).to(device)
+    scores = as_scores(list(models), device)
+    for sc in scores:
+        sc.check_dim(data)
+    fits: list[HeldOutFit] = []
+    if method == "optimal":
+        terms = _optimal_terms(scores, data, cfg.lam)
+    else:
+        terms, fits = _learned_terms(scores, data, cfg, seed, progress, device, return_critic)
     critics = [FittedCritic(f.critic, sc, cfg.lam, f.best_iteration) if f.critic is not None else None
-               for f, sc in zip(fits, scores)]
-    details = {"lam": cfg.lam, "best_iterations": [f.best_iteration for f in fits],
-               "value_a": float(h[0].mean()), "value_b": float(h[1].mean()),
-               "hypothesis": "E h_A >= E h_B for the fitted critics, h = 2(T - lam |f|^2) a lower bound of LSD"}
-    return h[0] - h[1], details, critics
+               for f, sc in zip(fits, scores)] or [None] * len(scores)
+    seconds = (time.perf_counter() - start) / len(pairs)
+    return [_result(method, terms, fits, critics, a, b, alpha, cfg.lam, seconds) for a, b in pairs]
+
+
+def _result(method: str, terms: list[Tensor], fits: list[HeldOutFit], critics: list[FittedCritic | None], a: int,
+            b: int, alpha: float, lam: float, seconds: float) -> RelativeResult:
+    mean, stderr, t = paired_test(terms[a] - terms[b])
+    p = normal_sf(-t)
+    if method == "optimal":
+        values: tuple[float | None, float | None] = (None, None)
+        details = {"lam": lam, "hypothesis": "LSD*(A) >= LSD*(B): the optimal critics' LSDs (Fisher divergences)"}
+    else:
+        values = (float(terms[a].mean()), float(terms[b].mean()))
+        details = {"lam": lam, "best_iterations": [fits[a].best_iteration, fits[b].best_iteration],
+                   "hypothesis": "E h_A >= E h_B for the fitted critics, h = 2(T - lam |f|^2) a lower bound of LSD"}
+    return RelativeResult(method=method, difference=mean, stderr=stderr, statistic=-t, pvalue=p, reject=p < alpha,
+                          alpha=alpha, n_test=int(terms[a].shape[0]), value_a=values[0], value_b=values[1],
+                          seconds=seconds, critic_a=critics[a], critic_b=critics[b],
+                          details=MappingProxyType(details))
 
 
 def relative_test(
@@ -233,32 +321,5 @@ def relative_test(
     Returns:
         A :class:`RelativeResult`.
     """
-    start = time.perf_counter()
-    method = one_of(method, "method", METHODS)
-    alpha = probability(alpha, "alpha")
-    cfg = settings_from(settings, RELATIVE, overrides,
-                        extra=", or method, seed, generator, return_critic, progress, device")
-    positive_float(cfg.lam, "lam")
-    if not isinstance(return_critic, bool):
-        raise wrong_type("return_critic", "a bool", return_critic)
-    if return_critic and method != "lsd":
-        raise TypeError(f"return_critic applies to method='lsd' only, not {method!r} (it fits no critic)")
-    seed = seed_from(seed, generator)
-    device = as_device(device, x)
-    data = as_data(x, "x", min_rows=2).to(device)
-    scores = as_scores([model_a, model_b], device)
-    for sc in scores:
-        sc.check_dim(data)
-    critics: list[FittedCritic | None] = [None, None]
-    if method == "optimal":
-        d, details = _optimal(scores, data, cfg.lam)
-        values: tuple[float | None, float | None] = (None, None)
-    else:
-        d, details, critics = _learned(scores, data, cfg, seed, progress, device, return_critic)
-        values = (details.pop("value_a"), details.pop("value_b"))
-    mean, stderr, t = paired_test(d)
-    p = normal_sf(-t)
-    return RelativeResult(method=method, difference=mean, stderr=stderr, statistic=-t, pvalue=p, reject=p < alpha,
-                          alpha=alpha, n_test=int(d.shape[0]), value_a=values[0], value_b=values[1],
-                          seconds=time.perf_counter() - start, critic_a=critics[0], critic_b=critics[1],
-                          details=MappingProxyType(details))
+    return relative_tests([model_a, model_b], x, [(0, 1)], alpha, seed, settings, method=method, generator=generator,
+                          return_critic=return_critic, progress=progress, device=device, **overrides)[0]
