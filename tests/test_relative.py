@@ -19,7 +19,8 @@ def gaussian(mean, d=3):
 
 def test_optimal_method_is_the_exact_score_matching_difference():
     """For N(a, I) and N(b, I): ‖s‖² + 2 tr ∇s = ‖x − m‖² − 2d, so the per-point difference is
-    (‖x − a‖² − ‖x − b‖²)/(2λ), whose mean estimates (‖a‖² − ‖b‖²)/(2λ) under N(0, I) data."""
+    (‖x − a‖² − ‖x − b‖²)/(2λ), whose mean estimates (‖a‖² − ‖b‖²)/(2λ) under N(0, I) data.
+    """
     x = torch.randn(500, 3, generator=gen(0), dtype=torch.float64)
     a, b = (sk.models.Gaussian(torch.full((3,), m, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
             for m in (0.2, -0.5))
@@ -44,7 +45,7 @@ def test_optimal_method_holds_its_level_for_equally_good_models():
 
 def test_optimal_method_needs_a_differentiable_score():
     x = torch.randn(50, 2, generator=gen(0))
-    with pytest.raises(ValueError, match="differentiable by torch autograd; score function <lambda> returned .*method='lsd'"):
+    with pytest.raises(ValueError, match="differentiable by torch autograd; score function <lambda> returned"):
         sk.relative_test(gaussian(0, 2), lambda z: -z.detach(), x, method="optimal")
 
 

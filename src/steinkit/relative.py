@@ -18,9 +18,10 @@ against E_p h_A < E_p h_B, with t = √n · mean(h_B − h_A)/std(h_B − h_A) o
 p = 1 − Φ(t). The critics depend only on the training part, so the test points' differences
 are i.i.d. given them and the CLT makes the level exact as n grows. When both critics are
 fitted equally well (the same squared error 2λ‖f − f*‖²), H0 is "LSD*(A) ≥ LSD*(B)"; otherwise
-the test leans toward the model whose departure is harder for the critic to see. The penalty
-matters: the plain Stein terms' mean is off by an error linear in the critic's error, which
-makes a paired test of equally good models reject far above α (docs/findings.md); the
+the test leans toward the model whose departure is harder for the critic to see (two Gaussians
+of equal Fisher divergence, one shifted and one scaled: docs/findings.md). The penalty matters:
+the plain Stein terms' mean is off by an error linear in the critic's error, which for two
+mirror-image Gaussians doubles the statistic's variance under H0 (size about .12 at .05); the
 penalised terms' error is quadratic. Only one half tests: the mirror fold would be correlated
 with it (docs/findings.md).
 

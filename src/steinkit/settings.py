@@ -4,7 +4,8 @@
 the paper's two uses: :data:`ESTIMATE` (Algorithm 1, discrepancy estimates: objective
 ``"lsd"``, selection by mean − std, no dropout) and :data:`TEST` (Algorithm 2, the
 goodness-of-fit test: objective and selection by the power mean/std, dropout .5, weight
-decay 5e-4). Derive others with :meth:`CriticSettings.replace`.
+decay 5e-4). Derived from them: :data:`AGGREGATED_TEST` (the default LSD test) and
+:data:`RELATIVE` (the learned relative test). Derive others with :meth:`CriticSettings.replace`.
 
 Example:
     >>> quick = ESTIMATE.replace(n_iters=200, hidden=32)
@@ -25,7 +26,8 @@ from typing import Any, Mapping
 from .splits import check_split
 from .validation import fraction, nonneg_float, one_of, positive_float, positive_int, wrong_type
 
-__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "RELATIVE", "OBJECTIVES", "SELECTIONS", "TRACES", "field_names", "settings_from"]
+__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "RELATIVE", "OBJECTIVES", "SELECTIONS", "TRACES",
+           "field_names", "settings_from"]
 
 OBJECTIVES = ("lsd", "power")
 SELECTIONS = ("mean-std", "power", "mean", "penalised", "last")
