@@ -188,3 +188,49 @@ def test_lsd_time_estimate_is_of_the_right_size(files, capsys):
     argv[0] = "evaluate"
     assert main(argv) == 0
     assert "the LSD estimate fits a 2x32 critic for 100 steps" in capsys.readouterr().err
+
+
+COMPARE_FAST = ["--option", "n_iters=60", "--option", "hidden=16", "--option", "val_every=20"]
+
+
+def test_compare_command_prints_the_ranking_and_pairwise_table(files, capsys):
+    argv = ["compare", "--model", f"{files}/mymodel.py:model", "--model", f"{files}/mymodel.py:Shifted",
+            "--data", f"{files}/samples.npy", *COMPARE_FAST]
+    assert main(argv + ["--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert [r["name"] for r in out["ranking"]] == [f"{files}/mymodel.py:model", f"{files}/mymodel.py:Shifted"]
+    (pair,) = out["pairwise"]
+    assert pair["better"] == out["ranking"][0]["name"] and pair["adjusted"] < 0.05 and out["correction"] == "holm"
+    assert "fits 2 2x16 critics for 60 steps" in captured.err
+    assert main(argv + ["--witness", str(files / "pics" / "where.png")]) == 0
+    assert "holm-adjusted p" in capsys.readouterr().out and (files / "pics" / "where.png").stat().st_size > 0
+
+
+def test_compare_witness_of_images(tmp_path, capsys):
+    (tmp_path / "m.py").write_text("import torch, steinkit as sk\n"
+                                   "a = sk.models.Gaussian(torch.zeros(16), torch.eye(16))\n"
+                                   "b = sk.models.Gaussian(torch.ones(16), torch.eye(16))\n")
+    np.save(tmp_path / "img.npy", np.random.default_rng(0).standard_normal((200, 16)).astype(np.float32))
+    argv = ["compare", "--model", f"{tmp_path}/m.py:a", "--model", f"{tmp_path}/m.py:b", "--data",
+            f"{tmp_path}/img.npy", "--witness", str(tmp_path / "w.png"), *COMPARE_FAST]
+    assert main(argv) == 0 and (tmp_path / "w.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "{d}/mymodel.py:model"], "at least two different models"),
+        (["--model", "{d}/mymodel.py:model", "--model", "{d}/mymodel.py:model"], "at least two different models"),
+        (["--model", "{d}/mymodel.py:model", "--model", "{d}/mymodel.py:Shifted", "--lam", "0"], "--lam"),
+        (["--model", "{d}/mymodel.py:model", "--model", "{d}/mymodel.py:Shifted", "--witness", "{d}/w.png",
+          "--data", "{d}/three.npy"], "--witness draws 2-D data"),
+    ],
+)
+def test_compare_errors_come_before_any_fit(files, capsys, extra, message):
+    np.save(files / "three.npy", np.zeros((50, 3), dtype=np.float32))
+    extra = [e.format(d=files) for e in extra]
+    data = [] if "--data" in extra else ["--data", f"{files}/samples.npy"]
+    assert main(["compare", *data, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("steinkit: error:") and message in err and "fits" not in err

@@ -70,6 +70,7 @@ def test_cuda_without_cuda_says_so():
         lambda m, x: sk.gof_tests([m], [x], "lsd", device="cuda"),
         lambda m, x: sk.stein_discrepancy(m, x, device="cuda"),
         lambda m, x: sk.compare({"m": m}, x, device="cuda"),
+        lambda m, x: sk.relative_test(m, m, x, device="cuda"),
         lambda m, x: fit_critic(MLPCritic(3, 8), x, m.score(x), x, m.score(x), device="cuda"),
         lambda m, x: fit_heldout_critics([(as_score(m), x, 0)], device="cuda"),
         lambda m, x: train(m, x, method="ssm", steps=1, device="cuda", progress=False),
@@ -77,7 +78,7 @@ def test_cuda_without_cuda_says_so():
         lambda m, x: GaussianBernoulliRBM.random(3, 2).sample(4, device="cuda"),
         lambda m, x: MLPCritic(3, 8, device="cuda"),
     ],
-    ids=["gof_test", "gof_tests", "stein_discrepancy", "compare", "fit_critic", "fit_heldout_critics", "train",
+    ids=["gof_test", "gof_tests", "stein_discrepancy", "compare", "relative_test", "fit_critic", "fit_heldout_critics", "train",
          "sgld", "rbm.sample", "MLPCritic"],
 )
 def test_every_entry_point_refuses_cuda_by_name_without_it(call):

@@ -98,7 +98,7 @@ def test_compare_takes_settings_too():
 
 def test_unknown_overrides_list_the_valid_names():
     x = torch.randn(50, 2, generator=gen(0))
-    with pytest.raises(TypeError, match=r"unknown option\(s\) \['iters'\]; valid: .*'n_iters'.*or seed, generator, progress"):
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['iters'\]; valid: .*'n_iters'.*or seed, generator, return_critic, progress"):
         sk.stein_discrepancy(MODEL, x, iters=3)
     with pytest.raises(TypeError, match="settings must be a CriticSettings"):
         sk.stein_discrepancy(MODEL, x, {"n_iters": 3})

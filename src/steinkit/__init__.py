@@ -14,13 +14,14 @@ Example:
 
 from __future__ import annotations
 
-from . import data, gof, models, samplers
+from . import data, gof, models, samplers, witness_plots
 from .gof import GofResult, gof_test, gof_tests
 from .critics import MLPCritic
-from .evaluate import ComparisonRow, DiscrepancyEstimate, compare, stein_discrepancy
+from .evaluate import Comparison, ComparisonRow, DiscrepancyEstimate, PairwiseRow, compare, stein_discrepancy
 from .fit import CriticFit, fit_critic
+from .relative import RelativeResult, relative_test, relative_tests
 from .scores import Score, as_score
-from .settings import AGGREGATED_TEST, ESTIMATE, TEST, CriticSettings
+from .settings import AGGREGATED_TEST, ESTIMATE, RELATIVE, TEST, CriticSettings
 from .splits import split_data
 from .stein import (
     FusedSteinCritic,
@@ -32,6 +33,7 @@ from .stein import (
     optimal_lsd,
     stein_terms,
 )
+from .witness import FittedCritic, Witness, witness
 
 __version__ = "0.1.0"
 
@@ -39,6 +41,7 @@ __all__ = [
     "models",
     "data",
     "samplers",
+    "witness_plots",
     "gof",
     "gof_test",
     "gof_tests",
@@ -58,6 +61,7 @@ __all__ = [
     "ESTIMATE",
     "TEST",
     "AGGREGATED_TEST",
+    "RELATIVE",
     "fit_critic",
     "CriticFit",
     "stein_discrepancy",
@@ -65,4 +69,12 @@ __all__ = [
     "split_data",
     "DiscrepancyEstimate",
     "ComparisonRow",
+    "Comparison",
+    "PairwiseRow",
+    "relative_test",
+    "relative_tests",
+    "RelativeResult",
+    "witness",
+    "Witness",
+    "FittedCritic",
 ]

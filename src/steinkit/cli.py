@@ -4,13 +4,16 @@ Example:
     steinkit demo
     steinkit test --model mymodel.py:model --data samples.npy --method lsd --json
     steinkit evaluate --model mymodel.py:model --data samples.npy
+    steinkit compare --model a.py:model --model b.py:model --data samples.npy --witness where.png
     steinkit reproduce gaussian-critic --out runs/fig3 --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,7 +52,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         from .settings import AGGREGATED_TEST, TEST
 
         defaults = TEST if options.get("protocol") == "paper" else AGGREGATED_TEST
-        _announce_fit_time("test", model, x, defaults, options, args.seed)
+        _announce_fit_time("test", [model], x, defaults, options, args.seed)
         options.setdefault("progress", not args.json)
     result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, device=args.device, **options)
     if not args.json:
@@ -80,7 +83,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     from .settings import ESTIMATE
 
-    _announce_fit_time("estimate", model, x, ESTIMATE.replace(lam=args.lam), options, args.seed)
+    _announce_fit_time("estimate", [model], x, ESTIMATE.replace(lam=args.lam), options, args.seed)
     options.setdefault("progress", not args.json)
     est = stein_discrepancy(model, x, lam=args.lam, seed=args.seed, device=args.device, **options)
     if args.json:
@@ -95,19 +98,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 _QUICK = {"n_iters": 200, "hidden": 64}
 
 
-def _announce_fit_time(what: str, model: Any, x: Any, defaults: Any, options: dict[str, Any], seed: int) -> None:
-    """Say on stderr, before the fit starts, about how long the LSD critic fit will take here
-    (:func:`steinkit.fit.fit_seconds`) and which options shorten it."""
+def _announce_fit_time(what: str, models: Sequence[Any], x: Any, defaults: Any, options: dict[str, Any],
+                       seed: int) -> None:
+    """Say on stderr, before the fit starts, about how long the LSD critic fit (one critic per
+    model, as one ensemble) will take here (:func:`steinkit.fit.fit_seconds`) and which options
+    shorten it."""
     from .fit import fit_seconds
     from .scores import as_score
     from .settings import settings_from
     from .validation import as_data
 
     cfg = settings_from(None, defaults, {k: v for k, v in options.items() if k not in ("progress", "protocol")})
-    data, score = as_data(x, "x"), as_score(model)
-    score.check_dim(data)
-    problems = [(score, data, seed)]
-    line = (f"steinkit: the LSD {what} fits a {cfg.n_layers}x{cfg.hidden} critic for {cfg.n_iters} steps: "
+    data = as_data(x, "x")
+    problems = []
+    for model in models:
+        score = as_score(model)
+        score.check_dim(data)
+        problems.append((score, data, seed))
+    critics = f"{len(models)} {cfg.n_layers}x{cfg.hidden} critics" if len(models) > 1 else \
+        f"a {cfg.n_layers}x{cfg.hidden} critic"
+    line = (f"steinkit: the LSD {what} fits {critics} for {cfg.n_iters} steps: "
             f"about {_duration(fit_seconds(problems, cfg))} here (timed from a few steps)")
     quick = {k: v for k, v in _QUICK.items() if getattr(cfg, k) > v}
     if quick:
@@ -118,6 +128,71 @@ def _announce_fit_time(what: str, model: Any, x: Any, defaults: Any, options: di
 
 def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+
+
+def _witness_kind(d: int) -> str:
+    """What ``--witness`` draws for data of dimension d: the field ("field", d = 2) or images
+    ("images", d a square >= 16); anything else is a user error, raised before any fitting."""
+    if d == 2:
+        return "field"
+    if d >= 16 and math.isqrt(d) ** 2 == d:
+        return "images"
+    raise ValueError(f"--witness draws 2-D data (a critic field) or square images (d = 16, 25, ..., 784), "
+                     f"not d = {d}: drop --witness")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import torch
+
+    from .evaluate import compare
+    from .settings import ESTIMATE
+
+    options = dict(_parse_option(o) for o in args.option)
+    positive_float(args.lam, "--lam")
+    if len(args.model) < 2 or len(set(args.model)) != len(args.model):
+        raise ValueError(f"--model must name at least two different models, got {args.model}")
+    models = {spec: load_object(spec) for spec in args.model}
+    x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    kind = None if args.witness is None else _witness_kind(int(x.shape[1]))
+    if args.witness is not None:
+        prepare_out(Path(args.witness).parent, "--witness")
+    _announce_fit_time("comparison", list(models.values()), x, ESTIMATE.replace(lam=args.lam), options, args.seed)
+    options.setdefault("progress", not args.json)
+    table = compare(models, x, lam=args.lam, seed=args.seed, device=args.device, pairwise=True,
+                    return_critic=kind is not None, **options)
+    if kind is not None:
+        _draw_witness(table, x, kind, args)
+    if not args.json:
+        print(table)
+        if args.witness is not None:
+            print(f"witness picture in {args.witness}")
+        return 0
+    ranking = [{"name": r.name, "value": r.value, "stderr": r.stderr, "n_test": r.estimate.n_test,
+                "best_iteration": r.estimate.best_iteration} for r in table]
+    pairwise = [dataclasses.asdict(p) for p in table.pairwise]
+    print(json_text({"models": args.model, "data": args.data, "n": int(x.shape[0]), "d": int(x.shape[1]),
+                     "seed": args.seed, "method": "lsd", "lam": args.lam, "ranking": ranking, "pairwise": pairwise,
+                     "correction": table.correction, "witness": args.witness}))
+    return 0
+
+
+def _draw_witness(table: Any, x: Any, kind: str, args: argparse.Namespace) -> None:
+    """Write the critics' picture: their fields over 2-D data, or for images the mean critic over
+    the worst-fitted points of the comparison's test split."""
+    import torch
+
+    from .settings import ESTIMATE
+    from .splits import split_data
+    from .witness import witness
+    from .witness_plots import plot_field, plot_images
+
+    critics = {r.name: r.estimate.critic for r in table}
+    if kind == "field":
+        plot_field(critics, x, args.witness)
+        return
+    split = dict(_parse_option(o) for o in args.option).get("split", ESTIMATE.split)
+    test = split_data(x, split, generator=torch.Generator().manual_seed(args.seed))[2]
+    plot_images({name: witness(c, test) for name, c in critics.items()}, args.witness)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -189,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--lam", type=typed(float), default=0.5)
         p.set_defaults(func=func)
+
+    cmp = sub.add_parser("compare", help="rank models by LSD on the same samples, with pairwise p-values")
+    cmp.add_argument("--model", required=True, action="append",
+                     help="path/to/file.py:name of a model object (or class); give it once per model")
+    cmp.add_argument("--data", required=True, help="samples (n, d) as .npy, .npz, .csv or .txt")
+    cmp.add_argument("--seed", type=typed(int), default=0)
+    cmp.add_argument("--lam", type=typed(float), default=0.5)
+    cmp.add_argument("--json", action="store_true", help="print the ranking and the pairwise table as JSON")
+    cmp.add_argument("--witness", default=None, metavar="OUT.png",
+                     help="also draw the critics: their fields over 2-D data, or the mean critic over the worst-fitted "
+                          "test points for square images")
+    cmp.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                     help="extra option passed through (JSON values), e.g. --option n_iters=300")
+    _add_device(cmp)
+    cmp.set_defaults(func=_cmd_compare)
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")
     rep_sub = rep.add_subparsers(dest="experiment", required=True)

@@ -236,6 +236,27 @@ class MLPCritic(nn.Module):
             self.weights.append(nn.Parameter(w.to(device)))
             self.biases.append(nn.Parameter(b.to(device)))
 
+    def member(self, k: int) -> MLPCritic:
+        """A lone critic (no ensemble axis) holding a copy of ensemble member ``k``'s parameters,
+        in eval mode; a lone critic gives a copy of itself.
+
+        Example:
+            >>> ens = MLPCritic(dim=2, hidden=8, n_critics=3, seeds=[0, 1, 2])
+            >>> x = torch.randn(4, 2)
+            >>> torch.allclose(ens.member(1)(x), ens(x)[1])
+            True
+        """
+        members = self.n_critics or 1
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < members:
+            raise ValueError(f"k must be an int in [0, {members}), got {k!r}")
+        w = self.weights[0]
+        lone = MLPCritic(self.dim, self.hidden, self.n_layers, self.dropout, generator=torch.Generator().manual_seed(0),
+                         dtype=w.dtype, device=w.device)  # overwritten below; the global generator is untouched
+        with torch.no_grad():
+            for mine, theirs in zip(lone.parameters(), self.parameters()):
+                mine.copy_(theirs[k] if self.n_critics else theirs)
+        return lone.eval()
+
     # -- plain evaluation -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Critic values f(x): (n, d) -> (n, d), or (K, n, d) for an ensemble."""

@@ -4,7 +4,8 @@ Objectives (all with the L2 penalty λ·E‖f‖² of Eq. 8 subtracted):
   * ``"lsd"``   — mean of the Stein terms (Eq. 11 with Hutchinson; Algorithm 1);
   * ``"power"`` — mean/std of the Stein terms (Eq. 12; Algorithm 2).
 Selection statistics on the validation split: ``"mean-std"`` (variance-aware, Appendix A),
-``"power"`` (mean/std), ``"mean"``, or ``"last"`` (no selection).
+``"power"`` (mean/std), ``"mean"``, ``"penalised"`` (mean − λ·E‖f‖², the objective itself: the
+critic nearest the optimal one in L2), or ``"last"`` (no selection).
 
 An ensemble critic (``MLPCritic(n_critics=K)``) is fitted as K independent problems at once:
 x and scores may carry a leading K axis, losses are summed, and selection is per member. With
@@ -30,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -69,12 +71,14 @@ class CriticFit:
     best_statistic: float | list[float]
 
 
-def _statistic(terms: Tensor, selection: str) -> Tensor:
+def _statistic(terms: Tensor, selection: str, sq_norms: Tensor, lam: float) -> Tensor:
     mean, std = terms.mean(-1), terms.std(-1)
     if selection == "mean-std":
         return mean - std
     if selection == "power":
         return power_ratio(terms)
+    if selection == "penalised":
+        return mean - lam * sq_norms.mean(-1)
     return mean
 
 
@@ -116,16 +120,17 @@ def numerical_failure(where: str, settings: CriticSettings, x: Tensor, s: Tensor
 class _Selection:
     """Validation bookkeeping of one fit: history rows and the best parameters per member."""
 
-    def __init__(self, params: Sequence[Tensor], selection: str) -> None:
-        self.params, self.selection = list(params), selection
+    def __init__(self, params: Sequence[Tensor], selection: str, lam: float) -> None:
+        self.params, self.selection, self.lam = list(params), selection, lam
         self.best_state = [p.detach().clone() for p in self.params]
         self.best_stat: Tensor | None = None
         self.best_iter: Tensor | None = None
         self.history: list[dict] = []
 
-    def record(self, iteration: int, train_terms: Tensor, val_terms: Tensor) -> None:
-        """Add a history row and keep the parameters of members whose statistic improved."""
-        stat = _statistic(val_terms, self.selection)
+    def record(self, iteration: int, train_terms: Tensor, val_terms: Tensor, val_sq_norms: Tensor) -> None:
+        """Add a history row and keep the parameters of members whose statistic improved
+        (``val_sq_norms``: ‖f‖² at the validation points, for the "penalised" statistic)."""
+        stat = _statistic(val_terms, self.selection, val_sq_norms, self.lam)
         self.history.append(
             {
                 "iteration": iteration,
@@ -208,18 +213,18 @@ def fit_critic(
     full_batch = cfg.batch_size is None or cfg.batch_size == n_train
     params = list(critic.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-    selection = _Selection(params, cfg.selection)
+    selection = _Selection(params, cfg.selection, cfg.lam)
     finite = torch.ones((), dtype=torch.bool, device=x_train.device)  # every training statistic so far
 
     def validate(iteration: int) -> None:
         critic.eval()
         with torch.no_grad():
-            val_terms, _ = stein_terms(critic, x_val, s_val, trace=val_trace)
+            val_terms, val_f = stein_terms(critic, x_val, s_val, trace=val_trace)
             train_terms, _ = stein_terms(critic, x_train, s_train, trace=val_trace)
             if not bool(finite & _finite_stats(val_terms) & _finite_stats(train_terms)):
                 raise numerical_failure(f"while fitting (by iteration {iteration} of {cfg.n_iters})", cfg,
                                         x_train, s_train)
-            selection.record(iteration, train_terms, val_terms)
+            selection.record(iteration, train_terms, val_terms, val_f.pow(2).sum(-1))
             if callback is not None:
                 callback(iteration, critic)
         critic.train()
@@ -289,14 +294,22 @@ class HeldOutFit:
         test_terms: Stein terms of the selected critic on the test split (exact trace), (n_test,).
         best_iteration: iteration of the selected critic.
         history: train/val statistics at every validation.
+        test_sq_norms: ‖f(x)‖² of the selected critic on the test split, (n_test,) (the
+            per-point L2 penalty, before λ).
         snapshot_terms: with ``snapshots=True``, the test-split terms of the critic as it was at
             every validation, (n_validations, n_test); else None.
+        critic: with ``keep_critics=True``, the selected critic (a lone :class:`MLPCritic`).
+        snapshot_critics: with ``keep_critics=True`` and ``snapshots=True``, the critic as it
+            was at every validation.
     """
 
     test_terms: Tensor
     best_iteration: int
     history: tuple[dict, ...]
+    test_sq_norms: Tensor
     snapshot_terms: Tensor | None = None
+    critic: MLPCritic | None = None
+    snapshot_critics: tuple[MLPCritic, ...] | None = None
 
 
 def _split_problems(problems: Sequence[tuple[Score, Tensor, int]], split: Sequence[float]):
@@ -351,6 +364,7 @@ def fit_heldout_critics(
     progress: bool = False,
     device: torch.device | str | None = None,
     snapshots: bool = False,
+    keep_critics: bool = False,
 ) -> list[HeldOutFit]:
     """Split, fit and test one critic per (score, data, seed) problem, all as one ensemble.
 
@@ -366,6 +380,9 @@ def fit_heldout_critics(
         settings: a :class:`~steinkit.settings.CriticSettings` (default ``ESTIMATE``).
         progress: show a progress bar.
         device: where to fit (default: where the first problem's data live); the data move there.
+        snapshots: also give the test-split terms of the critic at every validation.
+        keep_critics: also give each problem's selected critic (and, with ``snapshots``, its
+            critic at every validation) as lone critics.
 
     Example:
         >>> from steinkit.scores import as_score
@@ -384,14 +401,18 @@ def fit_heldout_critics(
     x_parts, s_parts = _split_problems(problems, cfg.split)
     critic, generators = _ensemble(problems, cfg, device)
     kept: list[Tensor] = []
+    kept_critics: list[MLPCritic] = []
 
     def keep(iteration: int, current: MLPCritic) -> None:
         kept.append(stein_terms(current, x_parts[2], s_parts[2], trace="exact")[0])
+        if keep_critics:
+            kept_critics.append(copy.deepcopy(current))
 
     fit = fit_critic(critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg, generator=generators,
                      progress=progress, callback=keep if snapshots else None)
     with torch.no_grad():
-        terms, _ = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
+        terms, f = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
+        sq_norms = f.pow(2).sum(-1)
     snapshot_terms = torch.stack(kept, 1) if snapshots else None  # (K, n_validations, n_test)
     if not bool(_finite_stats(terms.double()).all()) or (
         snapshot_terms is not None and not bool(torch.isfinite(snapshot_terms).all())
@@ -403,7 +424,10 @@ def fit_heldout_critics(
             {key: (v[k] if isinstance(v, list) else v) for key, v in row.items()} for row in fit.history
         )
         snap = None if snapshot_terms is None else snapshot_terms[k]
-        out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history, snap))  # type: ignore[index]
+        lone = fit.critic.member(k) if keep_critics else None
+        snap_critics = tuple(c.member(k) for c in kept_critics) if keep_critics and snapshots else None
+        out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history, sq_norms[k],  # type: ignore[index]
+                              snap, lone, snap_critics))
     return out
 
 

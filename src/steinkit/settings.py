@@ -4,7 +4,8 @@
 the paper's two uses: :data:`ESTIMATE` (Algorithm 1, discrepancy estimates: objective
 ``"lsd"``, selection by mean − std, no dropout) and :data:`TEST` (Algorithm 2, the
 goodness-of-fit test: objective and selection by the power mean/std, dropout .5, weight
-decay 5e-4). Derive others with :meth:`CriticSettings.replace`.
+decay 5e-4). Derived from them: :data:`AGGREGATED_TEST` (the default LSD test) and
+:data:`RELATIVE` (the learned relative test). Derive others with :meth:`CriticSettings.replace`.
 
 Example:
     >>> quick = ESTIMATE.replace(n_iters=200, hidden=32)
@@ -25,11 +26,11 @@ from typing import Any, Mapping
 from .splits import check_split
 from .validation import fraction, nonneg_float, one_of, positive_float, positive_int, wrong_type
 
-__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "OBJECTIVES", "SELECTIONS", "TRACES",
-           "field_names", "settings_from"]
+__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "RELATIVE", "OBJECTIVES", "SELECTIONS",
+           "TRACES", "field_names", "settings_from"]
 
 OBJECTIVES = ("lsd", "power")
-SELECTIONS = ("mean-std", "power", "mean", "last")
+SELECTIONS = ("mean-std", "power", "mean", "penalised", "last")
 TRACES = ("hutchinson", "exact")
 
 
@@ -67,7 +68,8 @@ class CriticSettings:
     )
     selection: str = field(
         default="mean-std",
-        metadata=_help("validation statistic that picks the critic: 'mean-std', 'power', 'mean' or 'last'"),
+        metadata=_help("validation statistic that picks the critic: 'mean-std', 'power', 'mean', 'penalised' "
+                       "(mean − λ·E‖f‖²) or 'last'"),
     )
     trace: str = field(default="hutchinson", metadata=_help("trace estimator while fitting: 'hutchinson' or 'exact'"))
     n_probes: int = field(default=1, metadata=_help("Hutchinson probes per example"))
@@ -156,3 +158,9 @@ AGGREGATED_TEST = TEST.replace(hidden=64, n_iters=300, val_every=50, dropout=0.0
 """The default LSD test (``gof_test(method="lsd")``): a 2×64 critic trained 300 steps on 45% of the
 data (5% validate, for the history) and tested at every 50th step on the other half, the six
 statistics aggregated with a level correction (:mod:`steinkit.gof.lsd`)."""
+
+RELATIVE = ESTIMATE.replace(hidden=64, n_iters=300, val_every=25, dropout=0.5, weight_decay=5e-4,
+                            selection="penalised", split=(0.45, 0.05, 0.5))
+"""The learned relative test (:func:`steinkit.relative_test`): one 2×64 critic per model, fitted 300
+steps for the LSD objective with dropout .5 and weight decay 5e-4 on 45% of the data (5% select the
+critic with the largest penalised objective), both tested on the other half."""

@@ -33,6 +33,7 @@ EXPERIMENTS: dict[str, str] = {
     "toy": "steinkit.experiments.toy",
     "images": "steinkit.experiments.images",
     "flow-eval": "steinkit.experiments.flow_eval",
+    "relative": "steinkit.experiments.relative",
 }
 
 

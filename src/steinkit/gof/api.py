@@ -49,6 +49,7 @@ class GofResult:
         alpha: the level.
         seconds: wall time of the test.
         details: method-specific values (bandwidths, splits, training history, ...).
+        critic: LSD with ``return_critic=True``: the selected critic (for :func:`steinkit.witness`).
     """
 
     method: str
@@ -58,6 +59,7 @@ class GofResult:
     alpha: float
     seconds: float
     details: Mapping[str, Any] = field(repr=False, compare=False)
+    critic: Any = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         verdict = "reject H0" if self.reject else "do not reject H0"
@@ -118,9 +120,14 @@ def kernel_options(method: str) -> tuple[str, ...]:
     return tuple(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY and name != "generator")
 
 
-def _check_call(method: str, alpha: Any, settings: Any, protocol: Any, options: Mapping[str, Any]) -> None:
+def _check_call(method: str, alpha: Any, settings: Any, protocol: Any, options: Mapping[str, Any],
+                return_critic: Any = False) -> None:
     one_of(method, "method", METHODS)
     probability(alpha, "alpha")
+    if not isinstance(return_critic, bool):
+        raise wrong_type("return_critic", "a bool", return_critic)
+    if return_critic and method != "lsd":
+        raise TypeError(f"return_critic applies to method='lsd' only, not {method!r} (a kernel test fits no critic)")
     if protocol is not None:
         if method != "lsd":
             raise TypeError(f"protocol applies to method='lsd' only, not {method!r}")
@@ -150,6 +157,7 @@ def _result(method: str, outcome: TestOutcome, alpha: float, seconds: float) -> 
         alpha=float(alpha),
         seconds=seconds,
         details=MappingProxyType(dict(outcome.details)),
+        critic=outcome.critic,
     )
 
 
@@ -163,6 +171,7 @@ def gof_test(
     *,
     protocol: str | None = None,
     generator: torch.Generator | None = None,
+    return_critic: bool = False,
     progress: bool = False,
     device: torch.device | str | None = None,
     **options: Any,
@@ -188,6 +197,9 @@ def gof_test(
             :data:`~steinkit.settings.AGGREGATED_TEST`, or :data:`~steinkit.settings.TEST` with
             ``protocol="paper"`` (split (.8, .1, .1), 2×300 Swish, dropout .5, weight decay
             5e-4, λ = .5, 1000 steps, power objective and selection).
+        return_critic: LSD only: keep the selected critic on the result (``critic``, for
+            :func:`steinkit.witness`; "aggregated": the critic at the stopping point with the
+            largest statistic).
         progress: LSD only: show a progress bar.
         device: where to test, e.g. ``"cuda"`` (default: where ``x`` lives, else the CPU). The
             data move there, a model that is an ``nn.Module`` is copied there (yours stays where
@@ -214,7 +226,7 @@ def gof_test(
     seed = seed_from(seed, generator)
     return gof_tests(
         [model], [x], method=method, alpha=alpha, seeds=[seed], settings=settings, protocol=protocol,
-        progress=progress, device=device,
+        return_critic=return_critic, progress=progress, device=device,
         **options,
     )[0]
 
@@ -228,6 +240,7 @@ def gof_tests(
     settings: CriticSettings | None = None,
     *,
     protocol: str | None = None,
+    return_critic: bool = False,
     progress: bool = False,
     device: torch.device | str | None = None,
     **options: Any,
@@ -253,7 +266,7 @@ def gof_tests(
     seeds = list(range(len(models))) if seeds is None else [seed_value(s) for s in seeds]
     if len(seeds) != len(models):
         raise ValueError(f"seeds must give one seed per test, got {len(seeds)} for {len(models)} tests")
-    _check_call(method, alpha, settings, protocol, options)
+    _check_call(method, alpha, settings, protocol, options, return_critic)
     device = as_device(device, xs[0] if len(xs) else None)
     data = [as_data(x, "x").to(device) for x in xs]
     scores = as_scores(models, device)
@@ -262,7 +275,7 @@ def gof_tests(
     if method == "lsd":
         start = time.perf_counter()
         outcomes = lsd_tests(list(zip(scores, data, seeds)), settings, protocol=protocol or "aggregated",
-                             progress=progress, **options)
+                             progress=progress, return_critic=return_critic, **options)
         seconds = (time.perf_counter() - start) / len(outcomes)
         return [_result(method, o, alpha, seconds) for o in outcomes]
     results = []

@@ -39,6 +39,7 @@ from ..fit import HeldOutFit, fit_heldout_critics
 from ..scores import Score
 from ..settings import AGGREGATED_TEST, TEST, CriticSettings, settings_from
 from ..validation import one_of
+from ..witness import FittedCritic
 from .aggregate import max_t_pvalue
 from .outcome import TestOutcome, normal_sf
 
@@ -47,26 +48,30 @@ __all__ = ["PROTOCOLS", "lsd_tests", "normal_sf"]
 PROTOCOLS = ("aggregated", "paper")
 
 
-def _paper_outcome(fit: HeldOutFit) -> TestOutcome:
+def _paper_outcome(fit: HeldOutFit, score: Score, lam: float) -> TestOutcome:
     terms = fit.test_terms.double()
     mean, std = float(terms.mean()), float(terms.std())
     t = _statistic(mean, std, terms.shape[0])
     details = {"protocol": "paper", "test_mean": mean, "test_std": std, "n_test": terms.shape[0],
                "best_iteration": fit.best_iteration, "history": fit.history}
-    return TestOutcome(statistic=t, pvalue=normal_sf(t), details=details)
+    critic = None if fit.critic is None else FittedCritic(fit.critic, score, lam, fit.best_iteration)
+    return TestOutcome(statistic=t, pvalue=normal_sf(t), details=details, critic=critic)
 
 
-def _aggregated_outcome(fit: HeldOutFit, seed: int) -> TestOutcome:
+def _aggregated_outcome(fit: HeldOutFit, seed: int, score: Score, lam: float) -> TestOutcome:
     assert fit.snapshot_terms is not None
     for row in fit.snapshot_terms.double():  # a constant row is an error unless its mean is positive
         _statistic(float(row.mean()), float(row.std()), row.shape[0])
     generator = torch.Generator().manual_seed(seed + 3)
     t_max, p, t = max_t_pvalue(fit.snapshot_terms, generator=generator)
     iterations = [row["iteration"] for row in fit.history]
+    best = int(t.argmax())
     details = {"protocol": "aggregated", "n_test": fit.snapshot_terms.shape[1],
                "snapshot_iterations": iterations, "snapshot_statistics": t.tolist(),
-               "best_iteration": iterations[int(t.argmax())], "history": fit.history}
-    return TestOutcome(statistic=t_max, pvalue=p, details=details)
+               "best_iteration": iterations[best], "history": fit.history}
+    critic = None if fit.snapshot_critics is None else \
+        FittedCritic(fit.snapshot_critics[best], score, lam, iterations[best])
+    return TestOutcome(statistic=t_max, pvalue=p, details=details, critic=critic)
 
 
 def lsd_tests(
@@ -75,6 +80,7 @@ def lsd_tests(
     *,
     protocol: str = "aggregated",
     progress: bool = False,
+    return_critic: bool = False,
     **overrides: Any,
 ) -> list[TestOutcome]:
     """Run one LSD test per (score, data, seed) problem, all critics trained as one ensemble.
@@ -89,6 +95,9 @@ def lsd_tests(
         protocol: ``"aggregated"`` (train on half, test the other half at every stopping
             point, level-corrected maximum) or ``"paper"`` (Algorithm 2).
         progress: show a progress bar.
+        return_critic: keep each test's selected critic on its outcome (``critic``): for
+            "aggregated" the critic at the stopping point with the largest statistic, for
+            "paper" the one selected on the validation split.
         **overrides: :class:`~steinkit.settings.CriticSettings` fields to change.
 
     Returns:
@@ -98,12 +107,12 @@ def lsd_tests(
     """
     protocol = one_of(protocol, "protocol", PROTOCOLS)
     default = AGGREGATED_TEST if protocol == "aggregated" else TEST
-    cfg = settings_from(settings, default, overrides, extra=", or protocol, progress")
+    cfg = settings_from(settings, default, overrides, extra=", or protocol, progress, return_critic")
     aggregated = protocol == "aggregated"
-    fits = fit_heldout_critics(problems, cfg, progress=progress, snapshots=aggregated)
+    fits = fit_heldout_critics(problems, cfg, progress=progress, snapshots=aggregated, keep_critics=return_critic)
     if aggregated:
-        return [_aggregated_outcome(fit, seed) for fit, (_, _, seed) in zip(fits, problems)]
-    return [_paper_outcome(fit) for fit in fits]
+        return [_aggregated_outcome(fit, seed, score, cfg.lam) for fit, (score, _, seed) in zip(fits, problems)]
+    return [_paper_outcome(fit, score, cfg.lam) for fit, (score, _, _) in zip(fits, problems)]
 
 
 def _statistic(mean: float, std: float, n_test: int) -> float:

@@ -25,6 +25,8 @@ class TestOutcome:
         statistic: the test statistic (float).
         pvalue: the p-value, in [0, 1].
         details: test-specific extras (bandwidth, sample sizes, training history, ...).
+        critic: a learned test's selected critic when it was asked for (a
+            :class:`~steinkit.witness.FittedCritic`), else None.
     """
 
     __test__ = False  # not a pytest test class
@@ -32,6 +34,7 @@ class TestOutcome:
     statistic: float
     pvalue: float
     details: dict[str, Any] = field(default_factory=dict)
+    critic: Any = None
 
 
 def normal_sf(t: float) -> float:
