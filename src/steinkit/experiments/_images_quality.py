@@ -32,7 +32,8 @@ from ..samplers import sgld
 from .report import markdown_table
 from .sample_quality import Measured, QualityMeter, load_classifier, unit_pixels
 
-__all__ = ["check_quality_size", "make_meter", "gaussian_rows", "sampler_study", "row_name", "quality_table",
+__all__ = ["check_quality_size", "make_meter", "gaussian_rows", "sampler_study", "row_name", "study_order",
+           "quality_table",
            "differences_table", "base_verdict", "study_verdict"]
 
 
@@ -71,6 +72,28 @@ def row_name(sigma: float, steps: int) -> str:
     return f"EBM σ={sigma:g}, {steps} steps"
 
 
+def _sigma_key(sigmas: tuple[float, float], steps: int) -> str:
+    return f"σ={sigmas[1]:g} − σ={sigmas[0]:g} at {steps} steps"
+
+
+def _steps_key(sigma: float, earlier: int, later: int) -> str:
+    return f"{later} − {earlier} steps at σ={sigma:g}"
+
+
+def study_order(sigmas: tuple[float, float], marks: list[int]) -> tuple[list[str], list[str]]:
+    """The sampler study's row names and comparison names in table order (the trial store keeps
+    its results with sorted keys).
+
+    Example:
+        >>> rows, comparisons = study_order((0.01, 0.1), [30, 300])
+        >>> rows[1], comparisons[1:3]
+        ('EBM σ=0.01, 300 steps', ['σ=0.1 − σ=0.01 at 300 steps', '300 − 30 steps at σ=0.01'])
+    """
+    rows = [row_name(sigma, t) for sigma in sigmas for t in marks]
+    steps = [_steps_key(sigma, t1, t2) for sigma in sigmas for t1, t2 in zip(marks, marks[1:])]
+    return rows, [_sigma_key(sigmas, t) for t in marks] + steps
+
+
 def sampler_study(score: Callable[[Tensor], Tensor], x0: Tensor, decode: Callable[[Tensor], Tensor],
                   meter: QualityMeter, *, step_size: float, sigmas: tuple[float, float], marks: list[int],
                   generator: torch.Generator, progress: bool = False) -> dict[str, Any]:
@@ -86,12 +109,10 @@ def sampler_study(score: Callable[[Tensor], Tensor], x0: Tensor, decode: Callabl
             prepared[sigma, t] = meter.prepare(decode(run.snapshots[t]))
     rows = {row_name(s, t): meter.measure(b).to_dict() for (s, t), b in prepared.items()}
     low, high = sigmas
-    differences = {f"σ={high:g} − σ={low:g} at {t} steps": meter.compare(prepared[high, t], prepared[low, t])
-                   for t in marks}
+    differences = {_sigma_key(sigmas, t): meter.compare(prepared[high, t], prepared[low, t]) for t in marks}
     for sigma in sigmas:
         for t1, t2 in zip(marks, marks[1:]):
-            key = f"{t2} − {t1} steps at σ={sigma:g}"
-            differences[key] = meter.compare(prepared[sigma, t2], prepared[sigma, t1])
+            differences[_steps_key(sigma, t1, t2)] = meter.compare(prepared[sigma, t2], prepared[sigma, t1])
     return {"rows": rows, "differences": differences, "fraction_finite": finite}
 
 
@@ -137,8 +158,8 @@ def study_verdict(differences: dict[str, dict[str, dict[str, float]]], sigmas: t
     is more than 1.96 standard errors from 0."""
     (low, high), (before, last) = sigmas, marks[-2:]
     parts = []
-    for label, key in ((f"σ ({low:g} vs {high:g} at {last} steps)", f"σ={high:g} − σ={low:g} at {last} steps"),
-                       (f"steps ({before} vs {last} at σ={low:g})", f"{last} − {before} steps at σ={low:g}")):
+    for label, key in ((f"σ ({low:g} vs {high:g} at {last} steps)", _sigma_key(sigmas, last)),
+                       (f"steps ({before} vs {last} at σ={low:g})", _steps_key(low, before, last))):
         if key not in differences:
             continue
         d = differences[key]

@@ -60,6 +60,7 @@ from ._images_quality import (
     quality_table,
     row_name,
     sampler_study,
+    study_order,
     study_verdict,
 )
 from .report import markdown_table, pyplot, write_report
@@ -399,11 +400,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     sources = ("real", "gaussian", *settings.stages)
     measured = sweep(functools.partial(quality_trial, progress=options.progress),
                      [_quality_config(settings, src, options.device) for src in sources], out, options, artifacts=True)
-    quality = {"classifier": classifier, "rows": {k: v for m in measured for k, v in m["rows"].items()},
-               "seconds": {m["source"]: m["seconds"] for m in measured}}
-    study = next((m for m in measured if m["source"] == "ebm"), None)
-    if study is not None:
-        quality.update(differences=study["differences"], fraction_finite=study["fraction_finite"])
+    quality = _quality_numbers(classifier, measured, settings)
     _curve_plot(out / "training_curves.png", {name: st["history"] for name, st in stages.items()})
     dataset = {"name": settings.dataset, "n_train": len(pixels), "n_test": len(test_pixels), "shape": list(shape)}
     numbers = {"dataset": dataset, "threads": options.threads, "device": options.device, "data_grid": data_grid,
@@ -420,6 +417,20 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
         seconds=time.perf_counter() - start, verdict=_verdict(stages, quality, settings), numbers=numbers,
         tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]],
     )
+
+
+def _quality_numbers(classifier: dict[str, Any], measured: list[dict[str, Any]], s: Settings) -> dict[str, Any]:
+    """The quality trials' results in table order: real, Gaussian base, the sampler study, the RBM."""
+    found = {k: v for m in measured for k, v in m["rows"].items()}
+    study_rows, comparisons = study_order((s.sgld_noise, s.sgld_noise_alt), _marks(s))
+    order = ["real held-out", "Gaussian base", *study_rows, "RBM Gibbs samples", "RBM sample means"]
+    quality = {"classifier": classifier, "rows": {k: found[k] for k in order if k in found},
+               "seconds": {m["source"]: m["seconds"] for m in measured}}
+    study = next((m for m in measured if m["source"] == "ebm"), None)
+    if study is not None:
+        quality.update(differences={k: study["differences"][k] for k in comparisons},
+                       fraction_finite=study["fraction_finite"])
+    return quality
 
 
 def _quality_tables(quality: dict[str, Any], s: Settings) -> list[tuple[str, str]]:
