@@ -82,7 +82,8 @@ PAPER_CLAIM = (
 )
 SETUP_NOTE = (
     "Fashion-MNIST only (MNIST cannot be obtained on this machine; `--dataset mnist --data-root DIR` "
-    "reads its IDX files); the quick preset trains for about one epoch where the paper trains for 100."
+    "reads its IDX files); the quick preset trains for about one epoch where the paper trains for 100. Sample "
+    "quality is measured by a classifier the run trains on the training images (no downloaded network)."
 )
 
 _EBM_ONLY = ("epochs", "ebm_steps", "ebm_hidden", "critic_hidden", "critic_steps", "lr", "sgld_steps",
