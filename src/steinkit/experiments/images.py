@@ -22,7 +22,7 @@ per source (real held-out images, the Gaussian base, each stage) loads it, and t
 stage's model from its checkpoint, and measures ``n_quality`` samples: confidence, class
 coverage, Fréchet distance in the classifier's features, distance to the nearest training image;
 for the EBM at both noise scales after 30, 300 and ``sgld_steps`` steps (the sampler study, with
-paired-bootstrap intervals of the differences). Quality settings are not part of the stages'
+paired-bootstrap standard errors of the differences). Quality settings are not part of the stages'
 keys: changing them measures again without training again.
 
 The full preset trains 60000 updates per stage; run it in pieces: a killed run resumes each
@@ -335,7 +335,7 @@ def classifier_trial(config: dict[str, Any], folder: Path) -> dict[str, Any]:
         save_classifier(clf, path)
     test_px, test_labels, _ = _split(s, "test")
     clf = load_classifier(path)
-    return {"file": path.name, "architecture": f"MLP {pixels.shape[1]}-256-64-{clf.n_classes}, ReLU",
+    return {"file": path.name, "architecture": clf.describe(),
             "epochs": s.classifier_epochs, "n_train": len(pixels), "n_test": len(test_px),
             "accuracy": classifier_accuracy(clf, unit_pixels(test_px), test_labels),
             "seconds": time.perf_counter() - t0}

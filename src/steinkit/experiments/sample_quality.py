@@ -93,6 +93,15 @@ class Classifier(nn.Module):
                     layer.weight.uniform_(-bound, bound, generator=generator)
                     layer.bias.uniform_(-bound, bound, generator=generator)
 
+    def describe(self) -> str:
+        """The architecture in words.
+
+        Example:
+            >>> Classifier(784).describe()
+            'MLP 784-256-64-10, ReLU'
+        """
+        return f"MLP {'-'.join(map(str, (self.dim, *CLASSIFIER_WIDTHS, self.n_classes)))}, ReLU"
+
     def features(self, x: Tensor) -> Tensor:
         """The last hidden layer's activations, ``(n, 64)``."""
         return self.body(x)
