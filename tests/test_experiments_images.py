@@ -35,6 +35,8 @@ TINY = images.FULL.replace(
     sgld_steps=31,
     gibbs_steps=20,
     segment_epochs=1.0,
+    n_quality=100,
+    classifier_epochs=2,
 )
 QUIET = RunOptions(progress=False)
 
@@ -79,11 +81,55 @@ def test_end_to_end_results_and_pngs(tiny_run):
     assert "| ebm | 6 |" in (out / "results.md").read_text()
 
 
+def test_end_to_end_quality_figures(tiny_run):
+    out, report = tiny_run
+    quality = report["results"]["quality"]
+    assert quality["classifier"]["n_train"] == 300 and 0 <= quality["classifier"]["accuracy"] <= 1
+    rows = quality["rows"]
+    study = [f"EBM σ={s}, {t} steps" for s in ("0.01", "0.1") for t in (30, 31)]  # in table order
+    assert list(rows) == ["real held-out", "Gaussian base", *study, "RBM Gibbs samples", "RBM sample means"]
+    for q in rows.values():
+        assert q["n"] == 100 and sum(q["histogram"]) == 100 and 0 <= q["covered"] <= 10
+        assert 0 <= q["entropy"] <= math.log(10) + 1e-12 and q["frechet"] >= 0 and q["nn_median"] > 0
+    assert list(quality["differences"]) == ["σ=0.1 − σ=0.01 at 30 steps", "σ=0.1 − σ=0.01 at 31 steps",
+                                            "31 − 30 steps at σ=0.01", "31 − 30 steps at σ=0.1"]
+    assert quality["fraction_finite"] == {"0.01": 1.0, "0.1": 1.0}
+    clf_dir = trial_folder(out / "trials", images._classifier_config(TINY))
+    assert (clf_dir / "classifier.pt").exists()
+    md = (out / "results.md").read_text()
+    assert "## Sample quality" in md and "## Sampler study (C.2)" in md and "| real held-out | 100 |" in md
+    verdict = report["verdict"]
+    assert "beats the Gaussian base on" in verdict and "sampler study: σ (0.01 vs 0.1 at 31 steps)" in verdict
+
+
 def test_rerun_reuses_the_stored_stages(tiny_run, monkeypatch):
     out, first = tiny_run
     monkeypatch.setattr(images, "_fit", lambda *a, **k: pytest.fail("a stored stage must not train again"))
+    monkeypatch.setattr(images, "train_classifier", lambda *a, **k: pytest.fail("the classifier is cached"))
     again = images.run(TINY, out, QUIET)
     assert again["results"]["stages"] == first["results"]["stages"]
+    assert again["results"]["quality"] == first["results"]["quality"]
+
+
+def test_new_quality_settings_measure_again_without_training(tiny_run, monkeypatch):
+    out, first = tiny_run
+    monkeypatch.setattr(images, "_fit", lambda *a, **k: pytest.fail("a quality setting must not retrain a stage"))
+    monkeypatch.setattr(images, "train_classifier", lambda *a, **k: pytest.fail("the classifier is cached"))
+    other = images.run(TINY.replace(n_quality=50), out, QUIET)["results"]
+    assert other["stages"] == first["results"]["stages"]
+    assert {q["n"] for q in other["quality"]["rows"].values()} == {50}
+
+
+def test_quality_trial_reports_a_missing_stage_checkpoint(tiny_run, tmp_path):
+    out, _ = tiny_run
+    config = images._quality_config(TINY, "ebm")
+    lonely = tmp_path / "trials"
+    clf = trial_folder(lonely, images._classifier_config(TINY))
+    clf.mkdir(parents=True)
+    (clf / "classifier.pt").write_bytes((trial_folder(out / "trials", images._classifier_config(TINY))
+                                         / "classifier.pt").read_bytes())
+    with pytest.raises(FileNotFoundError, match="ebm stage's checkpoint"):
+        images.quality_trial(config, trial_folder(lonely, config))
 
 
 def test_a_killed_stage_resumes_from_its_checkpoint(tiny_run):
@@ -104,7 +150,7 @@ def test_a_changed_setting_never_reuses_a_stale_result(tiny_run):
     for name, foreign in (("ebm", images._RBM_ONLY), ("rbm", images._EBM_ONLY)):
         key = images._stage_config(TINY, name)
         fields = {f.name for f in dataclasses.fields(images.Settings)}
-        assert set(key) == fields - set(foreign) - {"stages"} | {"stage", "device"}
+        assert set(key) == fields - set(foreign) - set(images._QUALITY_ONLY) - {"stages"} | {"stage", "device"}
     assert images._stage_config(TINY, "rbm") == images._stage_config(TINY.replace(sgld_steps=5), "rbm")
 
 
@@ -121,7 +167,7 @@ def test_cli_rbm_stage_standardized(tmp_path):
     argv = ["reproduce", "images", "--dataset", "digits", "--out", str(tmp_path), "--stages", "rbm",
             "--rbm-steps", "3", "--rbm-hidden", "4", "--rbm-critic-hidden", "8", "--rbm-critic-steps", "1",
             "--n-train", "200", "--n-test", "20", "--n-samples", "4", "--gibbs-steps", "5",
-            "--rbm-space", "standardized", "--threads", "1"]
+            "--rbm-space", "standardized", "--threads", "1", "--n-quality", "50", "--classifier-epochs", "1"]
     assert main(argv) == 0
     saved = json.loads((tmp_path / "results.json").read_text())["results"]
     assert set(saved["stages"]) == {"rbm"}
@@ -144,7 +190,8 @@ def test_cli_uses_one_thread_by_default():
 
 def test_quick_preset_is_the_documented_cpu_preset():
     assert images.QUICK == images.FULL.replace(ebm_steps=600, lr=3e-4, rbm_steps=1500, rbm_critic_hidden=300,
-                                               n_test=500, n_samples=64)
+                                               n_test=500, n_samples=64, n_quality=200)
+    assert (images.FULL.n_quality, images.FULL.classifier_epochs) == (1000, 5)
     assert (images.FULL.epochs, images.FULL.ebm_steps, images.FULL.rbm_epochs, images.FULL.rbm_steps) == (100, 0, 100, 0)
 
 

@@ -16,6 +16,18 @@ Diverged chains are drawn as mid-grey tiles. The report gives each stage's held-
 trace), the finite fraction of each SGLD chain and the training curves. Earlier measurements:
 ``docs/archive/images.md``.
 
+Sample quality is measured, not judged by eye (:mod:`._images_quality`): a ``classifier`` trial
+trains a small MLP on the training images and keeps it in its folder; then one ``quality`` trial
+per source (real held-out images, the Gaussian base, each stage) loads it, and the trained
+stage's model from its checkpoint, and measures ``n_quality`` samples: confidence, class
+coverage, Fréchet distance in the classifier's features, distance to the nearest training image;
+for the EBM at both noise scales after 30, 300 and ``sgld_steps`` steps (the sampler study, with
+paired-bootstrap standard errors of the differences). Quality settings are not part of the stages'
+keys: changing them measures again without training again.
+
+The full preset trains 60000 updates per stage; run it in pieces: a killed run resumes each
+stage from its last checkpoint (written every epoch) when the same command is run again.
+
 Example:
     steinkit reproduce images --dataset fashion-mnist --out runs/images --quick
 """
@@ -37,12 +49,27 @@ from ..critics import MLPCritic
 from ..data import load_image_dataset, make_image_grid, save_image_grid
 from ..models import GaussianBernoulliRBM, MLPEnergy
 from ..samplers import sgld
+from ..train import load_checkpoint
 from ._images_common import Space, make_space, summarize_history, train_in_segments
+from ._images_quality import (
+    base_verdict,
+    check_quality_size,
+    differences_table,
+    gaussian_rows,
+    make_meter,
+    quality_table,
+    row_name,
+    sampler_study,
+    study_order,
+    study_verdict,
+)
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
+from .sample_quality import classifier_accuracy, load_classifier, save_classifier, train_classifier, unit_pixels
+from .settings import ReproductionSettings, RunOptions, command_line, keyed_on, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "stage_trial"]
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "stage_trial", "classifier_trial",
+           "quality_trial"]
 
 NAME = "images"
 DESCRIPTION = (
@@ -55,13 +82,15 @@ PAPER_CLAIM = (
 )
 SETUP_NOTE = (
     "Fashion-MNIST only (MNIST cannot be obtained on this machine; `--dataset mnist --data-root DIR` "
-    "reads its IDX files); the quick preset trains for about one epoch where the paper trains for 100."
+    "reads its IDX files); the quick preset trains for about one epoch where the paper trains for 100. Sample "
+    "quality is measured by a classifier the run trains on the training images (no downloaded network)."
 )
 
 _EBM_ONLY = ("epochs", "ebm_steps", "ebm_hidden", "critic_hidden", "critic_steps", "lr", "sgld_steps",
              "sgld_step_size", "sgld_noise", "sgld_noise_alt")
 _RBM_ONLY = ("rbm_hidden", "rbm_epochs", "rbm_steps", "rbm_lr", "rbm_critic_hidden", "rbm_critic_steps", "rbm_space",
              "rbm_init_std", "gibbs_steps")
+_QUALITY_ONLY = ("n_quality", "classifier_epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +127,8 @@ class Settings(ReproductionSettings):
     rbm_space: Literal["logit", "standardized"] = setting("logit", "RBM data space")
     rbm_init_std: float = setting(0.01, "std of the RBM's initial weights B", minimum=0.0)
     gibbs_steps: int = setting(2000, "Gibbs sweeps for the RBM samples", minimum=1)
+    n_quality: int = setting(1000, "samples per setting for the quality figures", minimum=2)
+    classifier_epochs: int = setting(5, "training epochs of the quality classifier", minimum=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,7 +144,8 @@ class Settings(ReproductionSettings):
 FULL = Settings()
 # A CPU preset: the paper's networks and hyper-parameters, but one epoch of EBM updates at a higher
 # rate and 1500 RBM updates with a smaller critic (why: docs/archive/images.md).
-QUICK = FULL.replace(ebm_steps=600, lr=3e-4, rbm_steps=1500, rbm_critic_hidden=300, n_test=500, n_samples=64)
+QUICK = FULL.replace(ebm_steps=600, lr=3e-4, rbm_steps=1500, rbm_critic_hidden=300, n_test=500, n_samples=64,
+                     n_quality=200)
 
 
 def _settings(config: dict[str, Any]) -> Settings:
@@ -122,21 +154,40 @@ def _settings(config: dict[str, Any]) -> Settings:
 
 
 def _stage_config(s: Settings, stage: str, device: str = "cpu") -> dict[str, Any]:
-    """The stage trial's key: every setting but the stage list and the other stage's own, and the
-    device (on the CPU too, unlike other reproductions: it was a setting here, and stored runs
-    keep their keys)."""
-    other = _RBM_ONLY if stage == "ebm" else _EBM_ONLY
+    """The stage trial's key: every setting but the stage list, the other stage's own and the quality
+    measurement's, and the device (on the CPU too, unlike other reproductions: it was a setting
+    here, and stored runs keep their keys)."""
+    other = (_RBM_ONLY if stage == "ebm" else _EBM_ONLY) + _QUALITY_ONLY
     own = {k: v for k, v in s.to_dict().items() if k not in other and k != "stages"}
     return {"stage": stage, **own, "device": device}
 
 
+def _classifier_config(s: Settings, device: str = "cpu") -> dict[str, Any]:
+    """The classifier trial's key: the training images it learns from, its seed and epochs."""
+    names = ("dataset", "data_root", "n_train", "seed", "classifier_epochs")
+    return keyed_on({"stage": "classifier", **{k: getattr(s, k) for k in names}}, device)
+
+
+def _quality_config(s: Settings, source: str, device: str = "cpu") -> dict[str, Any]:
+    """A quality trial's key: the classifier's (and for a stage, the stage's) and the quality settings."""
+    base = _stage_config(s, source, device) if source in ("ebm", "rbm") else _classifier_config(s, device)
+    extra = {"alpha": s.alpha} if source == "gaussian" else {}
+    return {**base, **extra, "stage": "quality", "source": source, "n_quality": s.n_quality,
+            "classifier_epochs": s.classifier_epochs}
+
+
+def _split(s: Settings, split: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """uint8 pixels and int64 labels of a split (training: the first ``n_train``), and the image shape."""
+    px, labels, shape = load_image_dataset(s.dataset, root=s.data_root or None, split=split)
+    if split == "train" and s.n_train:
+        px, labels = px[: s.n_train], labels[: s.n_train]
+    return torch.from_numpy(np.ascontiguousarray(px)), torch.from_numpy(np.ascontiguousarray(labels)), shape
+
+
 def _data(s: Settings) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """uint8 training pixels (the first ``n_train``), test pixels (the first ``n_test``), image shape."""
-    train_px, _, shape = load_image_dataset(s.dataset, root=s.data_root or None, split="train")
-    test_px, _, _ = load_image_dataset(s.dataset, root=s.data_root or None, split="test")
-    train_px = train_px[: s.n_train] if s.n_train else train_px
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    return as_tensor(train_px), as_tensor(test_px[: s.n_test]), shape
+    train_px, _, shape = _split(s, "train")
+    return train_px, _split(s, "test")[0][: s.n_test], shape
 
 
 def _grid(images01: torch.Tensor, path: Path, shape: tuple[int, int]) -> str:
@@ -226,13 +277,18 @@ def stage_trial(config: dict[str, Any], folder: Path, progress: bool = False) ->
     }
 
 
+def _marks(s: Settings) -> list[int]:
+    """The SGLD step counts the sampler study shows: 30, 300 and ``sgld_steps`` (those within the run)."""
+    return sorted({t for t in (30, 300, s.sgld_steps) if t <= s.sgld_steps})
+
+
 def _sample_ebm(ebm: MLPEnergy, score: Callable, s: Settings, space: Space, folder: Path, shape: tuple[int, int],
                 device: torch.device, progress: bool) -> dict[str, Any]:
     """SGLD samples (B.6.1) and the sampler study (C.2): two chains from one shared start."""
     d = ebm.dim
     x0 = space.uniform(s.n_samples, d, generator=torch.Generator().manual_seed(s.seed + 23)).to(device)
     gdev = torch.Generator(device=device).manual_seed(s.seed + 29)
-    marks = sorted({t for t in (30, 300, s.sgld_steps) if t <= s.sgld_steps})
+    marks = _marks(s)
     chains = {sigma: sgld(score, x0, step_size=s.sgld_step_size, n_steps=s.sgld_steps, noise_std=sigma,
                           generator=gdev, snapshot_steps=marks, progress=progress)
               for sigma in (s.sgld_noise, s.sgld_noise_alt)}
@@ -267,11 +323,72 @@ def _sample_rbm(rbm: GaussianBernoulliRBM, score: Callable, s: Settings, space: 
                       "means": _grid(space.decode(means), folder / "rbm_sample_means.png", shape)}}
 
 
+def classifier_trial(config: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Train the quality classifier on the training images and keep it as ``folder/classifier.pt``
+    (one left by a killed trial is reused); return its held-out accuracy."""
+    s, t0 = _settings(config), time.perf_counter()
+    pixels, labels, _ = _split(s, "train")
+    path = folder / "classifier.pt"
+    if not path.exists():
+        clf = train_classifier(pixels, labels, epochs=s.classifier_epochs, seed=s.seed + 51,
+                               device=trial_device(config))
+        save_classifier(clf, path)
+    test_px, test_labels, _ = _split(s, "test")
+    clf = load_classifier(path)
+    return {"file": path.name, "architecture": clf.describe(),
+            "epochs": s.classifier_epochs, "n_train": len(pixels), "n_test": len(test_px),
+            "accuracy": classifier_accuracy(clf, unit_pixels(test_px), test_labels),
+            "seconds": time.perf_counter() - t0}
+
+
+def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) -> dict[str, Any]:
+    """Measure ``n_quality`` samples of one source (``config["source"]``: ``"real"``, ``"gaussian"``,
+    ``"ebm"`` or ``"rbm"``) with the classifier trial's classifier and the stage trial's model, both
+    found in their folders beside ``folder``."""
+    s, source, device = _settings(config), config["source"], trial_device(config)
+    t0, root, where = time.perf_counter(), folder.parent, config.get("device", "cpu")
+    pixels, _, _ = _split(s, "train")
+    test_px, _, _ = _split(s, "test")
+    meter, real = make_meter(trial_folder(root, _classifier_config(s, where)) / "classifier.pt", pixels, test_px,
+                             s.n_quality, seed=s.seed + 53)
+    n, d = s.n_quality, pixels.shape[1]
+    out: dict[str, Any] = {"source": source}
+    if source == "real":
+        out["rows"] = {"real held-out": meter.measure(real).to_dict()}
+    elif source == "gaussian":
+        space = make_space("logit", pixels, alpha=s.alpha)
+        fitted = space.encode(pixels, generator=torch.Generator().manual_seed(s.seed + 7))  # as the EBM's base
+        x = gaussian_rows(fitted, n, generator=torch.Generator().manual_seed(s.seed + 49))
+        out["rows"] = {"Gaussian base": meter.measure(space.decode(x)).to_dict()}
+    else:
+        space = make_space("logit" if source == "ebm" else s.rbm_space, pixels, alpha=s.alpha)
+        model, _, score_of, _ = (_ebm if source == "ebm" else _rbm)(s, pixels, space)
+        checkpoint = trial_folder(root, _stage_config(s, source, where)) / "checkpoint.pt"
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"the {source} stage's checkpoint {checkpoint} is missing: its trial folder was "
+                                    "removed; delete its row from trials.sqlite to train it again")
+        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+        model.to(device)
+        x0 = space.uniform(n, d, generator=torch.Generator().manual_seed(s.seed + 41)).to(device)
+        gdev = torch.Generator(device=device).manual_seed(s.seed + 43)
+        if source == "ebm":
+            out.update(sampler_study(score_of(), x0, space.decode, meter, step_size=s.sgld_step_size,
+                                     sigmas=(s.sgld_noise, s.sgld_noise_alt), marks=_marks(s), generator=gdev,
+                                     progress=progress))
+        else:
+            x = model.sample(n, burn_in=s.gibbs_steps, generator=gdev, x0=x0)
+            means = model.visible_mean(x, generator=gdev)
+            out["rows"] = {"RBM Gibbs samples": meter.measure(space.decode(x)).to_dict(),
+                           "RBM sample means": meter.measure(space.decode(means)).to_dict()}
+    return {**out, "seconds": time.perf_counter() - t0}
+
+
 def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Run the chosen stages (one trial each); write the report, the grids and the training curves."""
     out, start = Path(out), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     pixels, test_pixels, shape = _data(settings)
+    check_quality_size(settings.n_quality, len(_split(settings, "test")[0]))  # before hours of training
     data_grid = _grid(pixels[: settings.n_samples].float() / 255.0, out / "data.png", shape)
     configs = [_stage_config(settings, st, options.device) for st in settings.stages]
     trial = functools.partial(stage_trial, progress=options.progress)
@@ -279,23 +396,74 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     for config, (name, st) in zip(configs, stages.items()):
         for png in st["grids"].values():
             shutil.copyfile(trial_folder(out / "trials", config) / png, out / png)
+    classifier = sweep(classifier_trial, [_classifier_config(settings, options.device)], out, options,
+                       artifacts=True)[0]  # before the quality trials, which load it
+    sources = ("real", "gaussian", *settings.stages)
+    measured = sweep(functools.partial(quality_trial, progress=options.progress),
+                     [_quality_config(settings, src, options.device) for src in sources], out, options, artifacts=True)
+    quality = _quality_numbers(classifier, measured, settings)
     _curve_plot(out / "training_curves.png", {name: st["history"] for name, st in stages.items()})
     dataset = {"name": settings.dataset, "n_train": len(pixels), "n_test": len(test_pixels), "shape": list(shape)}
     numbers = {"dataset": dataset, "threads": options.threads, "device": options.device, "data_grid": data_grid,
-               "stages": stages, "curves": "training_curves.png", "pngs": sorted(p.name for p in out.glob("*.png"))}
+               "stages": stages, "quality": quality, "curves": "training_curves.png",
+               "pngs": sorted(p.name for p in out.glob("*.png"))}
     rows = [[name, st["steps"], st["final"]["loss"], st["final"]["lsd"], st["held_out_lsd"]["mean"],
              st["held_out_lsd"]["stderr"], st["seconds_per_model_update"]] for name, st in stages.items()]
     table = markdown_table(["stage", "updates", "final loss", "final LSD", "held-out LSD", "± se", "s / update"], rows)
+    tables = [("Training by LSD", table), *_quality_tables(quality, settings)]
     main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
                                            else ("rbm_samples.png", "rbm_sample_means.png"))]
     return write_report(
         out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
-        seconds=time.perf_counter() - start, verdict=_verdict(stages, settings.dataset), numbers=numbers,
-        tables=[("Training by LSD", table)], figures=[out / f for f in ["data.png", *main, "training_curves.png"]],
+        seconds=time.perf_counter() - start, verdict=_verdict(stages, quality, settings), numbers=numbers,
+        tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]],
     )
 
 
-def _verdict(stages: dict[str, Any], dataset: str) -> str:
+def _quality_numbers(classifier: dict[str, Any], measured: list[dict[str, Any]], s: Settings) -> dict[str, Any]:
+    """The quality trials' results in table order: real, Gaussian base, the sampler study, the RBM."""
+    found = {k: v for m in measured for k, v in m["rows"].items()}
+    study_rows, comparisons = study_order((s.sgld_noise, s.sgld_noise_alt), _marks(s))
+    order = ["real held-out", "Gaussian base", *study_rows, "RBM Gibbs samples", "RBM sample means"]
+    quality = {"classifier": classifier, "rows": {k: found[k] for k in order if k in found},
+               "seconds": {m["source"]: m["seconds"] for m in measured}}
+    study = next((m for m in measured if m["source"] == "ebm"), None)
+    if study is not None:
+        quality.update(differences={k: study["differences"][k] for k in comparisons},
+                       fraction_finite=study["fraction_finite"])
+    return quality
+
+
+def _quality_tables(quality: dict[str, Any], s: Settings) -> list[tuple[str, str]]:
+    """The quality table (the EBM at its main setting), and the sampler study's rows and differences."""
+    rows, main = quality["rows"], row_name(s.sgld_noise, s.sgld_steps)
+    accuracy = quality["classifier"]["accuracy"]
+    title = (f"Sample quality (classifier: {quality['classifier']['architecture']}, held-out accuracy {accuracy:.3f}; "
+             "± standard errors, bootstrap for entropy and Fréchet; classes covered: predicted for at least "
+             "half their uniform share of the samples)")
+    shown = {k: v for k, v in rows.items() if not k.startswith("EBM") or k == main}
+    tables = [(title, quality_table(shown))]
+    if "differences" in quality:
+        tables += [("Sampler study (C.2): tempered SGLD from the same initial states",
+                    quality_table({k: v for k, v in rows.items() if k.startswith("EBM")})),
+                   ("Sampler study: differences (later/larger minus earlier/smaller ± paired-bootstrap se)",
+                    differences_table(quality["differences"]))]
+    return tables
+
+
+def _quality_verdict(quality: dict[str, Any], s: Settings) -> str:
+    rows = quality["rows"]
+    text = f"quality (classifier accuracy {quality['classifier']['accuracy']:.2f})"
+    for model in [row_name(s.sgld_noise, s.sgld_steps), "RBM sample means"]:
+        if model in rows:
+            text += f"; {base_verdict(rows, model)}, nearest-training-image median {rows[model]['nn_median']:.2f}"
+    text += f" (real held-out {rows['real held-out']['nn_median']:.2f})"
+    if "differences" in quality:
+        text += "; sampler study: " + study_verdict(quality["differences"], (s.sgld_noise, s.sgld_noise_alt), _marks(s))
+    return text
+
+
+def _verdict(stages: dict[str, Any], quality: dict[str, Any], s: Settings) -> str:
     parts = []
     for name, st in stages.items():
         lsd = st["held_out_lsd"]
@@ -305,7 +473,7 @@ def _verdict(stages: dict[str, Any], dataset: str) -> str:
         if name == "ebm":
             text += ", finite SGLD chains " + "/".join(f"{v:.0%}" for v in st["sgld"]["fraction_finite"].values())
         parts.append(text)
-    return f"trained on {dataset}: " + "; ".join(parts) + " (judge the sample grids by eye)"
+    return f"trained on {s.dataset}: " + "; ".join(parts) + "; " + _quality_verdict(quality, s)
 
 
 def _curve_plot(path: Path, curves: dict[str, list[dict]]) -> None:

@@ -1,0 +1,171 @@
+"""Measured sample quality of the image reproduction: its rows, the sampler study, its tables and verdict.
+
+The figures are those of :mod:`steinkit.experiments.sample_quality` (a classifier trained here;
+no downloaded network). The rows:
+
+* **real held-out**: the first ``n`` test images; the Fréchet reference is the remaining test
+  images, so this row gives each figure's value for real data at the same sample size;
+* **Gaussian base**: the diagonal Gaussian fitted to the training data in the model space (the
+  EBM's base at initialisation), sampled exactly;
+* **EBM**: tempered SGLD from uniform pixels; the sampler study (Appendix C.2) measures both noise
+  scales after each snapshot's number of steps, every chain starting from the same initial
+  state, and compares settings by paired-bootstrap intervals (row i of both settings started
+  from the same point, so a difference's standard error is that of paired rows);
+* **RBM**: the Gibbs chains' last visible states and their noise-free means ``E[x | h]``.
+
+Example:
+    >>> rows = {name: {"confidence": c, "entropy": h, "frechet": f, "covered": 10, "histogram": [100] * 10}
+    ...         for name, c, h, f in (("Gaussian base", 0.5, 1.0, 90.0), ("EBM", 0.8, 2.0, 30.0))}
+    >>> print(base_verdict(rows, "EBM"))
+    EBM beats the Gaussian base on 3/3 figures (confidence, class entropy, Fréchet distance) and covers 10/10 classes
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from ..samplers import sgld
+from .report import markdown_table
+from .sample_quality import Measured, QualityMeter, load_classifier, unit_pixels
+
+__all__ = ["check_quality_size", "make_meter", "gaussian_rows", "sampler_study", "row_name", "study_order",
+           "quality_table",
+           "differences_table", "base_verdict", "study_verdict"]
+
+
+def make_meter(classifier_path: Path, train_pixels: Tensor, test_pixels: Tensor, n: int, *,
+               seed: int) -> tuple[QualityMeter, Tensor]:
+    """The meter (Fréchet reference: the test images after the first ``n``) and the real held-out
+    rows (the first ``n`` test images) in ``[0, 1]``."""
+    check_quality_size(n, len(test_pixels))
+    meter = QualityMeter(load_classifier(classifier_path), unit_pixels(test_pixels[n:]), unit_pixels(train_pixels),
+                         seed=seed)
+    return meter, unit_pixels(test_pixels[:n])
+
+
+def check_quality_size(n: int, n_test_images: int) -> None:
+    """``n`` real held-out images must leave at least two test images for the Fréchet reference.
+
+    Example:
+        >>> check_quality_size(1000, 359)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_quality must be in [2, 357] (the rest of the 359 test images is the Fréchet reference), got 1000
+    """
+    if not 2 <= n <= n_test_images - 2:
+        raise ValueError(f"n_quality must be in [2, {n_test_images - 2}] (the rest of the {n_test_images} test "
+                         f"images is the Fréchet reference), got {n}")
+
+
+def gaussian_rows(data: Tensor, n: int, *, generator: torch.Generator) -> Tensor:
+    """``n`` draws from the diagonal Gaussian with the per-coordinate mean and std of ``data`` (n, d)."""
+    mean, std = data.mean(0), data.std(0)
+    return mean + std * torch.randn(n, data.shape[1], generator=generator)
+
+
+def row_name(sigma: float, steps: int) -> str:
+    """The sampler study's name of one setting."""
+    return f"EBM σ={sigma:g}, {steps} steps"
+
+
+def _sigma_key(sigmas: tuple[float, float], steps: int) -> str:
+    return f"σ={sigmas[1]:g} − σ={sigmas[0]:g} at {steps} steps"
+
+
+def _steps_key(sigma: float, earlier: int, later: int) -> str:
+    return f"{later} − {earlier} steps at σ={sigma:g}"
+
+
+def study_order(sigmas: tuple[float, float], marks: list[int]) -> tuple[list[str], list[str]]:
+    """The sampler study's row names and comparison names in table order (the trial store keeps
+    its results with sorted keys).
+
+    Example:
+        >>> rows, comparisons = study_order((0.01, 0.1), [30, 300])
+        >>> rows[1], comparisons[1:3]
+        ('EBM σ=0.01, 300 steps', ['σ=0.1 − σ=0.01 at 300 steps', '300 − 30 steps at σ=0.01'])
+    """
+    rows = [row_name(sigma, t) for sigma in sigmas for t in marks]
+    steps = [_steps_key(sigma, t1, t2) for sigma in sigmas for t1, t2 in zip(marks, marks[1:])]
+    return rows, [_sigma_key(sigmas, t) for t in marks] + steps
+
+
+def sampler_study(score: Callable[[Tensor], Tensor], x0: Tensor, decode: Callable[[Tensor], Tensor],
+                  meter: QualityMeter, *, step_size: float, sigmas: tuple[float, float], marks: list[int],
+                  generator: torch.Generator, progress: bool = False) -> dict[str, Any]:
+    """Run tempered SGLD from ``x0`` with each noise scale, measure every snapshot, and compare the
+    two scales at each step count and consecutive step counts at each scale (``later - earlier``)."""
+    prepared: dict[tuple[float, int], Measured] = {}
+    finite = {}
+    for sigma in sigmas:
+        run = sgld(score, x0, step_size=step_size, n_steps=max(marks), noise_std=sigma, generator=generator,
+                   snapshot_steps=marks, progress=progress)
+        finite[f"{sigma:g}"] = float(torch.isfinite(run.samples).all(1).float().mean())
+        for t in marks:
+            prepared[sigma, t] = meter.prepare(decode(run.snapshots[t]))
+    rows = {row_name(s, t): meter.measure(b).to_dict() for (s, t), b in prepared.items()}
+    low, high = sigmas
+    differences = {_sigma_key(sigmas, t): meter.compare(prepared[high, t], prepared[low, t]) for t in marks}
+    for sigma in sigmas:
+        for t1, t2 in zip(marks, marks[1:]):
+            differences[_steps_key(sigma, t1, t2)] = meter.compare(prepared[sigma, t2], prepared[sigma, t1])
+    return {"rows": rows, "differences": differences, "fraction_finite": finite}
+
+
+def _pm(value: float, se: float) -> str:
+    return f"{value:.3g} ± {se:.2g}"
+
+
+def quality_table(rows: dict[str, dict[str, Any]]) -> str:
+    """One line per row: confidence, class entropy and Fréchet distance ± standard errors, classes
+    covered, nearest-training-image distance (mean / median)."""
+    body = [[name, q["n"], _pm(q["confidence"], q["confidence_se"]), _pm(q["entropy"], q["entropy_se"]),
+             q["covered"], _pm(q["frechet"], q["frechet_se"]), f"{q['nn_mean']:.2f} / {q['nn_median']:.2f}"]
+            for name, q in rows.items()]
+    return markdown_table(["samples", "n", "confidence", "class entropy (max 2.30)", "classes covered",
+                           "Fréchet distance", "nearest training image (mean / median)"], body)
+
+
+def differences_table(differences: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One line per comparison: each figure's difference ± its paired-bootstrap standard error."""
+    figures = ("confidence", "entropy", "frechet", "nn_mean")
+    body = [[name, *(_pm(d[f]["diff"], d[f]["se"]) for f in figures)] for name, d in differences.items()]
+    return markdown_table(["difference", "Δ confidence", "Δ class entropy", "Δ Fréchet", "Δ nearest (mean)"], body)
+
+
+#: The figures compared with the Gaussian base, each with whether larger is better.
+_BETTER_IF_LARGER = {"confidence": True, "entropy": True, "frechet": False}
+_NAMES = {"confidence": "confidence", "entropy": "class entropy", "frechet": "Fréchet distance"}
+
+
+def base_verdict(rows: dict[str, dict[str, Any]], model: str) -> str:
+    """Whether the ``model`` row beats the ``"Gaussian base"`` row on each figure, and its class coverage."""
+    q, base = rows[model], rows["Gaussian base"]
+    wins = [f for f, larger in _BETTER_IF_LARGER.items() if (q[f] > base[f] if larger else q[f] < base[f])]
+    k = len(q["histogram"])
+    return (f"{model} beats the Gaussian base on {len(wins)}/{len(_BETTER_IF_LARGER)} figures "
+            f"({', '.join(_NAMES[f] for f in wins) or 'none'}) and covers {q['covered']}/{k} classes")
+
+
+def study_verdict(differences: dict[str, dict[str, dict[str, float]]], sigmas: tuple[float, float],
+                  marks: list[int]) -> str:
+    """Whether sigma matters (after the most steps) and whether the last step count matters (at the
+    first sigma): a factor matters when the difference in confidence, class entropy or Fréchet distance
+    is more than 1.96 standard errors from 0."""
+    (low, high), (before, last) = sigmas, marks[-2:]
+    parts = []
+    for label, key in ((f"σ ({low:g} vs {high:g} at {last} steps)", _sigma_key(sigmas, last)),
+                       (f"steps ({before} vs {last} at σ={low:g})", _steps_key(low, before, last))):
+        if key not in differences:
+            continue
+        d = differences[key]
+        apart = [_NAMES[f] for f in _BETTER_IF_LARGER if d[f]["low"] > 0 or d[f]["high"] < 0]
+        fr = d["frechet"]
+        state = f"matter ({', '.join(apart)} differ)" if apart else "do not matter beyond noise"
+        parts.append(f"{label} {state}: Δ Fréchet {_pm(fr['diff'], fr['se'])}")
+    return "; ".join(parts)
+
