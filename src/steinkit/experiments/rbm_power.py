@@ -6,7 +6,8 @@ Each method tests at level α whether the samples came from q (σ = 0 measures t
 :func:`steinkit.gof.gof_tests`: ``lsd`` (the library's default learned test, the aggregated
 protocol), ``lsd-paper`` (Algorithm 2 with this reproduction's critic size ``n_iters``,
 ``hidden``), ``ksd`` (quadratic KSD, wild bootstrap; ``kernel_bandwidth``, ``n_bootstrap``),
-``lksd`` (linear KSD), ``fssd``, ``ksdagg`` and ``ksdagg-inc`` (the papers' B1 = B2 = 500).
+``lksd`` (linear KSD), ``fssd``, ``ksdagg`` and ``ksdagg-inc`` (the papers' B1 = B2 = 500), and
+``ksd-seq`` (the sequential witness test).
 One trial is one method on one (dx, dh, σ) and a block of ``batch`` repetitions, whose LSD
 critics train as one ensemble. All randomness derives from (seed, dx, dh, rep, σ); every method
 sees the same samples. :class:`RBMSweep` holds the settings shared with ``rbm-eval``.
@@ -114,7 +115,8 @@ class Settings(RBMSweep):
     """Settings of the Figure-5 reproduction."""
 
     reps: int = setting(200, "repetitions per setting", minimum=1)
-    methods: tuple[Literal["lsd", "lsd-paper", "ksd", "lksd", "fssd", "ksdagg", "ksdagg-inc"], ...] = setting(
+    methods: tuple[Literal["lsd", "lsd-paper", "ksd", "lksd", "fssd", "ksdagg", "ksdagg-inc", "ksd-seq"],
+                   ...] = setting(
         TEST_METHODS, "tests to run (lsd: the default learned test; lsd-paper: Algorithm 2)")
     batch: int = setting(1, "repetitions per trial; their LSD critics train as one ensemble", minimum=1)
     alpha: float = setting(0.05, "test level, in (0, 1)")
@@ -150,7 +152,7 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
     """The sweep's trial configs, LSD trials (the slow ones) first."""
     blocks = [list(range(r, min(r + s.batch, s.reps))) for r in range(0, s.reps, s.batch)]
     options = {"lsd": {}, "lsd-paper": {"protocol": "paper", "n_iters": s.n_iters, "hidden": s.hidden},
-               "lksd": {"bandwidth": s.kernel_bandwidth},
+               "lksd": {"bandwidth": s.kernel_bandwidth}, "ksd-seq": {},
                "ksd": {"bandwidth": s.kernel_bandwidth, "n_bootstrap": s.n_bootstrap}, "fssd": {},
                **{m: {"n_bootstrap": 500, "n_correction": 500} for m in ("ksdagg", "ksdagg-inc")}}  # the papers' B1, B2
     return [

@@ -8,6 +8,7 @@ from .ksdagg import ksdagg_test
 from .lksd import learn_lksd_bandwidth, lksd_estimate, lksd_test
 from .lsd import lsd_tests
 from .outcome import TestOutcome, normal_sf
+from .sequential import sequential_witness_test
 
 __all__ = [
     "METHODS",
@@ -23,6 +24,7 @@ __all__ = [
     "learn_lksd_bandwidth",
     "fssd_test",
     "ksdagg_test",
+    "sequential_witness_test",
     "TestOutcome",
     "normal_sf",
     "median_bandwidth",

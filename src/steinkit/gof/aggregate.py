@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..validation import positive_int
 
-__all__ = ["max_t_pvalue", "studentised"]
+__all__ = ["max_normal_pvalue", "max_t_pvalue", "studentised", "term_correlation"]
 
 
 def studentised(terms: Tensor) -> Tensor:
@@ -67,15 +67,51 @@ def max_t_pvalue(
         raise ValueError(f"terms must be (M, n) with n >= 2, got shape {tuple(terms.shape)}")
     h = terms.detach().to("cpu", torch.float64)
     t = studentised(h)
-    t_max = float(t.max())
     if h.shape[0] == 1:
+        t_max = float(t.max())
         return t_max, 0.5 * math.erfc(t_max / math.sqrt(2.0)), t
+    t_max, p = max_normal_pvalue(t, term_correlation(h), generator=generator, n_draws=n_draws)
+    return t_max, p, t
+
+
+def term_correlation(terms: Tensor) -> Tensor:
+    """The (M, M) sample correlation of M rows of terms (float64, CPU); a constant row counts as
+    uncorrelated with the others.
+
+    Example:
+        >>> h = torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [5.0, 5.0, 5.0]], dtype=torch.float64)
+        >>> term_correlation(h).round(decimals=6).tolist()
+        [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    h = terms.detach().to("cpu", torch.float64)
     centred = h - h.mean(1, keepdim=True)
     norms = centred.norm(dim=1, keepdim=True)
     unit = torch.where(norms > 0, centred / torch.where(norms > 0, norms, torch.ones_like(norms)), 0.0)
-    corr = unit @ unit.T + torch.diag((norms.squeeze(1) == 0).to(h.dtype))  # a constant row: independent
+    return unit @ unit.T + torch.diag((norms.squeeze(1) == 0).to(h.dtype))
+
+
+def max_normal_pvalue(
+    z: Tensor, corr: Tensor, *, generator: torch.Generator | None = None, n_draws: int = 20000
+) -> tuple[float, float]:
+    """(max z, P(max Z ≥ max z)) for Z ~ N(0, corr), from ``n_draws`` Gaussian draws (on the
+    generator's device); the p-value is (1 + #exceedances) / (1 + n_draws).
+
+    Example:
+        >>> z_max, p = max_normal_pvalue(torch.tensor([1.0, 1.0]), torch.ones(2, 2), n_draws=100000,
+        ...                              generator=torch.Generator().manual_seed(0))
+        >>> round(p, 2)                                  # one statistic twice: 1 − Φ(1)
+        0.16
+    """
+    n_draws = positive_int(n_draws, "n_draws")
+    z = z.detach().to("cpu", torch.float64)
+    corr = corr.detach().to("cpu", torch.float64)
+    if corr.shape != (z.shape[0], z.shape[0]):
+        m = z.shape[0]
+        raise ValueError(f"corr must be ({m}, {m}) for {m} statistics, got {tuple(corr.shape)}")
+    z_max = float(z.max())
     evals, evecs = torch.linalg.eigh(corr)
     root = evecs * evals.clamp(min=0.0).sqrt()
-    z = torch.randn(n_draws, h.shape[0], generator=generator, dtype=torch.float64) @ root.T
-    exceed = int((z.max(1).values >= t_max).sum())
-    return t_max, (1 + exceed) / (1 + n_draws), t
+    device = "cpu" if generator is None else generator.device
+    draws = torch.randn(n_draws, z.shape[0], generator=generator, dtype=torch.float64, device=device).cpu() @ root.T
+    exceed = int((draws.max(1).values >= z_max).sum())
+    return z_max, (1 + exceed) / (1 + n_draws)

@@ -30,10 +30,11 @@ from .ksdagg import ksdagg_test
 from .lksd import lksd_test
 from .lsd import PROTOCOLS, lsd_tests
 from .outcome import TestOutcome
+from .sequential import sequential_witness_test
 
 __all__ = ["GofResult", "gof_test", "gof_tests", "METHODS"]
 
-METHODS = ("lsd", "ksd", "lksd", "fssd", "ksdagg", "ksdagg-inc")
+METHODS = ("lsd", "ksd", "lksd", "fssd", "ksdagg", "ksdagg-inc", "ksd-seq")
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ _KERNEL_TESTS: dict[str, Callable[..., TestOutcome]] = {
     "fssd": fssd_test,
     "ksdagg": ksdagg_test,
     "ksdagg-inc": functools.partial(ksdagg_test, incomplete=200),  # R = 200 sub-diagonals, as the paper
+    "ksd-seq": sequential_witness_test,
 }
 
 
@@ -185,7 +187,10 @@ def gof_test(
             kernel Stein discrepancy with wild bootstrap), ``"lksd"`` (linear-time KSD),
             ``"fssd"`` (finite-set Stein discrepancy with optimized test locations),
             ``"ksdagg"`` (KSD aggregated over 21 bandwidths, Schrab et al. 2022) or
-            ``"ksdagg-inc"`` (its incomplete-U-statistic version, R = 200 sub-diagonals).
+            ``"ksdagg-inc"`` (its incomplete-U-statistic version, R = 200 sub-diagonals) or
+            ``"ksd-seq"`` (the sequential witness test: each of 8 folds tested by the kernel Stein
+            witness of the folds before it, over 6 bandwidths; no bootstrap;
+            :mod:`steinkit.gof.sequential`).
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
@@ -211,7 +216,8 @@ def gof_test(
             FSSD: n_locations (5), train_fraction (0.2), opt_steps, learning_rate, reg,
             n_simulate (3000), locations, bandwidth. KSDAgg(-Inc): bandwidths, exponents
             ((-20, 0)), kernel ("imq"), n_bootstrap (2000), n_correction (2000), incomplete
-            (None; 200 for ksdagg-inc). Unknown names raise a TypeError.
+            (None; 200 for ksdagg-inc). KSD-Seq: folds (8), exponents ((-5, 0)), kernel ("imq"),
+            n_draws (20000). Unknown names raise a TypeError.
 
     Returns:
         A :class:`GofResult`.
