@@ -107,3 +107,28 @@ def test_kernel_options_come_from_the_test_functions():
 
     assert kernel_options("ksd") == ("bandwidth", "n_bootstrap", "train_fraction")
     assert "n_locations" in kernel_options("fssd") and "generator" not in kernel_options("fssd")
+
+
+def test_sequential_protocol_weights_the_fold_statistics():
+    x = torch.randn(240, 2, generator=gen(8)) + 0.4
+    res = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="sequential", hidden=16, n_iters=60)
+    d = res.details
+    assert d["protocol"] == "sequential" and d["folds"] == 4 and d["n_test"] == 180
+    t = d["fold_statistics"]
+    assert res.statistic == pytest.approx((t[0] + 2**0.5 * t[1] + 3**0.5 * t[2]) / 6**0.5)
+    assert res.reject
+
+
+def test_sequential_fold_terms_depend_on_earlier_folds_only():
+    # changing the last fold's points leaves the statistics of folds 2 and 3 unchanged
+    from steinkit.fit import fit_sequential_critics
+    from steinkit.scores import as_score
+
+    x = torch.randn(120, 2, generator=gen(9))
+    order = torch.randperm(120, generator=torch.Generator().manual_seed(5))
+    y = x.clone()
+    y[order[90:]] += 1.0  # the fourth fold after the shuffle of seed 5
+    cfg = sk.AGGREGATED_TEST.replace(hidden=8, n_iters=30)
+    a = fit_sequential_critics([(as_score(MODEL), x, 5)], cfg, 4)[0]
+    b = fit_sequential_critics([(as_score(MODEL), y, 5)], cfg, 4)[0]
+    assert torch.equal(a[:2], b[:2]) and not torch.equal(a[2], b[2])

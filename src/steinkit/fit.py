@@ -48,7 +48,7 @@ from .stein import critic_objective, power_ratio, stein_terms
 from .validation import as_device, generator_on
 
 __all__ = [
-    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_seconds", "numerical_failure", "OBJECTIVES",
+    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_sequential_critics", "fit_seconds", "numerical_failure", "OBJECTIVES",
     "SELECTIONS",
 ]
 
@@ -429,6 +429,62 @@ def fit_heldout_critics(
         out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history, sq_norms[k],  # type: ignore[index]
                               snap, lone, snap_critics))
     return out
+
+
+def fit_sequential_critics(
+    problems: Sequence[tuple[Score, Tensor, int]],
+    settings: CriticSettings,
+    folds: int,
+    *,
+    progress: bool = False,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """Prequential fits: fold k+1 of each problem is scored by its critic trained on folds 1..k.
+
+    Each problem's data are shuffled with ``seed`` and cut into ``folds`` equal folds (the
+    remainder is left out). One critic per problem (one ensemble, initialised and driven as in
+    :func:`fit_heldout_critics`) trains ``n_iters // (folds − 1)`` steps on folds 1..k, warm
+    started from stage k − 1, without selection; its exact-trace Stein terms on fold k + 1 are
+    kept, so the terms of fold k + 1 depend on folds 1..k only.
+
+    Returns:
+        One (folds − 1, fold size) tensor of Stein terms per problem.
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> from steinkit.settings import AGGREGATED_TEST
+        >>> x = torch.randn(120, 2, generator=torch.Generator().manual_seed(0))
+        >>> out = fit_sequential_critics([(as_score(lambda z: -z), x, 0)], AGGREGATED_TEST.replace(n_iters=30), 4)
+        >>> out[0].shape
+        torch.Size([3, 30])
+    """
+    _check_problems(problems)
+    n = problems[0][1].shape[0]
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2 or n < 2 * folds:
+        raise ValueError(f"folds must be an int >= 2 with at least 2 points per fold (n = {n}), got {folds!r}")
+    device = as_device(device, problems[0][1])
+    xs, ss = [], []
+    for score, x, seed in problems:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+        xs.append(x.to(device)[order])
+        with torch.no_grad():
+            ss.append(score(xs[-1]))
+    x_all, s_all = torch.stack(xs), torch.stack(ss)
+    stage = settings.replace(n_iters=max(1, settings.n_iters // (folds - 1)), selection="last")
+    stage = stage.replace(val_every=stage.n_iters)
+    critic, generators = _ensemble(problems, settings, device)
+    size, kept = n // folds, []
+    for k in range(1, folds):
+        x_past, s_past = x_all[:, : k * size], s_all[:, : k * size]
+        fit_critic(critic, x_past, s_past, x_past[:, :2], s_past[:, :2], stage, generator=generators,
+                   progress=progress, desc=f"fold {k + 1} of {folds}")
+        with torch.no_grad():
+            terms, _ = stein_terms(critic, x_all[:, k * size:(k + 1) * size], s_all[:, k * size:(k + 1) * size],
+                                   trace="exact")
+        if not bool(_finite_stats(terms.double())):
+            raise numerical_failure(f"on fold {k + 1} of {folds}", settings, x_all, s_all)
+        kept.append(terms)
+    return list(torch.stack(kept, 1).unbind(0))
 
 
 def fit_seconds(

@@ -12,6 +12,14 @@ H0: p = q (Stein's identity); the vector of t_m is then asymptotically N(0, R). 
 direction is used (train on A, test on B): the mirror statistic (train on B, test on A) is
 correlated with it under H0 (docs/findings.md), so the two are not pooled.
 
+``protocol="sequential"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`, no selection):
+prequential. The data are cut into 4 folds; one critic trains n_iters/3 steps on fold 1 and
+scores fold 2, trains on, warm started, on folds 1-2 and scores fold 3, then on folds 1-3 and
+scores fold 4. Given the folds before it, each fold's studentised statistic t_k is
+asymptotically N(0, 1) whatever those folds were, so the t_k are asymptotically independent
+and z = Σ √(k−1)·t_k / √(Σ (k−1)) is N(0, 1) under H0; p = 1 − Φ(z). Three quarters of the data
+enter the statistic, and later folds, scored by better critics, weigh more.
+
 ``protocol="paper"`` (settings :data:`~steinkit.settings.TEST`): Algorithm 2 as published;
 train 80%, select on 10% by power, and t = √n_test · mean/std on the last 10%, p = 1 − Φ(t).
 
@@ -35,7 +43,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..fit import HeldOutFit, fit_heldout_critics
+from ..fit import HeldOutFit, fit_heldout_critics, fit_sequential_critics
 from ..scores import Score
 from ..settings import AGGREGATED_TEST, TEST, CriticSettings, settings_from
 from ..validation import one_of
@@ -43,9 +51,11 @@ from ..witness import FittedCritic
 from .aggregate import max_t_pvalue
 from .outcome import TestOutcome, normal_sf
 
-__all__ = ["PROTOCOLS", "lsd_tests", "normal_sf"]
+__all__ = ["PROTOCOLS", "SEQUENTIAL_FOLDS", "lsd_tests", "normal_sf"]
 
-PROTOCOLS = ("aggregated", "paper")
+PROTOCOLS = ("aggregated", "sequential", "paper")
+SEQUENTIAL_FOLDS = 4
+"""Folds of the sequential protocol: three stages of n_iters/3 critic steps each."""
 
 
 def _paper_outcome(fit: HeldOutFit, score: Score, lam: float) -> TestOutcome:
@@ -74,6 +84,15 @@ def _aggregated_outcome(fit: HeldOutFit, seed: int, score: Score, lam: float) ->
     return TestOutcome(statistic=t_max, pvalue=p, details=details, critic=critic)
 
 
+def _sequential_outcome(terms: Tensor) -> TestOutcome:
+    t = torch.stack([torch.tensor(_statistic(float(r.mean()), float(r.std()), r.shape[0])) for r in terms.double()])
+    weights = torch.arange(1, terms.shape[0] + 1, dtype=torch.float64).sqrt()
+    z = float((weights * t).sum() / weights.norm())
+    details = {"protocol": "sequential", "folds": terms.shape[0] + 1, "n_test": terms.numel(),
+               "fold_statistics": t.tolist()}
+    return TestOutcome(statistic=z, pvalue=normal_sf(z), details=details)
+
+
 def lsd_tests(
     problems: Sequence[tuple[Score, Tensor, int]],
     settings: CriticSettings | None = None,
@@ -93,7 +112,8 @@ def lsd_tests(
             Swish, 300 steps, a stopping point every 50, split .45/.05/.5) and
             :data:`~steinkit.settings.TEST` for ``"paper"`` (2×300, 1000 steps, split .8/.1/.1).
         protocol: ``"aggregated"`` (train on half, test the other half at every stopping
-            point, level-corrected maximum) or ``"paper"`` (Algorithm 2).
+            point, level-corrected maximum), ``"sequential"`` (each of 4 folds scored by the
+            critic trained on the folds before it) or ``"paper"`` (Algorithm 2).
         progress: show a progress bar.
         return_critic: keep each test's selected critic on its outcome (``critic``): for
             "aggregated" the critic at the stopping point with the largest statistic, for
@@ -106,8 +126,13 @@ def lsd_tests(
         statistics for "aggregated", test mean and std for "paper").
     """
     protocol = one_of(protocol, "protocol", PROTOCOLS)
-    default = AGGREGATED_TEST if protocol == "aggregated" else TEST
+    default = TEST if protocol == "paper" else AGGREGATED_TEST
     cfg = settings_from(settings, default, overrides, extra=", or protocol, progress, return_critic")
+    if protocol == "sequential":
+        if return_critic:
+            raise ValueError("return_critic applies to protocol 'aggregated' or 'paper', not 'sequential'")
+        fold_terms = fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)
+        return [_sequential_outcome(terms) for terms in fold_terms]
     aggregated = protocol == "aggregated"
     fits = fit_heldout_critics(problems, cfg, progress=progress, snapshots=aggregated, keep_critics=return_critic)
     if aggregated:
