@@ -109,7 +109,8 @@ API: dict[str, tuple[Callable[[], Any], Outcome]] = {
     **{f"{m} test, NaN score for some inputs": (
         lambda m=m: sk.gof_test(nan_for_some, X, m, **(LSD if m == "lsd" else AGG if m == "ksdagg" else {})),
         (ValueError, r"score of model .*nan_for_some.* NaN")) for m in ("lsd", "ksd", "lksd", "fssd", "ksdagg")},
-    "lsd test, score NaN after its first call": (lambda: sk.gof_test(NanLater(1), X, "lsd", **LSD),
+    "lsd test, score NaN after its first call": (lambda: sk.gof_test(NanLater(1), X, "lsd", protocol="aggregated",
+                                                                     **LSD),
                                                  (ValueError, r"NanLater.score\) returned NaN")),
     "estimate, score NaN after its first call": (lambda: sk.stein_discrepancy(NanLater(1), X, **LSD),
                                                  (ValueError, "returned NaN")),
@@ -118,7 +119,10 @@ API: dict[str, tuple[Callable[[], Any], Outcome]] = {
     "training, score NaN mid-way": (lambda: _train_lsd(model=NanLaterModule(bad_call=20), data=X),
                                     (TrainingDiverged, r"NaN/inf at step \d+ .*smaller lr")),
     # zero-variance data
-    "lsd test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "lsd", **LSD), None),
+    "lsd test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "lsd", **LSD),
+                                (FloatingPointError, "no spread .*check x")),
+    "lsd aggregated test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "lsd", protocol="aggregated", **LSD),
+                                           None),
     "ksd test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "ksd"), None),
     "fssd test, constant data and a zero score": (lambda: sk.gof_test(torch.zeros_like, CONSTANT, "fssd"),
                                                   (FloatingPointError, "zero variance")),

@@ -19,14 +19,16 @@ def test_lsd_test_rejects_a_wrong_model():
     x = torch.randn(400, 2, generator=gen(1)) + torch.tensor([0.6, 0.0])
     res = sk.gof_test(MODEL, x, method="lsd", seed=0, hidden=32, n_iters=200, val_every=50)
     assert res.reject and res.statistic > 2
-    assert res.details["protocol"] == "aggregated" and res.details["n_test"] == 200  # the default tests half
+    assert res.details["protocol"] == "sequential" and res.details["n_test"] == 300  # the default scores 3 folds
+    agg = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="aggregated", hidden=32, n_iters=200, val_every=50)
+    assert agg.details["protocol"] == "aggregated" and agg.details["n_test"] == 200 and agg.reject
     paper = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="paper", hidden=32, n_iters=200, val_every=50)
     assert paper.details["protocol"] == "paper" and paper.details["n_test"] == 40
 
 
 def test_aggregated_statistic_is_the_largest_stopping_point_statistic():
     x = torch.randn(200, 2, generator=gen(2)) + 0.3
-    res = sk.gof_test(MODEL, x, method="lsd", seed=0, **LSD_FAST)
+    res = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="aggregated", **LSD_FAST)
     d = res.details
     assert d["snapshot_iterations"] == [20, 40, 60] and len(d["snapshot_statistics"]) == 3
     assert res.statistic == max(d["snapshot_statistics"])
@@ -99,7 +101,7 @@ def test_lsd_tests_return_the_shared_outcome():
     from steinkit.scores import as_score
 
     out = lsd_tests([(as_score(MODEL), torch.randn(300, 2, generator=gen(0)), 0)], **LSD_FAST)[0]
-    assert isinstance(out, TestOutcome) and out.details["n_test"] == 150
+    assert isinstance(out, TestOutcome) and out.details["n_test"] == 225  # folds 2-4 of 75
 
 
 def test_kernel_options_come_from_the_test_functions():

@@ -48,7 +48,8 @@ from .stein import critic_objective, power_ratio, stein_terms
 from .validation import as_device, generator_on
 
 __all__ = [
-    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_sequential_critics", "fit_seconds", "numerical_failure", "OBJECTIVES",
+    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_sequential_critics", "fit_seconds",
+    "numerical_failure", "OBJECTIVES",
     "SELECTIONS",
 ]
 
@@ -431,6 +432,9 @@ def fit_heldout_critics(
     return out
 
 
+_MIN_FOLD = 5  # points per fold of a sequential fit, for a studentised mean to mean anything
+
+
 def fit_sequential_critics(
     problems: Sequence[tuple[Score, Tensor, int]],
     settings: CriticSettings,
@@ -460,8 +464,11 @@ def fit_sequential_critics(
     """
     _check_problems(problems)
     n = problems[0][1].shape[0]
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2 or n < 2 * folds:
-        raise ValueError(f"folds must be an int >= 2 with at least 2 points per fold (n = {n}), got {folds!r}")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    if n < _MIN_FOLD * folds:
+        raise ValueError(f"x has too few samples for {folds} folds of at least {_MIN_FOLD}: n = {n}, "
+                         f"need at least {_MIN_FOLD * folds}")
     device = as_device(device, problems[0][1])
     xs, ss = [], []
     for score, x, seed in problems:

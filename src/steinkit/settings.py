@@ -155,9 +155,10 @@ TEST = CriticSettings(objective="power", selection="power", dropout=0.5, weight_
 weight decay 5e-4."""
 
 AGGREGATED_TEST = TEST.replace(hidden=64, n_iters=300, val_every=50, dropout=0.0, split=(0.45, 0.05, 0.5))
-"""The default LSD test (``gof_test(method="lsd")``): a 2×64 critic trained 300 steps on 45% of the
-data (5% validate, for the history) and tested at every 50th step on the other half, the six
-statistics aggregated with a level correction (:mod:`steinkit.gof.lsd`)."""
+"""The critic of the learned test's default protocols (:mod:`steinkit.gof.lsd`): 2×64 Swish, 300
+Adam steps, power objective, no dropout, weight decay 5e-4. ``"sequential"`` spreads the steps over
+its folds; ``"aggregated"`` trains on 45% (5% validate, for the history) and tests the other half
+at every 50th step."""
 
 RELATIVE = ESTIMATE.replace(hidden=64, n_iters=300, val_every=25, dropout=0.5, weight_decay=5e-4,
                             selection="penalised", split=(0.45, 0.05, 0.5))

@@ -3,7 +3,7 @@
 For each size (dx, dh) and repetition, a random RBM p (paper B.1) gives n Gibbs samples; the
 model q adds σ·E to its weights B, one N(0, I) direction E per repetition shared by every σ.
 Each method tests at level α whether the samples came from q (σ = 0 measures the size), through
-:func:`steinkit.gof.gof_tests`: ``lsd`` (the library's default learned test, the aggregated
+:func:`steinkit.gof.gof_tests`: ``lsd`` (the library's default learned test, the sequential
 protocol), ``lsd-paper`` (Algorithm 2 with this reproduction's critic size ``n_iters``,
 ``hidden``), ``ksd`` (quadratic KSD, wild bootstrap; ``kernel_bandwidth``, ``n_bootstrap``),
 ``lksd`` (linear KSD), ``fssd``, ``ksdagg`` and ``ksdagg-inc`` (the papers' B1 = B2 = 500), and
@@ -34,6 +34,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 
 from ..gof import METHODS, gof_tests
+from ..gof.lsd import DEFAULT_PROTOCOL
 from ..models import GaussianBernoulliRBM
 from .report import markdown_table, write_report
 from .runner import sweep
@@ -151,7 +152,8 @@ def rbm_problem(
 def trial_configs(s: Settings) -> list[dict[str, Any]]:
     """The sweep's trial configs, LSD trials (the slow ones) first."""
     blocks = [list(range(r, min(r + s.batch, s.reps))) for r in range(0, s.reps, s.batch)]
-    options = {"lsd": {}, "lsd-paper": {"protocol": "paper", "n_iters": s.n_iters, "hidden": s.hidden},
+    options = {"lsd": {"protocol": DEFAULT_PROTOCOL},
+               "lsd-paper": {"protocol": "paper", "n_iters": s.n_iters, "hidden": s.hidden},
                "lksd": {"bandwidth": s.kernel_bandwidth}, "ksd-seq": {},
                "ksd": {"bandwidth": s.kernel_bandwidth, "n_bootstrap": s.n_bootstrap}, "fssd": {},
                **{m: {"n_bootstrap": 500, "n_correction": 500} for m in ("ksdagg", "ksdagg-inc")}}  # the papers' B1, B2

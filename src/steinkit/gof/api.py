@@ -28,7 +28,7 @@ from .fssd import fssd_test
 from .ksd import ksd_test
 from .ksdagg import ksdagg_test
 from .lksd import lksd_test
-from .lsd import PROTOCOLS, lsd_tests
+from .lsd import DEFAULT_PROTOCOL, PROTOCOLS, lsd_tests
 from .outcome import TestOutcome
 from .sequential import sequential_witness_test
 
@@ -194,17 +194,18 @@ def gof_test(
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
-        protocol: LSD only: ``"aggregated"`` (default: a 2×64 critic trained on half the
-            data, tested on the other half at six stopping points with a level-corrected
-            maximum; :mod:`steinkit.gof.lsd`) or ``"paper"`` (Algorithm 2: train 80%, select on
-            10%, test on 10%).
+        protocol: LSD only: ``"sequential"`` (default: 4 folds, each scored by a 2×64 critic
+            trained on the folds before it, 300 steps in all; :mod:`steinkit.gof.lsd`),
+            ``"aggregated"`` (trained on half the data, tested on the other half at six
+            stopping points with a level-corrected maximum) or ``"paper"`` (Algorithm 2: train
+            80%, select on 10%, test on 10%).
         settings: LSD only: a :class:`~steinkit.settings.CriticSettings`; default
             :data:`~steinkit.settings.AGGREGATED_TEST`, or :data:`~steinkit.settings.TEST` with
             ``protocol="paper"`` (split (.8, .1, .1), 2×300 Swish, dropout .5, weight decay
             5e-4, λ = .5, 1000 steps, power objective and selection).
-        return_critic: LSD only: keep the selected critic on the result (``critic``, for
-            :func:`steinkit.witness`; "aggregated": the critic at the stopping point with the
-            largest statistic).
+        return_critic: LSD with ``protocol="aggregated"`` or ``"paper"`` only: keep the selected
+            critic on the result (``critic``, for :func:`steinkit.witness`; "aggregated": the
+            critic at the stopping point with the largest statistic).
         progress: LSD only: show a progress bar.
         device: where to test, e.g. ``"cuda"`` (default: where ``x`` lives, else the CPU). The
             data move there, a model that is an ``nn.Module`` is copied there (yours stays where
@@ -280,7 +281,7 @@ def gof_tests(
         sc.check_dim(x)
     if method == "lsd":
         start = time.perf_counter()
-        outcomes = lsd_tests(list(zip(scores, data, seeds)), settings, protocol=protocol or "aggregated",
+        outcomes = lsd_tests(list(zip(scores, data, seeds)), settings, protocol=protocol or DEFAULT_PROTOCOL,
                              progress=progress, return_critic=return_critic, **options)
         seconds = (time.perf_counter() - start) / len(outcomes)
         return [_result(method, o, alpha, seconds) for o in outcomes]

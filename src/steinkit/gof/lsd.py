@@ -1,6 +1,6 @@
-"""The learned Stein discrepancy goodness-of-fit test: the default protocol and Algorithm 2.
+"""The learned Stein discrepancy goodness-of-fit test under three protocols.
 
-``protocol="aggregated"`` (the default, settings :data:`~steinkit.settings.AGGREGATED_TEST`):
+``protocol="aggregated"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`):
 the critic is trained on the first part of a random split (45%, with 5% to validate for its
 history) and tested on the other half. The critic as it was at every validation (every
 ``val_every`` steps: six stopping points by default) gives Stein terms on the test half; the
@@ -12,8 +12,8 @@ H0: p = q (Stein's identity); the vector of t_m is then asymptotically N(0, R). 
 direction is used (train on A, test on B): the mirror statistic (train on B, test on A) is
 correlated with it under H0 (docs/findings.md), so the two are not pooled.
 
-``protocol="sequential"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`, no selection):
-prequential. The data are cut into 4 folds; one critic trains n_iters/3 steps on fold 1 and
+``protocol="sequential"`` (the default; settings :data:`~steinkit.settings.AGGREGATED_TEST`, no
+selection): prequential. The data are cut into 4 folds; one critic trains n_iters/3 steps on fold 1 and
 scores fold 2, trains on, warm started, on folds 1-2 and scores fold 3, then on folds 1-3 and
 scores fold 4. Given the folds before it, each fold's studentised statistic t_k is
 asymptotically N(0, 1) whatever those folds were, so the t_k are asymptotically independent
@@ -30,8 +30,12 @@ Example:
     >>> import torch
     >>> from steinkit.scores import as_score
     >>> x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) + 0.5
-    >>> out = lsd_tests([(as_score(lambda z: -z), x, 0)], hidden=16, n_iters=100, val_every=25)[0]
-    >>> out.pvalue < 0.05, len(out.details["snapshot_statistics"])
+    >>> out = lsd_tests([(as_score(lambda z: -z), x, 0)], hidden=16, n_iters=90)[0]
+    >>> out.pvalue < 0.05, len(out.details["fold_statistics"])
+    (True, 3)
+    >>> agg = lsd_tests([(as_score(lambda z: -z), x, 0)], protocol="aggregated", hidden=16, n_iters=100,
+    ...                 val_every=25)[0]
+    >>> agg.pvalue < 0.05, len(agg.details["snapshot_statistics"])
     (True, 4)
 """
 
@@ -51,9 +55,10 @@ from ..witness import FittedCritic
 from .aggregate import max_t_pvalue
 from .outcome import TestOutcome, normal_sf
 
-__all__ = ["PROTOCOLS", "SEQUENTIAL_FOLDS", "lsd_tests", "normal_sf"]
+__all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "lsd_tests", "normal_sf"]
 
-PROTOCOLS = ("aggregated", "sequential", "paper")
+PROTOCOLS = ("sequential", "aggregated", "paper")
+DEFAULT_PROTOCOL = "sequential"
 SEQUENTIAL_FOLDS = 4
 """Folds of the sequential protocol: three stages of n_iters/3 critic steps each."""
 
@@ -97,7 +102,7 @@ def lsd_tests(
     problems: Sequence[tuple[Score, Tensor, int]],
     settings: CriticSettings | None = None,
     *,
-    protocol: str = "aggregated",
+    protocol: str = DEFAULT_PROTOCOL,
     progress: bool = False,
     return_critic: bool = False,
     **overrides: Any,
@@ -111,9 +116,9 @@ def lsd_tests(
             :data:`~steinkit.settings.AGGREGATED_TEST` for ``protocol="aggregated"`` (2×64
             Swish, 300 steps, a stopping point every 50, split .45/.05/.5) and
             :data:`~steinkit.settings.TEST` for ``"paper"`` (2×300, 1000 steps, split .8/.1/.1).
-        protocol: ``"aggregated"`` (train on half, test the other half at every stopping
-            point, level-corrected maximum), ``"sequential"`` (each of 4 folds scored by the
-            critic trained on the folds before it) or ``"paper"`` (Algorithm 2).
+        protocol: ``"sequential"`` (default: each of 4 folds scored by the critic trained on
+            the folds before it), ``"aggregated"`` (train on half, test the other half at every
+            stopping point, level-corrected maximum) or ``"paper"`` (Algorithm 2).
         progress: show a progress bar.
         return_critic: keep each test's selected critic on its outcome (``critic``): for
             "aggregated" the critic at the stopping point with the largest statistic, for
@@ -130,7 +135,8 @@ def lsd_tests(
     cfg = settings_from(settings, default, overrides, extra=", or protocol, progress, return_critic")
     if protocol == "sequential":
         if return_critic:
-            raise ValueError("return_critic applies to protocol 'aggregated' or 'paper', not 'sequential'")
+            raise ValueError("return_critic needs protocol='aggregated' or 'paper' (the sequential protocol's "
+                             "critic changes from fold to fold)")
         fold_terms = fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)
         return [_sequential_outcome(terms) for terms in fold_terms]
     aggregated = protocol == "aggregated"
