@@ -113,8 +113,8 @@ def lsd_tests(
         problems: triples of a checked score function, data (n, d) and a seed; data sets
             must share their shape.
         settings: a :class:`~steinkit.settings.CriticSettings`; default
-            :data:`~steinkit.settings.AGGREGATED_TEST` for ``protocol="aggregated"`` (2×64
-            Swish, 300 steps, a stopping point every 50, split .45/.05/.5) and
+            :data:`~steinkit.settings.AGGREGATED_TEST` for ``"sequential"`` and ``"aggregated"``
+            (2×64 Swish, 300 steps; "aggregated": a stopping point every 50, split .45/.05/.5) and
             :data:`~steinkit.settings.TEST` for ``"paper"`` (2×300, 1000 steps, split .8/.1/.1).
         protocol: ``"sequential"`` (default: each of 4 folds scored by the critic trained on
             the folds before it), ``"aggregated"`` (train on half, test the other half at every
@@ -127,8 +127,9 @@ def lsd_tests(
 
     Returns:
         One :class:`~steinkit.gof.outcome.TestOutcome` per problem with the statistic, the
-        p-value and details (the protocol, n_test, best_iteration, history; per stopping point
-        statistics for "aggregated", test mean and std for "paper").
+        p-value and details (the protocol and n_test; per fold statistics for "sequential";
+        best_iteration, history and per stopping point statistics for "aggregated"; test mean and
+        std, best_iteration and history for "paper").
     """
     protocol = one_of(protocol, "protocol", PROTOCOLS)
     default = TEST if protocol == "paper" else AGGREGATED_TEST
