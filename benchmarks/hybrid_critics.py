@@ -3,7 +3,7 @@
 For each RBM repetition (dx = 50, cached by ``benchmarks/rbm_data.py``), the default learned
 test's six critic snapshots (``fit_heldout_critics(snapshots=True)`` with
 ``AGGREGATED_TEST``) and the closed-form kernel witnesses of the same training part at six
-bandwidths (``cross_witness.cross_terms``, ℓ = −5..0) are tested on the same test half, alone and
+bandwidths (``steinkit.gof.sequential.witness_terms``, ℓ = −5..0) are tested on the same test half, alone and
 all twelve together, each with the level-corrected maximum.
 
 Usage: python benchmarks/hybrid_critics.py SIGMA REPS [--cache DIR]   (prints a JSON line)
@@ -16,12 +16,12 @@ import json
 
 import torch
 
-from cross_witness import cross_terms
 from rbm_data import load
 from steinkit.experiments.rbm_power import rbm_problem
 from steinkit.fit import fit_heldout_critics
 from steinkit.gof.aggregate import max_t_pvalue
 from steinkit.gof.kernels import median_bandwidth
+from steinkit.gof.sequential import witness_terms
 from steinkit.scores import as_score
 from steinkit.settings import AGGREGATED_TEST
 from steinkit.splits import split_data
@@ -49,7 +49,7 @@ def main() -> None:
             a, b = torch.cat([tr, va]).long().squeeze(1), te.long().squeeze(1)
             x, s = xs[r].double(), ss[r].double()
             med = median_bandwidth(x[a])
-            kernel = cross_terms(x[a], s[a], x[b], s[b], [med * 2.0**e for e in ELLS])
+            kernel = witness_terms(x[a], s[a], x[b], s[b], [med * 2.0**e for e in ELLS])
             network = fit.snapshot_terms.double()
             g = torch.Generator().manual_seed(r)
             for name, terms in (("network", network), ("kernel", kernel), ("both", torch.cat([network, kernel]))):

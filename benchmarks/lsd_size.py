@@ -37,10 +37,8 @@ def null_problems(name: str, reps: int, cache: str | None, seed: int = 0) -> tup
     """(models, data sets) of ``reps`` null repetitions of problem ``name``."""
     g = torch.Generator().manual_seed(seed)
     if name == "rbm":
-        from rbm_data import load
-        from steinkit.experiments.rbm_power import rbm_problem
-        xs, _ = load(cache or "bench-cache", 50, reps, 0.0)
-        models = [rbm_problem(50, 40, r, 0.0, n=2, burn_in=0)[1] for r in range(reps)]
+        from rbm_data import load_problems
+        models, xs = load_problems(cache or "bench-cache", 50, 40, reps, 0.0)
         return models, list(xs)
     d, n = 10, 1000
     if name == "correlated":

@@ -54,6 +54,13 @@ def load(cache: str | Path, dx: int, reps: int, sigma: float) -> tuple[torch.Ten
     return torch.cat(xs)[:reps], torch.cat(ss)[:reps]
 
 
+def load_problems(cache: str | Path, dx: int, dh: int, reps: int, sigma: float) -> tuple[list, torch.Tensor]:
+    """(models q_σ, data x) of the first ``reps`` cached repetitions: each q_σ rebuilt by
+    ``rbm_problem`` (cheap without sampling), x from the cache."""
+    xs, _ = load(cache, dx, reps, sigma)
+    return [rbm_problem(dx, dh, r, sigma, n=2, burn_in=0)[1] for r in range(reps)], xs
+
+
 if __name__ == "__main__":
     cache, dx, dh, first, last = sys.argv[1], *map(int, sys.argv[2:6])
     n = int(sys.argv[6]) if len(sys.argv) > 6 else 1000

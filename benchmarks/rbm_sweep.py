@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 import steinkit as sk
-from rbm_data import SIGMAS, load
-from steinkit.experiments.rbm_power import derive_seed, rbm_problem
+from rbm_data import SIGMAS, load_problems
+from steinkit.experiments.rbm_power import derive_seed
 
 KERNEL_OPTIONS = {"ksd": {"n_bootstrap": 1000}, "ksdagg": {"n_bootstrap": 500, "n_correction": 500},
                   "ksdagg-inc": {"n_bootstrap": 500, "n_correction": 500}}  # the papers' B1 = B2 = 500
@@ -31,8 +31,7 @@ KERNEL_OPTIONS = {"ksd": {"n_bootstrap": 1000}, "ksdagg": {"n_bootstrap": 500, "
 def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: int = 40, batch: int = 50) -> dict:
     """Rejection rate at α = .05 (and .01, .10) of ``reps`` tests at σ, with CPU seconds per test."""
     name, _, protocol = method.partition(":")
-    xs, _ = load(cache, dx, reps, sigma)
-    models = [rbm_problem(dx, dh, r, sigma, n=2, burn_in=0)[1] for r in range(reps)]
+    models, xs = load_problems(cache, dx, dh, reps, sigma)
     options = {"protocol": protocol} if protocol else dict(KERNEL_OPTIONS.get(name, {}))
     start, pvalues = time.process_time(), []
     for i in range(0, reps, batch):

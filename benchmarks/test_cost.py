@@ -22,15 +22,13 @@ from pathlib import Path
 import torch
 
 import steinkit as sk
-from rbm_data import load, sample_chunk
-from steinkit.experiments.rbm_power import rbm_problem
+from rbm_data import load_problems, sample_chunk
 from steinkit.gof.lsd import DEFAULT_PROTOCOL
 
 
 def run(reps: int, sigma: float, protocol: str, cache: str) -> tuple[float, float]:
     """(rejection rate at .05, CPU seconds per test) of ``reps`` tests at σ."""
-    xs, _ = load(cache, 50, reps, sigma)
-    models = [rbm_problem(50, 40, r, sigma, n=2, burn_in=0)[1] for r in range(reps)]
+    models, xs = load_problems(cache, 50, 40, reps, sigma)
     start = time.process_time()
     res = sk.gof_tests(models, list(xs), method="lsd", protocol=protocol, seeds=[7000 + r for r in range(reps)])
     seconds = (time.process_time() - start) / reps
