@@ -52,7 +52,8 @@ def main() -> None:
     print(f"σ = .02, {args.reps} repetitions: paper {power_paper:.3f} ± {se(power_paper):.3f} at {cpu_paper:.2f} "
           f"CPU s/test; default {power_default:.3f} ± {se(power_default):.3f} at {cpu_default:.2f} CPU s/test; "
           f"default size at σ = 0: {size_default:.3f}")
-    print(json.dumps({"reps": args.reps, "default_protocol": DEFAULT_PROTOCOL, "cost_ratio": cpu_paper / cpu_default, "power_paper": power_paper,
+    print(json.dumps({"reps": args.reps, "default_protocol": DEFAULT_PROTOCOL, "cost_ratio": cpu_paper / cpu_default,
+                      "power_paper": power_paper,
                       "power_default": power_default, "size_default": size_default,
                       "cpu_seconds_paper": cpu_paper, "cpu_seconds_default": cpu_default,
                       "threads": torch.get_num_threads()}))
