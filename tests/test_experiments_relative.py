@@ -72,3 +72,56 @@ def test_cli_runs_it(tmp_path):
                  "--no-progress"]) == 0
     rows = json.loads((tmp_path / "results.json").read_text())["results"]["rows"]
     assert [(r["kind"], r["method"]) for r in rows] == [("equal", "optimal")]
+
+
+@pytest.fixture(scope="module")
+def tiny_flow_run(tmp_path_factory):
+    from steinkit.experiments import flow_eval
+
+    tiny = flow_eval.QUICK.replace(dataset="digits", n_stages=2, n_blocks=1, hidden_channels=4, batch_size=32,
+                                   checkpoint_steps=(2, 20, 60), critic_hidden=16, critic_passes=2,
+                                   critic_batch_size=64, sm_probes=1, chunk_size=200)
+    out = tmp_path_factory.mktemp("flow_eval")
+    flow_eval.run(tiny, out, RunOptions(progress=False))
+    return out
+
+
+def test_flow_pairs_are_consecutive_and_first_to_last():
+    assert relative.flow_pairs([5, 6]) == [(1, 0)]
+    assert relative.flow_pairs([1, 2, 3, 4]) == [(1, 0), (2, 1), (3, 2), (3, 0)]
+
+
+def test_flow_trial_equals_the_public_relative_test(tiny_flow_run):
+    """A block's test of (later, earlier) is relative_test on that block's points, in flow-eval's coordinates."""
+    from steinkit.experiments import _relative_flows as rf
+
+    configs = rf.flow_configs(tiny_flow_run, 3, n_iters=24, hidden=8, alpha=0.05, seed=0)
+    assert [c["block"] for c in configs] == [0, 1, 2] and configs[0]["steps"] == [2, 20, 60]
+    out = rf.flow_trial(configs[1])
+    assert [(t["later"], t["earlier"]) for t in out["tests"]] == [(20, 2), (60, 20), (60, 2)]
+    scores, x = rf._problem(configs[1], 1)
+    n_images = sk.data.load_image_dataset("digits", split="test")[0].shape[0]
+    assert x.shape == (n_images // 3, 64) and out["n_test"] == x.shape[0] - round(0.5 * x.shape[0])
+    res = sk.relative_test(scores[2], scores[0], x, seed=1, lam=0.5, n_iters=24, hidden=8, val_every=2)
+    assert out["tests"][2]["difference"] == pytest.approx(res.difference, rel=1e-5, abs=1e-7)
+    blocks = [rf._problem(configs[0], b)[1] for b in range(3)]  # disjoint blocks
+    rows = {tuple(r.tolist()) for b in blocks for r in b}
+    assert len(rows) == 3 * x.shape[0]
+
+
+def test_flow_part_in_the_report(tiny_flow_run, tmp_path):
+    s = TINY.replace(flow_run=str(tiny_flow_run), flow_blocks=2)
+    report = relative.run(s, tmp_path, RunOptions(progress=False))
+    flows = report["results"]["flow_pairs"]
+    assert {(r["later"], r["earlier"]) for r in flows} == {(20, 2), (60, 20), (60, 2)}
+    assert all(r["blocks"] == 2 and 0 <= r["rejection_rate"] <= 1 for r in flows)
+    bpd = json.loads((tiny_flow_run / "results.json").read_text())["results"]["rows"]
+    truth = {r["step"]: r["bits_per_dim"] for r in bpd}
+    assert all(r["later_is_better"] == (truth[r["later"]] < truth[r["earlier"]]) for r in flows)
+    assert (tmp_path / "witness_flow.png").stat().st_size > 0
+    assert "Flow checkpoints" in (tmp_path / "results.md").read_text()
+
+
+def test_flow_run_must_be_a_finished_flow_eval(tmp_path):
+    with pytest.raises(ValueError, match="flow_run"):
+        relative.run(TINY.replace(flow_run=str(tmp_path)), tmp_path, RunOptions(progress=False))

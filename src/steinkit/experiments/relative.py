@@ -51,12 +51,13 @@ from ..settings import RELATIVE
 from ..stein import optimal_lsd
 from ..witness_plots import plot_field
 from .rbm_power import RBMSweep, derive_seed, rbm_problem
+from ._relative_flows import flow_configs, flow_pairs, flow_run_rows, flow_summary, flow_table, flow_trial, flow_witness
 from .report import markdown_table, write_report
 from .runner import sweep
 from .settings import RunOptions, command_line, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "SETUP_NOTE", "REL_METHODS", "Settings", "FULL", "QUICK",
-           "model_pairs", "trial_configs", "run_trial", "summarize", "run"]
+           "model_pairs", "flow_pairs", "trial_configs", "run_trial", "summarize", "run"]
 
 NAME = "relative"
 DESCRIPTION = "Relative tests: is the less perturbed RBM better? Power, and the size for equally perturbed pairs"
@@ -64,7 +65,8 @@ PAPER_CLAIM = (
     "Not a claim of the paper (issue 15): a learned critic per model, scored on shared held-out points, "
     "tells which of two models fits better with a valid p-value, more often than comparing two estimates' error bars."
 )
-SETUP_NOTE = "the flow checkpoints of flow-eval are not part of this reproduction yet; the RBM pairs are"
+SETUP_NOTE = ("the flow-checkpoint pairs need a finished flow-eval run: `steinkit reproduce flow-eval --out DIR` "
+              "first, then `--flow-run DIR` here")
 REL_METHODS = ("lsd", "optimal", "separate")
 _LAM = 0.5
 
@@ -80,6 +82,8 @@ class Settings(RBMSweep):
     batch: int = setting(5, "repetitions per trial", minimum=1)
     methods: tuple[Literal["lsd", "optimal", "separate"], ...] = setting(REL_METHODS, "relative tests to run")
     alpha: float = setting(0.05, "test level, in (0, 1)")
+    flow_run: str = setting("", "a finished flow-eval output folder whose checkpoints to compare (empty: none)")
+    flow_blocks: int = setting(10, "disjoint blocks of the flow's test set, one relative test each", minimum=2)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -293,12 +297,21 @@ def _toy_witness(path: Path, settings: Settings, device: torch.device) -> tuple[
 
 
 def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions()) -> dict[str, Any]:
-    """Run (or resume) the sweep; write the report, relative.png and witness_toy.png into ``out``."""
+    """Run (or resume) the sweep; write the report, relative.png and witness_toy.png into ``out``
+    (with ``flow_run``: also the flow-checkpoint pairs and witness_flow.png)."""
     out, start = Path(out), time.perf_counter()
+    flow_cfgs = options.with_device(flow_configs(settings.flow_run, settings.flow_blocks, n_iters=settings.n_iters,
+                                                 hidden=settings.hidden, alpha=settings.alpha, seed=settings.seed)
+                                    ) if settings.flow_run else []
     configs = options.with_device(trial_configs(settings))
     rows = summarize(configs, sweep(run_trial, configs, out, options))
     toy_path, toy = _toy_witness(out / "witness_toy.png", settings, trial_device(configs[0]))
-    tables = _tables(rows, settings.alpha)
+    tables, figures, flows = _tables(rows, settings.alpha), [], []
+    if flow_cfgs:
+        flows = flow_summary(sweep(flow_trial, flow_cfgs, out, options), flow_run_rows(settings.flow_run)[1])
+        tables.append((f"Flow checkpoints of {settings.flow_run}: H0 \"the later checkpoint fits no better\" "
+                       f"(α = {settings.alpha:g}), one test per block of the test set", flow_table(flows)))
+        figures.append(flow_witness(flow_cfgs[0], out / "witness_flow.png"))
     tables.append(("Witness: the eight-Gaussians toy against two wrong mixtures (figure witness_toy.png: arrows "
                    "are the critic f ≈ (s_q − s_p)/(2λ), colour its magnitude)",
                    markdown_table(["model", "LSD ± stderr"],
@@ -308,6 +321,6 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     return write_report(
         out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
         settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows, settings.alpha),
-        numbers={"rows": rows, "toy_witness": toy, "n_trials": len(configs)}, tables=tables,
-        figures=[_figure(out / "relative.png", rows, settings.alpha), toy_path],
+        numbers={"rows": rows, "toy_witness": toy, "n_trials": len(configs), "flow_pairs": flows}, tables=tables,
+        figures=[_figure(out / "relative.png", rows, settings.alpha), toy_path, *figures],
     )
