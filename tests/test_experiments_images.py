@@ -12,7 +12,9 @@ import torch
 from helpers import gen
 from steinkit.cli import main
 from steinkit.experiments import images
+from steinkit.train import load_checkpoint
 from steinkit.experiments._images_common import (
+    snapshot_path,
     make_space,
     summarize_history,
     train_in_segments,
@@ -272,3 +274,39 @@ def test_summarize_history_averages_the_tail():
     hist = [{"step": i, "loss": float(i)} for i in range(10)]
     out = summarize_history(hist, keys=("loss", "lsd"), last=4)
     assert out["loss"] == 7.5 and math.isnan(out["lsd"])
+
+
+def test_segmented_training_keeps_the_asked_snapshots(tmp_path):
+    """A snapshot holds the weights of a run stopped at that step, at the end of the segment reaching it."""
+    pixels = torch.randint(0, 256, (60, 4), generator=gen(0), dtype=torch.uint8)
+    space = make_space("logit", pixels)
+
+    def fresh():
+        torch.manual_seed(0)
+        return MLPEnergy(4, hidden=8)
+
+    kw = dict(segment=2, seed=3, device=torch.device("cpu"), progress=False, method="lsd", batch_size=10,
+              lr=1e-3, critic_steps=1, lam=10.0, log_every=1)
+    train_in_segments(fresh(), pixels, space, steps=5, checkpoint=tmp_path / "a" / "c.pt", keep_steps=[2, 3], **kw)
+    kept = sorted(p.name for p in (tmp_path / "a").glob("model-step*.pt"))
+    assert kept == ["model-step0000002.pt", "model-step0000004.pt"]
+    short = fresh()
+    train_in_segments(short, pixels, space, steps=4, checkpoint=tmp_path / "b" / "c.pt", **kw)
+    snap = load_checkpoint(snapshot_path(tmp_path / "a", 4))
+    assert snap["step"] == 4
+    for name, p in short.state_dict().items():
+        torch.testing.assert_close(snap["model"][name], p, rtol=0, atol=0)
+
+
+def test_quality_curve_along_training(tiny_run):
+    out, report = tiny_run
+    quality = report["results"]["quality"]
+    curve = quality["curve"]
+    assert images.curve_steps(TINY, 300) == [3]  # 3 updates per epoch; the end (6) is the main row
+    assert list(curve) == [images.curve_name(1), images.curve_name(2)]
+    assert [q["epochs"] for q in curve.values()] == [1, 2]
+    main = quality["rows"][images.row_name(TINY.sgld_noise, TINY.sgld_steps)]
+    assert {k: v for k, v in curve[images.curve_name(2)].items() if k != "epochs"} == main
+    assert curve[images.curve_name(1)] != curve[images.curve_name(2)]
+    assert (out / "quality_curve.png").stat().st_size > 0
+    assert "Sample quality along training" in (out / "results.md").read_text()

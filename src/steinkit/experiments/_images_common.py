@@ -25,15 +25,15 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..data import dequantize, inverse_logit, logit
-from ..train import TrainResult, load_checkpoint, train
+from ..train import TrainResult, load_checkpoint, save_checkpoint, train
 
-__all__ = ["SPACES", "Space", "make_space", "train_in_segments", "summarize_history"]
+__all__ = ["SPACES", "Space", "make_space", "train_in_segments", "snapshot_path", "summarize_history"]
 
 SPACES: tuple[str, ...] = ("logit", "standardized")
 
@@ -113,6 +113,7 @@ def train_in_segments(
     seed: int,
     device: torch.device,
     progress: bool = True,
+    keep_steps: Sequence[int] = (),
     **train_kwargs: Any,
 ) -> tuple[TrainResult, int, float]:
     """Train ``model`` for ``steps`` model updates, redrawing the dequantization noise every ``segment`` steps.
@@ -124,7 +125,8 @@ def train_in_segments(
     interrupted. Returns the last segment's :class:`TrainResult` (its ``steps``, ``history`` and
     ``seconds`` cover the whole run; its ``resumed_from`` is only that segment's start), the step
     the checkpoint held when this call began (0 for a fresh run), and the seconds spent
-    preparing data.
+    preparing data. At the end of each segment that reaches a step of ``keep_steps``, the model's
+    weights are also kept as :func:`snapshot_path` (for measuring it along training).
     """
     result: TrainResult | None = None
     done = 0
@@ -153,8 +155,20 @@ def train_in_segments(
         del data
         if result.diverged_at is not None:
             break
+        if any(k * segment < step <= target for step in keep_steps):
+            save_checkpoint({"step": target, "model": model.state_dict()}, snapshot_path(checkpoint.parent, target))
     assert result is not None
     return result, done, prep
+
+
+def snapshot_path(folder: Path, step: int) -> Path:
+    """Where :func:`train_in_segments` keeps the model's weights after ``step`` updates.
+
+    Example:
+        >>> snapshot_path(Path("trial"), 600).name
+        'model-step0000600.pt'
+    """
+    return folder / f"model-step{step:07d}.pt"
 
 
 def summarize_history(history: tuple[dict, ...] | list[dict], keys: tuple[str, ...] = ("loss", "lsd", "critic_loss"),

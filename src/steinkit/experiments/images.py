@@ -23,7 +23,10 @@ stage's model from its checkpoint, and measures ``n_quality`` samples: confidenc
 coverage, Fréchet distance in the classifier's features, distance to the nearest training image;
 for the EBM at both noise scales after 30, 300 and ``sgld_steps`` steps (the sampler study, with
 paired-bootstrap standard errors of the differences). Quality settings are not part of the stages'
-keys: changing them measures again without training again.
+keys: changing them measures again without training again. Along training, the EBM stage keeps its
+weights after each of :data:`CURVE_EPOCHS` epochs that falls before its end, and one more quality
+trial per kept snapshot measures its samples (σ = ``sgld_noise``, ``sgld_steps`` steps, the
+study's starts): the sample quality curve, which says how much training the samples need.
 
 The full preset trains 60000 updates per stage; run it in pieces: a killed run resumes each
 stage from its last checkpoint (written every epoch) when the same command is run again.
@@ -50,7 +53,7 @@ from ..data import load_image_dataset, make_image_grid, save_image_grid
 from ..models import GaussianBernoulliRBM, MLPEnergy
 from ..samplers import sgld
 from ..train import load_checkpoint
-from ._images_common import Space, make_space, summarize_history, train_in_segments
+from ._images_common import Space, make_space, snapshot_path, summarize_history, train_in_segments
 from ._images_quality import (
     base_verdict,
     check_quality_size,
@@ -69,7 +72,7 @@ from .sample_quality import classifier_accuracy, load_classifier, save_classifie
 from .settings import ReproductionSettings, RunOptions, command_line, keyed_on, setting, trial_device
 
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "stage_trial", "classifier_trial",
-           "quality_trial"]
+           "quality_trial", "CURVE_EPOCHS", "curve_steps", "curve_name"]
 
 NAME = "images"
 DESCRIPTION = (
@@ -142,6 +145,8 @@ class Settings(ReproductionSettings):
 
 
 FULL = Settings()
+CURVE_EPOCHS: tuple[float, ...] = (1, 2, 5, 10, 20, 50)
+"""Epochs after which the EBM's weights are kept and its samples measured (the quality curve)."""
 # A CPU preset: the paper's networks and hyper-parameters, but one epoch of EBM updates at a higher
 # rate and 1500 RBM updates with a smaller critic (why: docs/archive/images.md).
 QUICK = FULL.replace(ebm_steps=600, lr=3e-4, rbm_steps=1500, rbm_critic_hidden=300, n_test=500, n_samples=64,
@@ -209,10 +214,11 @@ def _held_out_lsd(critic: MLPCritic, score_fn: Callable[[torch.Tensor], torch.Te
 
 def _fit(model: torch.nn.Module, critic: MLPCritic, pixels: torch.Tensor, space: Space, folder: Path, *,
          s: Settings, device: torch.device, steps: int, segment: int, seed: int, lr: float, critic_steps: int,
-         progress: bool) -> tuple:
+         progress: bool, keep_steps: list[int]) -> tuple:
     """A stage's LSD training (the one training call), resuming from ``folder/checkpoint.pt``."""
     return train_in_segments(
         model, pixels.to(device), space, steps=steps, segment=segment, checkpoint=folder / "checkpoint.pt", seed=seed,
+        keep_steps=keep_steps,
         device=device, progress=progress, method="lsd", batch_size=s.batch_size, lr=lr, betas=(0.5, 0.9),
         critic=critic, critic_steps=critic_steps, lam=s.lam, log_every=max(1, min(50, steps // 20)),
         checkpoint_every=max(1, min(segment, 1000)), on_nan="stop",
@@ -246,6 +252,18 @@ def _steps(s: Settings, n: int, steps: int, epochs: float) -> int:
     return steps if steps else max(1, math.ceil(epochs * n / s.batch_size))
 
 
+def curve_steps(s: Settings, n: int) -> list[int]:
+    """The EBM updates after which its weights are kept for the quality curve: each of
+    :data:`CURVE_EPOCHS` that falls before the end of training (the end is the main row).
+
+    Example:
+        >>> curve_steps(FULL, 60000)[:3], curve_steps(QUICK, 60000)
+        ([600, 1200, 3000], [])
+    """
+    last = _steps(s, n, s.ebm_steps, s.epochs)
+    return [k for k in dict.fromkeys(_steps(s, n, 0, e) for e in CURVE_EPOCHS) if k < last]
+
+
 def stage_trial(config: dict[str, Any], folder: Path, progress: bool = False) -> dict[str, Any]:
     """Train one stage (``config["stage"]``: ``"ebm"`` or ``"rbm"``) by LSD, sample it, write its
     grids into ``folder``; return its numbers."""
@@ -258,8 +276,9 @@ def stage_trial(config: dict[str, Any], folder: Path, progress: bool = False) ->
     critic.to(device)
     segment = max(1, round(s.segment_epochs * n / s.batch_size))
     t0 = time.perf_counter()
+    keep = curve_steps(s, n) if stage == "ebm" else []
     result, start, prep = _fit(model, critic, pixels, space, folder, s=s, device=device, segment=segment,
-                               progress=progress, **hp)
+                               progress=progress, keep_steps=keep, **hp)
     wall_train, score = time.perf_counter() - t0, score_of()
     x_test = space.encode(test_pixels, generator=torch.Generator().manual_seed(s.seed + 11)).to(device)
     held_out = _held_out_lsd(critic, score, x_test)
@@ -363,7 +382,8 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
     else:
         space = make_space("logit" if source == "ebm" else s.rbm_space, pixels, alpha=s.alpha)
         model, _, score_of, _ = (_ebm if source == "ebm" else _rbm)(s, pixels, space)
-        checkpoint = trial_folder(root, _stage_config(s, source, where)) / "checkpoint.pt"
+        stage_folder, step = trial_folder(root, _stage_config(s, source, where)), config.get("snapshot_step")
+        checkpoint = stage_folder / "checkpoint.pt" if step is None else snapshot_path(stage_folder, step)
         if not checkpoint.exists():
             raise FileNotFoundError(f"the {source} stage's checkpoint {checkpoint} is missing: its trial folder was "
                                     "removed; delete its row from trials.sqlite to train it again")
@@ -371,7 +391,12 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
         model.to(device)
         x0 = space.uniform(n, d, generator=torch.Generator().manual_seed(s.seed + 41)).to(device)
         gdev = torch.Generator(device=device).manual_seed(s.seed + 43)
-        if source == "ebm":
+        if step is not None:  # a point of the quality curve: the main setting only
+            run = sgld(score_of(), x0, step_size=s.sgld_step_size, n_steps=s.sgld_steps, noise_std=s.sgld_noise,
+                       generator=gdev, progress=progress)
+            epochs = step * s.batch_size / len(pixels)
+            out["rows"] = {curve_name(epochs): {**meter.measure(space.decode(run.samples)).to_dict(), "epochs": epochs}}
+        elif source == "ebm":
             out.update(sampler_study(score_of(), x0, space.decode, meter, step_size=s.sgld_step_size,
                                      sigmas=(s.sgld_noise, s.sgld_noise_alt), marks=_marks(s), generator=gdev,
                                      progress=progress))
@@ -402,6 +427,8 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     measured = sweep(functools.partial(quality_trial, progress=options.progress),
                      [_quality_config(settings, src, options.device) for src in sources], out, options, artifacts=True)
     quality = _quality_numbers(classifier, measured, settings)
+    if "ebm" in stages:
+        quality["curve"] = _curve(settings, stages["ebm"], quality["rows"], out, options)
     _curve_plot(out / "training_curves.png", {name: st["history"] for name, st in stages.items()})
     dataset = {"name": settings.dataset, "n_train": len(pixels), "n_test": len(test_pixels), "shape": list(shape)}
     numbers = {"dataset": dataset, "threads": options.threads, "device": options.device, "data_grid": data_grid,
@@ -411,13 +438,61 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
              st["held_out_lsd"]["stderr"], st["seconds_per_model_update"]] for name, st in stages.items()]
     table = markdown_table(["stage", "updates", "final loss", "final LSD", "held-out LSD", "± se", "s / update"], rows)
     tables = [("Training by LSD", table), *_quality_tables(quality, settings)]
+    if quality.get("curve"):
+        tables.append(("Sample quality along training (EBM, tempered SGLD σ = "
+                       f"{settings.sgld_noise:g}, {settings.sgld_steps} steps, the same starts)",
+                       quality_table({**quality["curve"], **{k: quality["rows"][k] for k in
+                                                             ("Gaussian base", "real held-out")}})))
     main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
                                            else ("rbm_samples.png", "rbm_sample_means.png"))]
     return write_report(
         out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
         seconds=time.perf_counter() - start, verdict=_verdict(stages, quality, settings), numbers=numbers,
-        tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]],
+        tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]]
+        + ([_quality_curve_plot(out / "quality_curve.png", quality)] if quality.get("curve") else []),
     )
+
+
+def curve_name(epochs: float) -> str:
+    """The quality curve's name of the EBM after ``epochs`` epochs."""
+    return f"EBM after {epochs:.3g} epochs"
+
+
+def _curve(s: Settings, ebm: dict[str, Any], rows: dict[str, Any], out: Path,
+           options: RunOptions) -> dict[str, Any]:
+    """The quality curve: one quality trial per kept snapshot of the EBM (one trained before
+    snapshots were kept has none), then the finished model's main row."""
+    folder, n = trial_folder(out / "trials", _stage_config(s, "ebm", options.device)), len(_split(s, "train")[0])
+    configs = [{**_quality_config(s, "ebm", options.device), "snapshot_step": k} for k in curve_steps(s, n)
+               if k <= ebm["steps"] and snapshot_path(folder, k).exists()]
+    measured = sweep(functools.partial(quality_trial, progress=options.progress), configs, out, options,
+                     artifacts=True)
+    curve = {k: v for m in measured for k, v in m["rows"].items()}
+    main = row_name(s.sgld_noise, s.sgld_steps)
+    if main not in rows:
+        return curve
+    return {**curve, curve_name(ebm["epochs_done"]): {**rows[main], "epochs": ebm["epochs_done"]}}
+
+
+def _quality_curve_plot(path: Path, quality: dict[str, Any]) -> Path:
+    """Confidence, classes covered and Fréchet distance of the EBM's samples against training epochs,
+    with the real held-out images and the Gaussian base as reference lines."""
+    plt = pyplot()
+    epochs = [q["epochs"] for q in quality["curve"].values()]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, (key, label) in zip(axes, (("confidence", "classifier confidence"), ("covered", "classes covered"),
+                                       ("frechet", "Fréchet distance (lower is better)"))):
+        values = [q[key] for q in quality["curve"].values()]
+        errors = [q.get(f"{key}_se", 0.0) for q in quality["curve"].values()]
+        ax.errorbar(epochs, values, errors, marker="o", capsize=2, label="EBM")
+        for ref, style in (("real held-out", "--"), ("Gaussian base", ":")):
+            ax.axhline(quality["rows"][ref][key], color="gray", ls=style, label=ref)
+        ax.set(xscale="log", xlabel="training epochs", title=label)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _quality_numbers(classifier: dict[str, Any], measured: list[dict[str, Any]], s: Settings) -> dict[str, Any]:
