@@ -2,11 +2,13 @@
 
 The same problems as ``steinkit reproduce rbm-power`` (default dx = 50, dh = 40, n = 1000; repetition r's
 data and perturbation direction as ``rbm_problem``), but the Gibbs samples come from the cache of
-``benchmarks/rbm_data.py``, so every method and σ reuses them instead of sampling again. Each
-finished (method, σ) is appended as a JSON line to OUT and skipped when the command is rerun.
+``benchmarks/rbm_data.py``, so every method and σ reuses them instead of sampling again. ``--n N``
+tests the first N of each repetition's cached samples (independent Gibbs chains, so an N-sample;
+the sample-size sweep). Each finished (method, σ, n) is appended as a JSON line to OUT and skipped
+when the command is rerun.
 
 Usage: python benchmarks/rbm_sweep.py OUT REPS METHOD[:PROTOCOL]... [--sigmas 0,0.01,...] [--dims 50:40]
-       [--cache DIR]
+       [--n N] [--cache DIR]
        e.g. ``rbm_sweep.py runs/sweep.jsonl 200 ksdagg ksdagg-inc lsd lsd:paper --cache bench-cache``
 """
 
@@ -28,10 +30,16 @@ KERNEL_OPTIONS = {"ksd": {"n_bootstrap": 1000}, "ksdagg": {"n_bootstrap": 500, "
                   "ksdagg-inc": {"n_bootstrap": 500, "n_correction": 500}}  # the papers' B1 = B2 = 500
 
 
-def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: int = 40, batch: int = 50) -> dict:
-    """Rejection rate at α = .05 (and .01, .10) of ``reps`` tests at σ, with CPU seconds per test."""
+def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: int = 40, batch: int = 50,
+          n: int | None = None) -> dict:
+    """Rejection rate at α = .05 (and .01, .10) of ``reps`` tests at σ on the first ``n`` samples
+    (default all), with CPU seconds per test."""
     name, _, protocol = method.partition(":")
     models, xs = load_problems(cache, dx, dh, reps, sigma)
+    if n is not None:
+        if n > xs.shape[1]:
+            raise ValueError(f"n = {n} but the cache holds {xs.shape[1]} samples per repetition")
+        xs = xs[:, :n]
     options = {"protocol": protocol} if protocol else dict(KERNEL_OPTIONS.get(name, {}))
     start, pvalues = time.process_time(), []
     for i in range(0, reps, batch):
@@ -40,7 +48,7 @@ def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: in
                            seeds=[derive_seed(0, dx, dh, r, sigma, "test") for r in block], **options)
         pvalues += [r.pvalue for r in res]
     rate = sum(p <= 0.05 for p in pvalues) / reps
-    return {"method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": reps, "reject_05": rate,
+    return {"method": method, "dx": dx, "dh": dh, "sigma": sigma, "n": xs.shape[1], "reps": reps, "reject_05": rate,
             "stderr": math.sqrt(rate * (1 - rate) / reps), "reject_01": sum(p <= 0.01 for p in pvalues) / reps,
             "reject_10": sum(p <= 0.10 for p in pvalues) / reps,
             "cpu_seconds_per_test": (time.process_time() - start) / reps, "threads": torch.get_num_threads()}
@@ -53,6 +61,7 @@ def main() -> None:
     ap.add_argument("methods", nargs="+")
     ap.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
     ap.add_argument("--dims", default="50:40", help="dx:dh of the RBM")
+    ap.add_argument("--n", type=int, default=None, help="test the first N cached samples (default: all)")
     ap.add_argument("--cache", default="bench-cache")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -60,12 +69,12 @@ def main() -> None:
     out = Path(args.out)
     dx, dh = map(int, args.dims.split(":"))
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    done = {(r["method"], r.get("dx", 50), r["sigma"], r["reps"]) for r in rows}
+    done = {(r["method"], r.get("dx", 50), r["sigma"], r.get("n", 1000), r["reps"]) for r in rows}
     for method in args.methods:
         for sigma in map(float, args.sigmas.split(",")):
-            if (method, dx, sigma, args.reps) in done:
+            if (method, dx, sigma, args.n or 1000, args.reps) in done:
                 continue
-            row = rates(method, sigma, args.reps, args.cache, dx, dh)
+            row = rates(method, sigma, args.reps, args.cache, dx, dh, n=args.n)
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
