@@ -134,3 +134,41 @@ def test_sequential_fold_terms_depend_on_earlier_folds_only():
     a = fit_sequential_critics([(as_score(MODEL), x, 5)], cfg, 4)[0]
     b = fit_sequential_critics([(as_score(MODEL), y, 5)], cfg, 4)[0]
     assert torch.equal(a[:2], b[:2]) and not torch.equal(a[2], b[2])
+
+
+def test_features_protocol_tests_with_the_closed_form_witness():
+    """Each fold's terms are those of the closed-form last layer fitted on the folds before it."""
+    from steinkit.fit import _ensemble, sequential_feature_terms
+    from steinkit.last_layer import feature_witness
+    from steinkit.scores import as_score
+    from steinkit.stein import stein_terms
+
+    x = torch.randn(240, 2, generator=gen(8)) + 0.4
+    res = sk.gof_test(MODEL, x, method="lsd", seed=3, protocol="features", hidden=16)
+    d = res.details
+    assert d["protocol"] == "features" and d["folds"] == 4 and d["n_test"] == 180 and res.reject
+    t = d["fold_statistics"]
+    assert res.statistic == pytest.approx((t[0] + 2**0.5 * t[1] + 3**0.5 * t[2]) / 6**0.5)
+    problem = (as_score(MODEL), x, 3)
+    cfg = sk.AGGREGATED_TEST.replace(hidden=16)
+    terms = sequential_feature_terms([problem], cfg, 4)[0]
+    order = torch.randperm(240, generator=torch.Generator().manual_seed(3))
+    xs = x[order]
+    critic = _ensemble([problem], cfg)[0].member(0)
+    w = feature_witness(critic, xs[:180], -xs[:180])  # fold 4 is tested by the witness of folds 1-3
+    expected, _ = stein_terms(w, xs[180:], -xs[180:], trace="exact")
+    torch.testing.assert_close(terms[2], expected.detach(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="return_critic"):
+        sk.gof_test(MODEL, x, method="lsd", protocol="features", return_critic=True)
+
+
+def test_features_protocol_holds_its_level():
+    """200 null data sets N(0, I_5), n = 200: the rejection rate at .1 within 3 binomial stderrs."""
+    from steinkit.gof import lsd_tests
+    from steinkit.scores import as_score
+
+    score = as_score(sk.models.Gaussian(torch.zeros(5), torch.eye(5)))
+    xs = torch.randn(200, 200, 5, generator=gen(4))
+    out = lsd_tests([(score, x, i) for i, x in enumerate(xs)], protocol="features", hidden=16)
+    rate = sum(o.pvalue <= 0.1 for o in out) / len(out)
+    assert abs(rate - 0.1) < 3 * (0.09 / 200) ** 0.5

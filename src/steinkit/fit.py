@@ -41,6 +41,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .critics import Generators, MLPCritic
+from .last_layer import feature_witness
 from .scores import Score
 from .settings import ESTIMATE, OBJECTIVES, SELECTIONS, CriticSettings, settings_from
 from .splits import split_data
@@ -48,9 +49,8 @@ from .stein import critic_objective, power_ratio, stein_terms
 from .validation import as_device, generator_on
 
 __all__ = [
-    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_sequential_critics", "fit_seconds",
-    "numerical_failure", "OBJECTIVES",
-    "SELECTIONS",
+    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_sequential_critics", "sequential_feature_terms",
+    "fit_seconds", "numerical_failure", "OBJECTIVES", "SELECTIONS",
 ]
 
 
@@ -462,21 +462,9 @@ def fit_sequential_critics(
         >>> out[0].shape
         torch.Size([3, 30])
     """
-    _check_problems(problems)
-    n = problems[0][1].shape[0]
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
-    if n < _MIN_FOLD * folds:
-        raise ValueError(f"x has too few samples for {folds} folds of at least {_MIN_FOLD}: n = {n}, "
-                         f"need at least {_MIN_FOLD * folds}")
+    n = _check_folds(problems, folds)
     device = as_device(device, problems[0][1])
-    xs, ss = [], []
-    for score, x, seed in problems:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
-        xs.append(x.to(device)[order])
-        with torch.no_grad():
-            ss.append(score(xs[-1]))
-    x_all, s_all = torch.stack(xs), torch.stack(ss)
+    x_all, s_all = _shuffled(problems, device)
     stage = settings.replace(n_iters=max(1, settings.n_iters // (folds - 1)), selection="last")
     stage = stage.replace(val_every=stage.n_iters)
     critic, generators = _ensemble(problems, settings, device)
@@ -490,6 +478,71 @@ def fit_sequential_critics(
                                    trace="exact")
         if not bool(_finite_stats(terms.double())):
             raise numerical_failure(f"on fold {k + 1} of {folds}", settings, x_all, s_all)
+        kept.append(terms)
+    return list(torch.stack(kept, 1).unbind(0))
+
+
+def _check_folds(problems: Sequence[tuple[Score, Tensor, int]], folds: int) -> int:
+    """Check the problems and the number of folds; return n."""
+    _check_problems(problems)
+    n = problems[0][1].shape[0]
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    if n < _MIN_FOLD * folds:
+        raise ValueError(f"x has too few samples for {folds} folds of at least {_MIN_FOLD}: n = {n}, "
+                         f"need at least {_MIN_FOLD * folds}")
+    return n
+
+
+def _shuffled(problems: Sequence[tuple[Score, Tensor, int]], device: torch.device) -> tuple[Tensor, Tensor]:
+    """(K, n, d) data, each problem's shuffled by its seed, and the model scores there."""
+    xs, ss = [], []
+    for score, x, seed in problems:
+        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed)).to(device)
+        xs.append(x.to(device)[order])
+        with torch.no_grad():
+            ss.append(score(xs[-1]))
+    return torch.stack(xs), torch.stack(ss)
+
+
+def sequential_feature_terms(
+    problems: Sequence[tuple[Score, Tensor, int]],
+    settings: CriticSettings,
+    folds: int,
+    *,
+    device: torch.device | str | None = None,
+) -> list[Tensor]:
+    """Prequential closed-form witnesses: fold k+1 of each problem is scored by the critic whose
+    last layer is fitted in closed form on folds 1..k (:func:`steinkit.last_layer.feature_witness`)
+    over the features of the critic :func:`fit_sequential_critics` would start from (its
+    random initialisation, ``settings``' width and depth). No gradient step is taken.
+
+    Returns:
+        One (folds − 1, fold size) tensor of exact-trace Stein terms per problem, as
+        :func:`fit_sequential_critics` (the same shuffle and folds).
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> from steinkit.settings import AGGREGATED_TEST
+        >>> x = torch.randn(120, 2, generator=torch.Generator().manual_seed(0))
+        >>> sequential_feature_terms([(as_score(lambda z: -z), x, 0)], AGGREGATED_TEST, 4)[0].shape
+        torch.Size([3, 30])
+    """
+    n = _check_folds(problems, folds)
+    device = as_device(device, problems[0][1])
+    x_all, s_all = _shuffled(problems, device)
+    critic, _ = _ensemble(problems, settings, device)
+    size, kept = n // folds, []
+    for k in range(1, folds):
+        witness = feature_witness(critic, x_all[:, : k * size], s_all[:, : k * size])
+        with torch.no_grad():
+            terms, _ = stein_terms(witness, x_all[:, k * size:(k + 1) * size], s_all[:, k * size:(k + 1) * size],
+                                   trace="exact")
+        if not bool(_finite_stats(terms.double())):
+            big = max(float(x_all.abs().max()), float(s_all.abs().max()))
+            raise FloatingPointError(f"the closed-form witness's Stein statistics are not finite on fold {k + 1} of "
+                                     f"{folds}: the data or the model's scores are not finite or too large (largest "
+                                     f"|x| or |score| {big:.3g}); check the model, or rescale the data")
         kept.append(terms)
     return list(torch.stack(kept, 1).unbind(0))
 

@@ -20,6 +20,13 @@ asymptotically N(0, 1) whatever those folds were, so the t_k are asymptotically 
 and z = Σ √(k−1)·t_k / √(Σ (k−1)) is N(0, 1) under H0; p = 1 − Φ(z). Three quarters of the data
 enter the statistic, and later folds, scored by better critics, weigh more.
 
+``protocol="features"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`'s width and depth;
+no gradient step): the same 4 folds and combination as ``"sequential"``, but fold k is scored by
+the critic whose last layer is fitted in closed form on the folds before it over the features
+of the critic at its random initialisation (:mod:`steinkit.last_layer`: the weight-penalised
+optimum, the finite-dimensional analogue of Eq. 9). It is valid for the same reason: the witness
+depends on the earlier folds only.
+
 ``protocol="paper"`` (settings :data:`~steinkit.settings.TEST`): Algorithm 2 as published;
 train 80%, select on 10% by power, and t = √n_test · mean/std on the last 10%, p = 1 − Φ(t).
 
@@ -47,7 +54,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..fit import HeldOutFit, fit_heldout_critics, fit_sequential_critics
+from ..fit import HeldOutFit, fit_heldout_critics, fit_sequential_critics, sequential_feature_terms
 from ..scores import Score
 from ..settings import AGGREGATED_TEST, TEST, CriticSettings, settings_from
 from ..validation import one_of
@@ -57,7 +64,7 @@ from .outcome import TestOutcome, normal_sf
 
 __all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "lsd_tests", "normal_sf"]
 
-PROTOCOLS = ("sequential", "aggregated", "paper")
+PROTOCOLS = ("sequential", "features", "aggregated", "paper")
 DEFAULT_PROTOCOL = "sequential"
 SEQUENTIAL_FOLDS = 4
 """Folds of the sequential protocol: three stages of n_iters/3 critic steps each."""
@@ -89,11 +96,11 @@ def _aggregated_outcome(fit: HeldOutFit, seed: int, score: Score, lam: float) ->
     return TestOutcome(statistic=t_max, pvalue=p, details=details, critic=critic)
 
 
-def _sequential_outcome(terms: Tensor) -> TestOutcome:
+def _sequential_outcome(terms: Tensor, protocol: str) -> TestOutcome:
     t = torch.stack([torch.tensor(_statistic(float(r.mean()), float(r.std()), r.shape[0])) for r in terms.double()])
     weights = torch.arange(1, terms.shape[0] + 1, dtype=torch.float64).sqrt()
     z = float((weights * t).sum() / weights.norm())
-    details = {"protocol": "sequential", "folds": terms.shape[0] + 1, "n_test": terms.numel(),
+    details = {"protocol": protocol, "folds": terms.shape[0] + 1, "n_test": terms.numel(),
                "fold_statistics": t.tolist()}
     return TestOutcome(statistic=z, pvalue=normal_sf(z), details=details)
 
@@ -117,8 +124,10 @@ def lsd_tests(
             (2×64 Swish, 300 steps; "aggregated": a stopping point every 50, split .45/.05/.5) and
             :data:`~steinkit.settings.TEST` for ``"paper"`` (2×300, 1000 steps, split .8/.1/.1).
         protocol: ``"sequential"`` (default: each of 4 folds scored by the critic trained on
-            the folds before it), ``"aggregated"`` (train on half, test the other half at every
-            stopping point, level-corrected maximum) or ``"paper"`` (Algorithm 2).
+            the folds before it), ``"features"`` (each fold scored by the closed-form last layer
+            of the folds before it on random network features), ``"aggregated"`` (train on
+            half, test the other half at every stopping point, level-corrected maximum) or
+            ``"paper"`` (Algorithm 2).
         progress: show a progress bar.
         return_critic: keep each test's selected critic on its outcome (``critic``): for
             "aggregated" the critic at the stopping point with the largest statistic, for
@@ -134,12 +143,15 @@ def lsd_tests(
     protocol = one_of(protocol, "protocol", PROTOCOLS)
     default = TEST if protocol == "paper" else AGGREGATED_TEST
     cfg = settings_from(settings, default, overrides, extra=", or protocol, progress, return_critic")
-    if protocol == "sequential":
+    if protocol in ("sequential", "features"):
         if return_critic:
-            raise ValueError("return_critic needs protocol='aggregated' or 'paper' (the sequential protocol's "
+            raise ValueError(f"return_critic needs protocol='aggregated' or 'paper' (the {protocol} protocol's "
                              "critic changes from fold to fold)")
-        fold_terms = fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)
-        return [_sequential_outcome(terms) for terms in fold_terms]
+        if protocol == "features":
+            fold_terms = sequential_feature_terms(problems, cfg, SEQUENTIAL_FOLDS)
+        else:
+            fold_terms = fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)
+        return [_sequential_outcome(terms, protocol) for terms in fold_terms]
     aggregated = protocol == "aggregated"
     fits = fit_heldout_critics(problems, cfg, progress=progress, snapshots=aggregated, keep_critics=return_critic)
     if aggregated:
