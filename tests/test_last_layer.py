@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from steinkit.critics import MLPCritic
@@ -56,3 +58,12 @@ def test_ensemble_members_equal_lone_witnesses_and_features_are_unchanged():
         torch.testing.assert_close(w.biases[-1][k], lone.biases[-1])
         torch.testing.assert_close(features(w, x)[k], features(critic.member(k), x[k]))
     assert not w.training and critic.weights[-1].data_ptr() != w.weights[-1].data_ptr()
+
+
+def test_float64_scores_with_a_float32_critic():
+    critic, x, s = _problem()
+    w64 = feature_witness(critic, x, s)
+    lone = copy.deepcopy(critic).float()
+    w32 = feature_witness(lone, x.float(), s)
+    assert w32.weights[-1].dtype == torch.float32
+    torch.testing.assert_close(w32.weights[-1].double(), w64.weights[-1], rtol=1e-4, atol=1e-5)

@@ -50,7 +50,7 @@ def feature_witness(critic: MLPCritic, x: Tensor, s: Tensor) -> MLPCritic:
         rows = [torch.autograd.grad(phi[..., j].sum(), xg, retain_graph=j < phi.shape[-1] - 1)[0].mean(-2)
                 for j in range(phi.shape[-1])]
     mean_jacobian_t = torch.stack(rows, -1)  # (…, d, h): mean_i J_φ(x_i)ᵀ
-    s = s.detach()
+    s = s.detach().to(phi.dtype)
     n = x.shape[-2]
     weight = s.transpose(-1, -2) @ phi.detach() / n + mean_jacobian_t
     out = copy.deepcopy(critic).eval()
