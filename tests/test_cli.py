@@ -151,8 +151,9 @@ def _estimate(err: str) -> float:
 
 
 def test_lsd_test_states_its_expected_time_and_how_to_shorten_it(files, capsys, monkeypatch):
-    """The default test (1000 steps of a 2x300 critic) says, before starting, about how long it
-    takes and which options shorten it; the fit itself is replaced by a tiny one here."""
+    """A test that trains its critic says, before starting, about how long it takes and which
+    options shorten it (the fit itself is replaced by a tiny one here); the default, which
+    trains nothing, says nothing."""
     import steinkit.gof
     from steinkit.gof import gof_test
 
@@ -166,6 +167,10 @@ def test_lsd_test_states_its_expected_time_and_how_to_shorten_it(files, capsys, 
     argv = ["test", "--model", f"{files}/mymodel.py:model", "--data", f"{files}/samples.npy", "--json"]
     assert main(argv) == 0 and len(calls) == 1
     out, err = capsys.readouterr()
+    assert json.loads(out)["method"] == "lsd" and "steinkit: the LSD test fits" not in err
+    argv += ["--option", "protocol=sequential"]
+    assert main(argv) == 0 and len(calls) == 2
+    out, err = capsys.readouterr()
     assert json.loads(out)["method"] == "lsd"  # stdout holds the JSON only
     assert "2x64 critic for 300 steps" in err and "--option n_iters=200 shortens it to about" in err
     assert _estimate(err) > 0
@@ -178,14 +183,14 @@ def test_lsd_time_estimate_is_of_the_right_size(files, capsys):
     import time
 
     argv = ["test", "--model", f"{files}/mymodel.py:Shifted", "--data", f"{files}/samples.npy", "--json",
-            "--option", "n_iters=100", "--option", "hidden=32"]
+            "--option", "n_iters=100", "--option", "hidden=32", "--option", "protocol=sequential"]
     start = time.perf_counter()
     assert main(argv) == 0
     seconds = time.perf_counter() - start
     err = capsys.readouterr().err
     assert "shortens" not in err  # nothing to suggest below 200 steps of 64 units
     assert seconds / 10 < _estimate(err) < 10 * seconds
-    argv[0] = "evaluate"
+    argv = ["evaluate", *argv[1:-2]]  # without the protocol
     assert main(argv) == 0
     assert "the LSD estimate fits a 2x32 critic for 100 steps" in capsys.readouterr().err
 

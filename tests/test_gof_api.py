@@ -19,7 +19,9 @@ def test_lsd_test_rejects_a_wrong_model():
     x = torch.randn(400, 2, generator=gen(1)) + torch.tensor([0.6, 0.0])
     res = sk.gof_test(MODEL, x, method="lsd", seed=0, hidden=32, n_iters=200, val_every=50)
     assert res.reject and res.statistic > 2
-    assert res.details["protocol"] == "sequential" and res.details["n_test"] == 300  # the default scores 3 folds
+    assert res.details["protocol"] == "features" and res.details["n_test"] == 350  # the default scores 7 folds
+    seq = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="sequential", hidden=32, n_iters=200)
+    assert seq.details["protocol"] == "sequential" and seq.details["n_test"] == 300 and seq.reject  # 3 folds
     agg = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="aggregated", hidden=32, n_iters=200, val_every=50)
     assert agg.details["protocol"] == "aggregated" and agg.details["n_test"] == 200 and agg.reject
     paper = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="paper", hidden=32, n_iters=200, val_every=50)
@@ -100,8 +102,8 @@ def test_lsd_tests_return_the_shared_outcome():
     from steinkit.gof import TestOutcome, lsd_tests
     from steinkit.scores import as_score
 
-    out = lsd_tests([(as_score(MODEL), torch.randn(300, 2, generator=gen(0)), 0)], **LSD_FAST)[0]
-    assert isinstance(out, TestOutcome) and out.details["n_test"] == 225  # folds 2-4 of 75
+    out = lsd_tests([(as_score(MODEL), torch.randn(320, 2, generator=gen(0)), 0)], **LSD_FAST)[0]
+    assert isinstance(out, TestOutcome) and out.details["n_test"] == 280  # folds 2-8 of 40
 
 
 def test_kernel_options_come_from_the_test_functions():
@@ -146,18 +148,19 @@ def test_features_protocol_tests_with_the_closed_form_witness():
     x = torch.randn(240, 2, generator=gen(8)) + 0.4
     res = sk.gof_test(MODEL, x, method="lsd", seed=3, protocol="features", hidden=16)
     d = res.details
-    assert d["protocol"] == "features" and d["folds"] == 4 and d["n_test"] == 180 and res.reject
-    t = d["fold_statistics"]
-    assert res.statistic == pytest.approx((t[0] + 2**0.5 * t[1] + 3**0.5 * t[2]) / 6**0.5)
+    assert d["protocol"] == "features" and d["folds"] == 8 and d["n_test"] == 210 and res.reject
+    t = torch.tensor(d["fold_statistics"], dtype=torch.float64)
+    weights = torch.arange(1, 8, dtype=torch.float64).sqrt()
+    assert res.statistic == pytest.approx(float((weights * t).sum() / weights.norm()))
     problem = (as_score(MODEL), x, 3)
     cfg = sk.AGGREGATED_TEST.replace(hidden=16)
-    terms = sequential_feature_terms([problem], cfg, 4)[0]
+    terms = sequential_feature_terms([problem], cfg, 8)[0]
     order = torch.randperm(240, generator=torch.Generator().manual_seed(3))
     xs = x[order]
     critic = _ensemble([problem], cfg)[0].member(0)
-    w = feature_witness(critic, xs[:180], -xs[:180])  # fold 4 is tested by the witness of folds 1-3
-    expected, _ = stein_terms(w, xs[180:], -xs[180:], trace="exact")
-    torch.testing.assert_close(terms[2], expected.detach(), rtol=1e-5, atol=1e-6)
+    w = feature_witness(critic, xs[:210], -xs[:210])  # fold 8 is tested by the witness of folds 1-7
+    expected, _ = stein_terms(w, xs[210:], -xs[210:], trace="exact")
+    torch.testing.assert_close(terms[6], expected.detach(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="return_critic"):
         sk.gof_test(MODEL, x, method="lsd", protocol="features", return_critic=True)
 

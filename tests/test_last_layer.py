@@ -7,7 +7,7 @@ import copy
 import torch
 
 from steinkit.critics import MLPCritic
-from steinkit.last_layer import feature_witness, features
+from steinkit.last_layer import feature_witness, features, witness_sums
 from steinkit.stein import stein_terms
 
 
@@ -67,3 +67,11 @@ def test_float64_scores_with_a_float32_critic():
     w32 = feature_witness(lone, x.float(), s)
     assert w32.weights[-1].dtype == torch.float32
     torch.testing.assert_close(w32.weights[-1].double(), w64.weights[-1], rtol=1e-4, atol=1e-5)
+
+
+def test_sums_over_parts_add_up_to_the_whole():
+    critic, x, s = _problem()
+    w_all, b_all = witness_sums(critic, x, s)
+    parts = [witness_sums(critic, x[i:i + 10], s[i:i + 10]) for i in range(0, 40, 10)]
+    torch.testing.assert_close(sum(p[0] for p in parts), w_all)
+    torch.testing.assert_close(sum(p[1] for p in parts), b_all)

@@ -51,8 +51,12 @@ def _cmd_test(args: argparse.Namespace) -> int:
     if args.method == "lsd":
         from .settings import AGGREGATED_TEST, TEST
 
-        defaults = TEST if options.get("protocol") == "paper" else AGGREGATED_TEST
-        _announce_fit_time("test", [model], x, defaults, options, args.seed)
+        from .gof.lsd import DEFAULT_PROTOCOL
+
+        protocol = options.get("protocol", DEFAULT_PROTOCOL)
+        if protocol != "features":  # the features protocol takes no training steps
+            defaults = TEST if protocol == "paper" else AGGREGATED_TEST
+            _announce_fit_time("test", [model], x, defaults, options, args.seed)
         options.setdefault("progress", not args.json)
     result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, device=args.device, **options)
     if not args.json:

@@ -41,7 +41,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .critics import Generators, MLPCritic
-from .last_layer import feature_witness
+from .last_layer import witness_sums, with_last_layer
 from .scores import Score
 from .settings import ESTIMATE, OBJECTIVES, SELECTIONS, CriticSettings, settings_from
 from .splits import split_data
@@ -533,8 +533,12 @@ def sequential_feature_terms(
     x_all, s_all = _shuffled(problems, device)
     critic, _ = _ensemble(problems, settings, device)
     size, kept = n // folds, []
+    weight, bias = witness_sums(critic, x_all[:, :size], s_all[:, :size])
     for k in range(1, folds):
-        witness = feature_witness(critic, x_all[:, : k * size], s_all[:, : k * size])
+        if k > 1:  # add fold k's coefficients: each point's Jacobian is taken once
+            more = witness_sums(critic, x_all[:, (k - 1) * size:k * size], s_all[:, (k - 1) * size:k * size])
+            weight, bias = weight + more[0], bias + more[1]
+        witness = with_last_layer(critic, weight / (k * size), bias / (k * size))
         with torch.no_grad():
             terms, _ = stein_terms(witness, x_all[:, k * size:(k + 1) * size], s_all[:, k * size:(k + 1) * size],
                                    trace="exact")

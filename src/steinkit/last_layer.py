@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .critics import MLPCritic, swish
 
-__all__ = ["features", "feature_witness"]
+__all__ = ["features", "witness_sums", "with_last_layer", "feature_witness"]
 
 
 def features(critic: MLPCritic, x: Tensor) -> Tensor:
@@ -41,20 +41,31 @@ def features(critic: MLPCritic, x: Tensor) -> Tensor:
     return a
 
 
-def feature_witness(critic: MLPCritic, x: Tensor, s: Tensor) -> MLPCritic:
-    """A copy of ``critic`` (eval mode) whose last layer is the closed-form witness (W*, b*) of
-    its features on the data x with model scores s ((n, d), or (K, n, d) for an ensemble)."""
+def witness_sums(critic: MLPCritic, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    """The sums over the rows of x of the last layer's Stein coefficients: (Σ_i s_i φ_iᵀ + J_φ(x_i)ᵀ,
+    Σ_i s_i), shapes (…, d, h) and (…, d). Sums over disjoint parts add up, so a growing data set
+    costs each point once. ``s``: the model's scores at x, same shape."""
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
         phi = features(critic, xg)
-        rows = [torch.autograd.grad(phi[..., j].sum(), xg, retain_graph=j < phi.shape[-1] - 1)[0].mean(-2)
+        rows = [torch.autograd.grad(phi[..., j].sum(), xg, retain_graph=j < phi.shape[-1] - 1)[0].sum(-2)
                 for j in range(phi.shape[-1])]
-    mean_jacobian_t = torch.stack(rows, -1)  # (…, d, h): mean_i J_φ(x_i)ᵀ
     s = s.detach().to(phi.dtype)
-    n = x.shape[-2]
-    weight = s.transpose(-1, -2) @ phi.detach() / n + mean_jacobian_t
+    return s.transpose(-1, -2) @ phi.detach() + torch.stack(rows, -1), s.sum(-2)
+
+
+def with_last_layer(critic: MLPCritic, weight: Tensor, bias: Tensor) -> MLPCritic:
+    """A copy of ``critic`` (eval mode) with last layer (weight, bias)."""
     out = copy.deepcopy(critic).eval()
     with torch.no_grad():
         out.weights[-1].copy_(weight)
-        out.biases[-1].copy_(s.mean(-2))
+        out.biases[-1].copy_(bias)
     return out
+
+
+def feature_witness(critic: MLPCritic, x: Tensor, s: Tensor) -> MLPCritic:
+    """A copy of ``critic`` (eval mode) whose last layer is the closed-form witness (W*, b*) of
+    its features on the data x with model scores s ((n, d), or (K, n, d) for an ensemble)."""
+    weight, bias = witness_sums(critic, x, s)
+    n = x.shape[-2]
+    return with_last_layer(critic, weight / n, bias / n)

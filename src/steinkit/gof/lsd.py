@@ -12,7 +12,7 @@ H0: p = q (Stein's identity); the vector of t_m is then asymptotically N(0, R). 
 direction is used (train on A, test on B): the mirror statistic (train on B, test on A) is
 correlated with it under H0 (docs/findings.md), so the two are not pooled.
 
-``protocol="sequential"`` (the default; settings :data:`~steinkit.settings.AGGREGATED_TEST`, no
+``protocol="sequential"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`, no
 selection): prequential. The data are cut into 4 folds; one critic trains n_iters/3 steps on fold 1 and
 scores fold 2, trains on, warm started, on folds 1-2 and scores fold 3, then on folds 1-3 and
 scores fold 4. Given the folds before it, each fold's studentised statistic t_k is
@@ -20,12 +20,14 @@ asymptotically N(0, 1) whatever those folds were, so the t_k are asymptotically 
 and z = Σ √(k−1)·t_k / √(Σ (k−1)) is N(0, 1) under H0; p = 1 − Φ(z). Three quarters of the data
 enter the statistic, and later folds, scored by better critics, weigh more.
 
-``protocol="features"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`'s width and depth;
-no gradient step): the same 4 folds and combination as ``"sequential"``, but fold k is scored by
-the critic whose last layer is fitted in closed form on the folds before it over the features
-of the critic at its random initialisation (:mod:`steinkit.last_layer`: the weight-penalised
-optimum, the finite-dimensional analogue of Eq. 9). It is valid for the same reason: the witness
-depends on the earlier folds only.
+``protocol="features"`` (the default; settings :data:`~steinkit.settings.AGGREGATED_TEST`'s
+width and depth; no gradient step): the sequential design with 8 folds, fold k scored by the
+critic whose last layer is fitted in closed form on the folds before it over the features of
+the critic at its random initialisation (:mod:`steinkit.last_layer`: the weight-penalised
+optimum, the finite-dimensional analogue of Eq. 9), combined as above with weights √(k−1). It
+is valid for the same reason: the witness depends on the earlier folds only. On the Figure-5
+RBMs it is the most powerful of the four and the cheapest (docs/findings.md): training the
+hidden layers on at most a thousand points loses power there.
 
 ``protocol="paper"`` (settings :data:`~steinkit.settings.TEST`): Algorithm 2 as published;
 train 80%, select on 10% by power, and t = √n_test · mean/std on the last 10%, p = 1 − Φ(t).
@@ -37,8 +39,11 @@ Example:
     >>> import torch
     >>> from steinkit.scores import as_score
     >>> x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) + 0.5
-    >>> out = lsd_tests([(as_score(lambda z: -z), x, 0)], hidden=16, n_iters=90)[0]
-    >>> out.pvalue < 0.05, len(out.details["fold_statistics"])
+    >>> out = lsd_tests([(as_score(lambda z: -z), x, 0)], hidden=16)[0]
+    >>> out.pvalue < 0.05, out.details["protocol"], len(out.details["fold_statistics"])
+    (True, 'features', 7)
+    >>> seq = lsd_tests([(as_score(lambda z: -z), x, 0)], protocol="sequential", hidden=16, n_iters=90)[0]
+    >>> seq.pvalue < 0.05, len(seq.details["fold_statistics"])
     (True, 3)
     >>> agg = lsd_tests([(as_score(lambda z: -z), x, 0)], protocol="aggregated", hidden=16, n_iters=100,
     ...                 val_every=25)[0]
@@ -62,12 +67,14 @@ from ..witness import FittedCritic
 from .aggregate import max_t_pvalue
 from .outcome import TestOutcome, normal_sf
 
-__all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "lsd_tests", "normal_sf"]
+__all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "FEATURE_FOLDS", "lsd_tests", "normal_sf"]
 
 PROTOCOLS = ("sequential", "features", "aggregated", "paper")
-DEFAULT_PROTOCOL = "sequential"
+DEFAULT_PROTOCOL = "features"
 SEQUENTIAL_FOLDS = 4
 """Folds of the sequential protocol: three stages of n_iters/3 critic steps each."""
+FEATURE_FOLDS = 8
+"""Folds of the features protocol (no training, so more folds cost little)."""
 
 
 def _paper_outcome(fit: HeldOutFit, score: Score, lam: float) -> TestOutcome:
@@ -123,10 +130,10 @@ def lsd_tests(
             :data:`~steinkit.settings.AGGREGATED_TEST` for ``"sequential"`` and ``"aggregated"``
             (2×64 Swish, 300 steps; "aggregated": a stopping point every 50, split .45/.05/.5) and
             :data:`~steinkit.settings.TEST` for ``"paper"`` (2×300, 1000 steps, split .8/.1/.1).
-        protocol: ``"sequential"`` (default: each of 4 folds scored by the critic trained on
-            the folds before it), ``"features"`` (each fold scored by the closed-form last layer
-            of the folds before it on random network features), ``"aggregated"`` (train on
-            half, test the other half at every stopping point, level-corrected maximum) or
+        protocol: ``"features"`` (default: each of 8 folds scored by the closed-form last layer
+            of the folds before it on random network features), ``"sequential"`` (each of 4
+            folds scored by the critic trained on the folds before it), ``"aggregated"`` (train
+            on half, test the other half at every stopping point, level-corrected maximum) or
             ``"paper"`` (Algorithm 2).
         progress: show a progress bar.
         return_critic: keep each test's selected critic on its outcome (``critic``): for
@@ -148,7 +155,7 @@ def lsd_tests(
             raise ValueError(f"return_critic needs protocol='aggregated' or 'paper' (the {protocol} protocol's "
                              "critic changes from fold to fold)")
         if protocol == "features":
-            fold_terms = sequential_feature_terms(problems, cfg, SEQUENTIAL_FOLDS)
+            fold_terms = sequential_feature_terms(problems, cfg, FEATURE_FOLDS)
         else:
             fold_terms = fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)
         return [_sequential_outcome(terms, protocol) for terms in fold_terms]
