@@ -37,6 +37,7 @@ from steinkit.train import TrainingDiverged, TrainResult, train
 X = torch.randn(200, 2, generator=gen(0)) + 0.5  # data shifted from the model N(0, I)
 CONSTANT = torch.ones(200, 2)
 LSD = dict(n_iters=20, hidden=8, val_every=10)  # tiny critics: the sweep stays fast
+SEQ = dict(protocol="sequential", **LSD)  # a test that trains its critic (the default trains none)
 AGG = dict(n_bootstrap=200, n_correction=200)
 
 
@@ -90,24 +91,28 @@ Outcome = tuple[type[BaseException], str] | None  # (error, regex its message mu
 
 API: dict[str, tuple[Callable[[], Any], Outcome]] = {
     # huge learning rates
-    "lsd test, lr 1e6": (lambda: sk.gof_test(_gauss(), X, "lsd", lr=1e6, **LSD), (FloatingPointError, "lower lr")),
-    "lsd test, lr 1e30": (lambda: sk.gof_test(_gauss(), X, "lsd", lr=1e30, **LSD), (FloatingPointError, "lower lr")),
+    "lsd test, lr 1e6": (lambda: sk.gof_test(_gauss(), X, "lsd", lr=1e6, **SEQ),
+                         (FloatingPointError, "lower lr")),
+    "lsd test, lr 1e30": (lambda: sk.gof_test(_gauss(), X, "lsd", lr=1e30, **SEQ),
+                          (FloatingPointError, "lower lr")),
+    "lsd test (features, the default), lr given": (lambda: sk.gof_test(_gauss(), X, "lsd", lr=1e6),
+                                                   (TypeError, "lr does not apply to protocol='features'")),
     "estimate, lr 1e6": (lambda: sk.stein_discrepancy(_gauss(), X, lr=1e6, **LSD), (FloatingPointError, "lower lr")),
     "comparison, lr 1e6": (lambda: sk.compare({"a": _gauss(), "b": lambda z: 1 - z}, X, lr=1e6, **LSD),
                            (FloatingPointError, "lower lr")),
     "training, lr 1e4": (lambda: _train_lsd(lr=1e4), (TrainingDiverged, r"max_loss_ratio.*lr \(now 10000\)")),
     "training, lr inf": (lambda: _train_lsd(lr=float("inf")), (ValueError, "lr must be a finite number")),
     # infinite, NaN and extreme λ
-    "lsd test, lam inf": (lambda: sk.gof_test(_gauss(), X, "lsd", lam=float("inf"), **LSD), (ValueError, "lam")),
-    "lsd test, lam nan": (lambda: sk.gof_test(_gauss(), X, "lsd", lam=float("nan"), **LSD), (ValueError, "lam")),
-    "lsd test, lam 1e-30": (lambda: sk.gof_test(_gauss(), X, "lsd", lam=1e-30, **LSD), None),
-    "lsd test, lam 1e30": (lambda: sk.gof_test(_gauss(), X, "lsd", lam=1e30, **LSD), None),
+    "lsd test, lam inf": (lambda: sk.gof_test(_gauss(), X, "lsd", lam=float("inf"), **SEQ), (ValueError, "lam")),
+    "lsd test, lam nan": (lambda: sk.gof_test(_gauss(), X, "lsd", lam=float("nan"), **SEQ), (ValueError, "lam")),
+    "lsd test, lam 1e-30": (lambda: sk.gof_test(_gauss(), X, "lsd", lam=1e-30, **SEQ), None),
+    "lsd test, lam 1e30": (lambda: sk.gof_test(_gauss(), X, "lsd", lam=1e30, **SEQ), None),
     "estimate, lam inf": (lambda: sk.stein_discrepancy(_gauss(), X, lam=float("inf"), **LSD), (ValueError, "lam")),
     "comparison, lam nan": (lambda: sk.compare({"a": _gauss()}, X, lam=float("nan"), **LSD), (ValueError, "lam")),
     "training, lam inf": (lambda: _train_lsd(lam=float("inf")), (ValueError, "lam must be a finite number")),
     # scores that turn NaN for some inputs, or after some calls (mid-way)
     **{f"{m} test, NaN score for some inputs": (
-        lambda m=m: sk.gof_test(nan_for_some, X, m, **(LSD if m == "lsd" else AGG if m == "ksdagg" else {})),
+        lambda m=m: sk.gof_test(nan_for_some, X, m, **(AGG if m == "ksdagg" else {})),
         (ValueError, r"score of model .*nan_for_some.* NaN")) for m in ("lsd", "ksd", "lksd", "fssd", "ksdagg")},
     "lsd test, score NaN after its first call": (lambda: sk.gof_test(NanLater(1), X, "lsd", protocol="aggregated",
                                                                      **LSD),
@@ -119,8 +124,9 @@ API: dict[str, tuple[Callable[[], Any], Outcome]] = {
     "training, score NaN mid-way": (lambda: _train_lsd(model=NanLaterModule(bad_call=20), data=X),
                                     (TrainingDiverged, r"NaN/inf at step \d+ .*smaller lr")),
     # zero-variance data
-    "lsd test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "lsd", **LSD),
-                                (FloatingPointError, "no spread .*check x")),
+    "lsd test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "lsd", hidden=8), None),  # rejects: t = +inf
+    "lsd sequential test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "lsd", **SEQ),
+                                           (FloatingPointError, "no spread .*check x")),
     "lsd aggregated test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "lsd", protocol="aggregated", **LSD),
                                            None),
     "ksd test, constant data": (lambda: sk.gof_test(_gauss(), CONSTANT, "ksd"), None),
@@ -130,7 +136,7 @@ API: dict[str, tuple[Callable[[], Any], Outcome]] = {
     "training, constant data": (lambda: _train_lsd(model=_gauss(), data=CONSTANT),
                                 (ValueError, "data has zero variance")),
     # huge and tiny data values, degenerate bandwidths
-    "lsd test, data 1e20": (lambda: sk.gof_test(lambda z: -z, X * 1e20, "lsd", **LSD),
+    "lsd test, data 1e20": (lambda: sk.gof_test(lambda z: -z, X * 1e20, "lsd", hidden=8),
                             (FloatingPointError, r"largest \|x\| is .*e\+20.*rescale")),
     "estimate, data 1e20": (lambda: sk.stein_discrepancy(lambda z: -z, X * 1e20, **LSD),
                             (FloatingPointError, "rescale")),
@@ -206,18 +212,24 @@ def _cmd(command: str, d: Path, data: str = "x.npy", model: str = "m.py:model", 
     return [command, "--model", f"{d}/{model}", "--data", f"{d}/{data}", "--json", *extra]
 
 
+_SEQ = ("--option", "protocol=sequential")
+
+
 def _lsd(*extra: str) -> tuple[str, ...]:
     return ("--option", "n_iters=20", "--option", "hidden=8", "--option", "val_every=10", *extra)
 
 
 CLI: dict[str, tuple[Callable[[Path], list[str]], str | None]] = {
     # argv, and the words the one error line must hold (None: a result, exit code 0)
-    "test lsd, lr 1e6": (lambda d: _cmd("test", d, "x.npy", "m.py:model", *_lsd("--option", "lr=1e6")), "lower lr"),
-    "test lsd, lam Infinity": (lambda d: _cmd("test", d, "x.npy", "m.py:model", *_lsd("--option", "lam=Infinity")),
+    "test lsd, lr 1e6": (lambda d: _cmd("test", d, "x.npy", "m.py:model", *_lsd("--option", "lr=1e6", *_SEQ)),
+                         "lower lr"),
+    "test lsd, lam Infinity": (lambda d: _cmd("test", d, "x.npy", "m.py:model",
+                                              *_lsd("--option", "lam=Infinity", *_SEQ)),
                                "lam must be a finite number"),
-    "test lsd, NaN score for some inputs": (lambda d: _cmd("test", d, "x.npy", "nan_some.py:model", *_lsd()),
+    "test lsd, NaN score for some inputs": (lambda d: _cmd("test", d, "x.npy", "nan_some.py:model",
+                                                           "--option", "hidden=8"),
                                             "returned NaN"),
-    "test lsd, data 1e20": (lambda d: _cmd("test", d, "huge.npy", "m.py:model", *_lsd()), "rescale"),
+    "test lsd, data 1e20": (lambda d: _cmd("test", d, "huge.npy", "m.py:model", "--option", "hidden=8"), "rescale"),
     "test lksd, bandwidth 1e-30": (lambda d: _cmd("test", d, "x.npy", "m.py:model", "--method", "lksd",
                                                   "--option", "bandwidth=1e-30"), "bandwidth"),
     "test ksd, data 1e20": (lambda d: _cmd("test", d, "huge.npy", "m.py:model", "--method", "ksd"), None),

@@ -175,3 +175,10 @@ def test_features_protocol_holds_its_level():
     out = lsd_tests([(score, x, i) for i, x in enumerate(xs)], protocol="features", hidden=16)
     rate = sum(o.pvalue <= 0.1 for o in out) / len(out)
     assert abs(rate - 0.1) < 3 * (0.09 / 200) ** 0.5
+
+
+def test_features_protocol_refuses_settings_it_does_not_use():
+    x = torch.randn(80, 2, generator=gen(1))
+    with pytest.raises(TypeError, match=r"n_iters, val_every do not apply to protocol='features'.*'sequential'"):
+        sk.gof_test(MODEL, x, method="lsd", n_iters=10, val_every=5)
+    assert sk.gof_test(MODEL, x, method="lsd", hidden=8, n_layers=1).details["protocol"] == "features"

@@ -49,8 +49,8 @@ from .stein import critic_objective, power_ratio, stein_terms
 from .validation import as_device, generator_on
 
 __all__ = [
-    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_sequential_critics", "sequential_feature_terms",
-    "fit_seconds", "numerical_failure", "OBJECTIVES", "SELECTIONS",
+    "CriticFit", "HeldOutFit", "fit_critic", "fit_heldout_critics", "fit_sequential_critics",
+    "sequential_feature_terms", "fit_seconds", "numerical_failure", "OBJECTIVES", "SELECTIONS",
 ]
 
 
@@ -543,10 +543,11 @@ def sequential_feature_terms(
             terms, _ = stein_terms(witness, x_all[:, k * size:(k + 1) * size], s_all[:, k * size:(k + 1) * size],
                                    trace="exact")
         if not bool(_finite_stats(terms.double())):
-            big = max(float(x_all.abs().max()), float(s_all.abs().max()))
-            raise FloatingPointError(f"the closed-form witness's Stein statistics are not finite on fold {k + 1} of "
-                                     f"{folds}: the data or the model's scores are not finite or too large (largest "
-                                     f"|x| or |score| {big:.3g}); check the model, or rescale the data")
+            raise FloatingPointError(
+                f"the closed-form witness's Stein statistics are not finite on fold {k + 1} of {folds}: the data or "
+                f"the model's scores are not finite or too large: the largest |x| is {float(x_all.abs().max()):.3g} "
+                f"and the largest |score| is {float(s_all.abs().max()):.3g}; check the model, or rescale "
+                "(standardize) the data")
         kept.append(terms)
     return list(torch.stack(kept, 1).unbind(0))
 

@@ -75,6 +75,8 @@ SEQUENTIAL_FOLDS = 4
 """Folds of the sequential protocol: three stages of n_iters/3 critic steps each."""
 FEATURE_FOLDS = 8
 """Folds of the features protocol (no training, so more folds cost little)."""
+FEATURE_SETTINGS = ("hidden", "n_layers")
+"""The critic settings the features protocol uses (the features' width and depth)."""
 
 
 def _paper_outcome(fit: HeldOutFit, score: Score, lam: float) -> TestOutcome:
@@ -148,6 +150,11 @@ def lsd_tests(
         std, best_iteration and history for "paper").
     """
     protocol = one_of(protocol, "protocol", PROTOCOLS)
+    unused = sorted(set(overrides) - set(FEATURE_SETTINGS)) if protocol == "features" else []
+    if unused:
+        raise TypeError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to protocol='features', "
+                        f"which trains no critic (it uses {' and '.join(FEATURE_SETTINGS)}); "
+                        "protocol='sequential' trains one")
     default = TEST if protocol == "paper" else AGGREGATED_TEST
     cfg = settings_from(settings, default, overrides, extra=", or protocol, progress, return_critic")
     if protocol in ("sequential", "features"):
