@@ -95,7 +95,7 @@ API: dict[str, tuple[Callable[[], Any], Outcome]] = {
                          (FloatingPointError, "lower lr")),
     "lsd test, lr 1e30": (lambda: sk.gof_test(_gauss(), X, "lsd", lr=1e30, **SEQ),
                           (FloatingPointError, "lower lr")),
-    "lsd test (features, the default), lr given": (lambda: sk.gof_test(_gauss(), X, "lsd", lr=1e6),
+    "lsd test (features), lr given": (lambda: sk.gof_test(_gauss(), X, "lsd", protocol="features", lr=1e6),
                                                    (TypeError, "lr does not apply to protocol='features'")),
     "estimate, lr 1e6": (lambda: sk.stein_discrepancy(_gauss(), X, lr=1e6, **LSD), (FloatingPointError, "lower lr")),
     "comparison, lr 1e6": (lambda: sk.compare({"a": _gauss(), "b": lambda z: 1 - z}, X, lr=1e6, **LSD),

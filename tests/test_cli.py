@@ -151,9 +151,9 @@ def _estimate(err: str) -> float:
 
 
 def test_lsd_test_states_its_expected_time_and_how_to_shorten_it(files, capsys, monkeypatch):
-    """A test that trains its critic says, before starting, about how long it takes and which
-    options shorten it (the fit itself is replaced by a tiny one here); the default, which
-    trains nothing, says nothing."""
+    """A test that trains its critic (the default does) says, before starting, about how long it
+    takes and which options shorten it (the fit itself is replaced by a tiny one here); the
+    features protocol, which trains nothing, says nothing."""
     import steinkit.gof
     from steinkit.gof import gof_test
 
@@ -165,10 +165,11 @@ def test_lsd_test_states_its_expected_time_and_how_to_shorten_it(files, capsys, 
 
     monkeypatch.setattr(steinkit.gof, "gof_test", tiny)
     argv = ["test", "--model", f"{files}/mymodel.py:model", "--data", f"{files}/samples.npy", "--json"]
-    assert main(argv) == 0 and len(calls) == 1
+    monkeypatch.setattr(steinkit.gof, "gof_test", lambda *a, **k: calls.append(k) or gof_test(*a, **k))
+    assert main(argv + ["--option", "protocol=features", "--option", "hidden=8"]) == 0 and len(calls) == 1
     out, err = capsys.readouterr()
     assert json.loads(out)["method"] == "lsd" and "steinkit: the LSD test fits" not in err
-    argv += ["--option", "protocol=sequential"]
+    monkeypatch.setattr(steinkit.gof, "gof_test", tiny)
     assert main(argv) == 0 and len(calls) == 2
     out, err = capsys.readouterr()
     assert json.loads(out)["method"] == "lsd"  # stdout holds the JSON only

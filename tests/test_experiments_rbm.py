@@ -55,7 +55,7 @@ def test_trial_configs_cover_the_sweep_lsd_first():
     assert {tuple(c["reps"]) for c in cfgs} == {(0, 1), (2, 3), (4,)}
     n_lsd = sum(c["method"].startswith("lsd") for c in cfgs)
     assert n_lsd == 2 * 2 * 3 * 5 and all(c["method"].startswith("lsd") for c in cfgs[:n_lsd])
-    assert cfgs[0]["method"] == "lsd" and cfgs[0]["options"] == {"protocol": "sequential"}  # the default, named
+    assert cfgs[0]["method"] == "lsd" and cfgs[0]["options"] == {"protocol": "combined"}  # the default, named
     paper = next(c for c in cfgs if c["method"] == "lsd-paper")
     assert paper["options"] == {"protocol": "paper", "n_iters": 1000, "hidden": 300}
     inc = [c for c in cfgs if c["method"] == "ksdagg-inc"]

@@ -17,9 +17,11 @@ MODEL = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
 
 def test_lsd_test_rejects_a_wrong_model():
     x = torch.randn(400, 2, generator=gen(1)) + torch.tensor([0.6, 0.0])
-    res = sk.gof_test(MODEL, x, method="lsd", seed=0, hidden=32, n_iters=200, val_every=50)
+    res = sk.gof_test(MODEL, x, method="lsd", seed=0, hidden=32)
     assert res.reject and res.statistic > 2
-    assert res.details["protocol"] == "features" and res.details["n_test"] == 350  # the default scores 7 folds
+    assert res.details["protocol"] == "combined" and res.details["n_test"] == 300  # the default scores 3 folds
+    feat = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="features", hidden=32)
+    assert feat.details["protocol"] == "features" and feat.details["n_test"] == 350 and feat.reject  # 7 folds
     seq = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="sequential", hidden=32, n_iters=200)
     assert seq.details["protocol"] == "sequential" and seq.details["n_test"] == 300 and seq.reject  # 3 folds
     agg = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="aggregated", hidden=32, n_iters=200, val_every=50)
@@ -59,18 +61,20 @@ def test_lsd_statistic_is_the_test_split_t_statistic():
     assert res.pvalue == pytest.approx(norm.sf(res.statistic), rel=1e-9)
 
 
-def test_batched_lsd_tests_equal_lone_tests():
+@pytest.mark.parametrize("options", [LSD_FAST, dict(protocol="features", hidden=32),
+                                     dict(protocol="sequential", **LSD_FAST)])
+def test_batched_lsd_tests_equal_lone_tests(options):
     xs = [torch.randn(200, 2, generator=gen(10 + k)) + 0.2 * k for k in range(3)]
-    batch = sk.gof_tests([MODEL] * 3, xs, method="lsd", seeds=[5, 6, 7], **LSD_FAST)
+    batch = sk.gof_tests([MODEL] * 3, xs, method="lsd", seeds=[5, 6, 7], **options)
     for k, x in enumerate(xs):
-        lone = sk.gof_test(MODEL, x, method="lsd", seed=5 + k, **LSD_FAST)
+        lone = sk.gof_test(MODEL, x, method="lsd", seed=5 + k, **options)
         assert batch[k].statistic == pytest.approx(lone.statistic, rel=1e-4, abs=1e-5)
         assert batch[k].pvalue == pytest.approx(lone.pvalue, rel=1e-3, abs=1e-6)
 
 
 def test_dropout_critic_is_reproducible_in_a_batch():
     xs = [torch.randn(200, 2, generator=gen(20 + k)) for k in range(2)]
-    opts = dict(LSD_FAST, dropout=0.5)
+    opts = dict(LSD_FAST, dropout=0.5, protocol="sequential")
     batch = sk.gof_tests([MODEL] * 2, xs, method="lsd", seeds=[1, 2], **opts)
     lone = sk.gof_test(MODEL, xs[1], method="lsd", seed=2, **opts)
     assert batch[1].statistic == pytest.approx(lone.statistic, rel=1e-4, abs=1e-5)
@@ -103,7 +107,7 @@ def test_lsd_tests_return_the_shared_outcome():
     from steinkit.scores import as_score
 
     out = lsd_tests([(as_score(MODEL), torch.randn(320, 2, generator=gen(0)), 0)], **LSD_FAST)[0]
-    assert isinstance(out, TestOutcome) and out.details["n_test"] == 280  # folds 2-8 of 40
+    assert isinstance(out, TestOutcome) and out.details["n_test"] == 240  # folds 2-4 of 80
 
 
 def test_kernel_options_come_from_the_test_functions():
@@ -180,5 +184,26 @@ def test_features_protocol_holds_its_level():
 def test_features_protocol_refuses_settings_it_does_not_use():
     x = torch.randn(80, 2, generator=gen(1))
     with pytest.raises(TypeError, match=r"n_iters, val_every do not apply to protocol='features'.*'sequential'"):
-        sk.gof_test(MODEL, x, method="lsd", n_iters=10, val_every=5)
-    assert sk.gof_test(MODEL, x, method="lsd", hidden=8, n_layers=1).details["protocol"] == "features"
+        sk.gof_test(MODEL, x, method="lsd", protocol="features", n_iters=10, val_every=5)
+    assert sk.gof_test(MODEL, x, method="lsd", protocol="features", hidden=8, n_layers=1).reject in (True, False)
+
+
+def test_combined_protocol_takes_the_larger_statistic_with_a_level_correction():
+    """The two statistics are the sequential and the features protocols' on the same 4 folds."""
+    from steinkit.fit import fit_sequential_critics, sequential_feature_terms
+    from steinkit.gof.lsd import _sequential_outcome
+    from steinkit.scores import as_score
+
+    x = torch.randn(240, 2, generator=gen(8)) + 0.3
+    res = sk.gof_test(MODEL, x, method="lsd", seed=2, hidden=16, n_iters=60)
+    d = res.details
+    assert d["protocol"] == "combined" and d["folds"] == 4 and d["n_test"] == 180
+    problem = [(as_score(MODEL), x, 2)]
+    cfg = sk.AGGREGATED_TEST.replace(hidden=16, n_iters=60)
+    trained = _sequential_outcome(fit_sequential_critics(problem, cfg, 4)[0], "sequential")
+    closed = _sequential_outcome(sequential_feature_terms(problem, cfg, 4)[0], "features")
+    assert d["statistics"]["trained"] == pytest.approx(trained.statistic, rel=1e-6)
+    assert d["statistics"]["features"] == pytest.approx(closed.statistic, rel=1e-5)
+    assert res.statistic == max(d["statistics"].values())
+    # the maximum of two: never below the larger's own tail, at most twice it
+    assert min(trained.pvalue, closed.pvalue) * 0.95 <= res.pvalue <= 2 * min(trained.pvalue, closed.pvalue) + 2e-4
