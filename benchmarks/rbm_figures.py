@@ -15,7 +15,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-LABELS = {"lsd": "LSD (default)", "lsd:sequential": "LSD (default)", "lsd:aggregated": "LSD aggregated",
+LABELS = {"lsd": "LSD (default)", "lsd:combined": "LSD combined (default)", "lsd:features": "LSD features",
+          "lsd:sequential": "LSD sequential", "lsd:aggregated": "LSD aggregated",
           "lsd:paper": "LSD Algorithm 2", "ksd-seq": "KSD-Seq", "ksdagg": "KSDAgg", "ksdagg-inc": "KSDAggInc",
           "ksd": "KSD", "lksd": "LKSD", "fssd": "FSSD"}
 ORDER = list(dict.fromkeys(LABELS.values()))
