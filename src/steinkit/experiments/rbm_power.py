@@ -3,8 +3,8 @@
 For each size (dx, dh) and repetition, a random RBM p (paper B.1) gives n Gibbs samples; the
 model q adds σ·E to its weights B, one N(0, I) direction E per repetition shared by every σ.
 Each method tests at level α whether the samples came from q (σ = 0 measures the size), through
-:func:`steinkit.gof.gof_tests`: ``lsd`` (the library's default learned test, the sequential
-protocol), ``lsd-paper`` (Algorithm 2 with this reproduction's critic size ``n_iters``,
+:func:`steinkit.gof.gof_tests`: ``lsd`` (the library's default learned test, its protocol named in the
+trial's options), ``lsd-paper`` (Algorithm 2 with this reproduction's critic size ``n_iters``,
 ``hidden``), ``ksd`` (quadratic KSD, wild bootstrap; ``kernel_bandwidth``, ``n_bootstrap``),
 ``lksd`` (linear KSD), ``fssd``, ``ksdagg`` and ``ksdagg-inc`` (the papers' B1 = B2 = 500), and
 ``ksd-seq`` (the sequential witness test).
