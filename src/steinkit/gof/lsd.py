@@ -166,9 +166,9 @@ def lsd_tests(
         protocol: ``"combined"`` (default: each of 4 folds scored by both critics below, the
             larger statistic with a level correction), ``"features"`` (each of 8 folds scored by
             the closed-form last layer of the folds before it on random network features),
-            ``"sequential"`` (each of 4 folds scored by the critic trained on the folds before it), ``"aggregated"`` (train
-            on half, test the other half at every stopping point, level-corrected maximum) or
-            ``"paper"`` (Algorithm 2).
+            ``"sequential"`` (each of 4 folds scored by the critic trained on the folds before
+            it), ``"aggregated"`` (train on half, test the other half at every stopping point,
+            level-corrected maximum) or ``"paper"`` (Algorithm 2).
         progress: show a progress bar.
         return_critic: keep each test's selected critic on its outcome (``critic``): for
             "aggregated" the critic at the stopping point with the largest statistic, for
