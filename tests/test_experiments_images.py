@@ -249,16 +249,24 @@ def test_make_space_rejects_unknown_name():
         make_space("pixels", torch.zeros(2, 2, dtype=torch.uint8))
 
 
-def test_segmented_training_resumes_exactly(tmp_path):
+# a tiny segmented LSD training: 60 4-pixel images, segments of 2 updates
+_SEGMENTED = dict(segment=2, seed=3, device=torch.device("cpu"), progress=False, method="lsd", batch_size=10,
+                  lr=1e-3, critic_steps=1, lam=10.0, log_every=1)
+
+
+def _tiny_images():
     pixels = torch.randint(0, 256, (60, 4), generator=gen(0), dtype=torch.uint8)
-    space = make_space("logit", pixels)
+    return pixels, make_space("logit", pixels)
 
-    def fresh():
-        torch.manual_seed(0)
-        return MLPEnergy(4, hidden=8)
 
-    kw = dict(segment=2, seed=3, device=torch.device("cpu"), progress=False, method="lsd", batch_size=10,
-              lr=1e-3, critic_steps=1, lam=10.0, log_every=1)
+def _fresh_energy():
+    torch.manual_seed(0)
+    return MLPEnergy(4, hidden=8)
+
+
+def test_segmented_training_resumes_exactly(tmp_path):
+    pixels, space = _tiny_images()
+    fresh, kw = _fresh_energy, _SEGMENTED
     a, b = fresh(), fresh()
     res_a, start_a, _ = train_in_segments(a, pixels, space, steps=5, checkpoint=tmp_path / "a.pt", **kw)
     train_in_segments(b, pixels, space, steps=3, checkpoint=tmp_path / "b.pt", **kw)
@@ -278,15 +286,8 @@ def test_summarize_history_averages_the_tail():
 
 def test_segmented_training_keeps_the_asked_snapshots(tmp_path):
     """A snapshot holds the weights of a run stopped at that step, at the end of the segment reaching it."""
-    pixels = torch.randint(0, 256, (60, 4), generator=gen(0), dtype=torch.uint8)
-    space = make_space("logit", pixels)
-
-    def fresh():
-        torch.manual_seed(0)
-        return MLPEnergy(4, hidden=8)
-
-    kw = dict(segment=2, seed=3, device=torch.device("cpu"), progress=False, method="lsd", batch_size=10,
-              lr=1e-3, critic_steps=1, lam=10.0, log_every=1)
+    pixels, space = _tiny_images()
+    fresh, kw = _fresh_energy, _SEGMENTED
     train_in_segments(fresh(), pixels, space, steps=5, checkpoint=tmp_path / "a" / "c.pt", keep_steps=[2, 3], **kw)
     kept = sorted(p.name for p in (tmp_path / "a").glob("model-step*.pt"))
     assert kept == ["model-step0000002.pt", "model-step0000004.pt"]
