@@ -99,12 +99,12 @@ def test_flow_trial_equals_the_public_relative_test(tiny_flow_run):
     assert [c["block"] for c in configs] == [0, 1, 2] and configs[0]["steps"] == [2, 20, 60]
     out = rf.flow_trial(configs[1])
     assert [(t["later"], t["earlier"]) for t in out["tests"]] == [(20, 2), (60, 20), (60, 2)]
-    scores, x = rf._problem(configs[1], 1)
+    scores, (x,) = rf._problem(configs[1], 1)
     n_images = sk.data.load_image_dataset("digits", split="test")[0].shape[0]
     assert x.shape == (n_images // 3, 64) and out["n_test"] == x.shape[0] - round(0.5 * x.shape[0])
     res = sk.relative_test(scores[2], scores[0], x, seed=1, lam=0.5, n_iters=24, hidden=8, val_every=2)
     assert out["tests"][2]["difference"] == pytest.approx(res.difference, rel=1e-5, abs=1e-7)
-    blocks = [rf._problem(configs[0], b)[1] for b in range(3)]  # disjoint blocks
+    blocks = rf._problem(configs[0], 0, 1, 2)[1]  # disjoint blocks
     rows = {tuple(r.tolist()) for b in blocks for r in b}
     assert len(rows) == 3 * x.shape[0]
 

@@ -70,20 +70,20 @@ def flow_configs(run: str | Path, blocks: int, *, n_iters: int, hidden: int, alp
              "n_iters": n_iters, "hidden": hidden, "alpha": float(alpha), "seed": seed} for b in range(blocks)]
 
 
-def _problem(config: dict[str, Any], block: int) -> tuple[list[flow_eval.FlowScore], Tensor]:
-    """The checkpoints' scores (in the critic's coordinates) and the block's test points there."""
+def _problem(config: dict[str, Any], *blocks: int) -> tuple[list[flow_eval.FlowScore], list[Tensor]]:
+    """The checkpoints' scores (in the critic's coordinates) and each block's test points there."""
     s = flow_eval._settings(config["flow_settings"])
     y, _, shape = flow_eval._images(s, "test", s.seed + 1)  # the dequantization flow-eval scored
     order = torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(config["seed"] + 17))
     size = y.shape[0] // config["blocks"]
     if size < 20:
         raise ValueError(f"flow_blocks = {config['blocks']} leaves {size} test images per block: use fewer blocks")
-    y = y[order[block * size:(block + 1) * size]]
+    ys = [y[order[b * size:(b + 1) * size]] for b in blocks]
     shift = scale = None
     if s.critic_standardize:
         y_train, _, _ = flow_eval._images(s, "train", s.seed)
         shift, scale = y_train.mean(0), y_train.std(0).clamp_min(1e-6)
-        y = (y - shift) / scale
+        ys = [(y - shift) / scale for y in ys]
     trained = trial_folder(Path(config["flow_run"]) / "trials",
                            keyed_on(flow_eval._train_config(s), config.get("device", "cpu")))
     scores = []
@@ -93,7 +93,7 @@ def _problem(config: dict[str, Any], block: int) -> tuple[list[flow_eval.FlowSco
             raise ValueError(f"the flow-eval run {config['flow_run']} lacks its checkpoint {path}")
         flow = flow_eval._frozen(s, shape, path).to(trial_device(config))
         scores.append(flow_eval.FlowScore(flow, s.chunk_size, shift=shift, scale=scale))
-    return scores, y.to(trial_device(config))
+    return scores, [y.to(trial_device(config)) for y in ys]
 
 
 def _critic(config: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def _critic(config: dict[str, Any]) -> dict[str, Any]:
 def flow_trial(config: dict[str, Any]) -> dict[str, Any]:
     """Every (later, earlier) pair's relative test on one block (pure: config -> result)."""
     start = time.perf_counter()
-    scores, x = _problem(config, config["block"])
+    scores, (x,) = _problem(config, config["block"])
     pairs = flow_pairs(config["steps"])
     results = relative_tests(scores, x, pairs, config["alpha"], config["seed"] + config["block"], method="lsd",
                              lam=0.5, device=trial_device(config), **_critic(config))
@@ -142,8 +142,7 @@ def flow_table(summary: Sequence[dict[str, Any]]) -> str:
 
 def flow_witness(config: dict[str, Any], path: Path) -> Path:
     """The image witness of the first and last checkpoint: critics fitted on block 0, seen on block 1."""
-    scores, x = _problem(config, 0)
-    _, x_seen = _problem(config, 1 % config["blocks"])
+    scores, (x, x_seen) = _problem(config, 0, 1 % config["blocks"])
     first, last = 0, len(scores) - 1
     (res,) = relative_tests([scores[last], scores[first]], x, [(0, 1)], config["alpha"], config["seed"], method="lsd",
                             lam=0.5, return_critic=True, device=trial_device(config), **_critic(config))

@@ -428,7 +428,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
                      [_quality_config(settings, src, options.device) for src in sources], out, options, artifacts=True)
     quality = _quality_numbers(classifier, measured, settings)
     if "ebm" in stages:
-        quality["curve"] = _curve(settings, stages["ebm"], quality["rows"], out, options)
+        quality["curve"] = _curve(settings, stages["ebm"], quality["rows"], out, options, len(pixels))
     _curve_plot(out / "training_curves.png", {name: st["history"] for name, st in stages.items()})
     dataset = {"name": settings.dataset, "n_train": len(pixels), "n_test": len(test_pixels), "shape": list(shape)}
     numbers = {"dataset": dataset, "threads": options.threads, "device": options.device, "data_grid": data_grid,
@@ -458,11 +458,11 @@ def curve_name(epochs: float) -> str:
     return f"EBM after {epochs:.3g} epochs"
 
 
-def _curve(s: Settings, ebm: dict[str, Any], rows: dict[str, Any], out: Path,
-           options: RunOptions) -> dict[str, Any]:
+def _curve(s: Settings, ebm: dict[str, Any], rows: dict[str, Any], out: Path, options: RunOptions,
+           n: int) -> dict[str, Any]:
     """The quality curve: one quality trial per kept snapshot of the EBM (one trained before
-    snapshots were kept has none), then the finished model's main row."""
-    folder, n = trial_folder(out / "trials", _stage_config(s, "ebm", options.device)), len(_split(s, "train")[0])
+    snapshots were kept has none), then the finished model's main row; ``n`` training images."""
+    folder = trial_folder(out / "trials", _stage_config(s, "ebm", options.device))
     configs = [{**_quality_config(s, "ebm", options.device), "snapshot_step": k} for k in curve_steps(s, n)
                if k <= ebm["steps"] and snapshot_path(folder, k).exists()]
     measured = sweep(functools.partial(quality_trial, progress=options.progress), configs, out, options,

@@ -77,7 +77,7 @@ from ..scores import Score
 from ..settings import AGGREGATED_TEST, TEST, CriticSettings, settings_from
 from ..validation import one_of
 from ..witness import FittedCritic
-from .aggregate import max_normal_pvalue, max_t_pvalue, studentised, term_correlation
+from .aggregate import max_normal_pvalue, max_t_pvalue, term_correlation
 from .outcome import TestOutcome, normal_sf
 
 __all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "FEATURE_FOLDS", "lsd_tests", "normal_sf"]
@@ -122,12 +122,9 @@ def _combined_outcome(terms: Tensor, seed: int) -> TestOutcome:
     """The larger of the trained critic's and the closed-form witness's weighted fold statistics,
     with the p-value of that maximum under their estimated correlation (fold k's terms give R_k)."""
     folds = terms.shape[1]
-    t = torch.stack([studentised(terms[:, k].double()) for k in range(folds)], 1)  # (2, folds)
-    for k in range(folds):  # a constant fold is an error unless its mean is positive
-        for row in terms[:, k].double():
-            _statistic(float(row.mean()), float(row.std()), row.shape[0])
+    t = torch.stack([_fold_statistics(rows) for rows in terms])  # (2, folds)
+    z = _weighted(t)
     weights = torch.arange(1, folds + 1, dtype=torch.float64)
-    z = (weights.sqrt() * t).sum(1) / weights.sum().sqrt()
     corr = sum(w * term_correlation(terms[:, k]) for k, w in enumerate(weights.tolist())) / weights.sum()
     z_max, p = max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(seed + 3))
     details = {"protocol": "combined", "folds": folds + 1, "n_test": terms[0].numel(),
@@ -136,10 +133,21 @@ def _combined_outcome(terms: Tensor, seed: int) -> TestOutcome:
     return TestOutcome(statistic=z_max, pvalue=p, details=details)
 
 
+def _fold_statistics(terms: Tensor) -> Tensor:
+    """t_k = √m · mean/std of each fold's terms, (folds, m) -> (folds,) (float64)."""
+    return torch.tensor([_statistic(float(r.mean()), float(r.std()), r.shape[0]) for r in terms.double()],
+                        dtype=torch.float64)
+
+
+def _weighted(t: Tensor) -> Tensor:
+    """z = Σ √(k−1)·t_k / √(Σ (k−1)) over the last axis (fold k = 2, 3, ...)."""
+    weights = torch.arange(1, t.shape[-1] + 1, dtype=torch.float64).sqrt()
+    return (weights * t).sum(-1) / weights.norm()
+
+
 def _sequential_outcome(terms: Tensor, protocol: str) -> TestOutcome:
-    t = torch.stack([torch.tensor(_statistic(float(r.mean()), float(r.std()), r.shape[0])) for r in terms.double()])
-    weights = torch.arange(1, terms.shape[0] + 1, dtype=torch.float64).sqrt()
-    z = float((weights * t).sum() / weights.norm())
+    t = _fold_statistics(terms)
+    z = float(_weighted(t))
     details = {"protocol": protocol, "folds": terms.shape[0] + 1, "n_test": terms.numel(),
                "fold_statistics": t.tolist()}
     return TestOutcome(statistic=z, pvalue=normal_sf(z), details=details)
