@@ -5,10 +5,11 @@ data and perturbation direction as ``rbm_problem``), but the Gibbs samples come 
 ``benchmarks/rbm_data.py``, so every method and σ reuses them instead of sampling again. ``--n N``
 tests the first N of each repetition's cached samples (independent Gibbs chains, so an N-sample;
 the sample-size sweep). Each finished (method, σ, n) is appended as a JSON line to OUT and skipped
-when the command is rerun.
+when the command is rerun; each finished batch of ``--batch`` tests is kept in OUT.batches, so an
+interrupted (method, σ, n) resumes from its last finished batch.
 
 Usage: python benchmarks/rbm_sweep.py OUT REPS METHOD[:PROTOCOL]... [--sigmas 0,0.01,...] [--dims 50:40]
-       [--n N] [--cache DIR]
+       [--n N] [--cache DIR] [--batch 50]
        e.g. ``rbm_sweep.py runs/sweep.jsonl 200 ksdagg ksdagg-inc lsd lsd:paper --cache bench-cache``
 """
 
@@ -31,9 +32,10 @@ KERNEL_OPTIONS = {"ksd": {"n_bootstrap": 1000}, "ksdagg": {"n_bootstrap": 500, "
 
 
 def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: int = 40, batch: int = 50,
-          n: int | None = None) -> dict:
+          n: int | None = None, batches: Path | None = None) -> dict:
     """Rejection rate at α = .05 (and .01, .10) of ``reps`` tests at σ on the first ``n`` samples
-    (default all), with CPU seconds per test."""
+    (default all), with CPU seconds per test. Batches already in ``batches`` (a JSON-lines file) are
+    reused, and each new one is appended to it."""
     name, _, protocol = method.partition(":")
     models, xs = load_problems(cache, dx, dh, reps, sigma)
     if n is not None:
@@ -41,17 +43,35 @@ def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: in
             raise ValueError(f"n = {n} but the cache holds {xs.shape[1]} samples per repetition")
         xs = xs[:, :n]
     options = {"protocol": protocol} if protocol else dict(KERNEL_OPTIONS.get(name, {}))
-    start, pvalues = time.process_time(), []
+    key = {"method": method, "dx": dx, "dh": dh, "sigma": sigma, "n": xs.shape[1]}
+    kept = _kept_batches(batches, key)
+    pvalues, cpu = [], 0.0
     for i in range(0, reps, batch):
         block = range(i, min(i + batch, reps))
-        res = sk.gof_tests([models[r] for r in block], [xs[r] for r in block], method=name,
-                           seeds=[derive_seed(0, dx, dh, r, sigma, "test") for r in block], **options)
-        pvalues += [r.pvalue for r in res]
+        if (block.start, block.stop) not in kept:
+            start = time.process_time()
+            res = sk.gof_tests([models[r] for r in block], [xs[r] for r in block], method=name,
+                               seeds=[derive_seed(0, dx, dh, r, sigma, "test") for r in block], **options)
+            kept[block.start, block.stop] = {**key, "first": block.start, "stop": block.stop,
+                                             "pvalues": [r.pvalue for r in res], "cpu": time.process_time() - start}
+            if batches is not None:
+                with batches.open("a") as f:
+                    f.write(json.dumps(kept[block.start, block.stop]) + "\n")
+        pvalues += kept[block.start, block.stop]["pvalues"]
+        cpu += kept[block.start, block.stop]["cpu"]
     rate = sum(p <= 0.05 for p in pvalues) / reps
     return {"method": method, "dx": dx, "dh": dh, "sigma": sigma, "n": xs.shape[1], "reps": reps, "reject_05": rate,
             "stderr": math.sqrt(rate * (1 - rate) / reps), "reject_01": sum(p <= 0.01 for p in pvalues) / reps,
             "reject_10": sum(p <= 0.10 for p in pvalues) / reps,
-            "cpu_seconds_per_test": (time.process_time() - start) / reps, "threads": torch.get_num_threads()}
+            "cpu_seconds_per_test": cpu / reps, "threads": torch.get_num_threads()}
+
+
+def _kept_batches(batches: Path | None, key: dict) -> dict:
+    """Finished batches of ``key``'s tests in the JSON-lines file ``batches``, by (first, stop) repetition."""
+    if batches is None or not batches.exists():
+        return {}
+    rows = (json.loads(line) for line in batches.read_text().splitlines())
+    return {(r["first"], r["stop"]): r for r in rows if all(r[k] == v for k, v in key.items())}
 
 
 def main() -> None:
@@ -64,6 +84,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None, help="test the first N cached samples (default: all)")
     ap.add_argument("--cache", default="bench-cache")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=50, help="tests per ensemble, and per kept batch")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -74,7 +95,8 @@ def main() -> None:
         for sigma in map(float, args.sigmas.split(",")):
             if (method, dx, sigma, args.n or 1000, args.reps) in done:
                 continue
-            row = rates(method, sigma, args.reps, args.cache, dx, dh, n=args.n)
+            row = rates(method, sigma, args.reps, args.cache, dx, dh, args.batch, args.n,
+                        out.with_name(out.name + ".batches"))
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
