@@ -19,7 +19,7 @@ def test_lsd_test_rejects_a_wrong_model():
     x = torch.randn(400, 2, generator=gen(1)) + torch.tensor([0.6, 0.0])
     res = sk.gof_test(MODEL, x, method="lsd", seed=0, hidden=32)
     assert res.reject and res.statistic > 2
-    assert res.details["protocol"] == "combined" and res.details["n_test"] == 300  # the default scores 3 folds
+    assert res.details["protocol"] == "combined" and res.details["n_test"] == 350  # the witness scores 7 of 8 folds
     feat = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="features", hidden=32)
     assert feat.details["protocol"] == "features" and feat.details["n_test"] == 350 and feat.reject  # 7 folds
     seq = sk.gof_test(MODEL, x, method="lsd", seed=0, protocol="sequential", hidden=32, n_iters=200)
@@ -107,7 +107,7 @@ def test_lsd_tests_return_the_shared_outcome():
     from steinkit.scores import as_score
 
     out = lsd_tests([(as_score(MODEL), torch.randn(320, 2, generator=gen(0)), 0)], **LSD_FAST)[0]
-    assert isinstance(out, TestOutcome) and out.details["n_test"] == 240  # folds 2-4 of 80
+    assert isinstance(out, TestOutcome) and out.details["n_test"] == 280  # eighths 2-8 of 40
 
 
 def test_kernel_options_come_from_the_test_functions():
@@ -190,7 +190,8 @@ def test_features_protocol_refuses_settings_it_does_not_use():
 
 
 def test_combined_protocol_takes_the_larger_statistic_with_a_level_correction():
-    """The two statistics are the sequential and the features protocols' on the same 4 folds."""
+    """The two statistics are the sequential protocol's (4 folds) and the one-layer features
+    protocol's (8 folds) on the same shuffle."""
     from steinkit.fit import fit_sequential_critics, sequential_feature_terms
     from steinkit.gof.lsd import _sequential_outcome
     from steinkit.scores import as_score
@@ -198,13 +199,43 @@ def test_combined_protocol_takes_the_larger_statistic_with_a_level_correction():
     x = torch.randn(240, 2, generator=gen(8)) + 0.3
     res = sk.gof_test(MODEL, x, method="lsd", seed=2, hidden=16, n_iters=60)
     d = res.details
-    assert d["protocol"] == "combined" and d["folds"] == 4 and d["n_test"] == 180
+    assert d["protocol"] == "combined" and d["folds"] == {"trained": 4, "features": 8} and d["n_test"] == 210
     problem = [(as_score(MODEL), x, 2)]
     cfg = sk.AGGREGATED_TEST.replace(hidden=16, n_iters=60)
     trained = _sequential_outcome(fit_sequential_critics(problem, cfg, 4)[0], "sequential")
-    closed = _sequential_outcome(sequential_feature_terms(problem, cfg, 4)[0], "features")
+    closed = _sequential_outcome(sequential_feature_terms(problem, cfg.replace(n_layers=1), 8)[0], "features")
     assert d["statistics"]["trained"] == pytest.approx(trained.statistic, rel=1e-6)
     assert d["statistics"]["features"] == pytest.approx(closed.statistic, rel=1e-5)
-    assert res.statistic == max(d["statistics"].values())
+    assert res.statistic == max(d["statistics"].values()) and -1 <= d["correlation"] <= 1
     # the maximum of two: never below the larger's own tail, at most twice it
     assert min(trained.pvalue, closed.pvalue) * 0.95 <= res.pvalue <= 2 * min(trained.pvalue, closed.pvalue) + 2e-4
+
+
+def test_combined_correlation_is_the_folds_correlation_when_folds_coincide():
+    """With equal folds the point-by-point estimate is the √k-weighted mean of the folds' sample
+    correlations (weights k), and one statistic against itself has correlation 1."""
+    from steinkit.gof.aggregate import term_correlation
+    from steinkit.gof.lsd import _contributions
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 50, generator=g, dtype=torch.float64)
+    b = 0.6 * a + torch.randn(3, 50, generator=g, dtype=torch.float64)
+    expected = sum((k + 1) * term_correlation(torch.stack([a[k], b[k]]))[0, 1] for k in range(3)) / 6
+    assert float(_contributions(a, 200) @ _contributions(b, 200)) == pytest.approx(float(expected), rel=1e-12)
+    assert float(_contributions(a, 210) @ _contributions(a, 210)) == pytest.approx(1.0)
+    # eighths inside quarters: a fold statistic of quarters against the same points cut in eighths
+    quarters = torch.randn(3, 50, generator=g, dtype=torch.float64)
+    eighths = torch.cat([torch.randn(25, dtype=torch.float64, generator=g), quarters.reshape(-1)]).reshape(7, 25)
+    assert 0.5 < float(_contributions(quarters, 200) @ _contributions(eighths, 200)) < 1
+
+
+def test_combined_protocol_holds_its_level():
+    """200 null data sets N(0, I_4), n = 160: the rejection rate at .1 within 3 binomial stderrs."""
+    from steinkit.gof import lsd_tests
+    from steinkit.scores import as_score
+
+    score = as_score(sk.models.Gaussian(torch.zeros(4), torch.eye(4)))
+    xs = torch.randn(200, 160, 4, generator=gen(6))
+    out = lsd_tests([(score, x, i) for i, x in enumerate(xs)], hidden=16, n_iters=30)
+    rate = sum(o.pvalue <= 0.1 for o in out) / len(out)
+    assert abs(rate - 0.1) < 3 * (0.09 / 200) ** 0.5

@@ -442,7 +442,6 @@ def fit_sequential_critics(
     *,
     progress: bool = False,
     device: torch.device | str | None = None,
-    with_features: bool = False,
 ) -> list[Tensor]:
     """Prequential fits: fold k+1 of each problem is scored by its critic trained on folds 1..k.
 
@@ -450,13 +449,10 @@ def fit_sequential_critics(
     remainder is left out). One critic per problem (one ensemble, initialised and driven as in
     :func:`fit_heldout_critics`) trains ``n_iters // (folds − 1)`` steps on folds 1..k, warm
     started from stage k − 1, without selection; its exact-trace Stein terms on fold k + 1 are
-    kept, so the terms of fold k + 1 depend on folds 1..k only. With ``with_features`` fold k + 1
-    is also scored by the closed-form last layer of folds 1..k over the critic's initial features
-    (as :func:`sequential_feature_terms`); the trained critic's terms do not change.
+    kept, so the terms of fold k + 1 depend on folds 1..k only.
 
     Returns:
-        One (folds − 1, fold size) tensor of Stein terms per problem; with ``with_features`` one
-        (2, folds − 1, fold size) tensor, the trained critic's terms first.
+        One (folds − 1, fold size) tensor of Stein terms per problem.
 
     Example:
         >>> from steinkit.scores import as_score
@@ -472,12 +468,9 @@ def fit_sequential_critics(
     stage = settings.replace(n_iters=max(1, settings.n_iters // (folds - 1)), selection="last")
     stage = stage.replace(val_every=stage.n_iters)
     critic, generators = _ensemble(problems, settings, device)
-    closed = _ClosedForm(copy.deepcopy(critic), x_all, s_all, n // folds) if with_features else None
     size, kept = n // folds, []
     for k in range(1, folds):
         x_past, s_past = x_all[:, : k * size], s_all[:, : k * size]
-        if closed is not None:
-            closed.score_fold(k)
         fit_critic(critic, x_past, s_past, x_past[:, :2], s_past[:, :2], stage, generator=generators,
                    progress=progress, desc=f"fold {k + 1} of {folds}")
         with torch.no_grad():
@@ -486,36 +479,7 @@ def fit_sequential_critics(
         if not bool(_finite_stats(terms.double())):
             raise numerical_failure(f"on fold {k + 1} of {folds}", settings, x_all, s_all)
         kept.append(terms)
-    trained = torch.stack(kept, 1)
-    if closed is None:
-        return list(trained.unbind(0))
-    return list(torch.stack([trained, torch.stack(closed.kept, 1)], 1).unbind(0))
-
-
-class _ClosedForm:
-    """Fold by fold, the terms of the closed-form last layer of the folds before it over fixed features."""
-
-    def __init__(self, critic: MLPCritic, x_all: Tensor, s_all: Tensor, size: int) -> None:
-        self.critic, self.x, self.s, self.size, self.kept = critic, x_all, s_all, size, []
-        self.weight, self.bias = witness_sums(critic, x_all[:, :size], s_all[:, :size])
-
-    def score_fold(self, k: int) -> Tensor:
-        """Score fold k + 1 (0-based fold k) with the witness of folds 1..k; keep and return its terms."""
-        m = self.size
-        if k > 1:  # add fold k's coefficients: each point's Jacobian is taken once
-            more = witness_sums(self.critic, self.x[:, (k - 1) * m:k * m], self.s[:, (k - 1) * m:k * m])
-            self.weight, self.bias = self.weight + more[0], self.bias + more[1]
-        witness = with_last_layer(self.critic, self.weight / (k * m), self.bias / (k * m))
-        with torch.no_grad():
-            terms, _ = stein_terms(witness, self.x[:, k * m:(k + 1) * m], self.s[:, k * m:(k + 1) * m], trace="exact")
-        if not bool(_finite_stats(terms.double())):
-            raise FloatingPointError(
-                f"the closed-form witness's Stein statistics are not finite on fold {k + 1}: the data or the model's "
-                f"scores are not finite or too large: the largest |x| is {float(self.x.abs().max()):.3g} and the "
-                f"largest |score| is {float(self.s.abs().max()):.3g}; check the model, or rescale (standardize) the "
-                "data")
-        self.kept.append(terms)
-        return terms
+    return list(torch.stack(kept, 1).unbind(0))
 
 
 def _check_folds(problems: Sequence[tuple[Score, Tensor, int]], folds: int) -> int:
@@ -564,13 +528,25 @@ def sequential_feature_terms(
         >>> sequential_feature_terms([(as_score(lambda z: -z), x, 0)], AGGREGATED_TEST, 4)[0].shape
         torch.Size([3, 30])
     """
-    n = _check_folds(problems, folds)
+    m = _check_folds(problems, folds) // folds
     device = as_device(device, problems[0][1])
     x_all, s_all = _shuffled(problems, device)
-    closed = _ClosedForm(_ensemble(problems, settings, device)[0], x_all, s_all, n // folds)
-    for k in range(1, folds):
-        closed.score_fold(k)
-    return list(torch.stack(closed.kept, 1).unbind(0))
+    features = _ensemble(problems, settings, device)[0]
+    weight, bias, kept = 0.0, 0.0, []
+    for k in range(1, folds):  # running sums: each point's Jacobian is taken once
+        more = witness_sums(features, x_all[:, (k - 1) * m:k * m], s_all[:, (k - 1) * m:k * m])
+        weight, bias = weight + more[0], bias + more[1]
+        witness = with_last_layer(features, weight / (k * m), bias / (k * m))
+        with torch.no_grad():
+            terms, _ = stein_terms(witness, x_all[:, k * m:(k + 1) * m], s_all[:, k * m:(k + 1) * m], trace="exact")
+        if not bool(_finite_stats(terms.double())):
+            raise FloatingPointError(
+                f"the closed-form witness's Stein statistics are not finite on fold {k + 1}: the data or the model's "
+                f"scores are not finite or too large: the largest |x| is {float(x_all.abs().max()):.3g} and the "
+                f"largest |score| is {float(s_all.abs().max()):.3g}; check the model, or rescale (standardize) the "
+                "data")
+        kept.append(terms)
+    return list(torch.stack(kept, 1).unbind(0))
 
 
 def fit_seconds(

@@ -1,15 +1,17 @@
 """The learned Stein discrepancy goodness-of-fit test under five protocols.
 
 ``protocol="combined"`` (the default; settings :data:`~steinkit.settings.AGGREGATED_TEST`):
-the ``"sequential"`` design below, each fold scored by two critics of the folds before it, the
-trained critic and the closed-form witness of ``"features"``; each gives z = Σ √(k−1)·t_k /
-√(Σ (k−1)), and the test rejects for the larger, with the p-value of that maximum under their
-correlation, estimated fold by fold from the two critics' terms
-(:func:`~steinkit.gof.aggregate.max_normal_pvalue`). Given the earlier folds both critics are
-fixed, so each fold's pair of statistics is asymptotically N(0, R_k) and the folds are
-asymptotically independent. The two critics fail on different problems: on the Figure-5 RBMs
-the closed-form witness is the stronger (training the hidden layers on at most a thousand points
-loses power there), on heavy tails the trained critic (docs/findings.md).
+two prequential statistics on the same shuffled data, the ``"sequential"`` one below (a trained
+critic, 4 folds) and the ``"features"`` one (the closed-form witness over one hidden layer of
+random features, 8 folds); the test rejects for the larger, with the p-value of that maximum under
+their correlation (:func:`~steinkit.gof.aggregate.max_normal_pvalue`). Each statistic is a sum
+over the scored points, z = Σ_i u_i (h_i − h̄_fold), whose weights u_i depend on earlier folds
+only; under H0 the pair is asymptotically normal with correlation Σ_i u_i v_i (h_i − h̄)(g_i − ḡ)
+(a martingale CLT: the folds' increments are uncorrelated given the past), which is estimated
+from the two critics' terms point by point (the eighths nest in the quarters). The two critics
+fail on different problems: on the Figure-5 RBMs the closed-form witness is the stronger
+(training the hidden layers on at most a thousand points loses power there), on heavy tails the
+trained critic (docs/findings.md).
 
 ``protocol="aggregated"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`):
 the critic is trained on the first part of a random split (45%, with 5% to validate for its
@@ -32,12 +34,13 @@ and z = Σ √(k−1)·t_k / √(Σ (k−1)) is N(0, 1) under H0; p = 1 − Φ(z
 enter the statistic, and later folds, scored by better critics, weigh more.
 
 ``protocol="features"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`'s width and
-depth; no gradient step): the sequential design with 8 folds, fold k scored by the
-critic whose last layer is fitted in closed form on the folds before it over the features of
-the critic at its random initialisation (:mod:`steinkit.last_layer`: the weight-penalised
-optimum, the finite-dimensional analogue of Eq. 9), combined as above with weights √(k−1). It
-is valid for the same reason: the witness depends on the earlier folds only. On the Figure-5
-RBMs it is the most powerful protocol and the cheapest; against heavy tails it is the weakest.
+:data:`WITNESS_LAYERS` hidden layer; no gradient step): the sequential design with 8 folds, fold k
+scored by the critic whose last layer is fitted in closed form on the folds before it over the
+features of a network at its random initialisation (:mod:`steinkit.last_layer`: the
+weight-penalised optimum, the finite-dimensional analogue of Eq. 9), combined as above with
+weights √(k−1). It is valid for the same reason: the witness depends on the earlier folds only.
+On the Figure-5 RBMs it is the most powerful protocol and the cheapest; against heavy tails it is
+the weakest.
 
 ``protocol="paper"`` (settings :data:`~steinkit.settings.TEST`): Algorithm 2 as published;
 train 80%, select on 10% by power, and t = √n_test · mean/std on the last 10%, p = 1 − Φ(t).
@@ -77,10 +80,11 @@ from ..scores import Score
 from ..settings import AGGREGATED_TEST, TEST, CriticSettings, settings_from
 from ..validation import one_of
 from ..witness import FittedCritic
-from .aggregate import max_normal_pvalue, max_t_pvalue, term_correlation
+from .aggregate import max_normal_pvalue, max_t_pvalue
 from .outcome import TestOutcome, normal_sf
 
-__all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "FEATURE_FOLDS", "lsd_tests", "normal_sf"]
+__all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "FEATURE_FOLDS", "WITNESS_LAYERS", "lsd_tests",
+           "normal_sf"]
 
 PROTOCOLS = ("combined", "sequential", "features", "aggregated", "paper")
 DEFAULT_PROTOCOL = "combined"
@@ -88,6 +92,9 @@ SEQUENTIAL_FOLDS = 4
 """Folds of the sequential protocol: three stages of n_iters/3 critic steps each."""
 FEATURE_FOLDS = 8
 """Folds of the features protocol (no training, so more folds cost little)."""
+WITNESS_LAYERS = 1
+"""Hidden layers of the closed-form witness's random features (one measured stronger than two on
+the Figure-5 RBMs: docs/findings.md); the features protocol's ``n_layers`` overrides it."""
 FEATURE_SETTINGS = ("hidden", "n_layers")
 """The critic settings the features protocol uses (the features' width and depth)."""
 
@@ -118,19 +125,35 @@ def _aggregated_outcome(fit: HeldOutFit, seed: int, score: Score, lam: float) ->
     return TestOutcome(statistic=t_max, pvalue=p, details=details, critic=critic)
 
 
-def _combined_outcome(terms: Tensor, seed: int) -> TestOutcome:
+def _combined_outcome(trained: Tensor, witness: Tensor, n: int, seed: int) -> TestOutcome:
     """The larger of the trained critic's and the closed-form witness's weighted fold statistics,
-    with the p-value of that maximum under their estimated correlation (fold k's terms give R_k)."""
-    folds = terms.shape[1]
-    t = torch.stack([_fold_statistics(rows) for rows in terms])  # (2, folds)
-    z = _weighted(t)
-    weights = torch.arange(1, folds + 1, dtype=torch.float64)
-    corr = sum(w * term_correlation(terms[:, k]) for k, w in enumerate(weights.tolist())) / weights.sum()
+    with the p-value of that maximum under their correlation, estimated point by point on the n
+    shuffled points."""
+    z = torch.stack([_weighted(_fold_statistics(trained)), _weighted(_fold_statistics(witness))])
+    r = float(_contributions(trained, n) @ _contributions(witness, n))
+    corr = torch.tensor([[1.0, r], [r, 1.0]], dtype=torch.float64)
     z_max, p = max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(seed + 3))
-    details = {"protocol": "combined", "folds": folds + 1, "n_test": terms[0].numel(),
-               "statistics": {"trained": float(z[0]), "features": float(z[1])},
-               "fold_statistics": {"trained": t[0].tolist(), "features": t[1].tolist()}}
+    scored = max(trained.numel() + trained.shape[1], witness.numel() + witness.shape[1]) - witness.shape[1]
+    details = {"protocol": "combined", "folds": {"trained": trained.shape[0] + 1, "features": witness.shape[0] + 1},
+               "n_test": scored, "correlation": r, "statistics": {"trained": float(z[0]), "features": float(z[1])},
+               "fold_statistics": {"trained": _fold_statistics(trained).tolist(),
+                                   "features": _fold_statistics(witness).tolist()}}
     return TestOutcome(statistic=z_max, pvalue=p, details=details)
+
+
+def _contributions(terms: Tensor, n: int) -> Tensor:
+    """Unit vector of each point's share of z = Σ_k w_k t_k, w_k ∝ √k (fold k + 1's centred term
+    over √m · its std), laid out on n points: zero on the first fold and the remainder. The inner
+    product of two such vectors estimates the two statistics' correlation under H0."""
+    h = terms.detach().to("cpu", torch.float64)
+    folds, m = h.shape
+    w = torch.arange(1, folds + 1, dtype=torch.float64).sqrt()
+    std = h.std(1, keepdim=True)
+    share = torch.where(std > 0, w[:, None] * (h - h.mean(1, keepdim=True)) / std.clamp(min=1e-300), 0.0)
+    out = torch.zeros(n, dtype=torch.float64)
+    out[m:(folds + 1) * m] = share.reshape(-1)
+    norm = out.norm()
+    return out / norm if norm > 0 else out
 
 
 def _fold_statistics(terms: Tensor) -> Tensor:
@@ -168,11 +191,13 @@ def lsd_tests(
         problems: triples of a checked score function, data (n, d) and a seed; data sets
             must share their shape.
         settings: a :class:`~steinkit.settings.CriticSettings`; default
-            :data:`~steinkit.settings.AGGREGATED_TEST` for ``"sequential"`` and ``"aggregated"``
-            (2×64 Swish, 300 steps; "aggregated": a stopping point every 50, split .45/.05/.5) and
+            :data:`~steinkit.settings.AGGREGATED_TEST` for ``"combined"``, ``"sequential"`` and
+            ``"aggregated"`` (2×64 Swish, 300 steps; "aggregated": a stopping point every 50, split
+            .45/.05/.5; the combined protocol's witness takes its width, with :data:`WITNESS_LAYERS`
+            layer), the same with :data:`WITNESS_LAYERS` layer for ``"features"``, and
             :data:`~steinkit.settings.TEST` for ``"paper"`` (2×300, 1000 steps, split .8/.1/.1).
-        protocol: ``"combined"`` (default: each of 4 folds scored by both critics below, the
-            larger statistic with a level correction), ``"features"`` (each of 8 folds scored by
+        protocol: ``"combined"`` (default: the sequential and the features statistics below on
+            the same data, the larger with a level correction), ``"features"`` (each of 8 folds scored by
             the closed-form last layer of the folds before it on random network features),
             ``"sequential"`` (each of 4 folds scored by the critic trained on the folds before
             it), ``"aggregated"`` (train on half, test the other half at every stopping point,
@@ -195,14 +220,16 @@ def lsd_tests(
         raise TypeError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to protocol='features', "
                         f"which trains no critic (it uses {' and '.join(FEATURE_SETTINGS)}); "
                         "protocol='sequential' trains one")
-    default = TEST if protocol == "paper" else AGGREGATED_TEST
+    default = {"paper": TEST, "features": AGGREGATED_TEST.replace(n_layers=WITNESS_LAYERS)}.get(protocol, AGGREGATED_TEST)
     cfg = settings_from(settings, default, overrides, extra=", or protocol, progress, return_critic")
     if protocol == "combined":
         if return_critic:
             raise ValueError("return_critic needs protocol='aggregated' or 'paper' (the combined protocol's critics "
                              "change from fold to fold)")
-        fold_terms = fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress, with_features=True)
-        return [_combined_outcome(terms, seed) for terms, (_, _, seed) in zip(fold_terms, problems)]
+        trained = fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)
+        witness = sequential_feature_terms(problems, cfg.replace(n_layers=WITNESS_LAYERS), FEATURE_FOLDS)
+        n = problems[0][1].shape[0]
+        return [_combined_outcome(t, w, n, seed) for t, w, (_, _, seed) in zip(trained, witness, problems)]
     if protocol in ("sequential", "features"):
         if return_critic:
             raise ValueError(f"return_critic needs protocol='aggregated' or 'paper' (the {protocol} protocol's "
