@@ -50,8 +50,8 @@ def main() -> None:
                 if snapshot_path(folder, k).exists()]
     for r in sweep(functools.partial(images.quality_trial, progress=False), configs, out, opts, artifacts=True):
         for name, q in r["rows"].items():
-            keys = ("confidence", "entropy", "covered", "frechet", "nn_median", "histogram")
-            print(json.dumps({"row": name, **{k: q[k] for k in keys}}), flush=True)
+            keys = ("confidence", "entropy", "covered", "frechet", "nn_median", "saturated", "log_q_gap", "histogram")
+            print(json.dumps({"row": name, **{k: q[k] for k in keys if k in q}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,10 @@ def test_end_to_end_quality_figures(tiny_run):
     for q in rows.values():
         assert q["n"] == 100 and sum(q["histogram"]) == 100 and 0 <= q["covered"] <= 10
         assert 0 <= q["entropy"] <= math.log(10) + 1e-12 and q["frechet"] >= 0 and q["nn_median"] > 0
+        assert 0 <= q["saturated"] <= 1
+    models = [k for k in rows if k.startswith(("EBM", "RBM"))]
+    assert all(math.isfinite(rows[k]["log_q_gap"]) for k in models) and "log_q_gap" not in rows["real held-out"]
+    assert all(math.isfinite(q["log_q_gap"]) for q in quality["curve"].values())
     assert list(quality["differences"]) == ["σ=0.1 − σ=0.01 at 30 steps", "σ=0.1 − σ=0.01 at 31 steps",
                                             "31 − 30 steps at σ=0.01", "31 − 30 steps at σ=0.1"]
     assert quality["fraction_finite"] == {"0.01": 1.0, "0.1": 1.0}
@@ -100,6 +104,7 @@ def test_end_to_end_quality_figures(tiny_run):
     assert (clf_dir / "classifier.pt").exists()
     md = (out / "results.md").read_text()
     assert "## Sample quality" in md and "## Sampler study (C.2)" in md and "| real held-out | 100 |" in md
+    assert "## Where the model's mass is" in md
     verdict = report["verdict"]
     assert "beats the Gaussian base on" in verdict and "sampler study: σ (0.01 vs 0.1 at 31 steps)" in verdict
 

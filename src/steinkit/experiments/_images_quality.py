@@ -13,6 +13,11 @@ no downloaded network). The rows:
   from the same point, so a difference's standard error is that of paired rows);
 * **RBM**: the Gibbs chains' last visible states and their noise-free means ``E[x | h]``.
 
+Every row also gives the share of saturated pixels (above .99), and every EBM row the model's mean
+log-density at its samples minus that at the real held-out images (:func:`mass_figures`): a large
+positive gap says the model's mass lies away from the data, where a Stein discrepancy computed on
+the data cannot see it.
+
 Example:
     >>> rows = {name: {"confidence": c, "entropy": h, "frechet": f, "covered": 10, "histogram": [100] * 10}
     ...         for name, c, h, f in (("Gaussian base", 0.5, 1.0, 90.0), ("EBM", 0.8, 2.0, 30.0))}
@@ -33,8 +38,11 @@ from .report import markdown_table
 from .sample_quality import Measured, QualityMeter, load_classifier, unit_pixels
 
 __all__ = ["check_quality_size", "make_meter", "gaussian_rows", "sampler_study", "row_name", "study_order",
-           "quality_table",
-           "differences_table", "base_verdict", "study_verdict"]
+           "quality_table", "differences_table", "base_verdict", "study_verdict", "SATURATED", "saturated_share",
+           "mass_figures", "mass_table"]
+
+SATURATED = 0.99
+"""Pixels above this intensity (in [0, 1]) count as saturated."""
 
 
 def make_meter(classifier_path: Path, train_pixels: Tensor, test_pixels: Tensor, n: int, *,
@@ -45,6 +53,41 @@ def make_meter(classifier_path: Path, train_pixels: Tensor, test_pixels: Tensor,
     meter = QualityMeter(load_classifier(classifier_path), unit_pixels(test_pixels[n:]), unit_pixels(train_pixels),
                          seed=seed)
     return meter, unit_pixels(test_pixels[:n])
+
+
+def saturated_share(images01: Tensor) -> float:
+    """Share of the pixels above :data:`SATURATED` (images in [0, 1]).
+
+    Example:
+        >>> saturated_share(torch.tensor([[0.0, 0.995], [1.0, 0.5]]))
+        0.5
+    """
+    return float((images01 > SATURATED).double().mean())
+
+
+def mass_figures(log_prob: Callable[[Tensor], Tensor], x: Tensor, reference_log_q: float,
+                 decode: Callable[[Tensor], Tensor]) -> dict[str, float]:
+    """The saturated share of the samples ``x`` (model space) and the model's mean log-density there
+    minus ``reference_log_q`` (its mean at the real held-out images).
+
+    Example:
+        >>> x = torch.zeros(4, 2)
+        >>> mass_figures(lambda z: -z.square().sum(1), x, -1.0, torch.sigmoid)
+        {'saturated': 0.0, 'log_q_gap': 1.0}
+    """
+    with torch.no_grad():
+        log_q = log_prob(x).double()
+    finite = log_q[torch.isfinite(log_q)]
+    gap = float(finite.mean()) - reference_log_q if finite.numel() else float("nan")
+    return {"saturated": saturated_share(decode(x)), "log_q_gap": gap}
+
+
+def mass_table(rows: dict[str, dict[str, Any]]) -> str:
+    """One line per row: the share of saturated pixels and, for model rows, the log-density gap."""
+    body = [[name, f"{q['saturated']:.3f}", f"{q['log_q_gap']:.4g}" if "log_q_gap" in q else ""]
+            for name, q in rows.items() if "saturated" in q]
+    return markdown_table(["samples", f"pixels above {SATURATED}",
+                           "mean log q(samples) − mean log q(real held-out)"], body)
 
 
 def check_quality_size(n: int, n_test_images: int) -> None:
@@ -96,10 +139,13 @@ def study_order(sigmas: tuple[float, float], marks: list[int]) -> tuple[list[str
 
 def sampler_study(score: Callable[[Tensor], Tensor], x0: Tensor, decode: Callable[[Tensor], Tensor],
                   meter: QualityMeter, *, step_size: float, sigmas: tuple[float, float], marks: list[int],
-                  generator: torch.Generator, progress: bool = False) -> dict[str, Any]:
+                  generator: torch.Generator, progress: bool = False,
+                  figures: Callable[[Tensor], dict[str, float]] | None = None) -> dict[str, Any]:
     """Run tempered SGLD from ``x0`` with each noise scale, measure every snapshot, and compare the
-    two scales at each step count and consecutive step counts at each scale (``later - earlier``)."""
+    two scales at each step count and consecutive step counts at each scale (``later - earlier``);
+    ``figures`` (of a snapshot in model space) adds its entries to each row."""
     prepared: dict[tuple[float, int], Measured] = {}
+    extra: dict[tuple[float, int], dict[str, float]] = {}
     finite = {}
     for sigma in sigmas:
         run = sgld(score, x0, step_size=step_size, n_steps=max(marks), noise_std=sigma, generator=generator,
@@ -107,7 +153,8 @@ def sampler_study(score: Callable[[Tensor], Tensor], x0: Tensor, decode: Callabl
         finite[f"{sigma:g}"] = float(torch.isfinite(run.samples).all(1).float().mean())
         for t in marks:
             prepared[sigma, t] = meter.prepare(decode(run.snapshots[t]))
-    rows = {row_name(s, t): meter.measure(b).to_dict() for (s, t), b in prepared.items()}
+            extra[sigma, t] = {} if figures is None else figures(run.snapshots[t])
+    rows = {row_name(s, t): {**meter.measure(b).to_dict(), **extra[s, t]} for (s, t), b in prepared.items()}
     low, high = sigmas
     differences = {_sigma_key(sigmas, t): meter.compare(prepared[high, t], prepared[low, t]) for t in marks}
     for sigma in sigmas:

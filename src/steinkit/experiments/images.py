@@ -60,9 +60,12 @@ from ._images_quality import (
     differences_table,
     gaussian_rows,
     make_meter,
+    mass_figures,
+    mass_table,
     quality_table,
     row_name,
     sampler_study,
+    saturated_share,
     study_order,
     study_verdict,
 )
@@ -174,11 +177,13 @@ def _classifier_config(s: Settings, device: str = "cpu") -> dict[str, Any]:
 
 
 def _quality_config(s: Settings, source: str, device: str = "cpu") -> dict[str, Any]:
-    """A quality trial's key: the classifier's (and for a stage, the stage's) and the quality settings."""
+    """A quality trial's key: the classifier's (and for a stage, the stage's) and the quality settings;
+    ``"mass"`` marks the trials that also measure :func:`mass_figures` (stored ones from before are
+    measured again)."""
     base = _stage_config(s, source, device) if source in ("ebm", "rbm") else _classifier_config(s, device)
     extra = {"alpha": s.alpha} if source == "gaussian" else {}
     return {**base, **extra, "stage": "quality", "source": source, "n_quality": s.n_quality,
-            "classifier_epochs": s.classifier_epochs}
+            "classifier_epochs": s.classifier_epochs, "mass": True}
 
 
 def _split(s: Settings, split: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -373,12 +378,12 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
     n, d = s.n_quality, pixels.shape[1]
     out: dict[str, Any] = {"source": source}
     if source == "real":
-        out["rows"] = {"real held-out": meter.measure(real).to_dict()}
+        out["rows"] = {"real held-out": {**meter.measure(real).to_dict(), "saturated": saturated_share(real)}}
     elif source == "gaussian":
         space = make_space("logit", pixels, alpha=s.alpha)
         fitted = space.encode(pixels, generator=torch.Generator().manual_seed(s.seed + 7))  # as the EBM's base
-        x = gaussian_rows(fitted, n, generator=torch.Generator().manual_seed(s.seed + 49))
-        out["rows"] = {"Gaussian base": meter.measure(space.decode(x)).to_dict()}
+        x = space.decode(gaussian_rows(fitted, n, generator=torch.Generator().manual_seed(s.seed + 49)))
+        out["rows"] = {"Gaussian base": {**meter.measure(x).to_dict(), "saturated": saturated_share(x)}}
     else:
         space = make_space("logit" if source == "ebm" else s.rbm_space, pixels, alpha=s.alpha)
         model, _, score_of, _ = (_ebm if source == "ebm" else _rbm)(s, pixels, space)
@@ -391,20 +396,25 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
         model.to(device)
         x0 = space.uniform(n, d, generator=torch.Generator().manual_seed(s.seed + 41)).to(device)
         gdev = torch.Generator(device=device).manual_seed(s.seed + 43)
+        held_out = space.encode(test_px[:n], generator=torch.Generator().manual_seed(s.seed + 47)).to(device)
+        with torch.no_grad():
+            reference = float(model.log_prob(held_out).double().mean())
+        figures = functools.partial(mass_figures, model.log_prob, reference_log_q=reference, decode=space.decode)
         if step is not None:  # a point of the quality curve: the main setting only
             run = sgld(score_of(), x0, step_size=s.sgld_step_size, n_steps=s.sgld_steps, noise_std=s.sgld_noise,
                        generator=gdev, progress=progress)
             epochs = step * s.batch_size / len(pixels)
-            out["rows"] = {curve_name(epochs): {**meter.measure(space.decode(run.samples)).to_dict(), "epochs": epochs}}
+            out["rows"] = {curve_name(epochs): {**meter.measure(space.decode(run.samples)).to_dict(),
+                                                **figures(run.samples), "epochs": epochs}}
         elif source == "ebm":
             out.update(sampler_study(score_of(), x0, space.decode, meter, step_size=s.sgld_step_size,
                                      sigmas=(s.sgld_noise, s.sgld_noise_alt), marks=_marks(s), generator=gdev,
-                                     progress=progress))
+                                     progress=progress, figures=figures))
         else:
             x = model.sample(n, burn_in=s.gibbs_steps, generator=gdev, x0=x0)
             means = model.visible_mean(x, generator=gdev)
-            out["rows"] = {"RBM Gibbs samples": meter.measure(space.decode(x)).to_dict(),
-                           "RBM sample means": meter.measure(space.decode(means)).to_dict()}
+            out["rows"] = {"RBM Gibbs samples": {**meter.measure(space.decode(x)).to_dict(), **figures(x)},
+                           "RBM sample means": {**meter.measure(space.decode(means)).to_dict(), **figures(means)}}
     return {**out, "seconds": time.perf_counter() - t0}
 
 
@@ -443,6 +453,10 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
                        f"{settings.sgld_noise:g}, {settings.sgld_steps} steps, the same starts)",
                        quality_table({**quality["curve"], **{k: quality["rows"][k] for k in
                                                              ("Gaussian base", "real held-out")}})))
+    mass = {**quality.get("curve", {}), **quality["rows"]}
+    if any("log_q_gap" in q for q in mass.values()):
+        tables.append(("Where the model's mass is: saturated pixels, and the model's log-density at its samples "
+                       "against the real held-out images", mass_table(mass)))
     main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
                                            else ("rbm_samples.png", "rbm_sample_means.png"))]
     return write_report(
