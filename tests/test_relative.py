@@ -49,6 +49,18 @@ def test_optimal_method_needs_a_differentiable_score():
         sk.relative_test(gaussian(0, 2), lambda z: -z.detach(), x, method="optimal")
 
 
+def test_auto_runs_the_exact_method_unless_a_critic_is_asked_for():
+    x = torch.randn(200, 2, generator=gen(0))
+    a, b = gaussian(0, 2), gaussian(0.5, 2)
+    auto = sk.relative_test(a, b, x, lam=0.25)
+    assert auto == sk.relative_test(a, b, x, lam=0.25, method="optimal") and auto.method == "optimal"
+    assert sk.relative_test(a, lambda z: -z.detach(), x, lam=0.25).method == "lsd"  # no autograd graph
+    assert sk.relative_test(a, b, x, **FAST).method == "lsd"  # critic settings ask for the critic
+    assert sk.relative_test(a, b, x, settings=sk.RELATIVE.replace(**FAST)).method == "lsd"
+    res = sk.relative_test(a, b, x, return_critic=True, **FAST)
+    assert res.method == "lsd" and res.critic_a is not None
+
+
 def test_learned_test_finds_the_better_model_and_returns_both_critics():
     x = torch.randn(600, 3, generator=gen(2))
     res = sk.relative_test(gaussian(0.0), gaussian(0.6), x, return_critic=True, **FAST)
