@@ -208,6 +208,7 @@ def test_compare_command_prints_the_ranking_and_pairwise_table(files, capsys):
     assert [r["name"] for r in out["ranking"]] == [f"{files}/mymodel.py:model", f"{files}/mymodel.py:Shifted"]
     (pair,) = out["pairwise"]
     assert pair["better"] == out["ranking"][0]["name"] and pair["adjusted"] < 0.05 and out["correction"] == "holm"
+    assert out["method"] == "optimal"  # both scores differentiable: the pairs by the exact method
     assert "fits 2 2x16 critics for 60 steps" in captured.err
     assert main(argv + ["--witness", str(files / "pics" / "where.png")]) == 0
     assert "holm-adjusted p" in capsys.readouterr().out and (files / "pics" / "where.png").stat().st_size > 0

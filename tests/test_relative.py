@@ -134,9 +134,21 @@ def test_compare_pairwise_table():
     assert all(p.adjusted >= p.pvalue for p in table.pairwise)
     far = [p for p in table.pairwise if p.worse == "far"]
     assert all(p.adjusted < 0.01 and p.difference < 0 for p in far)
-    assert "holm-adjusted" in str(table)
+    assert "holm-adjusted" in str(table) and table.method == "optimal"
     plain = sk.compare(models, x, **FAST)
     assert [r.value for r in plain] == [r.value for r in table]
+    # differentiable scores: each pair is the exact relative test (two-sided)
+    exact = {(p.better, p.worse): p for p in table.pairwise}[("right", "far")]
+    one = sk.relative_test(models["right"], models["far"], x, method="optimal")
+    assert exact.difference == pytest.approx(one.difference) and exact.stderr == pytest.approx(one.stderr)
+
+
+def test_compare_pairwise_falls_back_to_the_critics_without_autograd():
+    x = torch.randn(300, 2, generator=gen(6))
+    models = {"right": lambda z: -z.detach(), "far": lambda z: -(z.detach() - 1.0)}
+    table = sk.compare(models, x, pairwise=True, **FAST)
+    (pair,) = table.pairwise
+    assert table.method == "lsd" and (pair.better, pair.worse) == ("right", "far") and pair.adjusted < 0.01
 
 
 def test_compare_pairwise_of_one_model_twice_is_neutral():

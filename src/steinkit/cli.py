@@ -175,7 +175,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 "best_iteration": r.estimate.best_iteration} for r in table]
     pairwise = [dataclasses.asdict(p) for p in table.pairwise]
     print(json_text({"models": args.model, "data": args.data, "n": int(x.shape[0]), "d": int(x.shape[1]),
-                     "seed": args.seed, "method": "lsd", "lam": args.lam, "ranking": ranking, "pairwise": pairwise,
+                     "seed": args.seed, "method": table.method, "lam": args.lam, "ranking": ranking, "pairwise": pairwise,
                      "correction": table.correction, "witness": args.witness}))
     return 0
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .fit import fit_heldout_critics
 from .gof.outcome import normal_sf
-from .relative import holm, paired_test, penalised_terms
+from .relative import exact_terms, holm, paired_test, penalised_terms
 from .scores import as_scores
 from .settings import ESTIMATE, CriticSettings, settings_from
 from .splits import split_data
@@ -79,11 +79,13 @@ class PairwiseRow:
 
     Attributes:
         better, worse: the models' names.
-        difference: mean over the shared test points of the penalised terms' difference
-            h_better − h_worse, h = 2(T − λ‖f‖²) (:mod:`steinkit.relative`; negative when the
-            ranking's order holds for them too).
+        difference: the estimate of LSD(better) − LSD(worse), negative when the pair agrees with
+            the ranking; by :class:`Comparison`'s ``method``: ``"optimal"``, the exact difference
+            of the optimal critics' LSDs over every point, ``"lsd"``, the mean over the shared
+            test points of the penalised terms' difference, h = 2(T − λ‖f‖²)
+            (:mod:`steinkit.relative`).
         stderr: its paired standard error.
-        pvalue: two-sided p-value of H0: equal mean penalised terms.
+        pvalue: two-sided p-value of H0: no difference.
         adjusted: ``pvalue`` adjusted for all the pairs by Holm's method.
     """
 
@@ -103,11 +105,15 @@ class Comparison:
     Attributes:
         rows: the ranking, best (smallest LSD) first.
         pairwise: one :class:`PairwiseRow` per pair of models, in ranking order.
+        method: how the pairs were tested, as :func:`steinkit.relative_test`: ``"optimal"`` when
+            every model's score is differentiable by autograd, else ``"lsd"`` (the ranking's
+            critics).
         correction: the multiple-comparison adjustment of ``PairwiseRow.adjusted`` ("holm").
     """
 
     rows: tuple[ComparisonRow, ...]
     pairwise: tuple[PairwiseRow, ...]
+    method: str = "lsd"
     correction: str = "holm"
 
     def __iter__(self) -> Iterator[ComparisonRow]:
@@ -122,12 +128,12 @@ class Comparison:
     def __str__(self) -> str:
         lines = [f"{k + 1}. {r.name}: LSD = {r.value:.4g} ± {r.stderr:.2g}" for k, r in enumerate(self.rows)]
         lines += [f"{p.better} vs {p.worse}: difference {p.difference:.4g} ± {p.stderr:.2g}, p = {p.pvalue:.3g}, "
-                  f"{self.correction}-adjusted p = {p.adjusted:.3g}" for p in self.pairwise]
+                  f"{self.correction}-adjusted p = {p.adjusted:.3g} ({self.method})" for p in self.pairwise]
         return "\n".join(lines)
 
 
 def _pairwise(rows: Sequence[ComparisonRow], bounds: Mapping[str, Tensor]) -> tuple[PairwiseRow, ...]:
-    """Paired two-sided tests of every pair of ranked rows on their shared test points, Holm-adjusted."""
+    """Paired two-sided tests of every pair of ranked rows on their per-point terms, Holm-adjusted."""
     pairs = [(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]]
     tests = [paired_test(bounds[a.name] - bounds[b.name]) for a, b in pairs]
     pvalues = [min(1.0, 2 * normal_sf(abs(t))) for _, _, t in tests]
@@ -244,10 +250,12 @@ def compare(
     are those of :func:`stein_discrepancy`, with ``models`` a mapping of name -> model, and:
 
     Arguments:
-        pairwise: also test every pair on the shared test points (a paired test of their
-            penalised terms, as :func:`steinkit.relative_test` with ``method="lsd"``, two-sided,
-            Holm-adjusted over the pairs) and return a :class:`Comparison`, which iterates
-            over the ranking's rows and holds the table in ``pairwise``.
+        pairwise: also test every pair, two-sided, Holm-adjusted over the pairs, as
+            :func:`steinkit.relative_test` does by default: the exact difference of the optimal
+            critics' LSDs over every point when all scores are differentiable by autograd, else
+            the paired penalised terms of the ranking's critics on their shared test points; and
+            return a :class:`Comparison`, which iterates over the ranking's rows and holds the
+            table in ``pairwise``.
         return_critic: keep each model's critic on its row's ``estimate``.
 
     Example:
@@ -277,4 +285,6 @@ def compare(
     rows = sorted((ComparisonRow(n, e.value, e.stderr, e) for n, e in zip(names, estimates)), key=lambda r: r.value)
     if not pairwise:
         return rows
-    return Comparison(tuple(rows), _pairwise(rows, dict(zip(names, bounds))))
+    exact = exact_terms([models[n] for n in names], x, cfg.lam, device)
+    terms = bounds if exact is None else exact
+    return Comparison(tuple(rows), _pairwise(rows, dict(zip(names, terms))), "lsd" if exact is None else "optimal")

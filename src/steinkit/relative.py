@@ -71,7 +71,8 @@ from .stein import exact_trace
 from .validation import as_data, as_device, one_of, probability, seed_from, wrong_type
 from .witness import FittedCritic
 
-__all__ = ["METHODS", "RelativeResult", "relative_test", "relative_tests", "paired_test", "penalised_terms", "holm"]
+__all__ = ["METHODS", "RelativeResult", "relative_test", "relative_tests", "paired_test", "penalised_terms", "holm",
+           "exact_terms"]
 
 METHODS = ("auto", "lsd", "optimal")
 
@@ -197,6 +198,25 @@ def _differentiable(score: Score, x: Tensor) -> bool:
     """Whether ``score`` returns values with an autograd graph on a few rows of ``x``."""
     with torch.enable_grad():
         return bool(score(x[:2].detach().requires_grad_(True)).requires_grad)
+
+
+def exact_terms(models: Sequence[Any], x: Any, lam: float, device: Any = None) -> list[Tensor] | None:
+    """Each model's per-point terms (‖s‖² + 2 tr ∇s)/(2λ) on every row of ``x`` when every score is
+    differentiable by autograd (pairwise differences estimate LSD*(a) − LSD*(b)), else None.
+
+    Example:
+        >>> import torch, steinkit as sk
+        >>> x = torch.zeros(4, 2)
+        >>> exact_terms([sk.models.Gaussian(torch.zeros(2), torch.eye(2))], x, 0.5)[0].tolist()  # 0 + 2·(−2)
+        [-4.0, -4.0, -4.0, -4.0]
+        >>> exact_terms([lambda z: -z.detach()], x, 0.5) is None
+        True
+    """
+    data = as_data(x, "x", min_rows=2).to(as_device(device, x))
+    scores = as_scores(list(models), data.device)
+    if not all(_differentiable(sc, data) for sc in scores):
+        return None
+    return _optimal_terms(scores, data, lam)
 
 
 def _learned_terms(scores: Sequence[Score], x: Tensor, cfg: CriticSettings, seed: int, progress: bool,
