@@ -133,6 +133,7 @@ def _combined_outcome(trained: Tensor, witness: Tensor, n: int, seed: int) -> Te
     r = float(_contributions(trained, n) @ _contributions(witness, n))
     corr = torch.tensor([[1.0, r], [r, 1.0]], dtype=torch.float64)
     z_max, p = max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(seed + 3))
+    # the points in either statistic: from the witness's second fold to the later of the two ends
     scored = max(trained.numel() + trained.shape[1], witness.numel() + witness.shape[1]) - witness.shape[1]
     details = {"protocol": "combined", "folds": {"trained": trained.shape[0] + 1, "features": witness.shape[0] + 1},
                "n_test": scored, "correlation": r, "statistics": {"trained": float(z[0]), "features": float(z[1])},
