@@ -194,8 +194,11 @@ def gof_test(
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
-        protocol: LSD only: ``"sequential"`` (default: 4 folds, each scored by a 2×64 critic
-            trained on the folds before it, 300 steps in all; :mod:`steinkit.gof.lsd`),
+        protocol: LSD only (:mod:`steinkit.gof.lsd`): ``"combined"`` (default: the larger,
+            level-corrected, of the ``"sequential"`` and ``"features"`` statistics),
+            ``"sequential"`` (4 folds, each scored by a 2×64 critic trained on the folds before
+            it, 300 steps in all), ``"features"`` (8 folds, each scored by the closed-form last
+            layer of the folds before it over one layer of random features; no training),
             ``"aggregated"`` (trained on half the data, tested on the other half at six
             stopping points with a level-corrected maximum) or ``"paper"`` (Algorithm 2: train
             80%, select on 10%, test on 10%).
