@@ -24,10 +24,10 @@ def test_registered_with_generated_options():
     assert relative.FULL.reps == 200 and relative.FULL.sigmas == (0.0, 0.01, 0.02, 0.04)
 
 
-def test_pairs_cover_ordered_and_equal():
+def test_pairs_cover_ordered_equal_and_mirror():
     assert relative.model_pairs((0.02, 0.0, 0.01)) == [
         ("ordered", 0.0, 0.01), ("ordered", 0.0, 0.02), ("ordered", 0.01, 0.02),
-        ("equal", 0.01, 0.01), ("equal", 0.02, 0.02)]
+        ("equal", 0.01, 0.01), ("equal", 0.02, 0.02), ("mirror", 0.01, 0.01), ("mirror", 0.02, 0.02)]
     with pytest.raises(ValueError, match="sigmas"):
         relative.QUICK.replace(sigmas=(0.0,))
     with pytest.raises(ValueError, match="alpha"):
@@ -38,7 +38,7 @@ def test_trial_equals_the_public_relative_test():
     """The trial fits every model's critic once; each pair's result is relative_test's."""
     config = relative.trial_configs(TINY)[0]
     tests = relative.run_trial(config)["tests"]
-    kinds = {(k, m) for k in ("ordered", "equal") for m in relative.REL_METHODS}
+    kinds = {(k, m) for k in relative.PAIR_KINDS for m in relative.REL_METHODS}
     assert {(t["kind"], t["method"]) for t in tests} == kinds
     p, x, models = relative._models(config, 0)
     seed = relative.derive_seed(config["seed"], 5, 3, 0, "relative")
@@ -51,6 +51,11 @@ def test_trial_equals_the_public_relative_test():
         s_p = p.score(x).double()
         truth = [float(sk.optimal_lsd(models[k].score(x).double(), s_p, 0.5)) for k in ((0.5, 0), (0.5, 1))]
     assert equal["truth"] == pytest.approx(truth[0] - truth[1])
+    # the mirror model moves p's weights by −σE where the first moves them by +σE
+    torch.testing.assert_close(models[0.5, 2].B - p.B, -(models[0.5, 0].B - p.B))
+    mirror = next(t for t in tests if t["kind"] == "mirror" and t["method"] == "optimal" and t["rep"] == 0)
+    res = sk.relative_test(models[0.5, 0], models[0.5, 2], x, seed=seed, method="optimal")
+    assert mirror["difference"] == pytest.approx(res.difference, rel=1e-5, abs=1e-7)
 
 
 def test_run_writes_the_report_and_resumes(tmp_path, monkeypatch):
@@ -71,7 +76,7 @@ def test_cli_runs_it(tmp_path):
                  "--n", "100", "--burn-in", "5", "--n-iters", "12", "--hidden", "4", "--methods", "optimal",
                  "--no-progress"]) == 0
     rows = json.loads((tmp_path / "results.json").read_text())["results"]["rows"]
-    assert [(r["kind"], r["method"]) for r in rows] == [("equal", "optimal")]
+    assert [(r["kind"], r["method"]) for r in rows] == [("equal", "optimal"), ("mirror", "optimal")]
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +130,17 @@ def test_flow_part_in_the_report(tiny_flow_run, tmp_path):
 def test_flow_run_must_be_a_finished_flow_eval(tmp_path):
     with pytest.raises(ValueError, match="flow_run"):
         relative.run(TINY.replace(flow_run=str(tmp_path)), tmp_path, RunOptions(progress=False))
+
+
+def test_verdict_takes_the_size_from_the_mirror_pairs_when_there_are_any():
+    def row(kind, method, rate, null_rate=None, a=0.01, b=0.01):
+        return {"kind": kind, "method": method, "sigma_a": a, "sigma_b": b, "reps": 200, "rejection_rate": rate,
+                "null_reps": 100, "null_rejection_rate": rate if null_rate is None else null_rate}
+
+    ordered = [row("ordered", "lsd", 0.9, a=0.01, b=0.02), row("ordered", "separate", 0.1, a=0.01, b=0.02)]
+    equal = [row("equal", "lsd", 0.2, null_rate=0.05)]
+    text = relative._verdict(ordered + equal, 0.05)
+    assert text.startswith("holds: size over the equal pairs where H0 holds lsd 0.050")
+    mirror = [row("mirror", "lsd", 0.13), row("mirror", "optimal", 0.06)]
+    text = relative._verdict(ordered + equal + mirror, 0.05)
+    assert text.startswith("does not hold: size over the mirror pairs lsd 0.130, optimal 0.060")

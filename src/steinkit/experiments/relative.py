@@ -11,6 +11,9 @@ model q_σ adds σ·E to its weights B, one N(0, I) direction E per repetition s
   also records the pair's truth, LSD*(a) − LSD*(b) with LSD*(q) = E‖s_q − s_p‖²/(2λ) evaluated
   on x with p's own score, so the report gives the rejection rate over all repetitions (the
   size against exchangeable models) and over those where the truth says H0 holds.
+* ``mirror`` (σ_a = σ_b > 0): q_σ against p with σ·E subtracted, two perturbations of the same
+  size that are equally good to first order in σ in every repetition: the rejection rate over
+  all repetitions is the size, and the verdict's.
 
 Methods, on the same x: ``lsd`` (:func:`steinkit.relative_tests`: one critic per model on 45%,
 tested on the other half, paired penalised terms; all pairs of a repetition share the fits),
@@ -56,7 +59,7 @@ from .report import markdown_table, write_report
 from .runner import sweep
 from .settings import RunOptions, command_line, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "SETUP_NOTE", "REL_METHODS", "Settings", "FULL", "QUICK",
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "SETUP_NOTE", "REL_METHODS", "PAIR_KINDS", "Settings", "FULL", "QUICK",
            "model_pairs", "flow_pairs", "trial_configs", "run_trial", "summarize", "run"]
 
 NAME = "relative"
@@ -98,23 +101,29 @@ FULL = Settings(dims=("50",))
 QUICK = Settings(dims=("50",), reps=20)
 
 
+PAIR_KINDS = ("ordered", "equal", "mirror")
+_DIRECTION = {"ordered": 0, "equal": 1, "mirror": 2}  # model b's direction: E, an independent E', or −E
+
+
 def model_pairs(sigmas: Sequence[float]) -> list[tuple[str, float, float]]:
-    """(kind, σ_a, σ_b) of every pair: ``ordered`` for σ_a < σ_b, ``equal`` for σ_a = σ_b > 0.
+    """(kind, σ_a, σ_b) of every pair: ``ordered`` for σ_a < σ_b, ``equal`` and ``mirror`` for
+    σ_a = σ_b > 0.
 
     Example:
         >>> model_pairs((0.0, 0.01))
-        [('ordered', 0.0, 0.01), ('equal', 0.01, 0.01)]
+        [('ordered', 0.0, 0.01), ('equal', 0.01, 0.01), ('mirror', 0.01, 0.01)]
     """
     ordered = sorted(sigmas)
     return ([("ordered", a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]]
-            + [("equal", s, s) for s in ordered if s > 0])
+            + [("equal", s, s) for s in ordered if s > 0] + [("mirror", s, s) for s in ordered if s > 0])
 
 
 def trial_configs(s: Settings) -> list[dict[str, Any]]:
     """One config per (dx, dh) and block of ``batch`` repetitions."""
     blocks = [list(range(r, min(r + s.batch, s.reps))) for r in range(0, s.reps, s.batch)]
     return [
-        {"experiment": NAME, "dx": dx, "dh": dh, "reps": block, "sigmas": list(s.sigmas), "n": s.n,
+        {"experiment": NAME, "dx": dx, "dh": dh, "reps": block, "sigmas": list(s.sigmas), "pairs": list(PAIR_KINDS),
+         "n": s.n,
          "burn_in": s.burn_in, "n_iters": s.n_iters, "hidden": s.hidden, "methods": list(s.methods),
          "alpha": float(s.alpha), "seed": s.seed}
         for dx, dh in s.pairs
@@ -123,15 +132,18 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
 
 
 def _models(config: dict[str, Any], rep: int) -> tuple[GaussianBernoulliRBM, torch.Tensor, dict[tuple, Any]]:
-    """p, x, and the models by (σ, direction): direction 0 is rbm-power's E, direction 1 an independent E'."""
+    """p, x, and the models by (σ, direction): direction 0 is rbm-power's E, 1 an independent E',
+    2 is −E (p's weights moved by −σE)."""
     dx, dh, seed = config["dx"], config["dh"], config["seed"]
     p, _, x = rbm_problem(dx, dh, rep, 0.0, n=config["n"], burn_in=config["burn_in"], seed=seed)
     models = {}
     for kind, a, b in model_pairs(config["sigmas"]):
-        for sigma, direction in ((a, 0), (b, 1 if kind == "equal" else 0)):
-            if (sigma, direction) not in models:
-                key = (seed, dx, dh, rep, "perturb") if direction == 0 else (seed, dx, dh, rep, "perturb", "second")
-                models[sigma, direction] = p.perturb(sigma, generator=torch.Generator().manual_seed(derive_seed(*key)))
+        for sigma, direction in ((a, 0), (b, _DIRECTION[kind])):
+            if (sigma, direction) in models:
+                continue
+            key = (seed, dx, dh, rep, "perturb") if direction != 1 else (seed, dx, dh, rep, "perturb", "second")
+            q = p.perturb(sigma, generator=torch.Generator().manual_seed(derive_seed(*key)))
+            models[sigma, direction] = q if direction != 2 else type(p)(2 * p.B - q.B, p.b.clone(), p.c.clone())
     return p, x, models
 
 
@@ -154,7 +166,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     for rep in config["reps"]:
         p, x, models = _models(config, rep)
         keys = list(models)
-        pairs = [(kind, (a, 0), (b, 1 if kind == "equal" else 0)) for kind, a, b in model_pairs(config["sigmas"])]
+        pairs = [(kind, (a, 0), (b, _DIRECTION[kind])) for kind, a, b in model_pairs(config["sigmas"])]
         index = [(keys.index(ka), keys.index(kb)) for _, ka, kb in pairs]
         with torch.no_grad():
             s_p = p.score(x).double()
@@ -210,11 +222,12 @@ def _tables(rows: Sequence[dict], alpha: float) -> list[tuple[str, str]]:
                   f"{r['rejection_rate']:.2f} ± {r['stderr']:.2f}",
                   f"{r['mean_difference']:.3g}", f"{r['mean_truth']:.3g}", f"{r['mean_stderr']:.2g}", r["reps"]]
                  for r in sub if r["kind"] == "ordered"]
-        size = [[f"σ {r['sigma_a']:g}, independent directions", r["method"],
+        label = {"equal": "independent directions", "mirror": "+E against −E"}
+        size = [[f"σ {r['sigma_a']:g}, {label[r['kind']]}", r["method"],
                  f"{r['rejection_rate']:.3f} ± {r['stderr']:.3f}",
                  "n/a" if r["null_rejection_rate"] is None else f"{r['null_rejection_rate']:.3f} ({r['null_reps']})",
                  f"{r['mean_truth']:.3g}", f"{r['mean_stderr']:.2g}", r["reps"]]
-                for r in sub if r["kind"] == "equal"]
+                for r in sub if r["kind"] in label]
         tables.append((f"dx = {dx}, dh = {dh}: power, H0 \"the less perturbed RBM is no better\" (α = {alpha:g})",
                        markdown_table(["pair", "method", "rejection rate", "mean difference", "true difference",
                                        "mean stderr", "reps"], power)))
@@ -226,24 +239,28 @@ def _tables(rows: Sequence[dict], alpha: float) -> list[tuple[str, str]]:
 
 
 def _verdict(rows: Sequence[dict], alpha: float) -> str:
-    """Size over the equal pairs' repetitions where the truth says H0 holds (pooled over σ), and
-    power at the closest ordered pair above σ = 0."""
-    equal = [r for r in rows if r["kind"] == "equal" and r["null_reps"]]
+    """Size over the mirror pairs' repetitions (pooled over σ; without mirror pairs, over the equal
+    pairs' repetitions where the truth says H0 holds), and power at the closest ordered pair above
+    σ = 0."""
+    mirror = [r for r in rows if r["kind"] == "mirror"]
+    equal = mirror or [r for r in rows if r["kind"] == "equal" and r["null_reps"]]
     ordered = [r for r in rows if r["kind"] == "ordered" and r["sigma_a"] > 0]
     if not equal or not ordered:
         return "no verdict: the claim needs equal pairs and ordered pairs above σ = 0"
     size, bound = {}, {}
     for m in dict.fromkeys(r["method"] for r in equal):
-        cells = [r for r in equal if r["method"] == m]
-        count = sum(r["null_reps"] for r in cells)
-        size[m] = sum(r["null_rejection_rate"] * r["null_reps"] for r in cells) / count
+        cells = [(r["reps"], r["rejection_rate"]) if mirror else (r["null_reps"], r["null_rejection_rate"])
+                 for r in equal if r["method"] == m]
+        count = sum(k for k, _ in cells)
+        size[m] = sum(k * rate for k, rate in cells) / count
         bound[m] = alpha + 2 * math.sqrt(alpha * (1 - alpha) / count)
     first = min(ordered, key=lambda r: (r["sigma_a"], r["sigma_b"]))
     power = {r["method"]: r["rejection_rate"] for r in ordered
              if (r["sigma_a"], r["sigma_b"]) == (first["sigma_a"], first["sigma_b"])}
     valid = all(size[m] <= bound[m] for m in size if m != "separate")
     better = power.get("lsd", 0.0) >= power.get("separate", 0.0)
-    return (f"{'holds' if valid and better else 'does not hold'}: size over the equal pairs where H0 holds "
+    where = "the mirror pairs" if mirror else "the equal pairs where H0 holds"
+    return (f"{'holds' if valid and better else 'does not hold'}: size over {where} "
             + ", ".join(f"{m} {v:.3f}" for m, v in size.items())
             + f" (α + 2 binomial stderr = {max(bound.values()):.3f}); power at σ {first['sigma_a']:g} vs "
             f"{first['sigma_b']:g}: " + ", ".join(f"{m} {v:.2f}" for m, v in power.items()))
@@ -267,7 +284,8 @@ def _figure(path: Path, rows: Sequence[dict], alpha: float) -> Path:
         ax.bar(xs, ys, width, yerr=es, capsize=2, label=method, color=f"C{k}")
     ax.axhline(alpha, color="gray", ls="--", lw=0.8)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))],
-                  [f"{a:g} vs {b:g}" + ("\n(equal)" if kind == "equal" else "") for kind, a, b in labels], fontsize=8)
+                  [f"{a:g} vs {b:g}" + ("" if kind == "ordered" else f"\n({kind})") for kind, a, b in labels],
+                  fontsize=8)
     ax.set(ylabel=f"rejection rate (α = {alpha:g})", xlabel="σ_a vs σ_b", ylim=(0, 1.05),
            title=f"relative tests, dx = {rows[0]['dx']}, dh = {rows[0]['dh']}")
     ax.legend(fontsize=8)
