@@ -50,7 +50,8 @@ def main() -> None:
                 if snapshot_path(folder, k).exists()]
     for r in sweep(functools.partial(images.quality_trial, progress=False), configs, out, opts, artifacts=True):
         for name, q in r["rows"].items():
-            keys = ("confidence", "entropy", "covered", "frechet", "nn_median", "saturated", "log_q_gap", "histogram")
+            keys = ("confidence", "entropy", "covered", "frechet", "nn_median", "saturated", "log_q_gap",
+                    "log_q_nonfinite", "histogram")
             print(json.dumps({"row": name, **{k: q[k] for k in keys if k in q}}), flush=True)
 
 

@@ -96,6 +96,7 @@ def test_end_to_end_quality_figures(tiny_run):
         assert 0 <= q["saturated"] <= 1
     models = [k for k in rows if k.startswith(("EBM", "RBM"))]
     assert all(math.isfinite(rows[k]["log_q_gap"]) for k in models) and "log_q_gap" not in rows["real held-out"]
+    assert all(rows[k]["log_q_nonfinite"] == 0.0 for k in models)
     assert all(math.isfinite(q["log_q_gap"]) for q in quality["curve"].values())
     assert list(quality["differences"]) == ["σ=0.1 − σ=0.01 at 30 steps", "σ=0.1 − σ=0.01 at 31 steps",
                                             "31 − 30 steps at σ=0.01", "31 − 30 steps at σ=0.1"]

@@ -67,27 +67,30 @@ def saturated_share(images01: Tensor) -> float:
 
 def mass_figures(log_prob: Callable[[Tensor], Tensor], x: Tensor, reference_log_q: float,
                  decode: Callable[[Tensor], Tensor]) -> dict[str, float]:
-    """The saturated share of the samples ``x`` (model space) and the model's mean log-density there
-    minus ``reference_log_q`` (its mean at the real held-out images).
+    """The saturated share of the samples ``x`` (model space), the model's mean log-density there
+    minus ``reference_log_q`` (its mean at the real held-out images; over the samples where it is
+    finite, NaN if none), and the share of samples where it is not finite (chains that diverged).
 
     Example:
-        >>> x = torch.zeros(4, 2)
+        >>> x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1e30, 0.0], [0.0, 0.0]])
         >>> mass_figures(lambda z: -z.square().sum(1), x, -1.0, torch.sigmoid)
-        {'saturated': 0.0, 'log_q_gap': 1.0}
+        {'saturated': 0.125, 'log_q_gap': 1.0, 'log_q_nonfinite': 0.25}
     """
     with torch.no_grad():
         log_q = log_prob(x).double()
-    finite = log_q[torch.isfinite(log_q)]
-    gap = float(finite.mean()) - reference_log_q if finite.numel() else float("nan")
-    return {"saturated": saturated_share(decode(x)), "log_q_gap": gap}
+    ok = torch.isfinite(log_q)
+    gap = float(log_q[ok].mean()) - reference_log_q if bool(ok.any()) else float("nan")
+    return {"saturated": saturated_share(decode(x)), "log_q_gap": gap, "log_q_nonfinite": float((~ok).double().mean())}
 
 
 def mass_table(rows: dict[str, dict[str, Any]]) -> str:
-    """One line per row: the share of saturated pixels and, for model rows, the log-density gap."""
-    body = [[name, f"{q['saturated']:.3f}", f"{q['log_q_gap']:.4g}" if "log_q_gap" in q else ""]
+    """One line per row: the share of saturated pixels and, for model rows, the log-density gap and
+    the share of samples whose log-density is not finite."""
+    body = [[name, f"{q['saturated']:.3f}", f"{q['log_q_gap']:.4g}" if "log_q_gap" in q else "",
+             f"{q['log_q_nonfinite']:.3f}" if "log_q_nonfinite" in q else ""]
             for name, q in rows.items() if "saturated" in q]
-    return markdown_table(["samples", f"pixels above {SATURATED}",
-                           "mean log q(samples) − mean log q(real held-out)"], body)
+    return markdown_table(["samples", f"pixels above {SATURATED}", "mean log q(samples) − mean log q(real held-out)",
+                           "samples with log q not finite (diverged)"], body)
 
 
 def check_quality_size(n: int, n_test_images: int) -> None:

@@ -178,12 +178,12 @@ def _classifier_config(s: Settings, device: str = "cpu") -> dict[str, Any]:
 
 def _quality_config(s: Settings, source: str, device: str = "cpu") -> dict[str, Any]:
     """A quality trial's key: the classifier's (and for a stage, the stage's) and the quality settings;
-    ``"mass"`` marks the trials that also measure :func:`mass_figures` (stored ones from before are
-    measured again)."""
+    ``"mass"`` is the revision of the :func:`mass_figures` they measure (stored trials of an
+    earlier one are measured again)."""
     base = _stage_config(s, source, device) if source in ("ebm", "rbm") else _classifier_config(s, device)
     extra = {"alpha": s.alpha} if source == "gaussian" else {}
     return {**base, **extra, "stage": "quality", "source": source, "n_quality": s.n_quality,
-            "classifier_epochs": s.classifier_epochs, "mass": True}
+            "classifier_epochs": s.classifier_epochs, "mass": 2}
 
 
 def _split(s: Settings, split: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
