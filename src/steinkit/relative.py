@@ -192,10 +192,10 @@ def _optimal_terms(scores: Sequence[Score], x: Tensor, lam: float) -> list[Tenso
     return terms
 
 
-def _differentiable(score: Score, x: Tensor) -> bool:
-    """Whether ``score`` returns values with an autograd graph on a few rows of ``x``."""
+def _differentiable(scores: Sequence[Score], x: Tensor) -> bool:
+    """Whether every score returns values with an autograd graph on a few rows of ``x``."""
     with torch.enable_grad():
-        return bool(score(x[:2].detach().requires_grad_(True)).requires_grad)
+        return all(bool(sc(x[:2].detach().requires_grad_(True)).requires_grad) for sc in scores)
 
 
 def exact_terms(models: Sequence[Any], x: Any, lam: float, device: Any = None) -> list[Tensor] | None:
@@ -212,7 +212,7 @@ def exact_terms(models: Sequence[Any], x: Any, lam: float, device: Any = None) -
     """
     data = as_data(x, "x", min_rows=2).to(as_device(device, x))
     scores = as_scores(list(models), data.device)
-    if not all(_differentiable(sc, data) for sc in scores):
+    if not _differentiable(scores, data):
         return None
     return _optimal_terms(scores, data, lam)
 
@@ -292,7 +292,7 @@ def relative_tests(
         sc.check_dim(data)
     if method == "auto":
         wants_critic = return_critic or settings is not None or bool(set(overrides) - {"lam"})
-        method = "optimal" if not wants_critic and all(_differentiable(sc, data) for sc in scores) else "lsd"
+        method = "optimal" if not wants_critic and _differentiable(scores, data) else "lsd"
     fits: list[HeldOutFit] = []
     if method == "optimal":
         terms = _optimal_terms(scores, data, cfg.lam)

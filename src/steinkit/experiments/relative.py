@@ -141,9 +141,11 @@ def _models(config: dict[str, Any], rep: int) -> tuple[GaussianBernoulliRBM, tor
         for sigma, direction in ((a, 0), (b, _DIRECTION[kind])):
             if (sigma, direction) in models:
                 continue
-            key = (seed, dx, dh, rep, "perturb") if direction != 1 else (seed, dx, dh, rep, "perturb", "second")
-            q = p.perturb(sigma, generator=torch.Generator().manual_seed(derive_seed(*key)))
-            models[sigma, direction] = q if direction != 2 else type(p)(2 * p.B - q.B, p.b.clone(), p.c.clone())
+            if direction == 2:  # the mirror of direction 0, which its pair's model a made first
+                models[sigma, 2] = type(p)(2 * p.B - models[sigma, 0].B, p.b.clone(), p.c.clone())
+                continue
+            key = (seed, dx, dh, rep, "perturb") if direction == 0 else (seed, dx, dh, rep, "perturb", "second")
+            models[sigma, direction] = p.perturb(sigma, generator=torch.Generator().manual_seed(derive_seed(*key)))
     return p, x, models
 
 

@@ -129,7 +129,8 @@ def _combined_outcome(trained: Tensor, witness: Tensor, n: int, seed: int) -> Te
     """The larger of the trained critic's and the closed-form witness's weighted fold statistics,
     with the p-value of that maximum under their correlation, estimated point by point on the n
     shuffled points."""
-    z = torch.stack([_weighted(_fold_statistics(trained)), _weighted(_fold_statistics(witness))])
+    t_trained, t_witness = _fold_statistics(trained), _fold_statistics(witness)
+    z = torch.stack([_weighted(t_trained), _weighted(t_witness)])
     r = float(_contributions(trained, n) @ _contributions(witness, n))
     corr = torch.tensor([[1.0, r], [r, 1.0]], dtype=torch.float64)
     z_max, p = max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(seed + 3))
@@ -137,8 +138,7 @@ def _combined_outcome(trained: Tensor, witness: Tensor, n: int, seed: int) -> Te
     scored = max(trained.numel() + trained.shape[1], witness.numel() + witness.shape[1]) - witness.shape[1]
     details = {"protocol": "combined", "folds": {"trained": trained.shape[0] + 1, "features": witness.shape[0] + 1},
                "n_test": scored, "correlation": r, "statistics": {"trained": float(z[0]), "features": float(z[1])},
-               "fold_statistics": {"trained": _fold_statistics(trained).tolist(),
-                                   "features": _fold_statistics(witness).tolist()}}
+               "fold_statistics": {"trained": t_trained.tolist(), "features": t_witness.tolist()}}
     return TestOutcome(statistic=z_max, pvalue=p, details=details)
 
 
