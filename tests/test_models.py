@@ -19,6 +19,7 @@ from steinkit.models.energy import MLPEnergy
 from steinkit.models.gaussian import Gaussian
 from steinkit.models.ica import LinearICA
 from steinkit.models.rbm import GaussianBernoulliRBM
+from steinkit.samplers import sgld
 
 from helpers import gen
 
@@ -407,6 +408,26 @@ def test_ebm_init_base_sets_data_mean_and_std() -> None:
     assert torch.allclose(ebm.mu.detach(), x.mean(0))
     assert torch.allclose(ebm.log_sigma.detach().exp(), x.std(0))
     assert ebm.mu.requires_grad and ebm.mu.grad is None
+
+
+def test_ebm_max_stable_step_separates_growing_from_shrinking_sgld_chains() -> None:
+    # With the network's output layer zeroed, only the base Gaussian drives the chain, and a noise-free
+    # step multiplies x_i − μ_i by 1 − ε/σ_i²: just below 2·min σ² every coordinate shrinks, just above
+    # the narrowest one grows without bound.
+    ebm = MLPEnergy(3, hidden=8, dtype=torch.float64)
+    with torch.no_grad():
+        ebm.net[-1].weight.zero_()
+        ebm.net[-1].bias.zero_()
+        ebm.mu.copy_(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+        ebm.log_sigma.copy_(torch.log(torch.tensor([0.7, 3.0, 1.5], dtype=torch.float64)))
+    bound = ebm.max_stable_step()
+    assert bound == pytest.approx(2 * 0.7**2, rel=1e-12)
+    start = ebm.mu.detach() + torch.ones(4, 3, dtype=torch.float64)
+    below = sgld(ebm.sampling_score, start, step_size=0.99 * bound, n_steps=400, noise_std=0.0).samples
+    above = sgld(ebm.sampling_score, start, step_size=1.01 * bound, n_steps=400, noise_std=0.0).samples
+    assert float((below - ebm.mu.detach()).abs().max()) < 1e-1
+    assert float((above - ebm.mu.detach())[:, 0].abs().min()) > 1e3
+    assert float((above - ebm.mu.detach())[:, 1:].abs().max()) < 1e-1
 
 
 def test_ebm_score_under_no_grad_and_graph_modes() -> None:

@@ -39,7 +39,7 @@ from .sample_quality import Measured, QualityMeter, load_classifier, unit_pixels
 
 __all__ = ["check_quality_size", "make_meter", "gaussian_rows", "sampler_study", "row_name", "study_order",
            "quality_table", "differences_table", "base_verdict", "study_verdict", "SATURATED", "saturated_share",
-           "mass_figures", "mass_table"]
+           "mass_figures", "mass_table", "step_note"]
 
 SATURATED = 0.99
 """Pixels above this intensity (in [0, 1]) count as saturated."""
@@ -84,13 +84,34 @@ def mass_figures(log_prob: Callable[[Tensor], Tensor], x: Tensor, reference_log_
 
 
 def mass_table(rows: dict[str, dict[str, Any]]) -> str:
-    """One line per row: the share of saturated pixels and, for model rows, the log-density gap and
-    the share of samples whose log-density is not finite."""
-    body = [[name, f"{q['saturated']:.3f}", f"{q['log_q_gap']:.4g}" if "log_q_gap" in q else "",
-             f"{q['log_q_nonfinite']:.3f}" if "log_q_nonfinite" in q else ""]
-            for name, q in rows.items() if "saturated" in q]
+    """One line per row: the share of saturated pixels and, for model rows, the log-density gap,
+    the share of samples whose log-density is not finite, and for EBM rows the largest SGLD step
+    its base Gaussian keeps stable (:meth:`~steinkit.models.MLPEnergy.max_stable_step`)."""
+    def cell(q: dict[str, Any], key: str, spec: str) -> str:
+        return format(q[key], spec) if key in q else ""
+
+    body = [[name, f"{q['saturated']:.3f}", cell(q, "log_q_gap", ".4g"), cell(q, "log_q_nonfinite", ".3f"),
+             cell(q, "step_bound", ".3g")] for name, q in rows.items() if "saturated" in q]
     return markdown_table(["samples", f"pixels above {SATURATED}", "mean log q(samples) − mean log q(real held-out)",
-                           "samples with log q not finite (diverged)"], body)
+                           "samples with log q not finite (diverged)", "stable SGLD steps: ε < 2·min σ²"], body)
+
+
+def step_note(rows: dict[str, dict[str, Any]], step_size: float) -> str:
+    """A sentence naming the EBM rows whose base Gaussian makes an SGLD step of ``step_size``
+    unstable (empty when there are none).
+
+    Example:
+        >>> step_note({"late": {"step_bound": 0.967}, "early": {"step_bound": 2.0}}, 1.0).split(":")[0]
+        'SGLD step ε = 1 is at or above the stability bound 2·min σ² of the base Gaussian for late (0.967)'
+        >>> step_note({"early": {"step_bound": 2.0}}, 1.0)
+        ''
+    """
+    over = {name: q["step_bound"] for name, q in rows.items() if q.get("step_bound", float("inf")) <= step_size}
+    if not over:
+        return ""
+    names = ", ".join(f"{name} ({bound:.3g})" for name, bound in over.items())
+    return (f"SGLD step ε = {step_size:g} is at or above the stability bound 2·min σ² of the base Gaussian for "
+            f"{names}: its chains diverge along the narrowest pixels whatever the network does")
 
 
 def check_quality_size(n: int, n_test_images: int) -> None:

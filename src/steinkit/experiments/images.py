@@ -63,6 +63,7 @@ from ._images_quality import (
     mass_figures,
     mass_table,
     quality_table,
+    step_note,
     row_name,
     sampler_study,
     saturated_share,
@@ -178,12 +179,12 @@ def _classifier_config(s: Settings, device: str = "cpu") -> dict[str, Any]:
 
 def _quality_config(s: Settings, source: str, device: str = "cpu") -> dict[str, Any]:
     """A quality trial's key: the classifier's (and for a stage, the stage's) and the quality settings;
-    ``"mass"`` is the revision of the :func:`mass_figures` they measure (stored trials of an
-    earlier one are measured again)."""
+    ``"mass"`` is the revision of the :func:`mass_figures` (and the EBM's SGLD step bound) they
+    measure (stored trials of an earlier one are measured again)."""
     base = _stage_config(s, source, device) if source in ("ebm", "rbm") else _classifier_config(s, device)
     extra = {"alpha": s.alpha} if source == "gaussian" else {}
     return {**base, **extra, "stage": "quality", "source": source, "n_quality": s.n_quality,
-            "classifier_epochs": s.classifier_epochs, "mass": 2}
+            "classifier_epochs": s.classifier_epochs, "mass": 3}
 
 
 def _split(s: Settings, split: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -399,7 +400,11 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
         held_out = space.encode(test_px[:n], generator=torch.Generator().manual_seed(s.seed + 47)).to(device)
         with torch.no_grad():
             reference = float(model.log_prob(held_out).double().mean())
-        figures = functools.partial(mass_figures, model.log_prob, reference_log_q=reference, decode=space.decode)
+        bound = {"step_bound": model.max_stable_step()} if source == "ebm" else {}
+
+        def figures(x: torch.Tensor) -> dict[str, float]:
+            return {**mass_figures(model.log_prob, x, reference_log_q=reference, decode=space.decode), **bound}
+
         if step is not None:  # a point of the quality curve: the main setting only
             run = sgld(score_of(), x0, step_size=s.sgld_step_size, n_steps=s.sgld_steps, noise_std=s.sgld_noise,
                        generator=gdev, progress=progress)
@@ -455,8 +460,9 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
                                                              ("Gaussian base", "real held-out")}})))
     mass = {**quality.get("curve", {}), **quality["rows"]}
     if any("log_q_gap" in q for q in mass.values()):
+        note = step_note(mass, settings.sgld_step_size)
         tables.append(("Where the model's mass is: saturated pixels, and the model's log-density at its samples "
-                       "against the real held-out images", mass_table(mass)))
+                       "against the real held-out images" + (f". {note}" if note else ""), mass_table(mass)))
     main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
                                            else ("rbm_samples.png", "rbm_sample_means.png"))]
     return write_report(
@@ -547,6 +553,8 @@ def _quality_verdict(quality: dict[str, Any], s: Settings) -> str:
         if model in rows:
             text += f"; {base_verdict(rows, model)}, nearest-training-image median {rows[model]['nn_median']:.2f}"
     text += f" (real held-out {rows['real held-out']['nn_median']:.2f})"
+    unstable = step_note({k: v for k, v in rows.items() if k == row_name(s.sgld_noise, s.sgld_steps)}, s.sgld_step_size)
+    text += f"; {unstable}" if unstable else ""
     if "differences" in quality:
         text += "; sampler study: " + study_verdict(quality["differences"], (s.sgld_noise, s.sgld_noise_alt), _marks(s))
     return text

@@ -127,6 +127,23 @@ class MLPEnergy(nn.Module):
         z = (x - self.mu) * torch.exp(-self.log_sigma)
         return -0.5 * z.square().sum(1) - self.log_sigma.sum() - 0.5 * self.dim * math.log(2 * math.pi)
 
+    def max_stable_step(self) -> float:
+        r"""The largest step size ε for which (tempered) SGLD, ``x ← x + ε·score(x) + noise``, does
+        not grow along the base Gaussian's narrowest coordinate: :math:`2 \min_i \sigma_i^2`.
+
+        The base contributes :math:`-(x_i - \mu_i)/\sigma_i^2` to the score, so each step
+        multiplies :math:`x_i - \mu_i` by :math:`1 - \varepsilon/\sigma_i^2`; above this bound
+        that factor is below −1 and the chain diverges along coordinate i whatever ``E_θ`` does.
+
+        Example:
+            >>> ebm = MLPEnergy(2, hidden=4)
+            >>> with torch.no_grad():
+            ...     _ = ebm.log_sigma.copy_(torch.log(torch.tensor([0.5, 2.0])))
+            >>> ebm.max_stable_step()
+            0.5
+        """
+        return float(2.0 * torch.exp(2.0 * self.log_sigma.detach().min()))
+
     def energy(self, x: Tensor) -> Tensor:
         r"""Total energy :math:`E_\theta(x) - \log N(x; \mu, \sigma^2)` of each row, (n,)."""
         x = model_points(x, self.dim, self.mu)
