@@ -111,7 +111,7 @@ def step_note(rows: dict[str, dict[str, Any]], step_size: float) -> str:
         return ""
     names = ", ".join(f"{name} ({bound:.3g})" for name, bound in over.items())
     return (f"SGLD step ε = {step_size:g} is at or above the stability bound 2·min σ² of the base Gaussian for "
-            f"{names}: its chains diverge along the narrowest pixels whatever the network does")
+            f"{names}: its own drift makes the chains diverge along the narrowest pixels")
 
 
 def check_quality_size(n: int, n_test_images: int) -> None:

@@ -63,10 +63,10 @@ from ._images_quality import (
     mass_figures,
     mass_table,
     quality_table,
-    step_note,
     row_name,
     sampler_study,
     saturated_share,
+    step_note,
     study_order,
     study_verdict,
 )

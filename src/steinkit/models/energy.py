@@ -133,7 +133,8 @@ class MLPEnergy(nn.Module):
 
         The base contributes :math:`-(x_i - \mu_i)/\sigma_i^2` to the score, so each step
         multiplies :math:`x_i - \mu_i` by :math:`1 - \varepsilon/\sigma_i^2`; above this bound
-        that factor is below −1 and the chain diverges along coordinate i whatever ``E_θ`` does.
+        that factor is below −1 and the base alone makes the chain diverge along coordinate i
+        (unless the gradient of ``E_θ`` happens to hold it).
 
         Example:
             >>> ebm = MLPEnergy(2, hidden=4)
