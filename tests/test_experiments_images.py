@@ -98,6 +98,7 @@ def test_end_to_end_quality_figures(tiny_run):
     assert all(math.isfinite(rows[k]["log_q_gap"]) for k in models) and "log_q_gap" not in rows["real held-out"]
     assert all(rows[k]["log_q_nonfinite"] == 0.0 for k in models)
     assert all(math.isfinite(q["log_q_gap"]) for q in quality["curve"].values())
+    assert all(rows[k]["step_bound"] > TINY.sgld_step_size for k in models if k.startswith("EBM"))
     assert list(quality["differences"]) == ["σ=0.1 − σ=0.01 at 30 steps", "σ=0.1 − σ=0.01 at 31 steps",
                                             "31 − 30 steps at σ=0.01", "31 − 30 steps at σ=0.1"]
     assert quality["fraction_finite"] == {"0.01": 1.0, "0.1": 1.0}
@@ -303,6 +304,22 @@ def test_segmented_training_keeps_the_asked_snapshots(tmp_path):
     assert snap["step"] == 4
     for name, p in short.state_dict().items():
         torch.testing.assert_close(snap["model"][name], p, rtol=0, atol=0)
+
+
+def test_a_step_above_the_base_bound_is_named_and_rerun_at_a_stable_step(tiny_run, tmp_path):
+    _, report = tiny_run
+    main = images.row_name(TINY.sgld_noise, TINY.sgld_steps)
+    bound = report["results"]["quality"]["rows"][main]["step_bound"]
+    unstable = TINY.replace(stages=("ebm",), sgld_step_size=1.05 * bound)
+    again = images.run(unstable, tmp_path, QUIET)
+    rows = again["results"]["quality"]["rows"]
+    stable = rows[images.stable_row_name(TINY.sgld_noise, TINY.sgld_steps)]
+    assert rows[main]["step_bound"] == pytest.approx(bound) == stable["step_bound"]  # the same weights
+    assert stable["step_size"] == pytest.approx(images.STABLE_MARGIN * bound)
+    assert stable["n"] == TINY.n_quality and stable["log_q_nonfinite"] == 0.0
+    assert "at or above the stability bound" in again["verdict"] and "at a stable step ε" in again["verdict"]
+    md = (tmp_path / "results.md").read_text()
+    assert "| EBM σ=0.01, 31 steps, stable step | 100 |" in md and "stable SGLD steps" in md
 
 
 def test_quality_curve_along_training(tiny_run):

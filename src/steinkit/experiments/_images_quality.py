@@ -39,7 +39,7 @@ from .sample_quality import Measured, QualityMeter, load_classifier, unit_pixels
 
 __all__ = ["check_quality_size", "make_meter", "gaussian_rows", "sampler_study", "row_name", "study_order",
            "quality_table", "differences_table", "base_verdict", "study_verdict", "SATURATED", "saturated_share",
-           "mass_figures", "mass_table", "step_note"]
+           "mass_figures", "mass_table", "step_note", "STABLE_MARGIN", "stable_row_name"]
 
 SATURATED = 0.99
 """Pixels above this intensity (in [0, 1]) count as saturated."""
@@ -137,6 +137,20 @@ def gaussian_rows(data: Tensor, n: int, *, generator: torch.Generator) -> Tensor
 def row_name(sigma: float, steps: int) -> str:
     """The sampler study's name of one setting."""
     return f"EBM σ={sigma:g}, {steps} steps"
+
+
+STABLE_MARGIN = 0.9
+"""The stable row's SGLD step, as a fraction of the base Gaussian's stability bound 2·min σ²."""
+
+
+def stable_row_name(sigma: float, steps: int) -> str:
+    """The name of the main setting's row re-run at a stable step (:data:`STABLE_MARGIN` of the bound).
+
+    Example:
+        >>> stable_row_name(0.01, 1000)
+        'EBM σ=0.01, 1000 steps, stable step'
+    """
+    return f"{row_name(sigma, steps)}, stable step"
 
 
 def _sigma_key(sigmas: tuple[float, float], steps: int) -> str:

@@ -55,6 +55,7 @@ from ..samplers import sgld
 from ..train import load_checkpoint
 from ._images_common import Space, make_space, snapshot_path, summarize_history, train_in_segments
 from ._images_quality import (
+    STABLE_MARGIN,
     base_verdict,
     check_quality_size,
     differences_table,
@@ -66,6 +67,7 @@ from ._images_quality import (
     row_name,
     sampler_study,
     saturated_share,
+    stable_row_name,
     step_note,
     study_order,
     study_verdict,
@@ -415,6 +417,13 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
             out.update(sampler_study(score_of(), x0, space.decode, meter, step_size=s.sgld_step_size,
                                      sigmas=(s.sgld_noise, s.sgld_noise_alt), marks=_marks(s), generator=gdev,
                                      progress=progress, figures=figures))
+            if s.sgld_step_size >= bound["step_bound"]:  # the main setting again, at a step that cannot diverge
+                step_size = STABLE_MARGIN * bound["step_bound"]
+                run = sgld(score_of(), x0, step_size=step_size, n_steps=s.sgld_steps, noise_std=s.sgld_noise,
+                           generator=torch.Generator(device=device).manual_seed(s.seed + 45), progress=progress)
+                out["rows"][stable_row_name(s.sgld_noise, s.sgld_steps)] = {
+                    **meter.measure(space.decode(run.samples)).to_dict(), **figures(run.samples),
+                    "step_size": step_size}
         else:
             x = model.sample(n, burn_in=s.gibbs_steps, generator=gdev, x0=x0)
             means = model.visible_mean(x, generator=gdev)
@@ -519,7 +528,8 @@ def _quality_numbers(classifier: dict[str, Any], measured: list[dict[str, Any]],
     """The quality trials' results in table order: real, Gaussian base, the sampler study, the RBM."""
     found = {k: v for m in measured for k, v in m["rows"].items()}
     study_rows, comparisons = study_order((s.sgld_noise, s.sgld_noise_alt), _marks(s))
-    order = ["real held-out", "Gaussian base", *study_rows, "RBM Gibbs samples", "RBM sample means"]
+    stable = stable_row_name(s.sgld_noise, s.sgld_steps)
+    order = ["real held-out", "Gaussian base", *study_rows, stable, "RBM Gibbs samples", "RBM sample means"]
     quality = {"classifier": classifier, "rows": {k: found[k] for k in order if k in found},
                "seconds": {m["source"]: m["seconds"] for m in measured}}
     study = next((m for m in measured if m["source"] == "ebm"), None)
@@ -536,11 +546,15 @@ def _quality_tables(quality: dict[str, Any], s: Settings) -> list[tuple[str, str
     title = (f"Sample quality (classifier: {quality['classifier']['architecture']}, held-out accuracy {accuracy:.3f}; "
              "± standard errors, bootstrap for entropy and Fréchet; classes covered: predicted for at least "
              "half their uniform share of the samples)")
-    shown = {k: v for k, v in rows.items() if not k.startswith("EBM") or k == main}
-    tables = [(title, quality_table(shown))]
+    stable = stable_row_name(s.sgld_noise, s.sgld_steps)
+    shown = {k: v for k, v in rows.items() if not k.startswith("EBM") or k in (main, stable)}
+    tables = [(title + (f"; the stable-step row re-runs the main setting from the same starts at step "
+                        f"{rows[stable]['step_size']:.3g}, {STABLE_MARGIN:g} of the bound 2·min σ²"
+                        if stable in rows else ""), quality_table(shown))]
     if "differences" in quality:
+        study_rows, _ = study_order((s.sgld_noise, s.sgld_noise_alt), _marks(s))
         tables += [("Sampler study (C.2): tempered SGLD from the same initial states",
-                    quality_table({k: v for k, v in rows.items() if k.startswith("EBM")})),
+                    quality_table({k: rows[k] for k in study_rows if k in rows})),
                    ("Sampler study: differences (later/larger minus earlier/smaller ± paired-bootstrap se)",
                     differences_table(quality["differences"]))]
     return tables
@@ -554,7 +568,11 @@ def _quality_verdict(quality: dict[str, Any], s: Settings) -> str:
             text += f"; {base_verdict(rows, model)}, nearest-training-image median {rows[model]['nn_median']:.2f}"
     text += f" (real held-out {rows['real held-out']['nn_median']:.2f})"
     unstable = step_note({k: v for k, v in rows.items() if k == row_name(s.sgld_noise, s.sgld_steps)}, s.sgld_step_size)
-    text += f"; {unstable}" if unstable else ""
+    stable = stable_row_name(s.sgld_noise, s.sgld_steps)
+    if unstable:
+        text += f"; {unstable}"
+        if stable in rows:
+            text += f"; at a stable step ε = {rows[stable]['step_size']:.3g}, {base_verdict(rows, stable)}"
     if "differences" in quality:
         text += "; sampler study: " + study_verdict(quality["differences"], (s.sgld_noise, s.sgld_noise_alt), _marks(s))
     return text
