@@ -140,7 +140,15 @@ def test_verdict_takes_the_size_from_the_mirror_pairs_when_there_are_any():
     ordered = [row("ordered", "lsd", 0.9, a=0.01, b=0.02), row("ordered", "separate", 0.1, a=0.01, b=0.02)]
     equal = [row("equal", "lsd", 0.2, null_rate=0.05)]
     text = relative._verdict(ordered + equal, 0.05)
-    assert text.startswith("holds: size over the equal pairs where H0 holds lsd 0.050")
+    assert text.startswith("holds for lsd: size over the equal pairs where H0 holds lsd 0.050")
     mirror = [row("mirror", "lsd", 0.13), row("mirror", "optimal", 0.06)]
     text = relative._verdict(ordered + equal + mirror, 0.05)
-    assert text.startswith("does not hold: size over the mirror pairs lsd 0.130, optimal 0.060")
+    assert text.startswith("does not hold for optimal: size over the mirror pairs lsd 0.130, optimal 0.060")
+    assert "power at σ 0.01 vs 0.02: lsd 0.90, separate 0.10" in text  # optimal has no power row here
+    with_optimal = ordered + [row("ordered", "optimal", 1.0, a=0.01, b=0.02)] + mirror
+    text = relative._verdict(with_optimal, 0.05)
+    assert text.startswith("holds for optimal: size over the mirror pairs lsd 0.130, optimal 0.060")
+    assert text.endswith("; above the bound: lsd")
+    text = relative._verdict(ordered + [row("ordered", "optimal", 1.0, a=0.01, b=0.02)]
+                             + [row("mirror", "optimal", 0.2)], 0.05)
+    assert text.startswith("does not hold for optimal")
