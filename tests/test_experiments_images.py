@@ -320,6 +320,7 @@ def test_a_step_above_the_base_bound_is_named_and_rerun_at_a_stable_step(tiny_ru
     assert "at or above the stability bound" in again["verdict"] and "at a stable step ε" in again["verdict"]
     md = (tmp_path / "results.md").read_text()
     assert "| EBM σ=0.01, 31 steps, stable step | 100 |" in md and "stable SGLD steps" in md
+    assert (tmp_path / "ebm_samples_stable.png").stat().st_size > 0 and "ebm_samples_stable.png" in md
 
 
 def test_quality_curve_along_training(tiny_run):

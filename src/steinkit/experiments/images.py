@@ -374,7 +374,7 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
     found in their folders beside ``folder``."""
     s, source, device = _settings(config), config["source"], trial_device(config)
     t0, root, where = time.perf_counter(), folder.parent, config.get("device", "cpu")
-    pixels, _, _ = _split(s, "train")
+    pixels, _, shape = _split(s, "train")
     test_px, _, _ = _split(s, "test")
     meter, real = make_meter(trial_folder(root, _classifier_config(s, where)) / "classifier.pt", pixels, test_px,
                              s.n_quality, seed=s.seed + 53)
@@ -424,6 +424,8 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
                 out["rows"][stable_row_name(s.sgld_noise, s.sgld_steps)] = {
                     **meter.measure(space.decode(run.samples)).to_dict(), **figures(run.samples),
                     "step_size": step_size}
+                out["grids"] = {"stable": _grid(space.decode(run.samples[:s.n_samples]),
+                                                folder / "ebm_samples_stable.png", shape)}
         else:
             x = model.sample(n, burn_in=s.gibbs_steps, generator=gdev, x0=x0)
             means = model.visible_mean(x, generator=gdev)
@@ -448,8 +450,12 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     classifier = sweep(classifier_trial, [_classifier_config(settings, options.device)], out, options,
                        artifacts=True)[0]  # before the quality trials, which load it
     sources = ("real", "gaussian", *settings.stages)
-    measured = sweep(functools.partial(quality_trial, progress=options.progress),
-                     [_quality_config(settings, src, options.device) for src in sources], out, options, artifacts=True)
+    quality_configs = [_quality_config(settings, src, options.device) for src in sources]
+    measured = sweep(functools.partial(quality_trial, progress=options.progress), quality_configs, out, options,
+                     artifacts=True)
+    for config, m in zip(quality_configs, measured):
+        for png in m.get("grids", {}).values():  # the stable-step samples, when the step was not
+            shutil.copyfile(trial_folder(out / "trials", config) / png, out / png)
     quality = _quality_numbers(classifier, measured, settings)
     if "ebm" in stages:
         quality["curve"] = _curve(settings, stages["ebm"], quality["rows"], out, options, len(pixels))
@@ -474,6 +480,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
                        "against the real held-out images" + (f". {note}" if note else ""), mass_table(mass)))
     main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
                                            else ("rbm_samples.png", "rbm_sample_means.png"))]
+    main += [png for m in measured for png in m.get("grids", {}).values()]
     return write_report(
         out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
         seconds=time.perf_counter() - start, verdict=_verdict(stages, quality, settings), numbers=numbers,
