@@ -11,6 +11,8 @@ no downloaded network). The rows:
   scales after each snapshot's number of steps, every chain starting from the same initial
   state, and compares settings by paired-bootstrap intervals (row i of both settings started
   from the same point, so a difference's standard error is that of paired rows);
+* **EBM, stable step**: the main setting again at :data:`STABLE_MARGIN` of the base Gaussian's
+  stability bound, only when the configured step is at or above it (:func:`step_note`);
 * **RBM**: the Gibbs chains' last visible states and their noise-free means ``E[x | h]``.
 
 Every row also gives the share of saturated pixels (above .99), and every EBM row the model's mean

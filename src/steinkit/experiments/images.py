@@ -27,6 +27,10 @@ keys: changing them measures again without training again. Along training, the E
 weights after each of :data:`CURVE_EPOCHS` epochs that falls before its end, and one more quality
 trial per kept snapshot measures its samples (σ = ``sgld_noise``, ``sgld_steps`` steps, the
 study's starts): the sample quality curve, which says how much training the samples need.
+Every EBM row gives the largest SGLD step its learned base keeps stable (2·min σ²); when
+``sgld_step_size`` is at or above it, the EBM's quality trial also measures the main setting at
+:data:`._images_quality.STABLE_MARGIN` of that bound from the same starts (its own row and grid),
+so the model is judged by its samples rather than by a diverging sampler.
 
 The full preset trains 60000 updates per stage; run it in pieces: a killed run resumes each
 stage from its last checkpoint (written every epoch) when the same command is run again.
