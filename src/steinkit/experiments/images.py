@@ -60,9 +60,7 @@ from ..train import load_checkpoint
 from ._images_common import Space, make_space, snapshot_path, summarize_history, train_in_segments
 from ._images_quality import (
     STABLE_MARGIN,
-    base_verdict,
     check_quality_size,
-    differences_table,
     gaussian_rows,
     make_meter,
     mass_figures,
@@ -73,10 +71,17 @@ from ._images_quality import (
     saturated_share,
     stable_row_name,
     step_note,
-    study_order,
-    study_verdict,
 )
-from .report import markdown_table, pyplot, write_report
+from ._images_report import (
+    quality_curve_plot,
+    quality_numbers,
+    quality_tables,
+    report_verdict,
+    study_marks,
+    study_plot,
+    training_curve_plot,
+)
+from .report import markdown_table, write_report
 from .runner import sweep, trial_folder
 from .sample_quality import classifier_accuracy, load_classifier, save_classifier, train_classifier, unit_pixels
 from .settings import ReproductionSettings, RunOptions, command_line, keyed_on, setting, trial_device
@@ -308,9 +313,6 @@ def stage_trial(config: dict[str, Any], folder: Path, progress: bool = False) ->
     }
 
 
-def _marks(s: Settings) -> list[int]:
-    """The SGLD step counts the sampler study shows: 30, 300 and ``sgld_steps`` (those within the run)."""
-    return sorted({t for t in (30, 300, s.sgld_steps) if t <= s.sgld_steps})
 
 
 def _sample_ebm(ebm: MLPEnergy, score: Callable, s: Settings, space: Space, folder: Path, shape: tuple[int, int],
@@ -319,7 +321,7 @@ def _sample_ebm(ebm: MLPEnergy, score: Callable, s: Settings, space: Space, fold
     d = ebm.dim
     x0 = space.uniform(s.n_samples, d, generator=torch.Generator().manual_seed(s.seed + 23)).to(device)
     gdev = torch.Generator(device=device).manual_seed(s.seed + 29)
-    marks = _marks(s)
+    marks = study_marks(s)
     chains = {sigma: sgld(score, x0, step_size=s.sgld_step_size, n_steps=s.sgld_steps, noise_std=sigma,
                           generator=gdev, snapshot_steps=marks, progress=progress)
               for sigma in (s.sgld_noise, s.sgld_noise_alt)}
@@ -331,7 +333,7 @@ def _sample_ebm(ebm: MLPEnergy, score: Callable, s: Settings, space: Space, fold
             img, key = space.decode(res.snapshots[t]), f"sigma={sigma:g}, {t} steps"
             grids[key] = _grid(img, folder / f"ebm_sgld_sigma{sigma:g}_steps{t}.png", shape)
             panels[key] = make_image_grid(img, shape=shape)
-    grids["sampler_study"] = _study_plot(folder / "ebm_sampler_study.png", panels, len(chains), len(marks))
+    grids["sampler_study"] = study_plot(folder / "ebm_sampler_study.png", panels, len(chains), len(marks))
     finite = {f"{sigma:g}": float(torch.isfinite(r.samples).all(1).float().mean()) for sigma, r in chains.items()}
     return {"model": f"MLPEnergy({d}->{s.ebm_hidden}->{s.ebm_hidden}->1, Swish) x learned diagonal Gaussian",
             "sgld": {"step_size": s.sgld_step_size, "steps": s.sgld_steps, "noise_std": s.sgld_noise,
@@ -419,7 +421,7 @@ def quality_trial(config: dict[str, Any], folder: Path, progress: bool = False) 
                                                 **figures(run.samples), "epochs": epochs}}
         elif source == "ebm":
             out.update(sampler_study(score_of(), x0, space.decode, meter, step_size=s.sgld_step_size,
-                                     sigmas=(s.sgld_noise, s.sgld_noise_alt), marks=_marks(s), generator=gdev,
+                                     sigmas=(s.sgld_noise, s.sgld_noise_alt), marks=study_marks(s), generator=gdev,
                                      progress=progress, figures=figures))
             if s.sgld_step_size >= bound["step_bound"]:  # the main setting again, at a step that cannot diverge
                 step_size = STABLE_MARGIN * bound["step_bound"]
@@ -460,10 +462,10 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     for config, m in zip(quality_configs, measured):
         for png in m.get("grids", {}).values():  # the stable-step samples, when the step was not
             shutil.copyfile(trial_folder(out / "trials", config) / png, out / png)
-    quality = _quality_numbers(classifier, measured, settings)
+    quality = quality_numbers(classifier, measured, settings)
     if "ebm" in stages:
         quality["curve"] = _curve(settings, stages["ebm"], quality["rows"], out, options, len(pixels))
-    _curve_plot(out / "training_curves.png", {name: st["history"] for name, st in stages.items()})
+    training_curve_plot(out / "training_curves.png", {name: st["history"] for name, st in stages.items()})
     dataset = {"name": settings.dataset, "n_train": len(pixels), "n_test": len(test_pixels), "shape": list(shape)}
     numbers = {"dataset": dataset, "threads": options.threads, "device": options.device, "data_grid": data_grid,
                "stages": stages, "quality": quality, "curves": "training_curves.png",
@@ -471,7 +473,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     rows = [[name, st["steps"], st["final"]["loss"], st["final"]["lsd"], st["held_out_lsd"]["mean"],
              st["held_out_lsd"]["stderr"], st["seconds_per_model_update"]] for name, st in stages.items()]
     table = markdown_table(["stage", "updates", "final loss", "final LSD", "held-out LSD", "± se", "s / update"], rows)
-    tables = [("Training by LSD", table), *_quality_tables(quality, settings)]
+    tables = [("Training by LSD", table), *quality_tables(quality, settings)]
     if quality.get("curve"):
         tables.append(("Sample quality along training (EBM, tempered SGLD σ = "
                        f"{settings.sgld_noise:g}, {settings.sgld_steps} steps, the same starts)",
@@ -487,9 +489,9 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     main += [png for m in measured for png in m.get("grids", {}).values()]
     return write_report(
         out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
-        seconds=time.perf_counter() - start, verdict=_verdict(stages, quality, settings), numbers=numbers,
+        seconds=time.perf_counter() - start, verdict=report_verdict(stages, quality, settings), numbers=numbers,
         tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]]
-        + ([_quality_curve_plot(out / "quality_curve.png", quality)] if quality.get("curve") else []),
+        + ([quality_curve_plot(out / "quality_curve.png", quality)] if quality.get("curve") else []),
     )
 
 
@@ -512,118 +514,3 @@ def _curve(s: Settings, ebm: dict[str, Any], rows: dict[str, Any], out: Path, op
     if main not in rows:
         return curve
     return {**curve, curve_name(ebm["epochs_done"]): {**rows[main], "epochs": ebm["epochs_done"]}}
-
-
-def _quality_curve_plot(path: Path, quality: dict[str, Any]) -> Path:
-    """Confidence, classes covered and Fréchet distance of the EBM's samples against training epochs,
-    with the real held-out images and the Gaussian base as reference lines."""
-    plt = pyplot()
-    epochs = [q["epochs"] for q in quality["curve"].values()]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, (key, label) in zip(axes, (("confidence", "classifier confidence"), ("covered", "classes covered"),
-                                       ("frechet", "Fréchet distance (lower is better)"))):
-        values = [q[key] for q in quality["curve"].values()]
-        errors = [q.get(f"{key}_se", 0.0) for q in quality["curve"].values()]
-        ax.errorbar(epochs, values, errors, marker="o", capsize=2, label="EBM")
-        for ref, style in (("real held-out", "--"), ("Gaussian base", ":")):
-            ax.axhline(quality["rows"][ref][key], color="gray", ls=style, label=ref)
-        ax.set(xscale="log", xlabel="training epochs", title=label)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _quality_numbers(classifier: dict[str, Any], measured: list[dict[str, Any]], s: Settings) -> dict[str, Any]:
-    """The quality trials' results in table order: real, Gaussian base, the sampler study, the RBM."""
-    found = {k: v for m in measured for k, v in m["rows"].items()}
-    study_rows, comparisons = study_order((s.sgld_noise, s.sgld_noise_alt), _marks(s))
-    stable = stable_row_name(s.sgld_noise, s.sgld_steps)
-    order = ["real held-out", "Gaussian base", *study_rows, stable, "RBM Gibbs samples", "RBM sample means"]
-    quality = {"classifier": classifier, "rows": {k: found[k] for k in order if k in found},
-               "seconds": {m["source"]: m["seconds"] for m in measured}}
-    study = next((m for m in measured if m["source"] == "ebm"), None)
-    if study is not None:
-        quality.update(differences={k: study["differences"][k] for k in comparisons},
-                       fraction_finite=study["fraction_finite"])
-    return quality
-
-
-def _quality_tables(quality: dict[str, Any], s: Settings) -> list[tuple[str, str]]:
-    """The quality table (the EBM at its main setting), and the sampler study's rows and differences."""
-    rows, main = quality["rows"], row_name(s.sgld_noise, s.sgld_steps)
-    accuracy = quality["classifier"]["accuracy"]
-    title = (f"Sample quality (classifier: {quality['classifier']['architecture']}, held-out accuracy {accuracy:.3f}; "
-             "± standard errors, bootstrap for entropy and Fréchet; classes covered: predicted for at least "
-             "half their uniform share of the samples)")
-    stable = stable_row_name(s.sgld_noise, s.sgld_steps)
-    shown = {k: v for k, v in rows.items() if not k.startswith("EBM") or k in (main, stable)}
-    tables = [(title + (f"; the stable-step row re-runs the main setting from the same starts at step "
-                        f"{rows[stable]['step_size']:.3g}, {STABLE_MARGIN:g} of the bound 2·min σ²"
-                        if stable in rows else ""), quality_table(shown))]
-    if "differences" in quality:
-        study_rows, _ = study_order((s.sgld_noise, s.sgld_noise_alt), _marks(s))
-        tables += [("Sampler study (C.2): tempered SGLD from the same initial states",
-                    quality_table({k: rows[k] for k in study_rows if k in rows})),
-                   ("Sampler study: differences (later/larger minus earlier/smaller ± paired-bootstrap se)",
-                    differences_table(quality["differences"]))]
-    return tables
-
-
-def _quality_verdict(quality: dict[str, Any], s: Settings) -> str:
-    rows = quality["rows"]
-    text = f"quality (classifier accuracy {quality['classifier']['accuracy']:.2f})"
-    for model in [row_name(s.sgld_noise, s.sgld_steps), "RBM sample means"]:
-        if model in rows:
-            text += f"; {base_verdict(rows, model)}, nearest-training-image median {rows[model]['nn_median']:.2f}"
-    text += f" (real held-out {rows['real held-out']['nn_median']:.2f})"
-    unstable = step_note({k: v for k, v in rows.items() if k == row_name(s.sgld_noise, s.sgld_steps)}, s.sgld_step_size)
-    stable = stable_row_name(s.sgld_noise, s.sgld_steps)
-    if unstable:
-        text += f"; {unstable}"
-        if stable in rows:
-            text += f"; at a stable step ε = {rows[stable]['step_size']:.3g}, {base_verdict(rows, stable)}"
-    if "differences" in quality:
-        text += "; sampler study: " + study_verdict(quality["differences"], (s.sgld_noise, s.sgld_noise_alt), _marks(s))
-    return text
-
-
-def _verdict(stages: dict[str, Any], quality: dict[str, Any], s: Settings) -> str:
-    parts = []
-    for name, st in stages.items():
-        lsd = st["held_out_lsd"]
-        state = "finished" if st["diverged_at"] is None else f"diverged at update {st['diverged_at']}"
-        text = f"{name.upper()} {state} after {st['steps']} LSD updates, held-out LSD {lsd['mean']:.3g}"
-        text += f" ± {lsd['stderr']:.2g}"
-        if name == "ebm":
-            text += ", finite SGLD chains " + "/".join(f"{v:.0%}" for v in st["sgld"]["fraction_finite"].values())
-        parts.append(text)
-    return f"trained on {s.dataset}: " + "; ".join(parts) + "; " + _quality_verdict(quality, s)
-
-
-def _curve_plot(path: Path, curves: dict[str, list[dict]]) -> None:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.4), squeeze=False)
-    for ax, (name, history) in zip(axes[0], curves.items()):
-        rows = [r for r in history if "lsd" in r]
-        ax.plot([r["step"] for r in rows], [r["lsd"] for r in rows], label="LSD (critic batches)")
-        ax.set(xlabel="model update", ylabel="LSD estimate", title=name)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _study_plot(path: Path, panels: dict[str, np.ndarray], rows: int, cols: int) -> str:
-    """The sampler study in one figure: one row per noise scale, one column per step count."""
-    plt = pyplot()
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4.2 * rows), squeeze=False)
-    for ax, (title, grid) in zip(axes.flat, panels.items()):
-        ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=10)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
