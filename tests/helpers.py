@@ -9,6 +9,7 @@ processes, which import the trial functions below by reference.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -54,11 +55,12 @@ def slow(config: dict) -> dict:
 
 def napping(config: dict) -> dict:
     """Logs "i pid" to ``config["log"]`` as it starts, sleeps ``config["sleep"]`` seconds, returns its
-    config and the worker's pid (cluster tests)."""
+    config, the worker's pid and whether it runs in a connected ray worker (cluster tests)."""
     with open(config["log"], "a") as fh:
         fh.write(f"{config['i']} {os.getpid()}\n")
     time.sleep(config["sleep"])
-    return {"config": config, "pid": os.getpid()}
+    ray = sys.modules.get("ray")
+    return {"config": config, "pid": os.getpid(), "in_ray": bool(ray is not None and ray.is_initialized())}
 
 
 def refuse(config: dict) -> dict:

@@ -194,8 +194,9 @@ def test_ray_sweep_on_a_running_local_ray_cluster(tmp_path):
     pytest.importorskip("ray", reason="ray is optional (pip install steinkit[ray])")
     port = _free_port()
     env = _worker_env()
+    beside = Path(sys.executable).parent / "ray"  # the environment's own CLI, on PATH or not
     head = subprocess.Popen(
-        ["ray", "start", "--head", "--block", "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
+        [str(beside) if beside.exists() else "ray", "start", "--head", "--block", "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
          "--node-ip-address", "127.0.0.1"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -207,10 +208,11 @@ def test_ray_sweep_on_a_running_local_ray_cluster(tmp_path):
                 break
             except OSError:
                 time.sleep(0.5)
-        configs = [{"i": i, "sleep": 0.1} for i in range(4)]
+        configs = [{"i": i, "sleep": 0.1, "log": str(tmp_path / "log")} for i in range(4)]
         db = tmp_path / "t.sqlite"
         results = run_trials(napping, configs, db_path=db, backend="ray", address=address, jobs=2, progress=False)
         assert [r["config"] for r in results] == configs and len(TrialStore(db)) == 4
+        assert all(r["in_ray"] and r["pid"] != os.getpid() for r in results)  # on the cluster's workers
         assert run_trials(refuse, configs, db_path=db, progress=False) == results
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # the head's own process group: its raylet, GCS and workers

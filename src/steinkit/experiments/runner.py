@@ -506,15 +506,15 @@ def _run_joblib(
 
     if backend == "loky":
         # batch_size=1: every trial comes back (and is stored) on its own
-        parallel = joblib.Parallel(n_jobs=jobs, return_as="generator_unordered", batch_size=1)
+        options: dict[str, Any] = {"return_as": "generator_unordered", "batch_size": 1}
         chunks: Iterable[Sequence[str]] = [pending]
         context: contextlib.AbstractContextManager = contextlib.nullcontext()
     else:  # ray's joblib backend returns whole batches: store one batch at a time
-        width = _workers(jobs)
-        parallel = joblib.Parallel(n_jobs=jobs)
-        chunks = _batches(pending, 2 * width)
+        options = {}
+        chunks = _batches(pending, 2 * _workers(jobs))
         context = _ray_context(address)
-    with context:
+    with context:  # joblib picks its backend when Parallel is made: inside ray's context, ray's
+        parallel = joblib.Parallel(n_jobs=jobs, **options)
         for chunk in chunks:
             for key, value, started, finished in parallel(
                 joblib.delayed(_execute)(trial_fn, k, threads, artifacts) for k in chunk
