@@ -195,8 +195,9 @@ def test_ray_sweep_on_a_running_local_ray_cluster(tmp_path):
     port = _free_port()
     env = _worker_env()
     beside = Path(sys.executable).parent / "ray"  # the environment's own CLI, on PATH or not
+    cli = str(beside) if beside.exists() else "ray"
     head = subprocess.Popen(
-        [str(beside) if beside.exists() else "ray", "start", "--head", "--block", "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
+        [cli, "start", "--head", "--block", "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
          "--node-ip-address", "127.0.0.1"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

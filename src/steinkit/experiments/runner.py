@@ -513,7 +513,7 @@ def _run_joblib(
         options = {}
         chunks = _batches(pending, 2 * _workers(jobs))
         context = _ray_context(address)
-    with context:  # joblib picks its backend when Parallel is made: inside ray's context, ray's
+    with context:  # joblib picks its backend when Parallel is made, so it is made inside ray's context
         parallel = joblib.Parallel(n_jobs=jobs, **options)
         for chunk in chunks:
             for key, value, started, finished in parallel(
