@@ -100,13 +100,13 @@ def quality_tables(quality: dict[str, Any], s: Settings) -> list[tuple[str, str]
 
 
 def quality_verdict(quality: dict[str, Any], s: Settings) -> str:
-    rows = quality["rows"]
+    rows, main = quality["rows"], row_name(s.sgld_noise, s.sgld_steps)
     text = f"quality (classifier accuracy {quality['classifier']['accuracy']:.2f})"
-    for model in [row_name(s.sgld_noise, s.sgld_steps), "RBM sample means"]:
+    for model in [main, "RBM sample means"]:
         if model in rows:
             text += f"; {base_verdict(rows, model)}, nearest-training-image median {rows[model]['nn_median']:.2f}"
     text += f" (real held-out {rows['real held-out']['nn_median']:.2f})"
-    unstable = step_note({k: v for k, v in rows.items() if k == row_name(s.sgld_noise, s.sgld_steps)}, s.sgld_step_size)
+    unstable = step_note({main: rows[main]}, s.sgld_step_size) if main in rows else ""
     stable = stable_row_name(s.sgld_noise, s.sgld_steps)
     if unstable:
         text += f"; {unstable}"

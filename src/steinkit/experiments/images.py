@@ -459,9 +459,11 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     quality_configs = [_quality_config(settings, src, options.device) for src in sources]
     measured = sweep(functools.partial(quality_trial, progress=options.progress), quality_configs, out, options,
                      artifacts=True)
+    quality_grids: list[str] = []  # the stable-step samples, when the main step was unstable
     for config, m in zip(quality_configs, measured):
-        for png in m.get("grids", {}).values():  # the stable-step samples, when the step was not
+        for png in m.get("grids", {}).values():
             shutil.copyfile(trial_folder(out / "trials", config) / png, out / png)
+            quality_grids.append(png)
     quality = quality_numbers(classifier, measured, settings)
     if "ebm" in stages:
         quality["curve"] = _curve(settings, stages["ebm"], quality["rows"], out, options, len(pixels))
@@ -486,7 +488,7 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
                        "against the real held-out images" + (f". {note}" if note else ""), mass_table(mass)))
     main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
                                            else ("rbm_samples.png", "rbm_sample_means.png"))]
-    main += [png for m in measured for png in m.get("grids", {}).values()]
+    main += quality_grids
     return write_report(
         out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
         seconds=time.perf_counter() - start, verdict=report_verdict(stages, quality, settings), numbers=numbers,
