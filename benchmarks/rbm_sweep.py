@@ -6,10 +6,12 @@ data and perturbation direction as ``rbm_problem``), but the Gibbs samples come 
 tests the first N of each repetition's cached samples (independent Gibbs chains, so an N-sample;
 the sample-size sweep). Each finished (method, σ, n) is appended as a JSON line to OUT and skipped
 when the command is rerun; each finished batch of ``--batch`` tests is kept in OUT.batches, so an
-interrupted (method, σ, n) resumes from its last finished batch.
+interrupted (method, σ, n) resumes from its last finished batch. A second process started with
+``--from-end`` on the same OUT works through the batches from the last repetition backwards; both reread
+OUT.batches before each batch, so they share a (method, σ, n) and meet in the middle.
 
 Usage: python benchmarks/rbm_sweep.py OUT REPS METHOD[:PROTOCOL]... [--sigmas 0,0.01,...] [--dims 50:40]
-       [--n N] [--cache DIR] [--batch 50]
+       [--n N] [--cache DIR] [--batch 50] [--from-end]
        e.g. ``rbm_sweep.py runs/sweep.jsonl 200 ksdagg ksdagg-inc lsd lsd:paper --cache bench-cache``
 """
 
@@ -32,10 +34,11 @@ KERNEL_OPTIONS = {"ksd": {"n_bootstrap": 1000}, "ksdagg": {"n_bootstrap": 500, "
 
 
 def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: int = 40, batch: int = 50,
-          n: int | None = None, batches: Path | None = None) -> dict:
+          n: int | None = None, batches: Path | None = None, from_end: bool = False) -> dict:
     """Rejection rate at α = .05 (and .01, .10) of ``reps`` tests at σ on the first ``n`` samples
-    (default all), with CPU seconds per test. Batches already in ``batches`` (a JSON-lines file) are
-    reused, and each new one is appended to it."""
+    (default all), with CPU seconds per test. Batches already in ``batches`` (a JSON-lines file, reread
+    before each batch) are reused, and each new one is appended to it; ``from_end`` takes the batches
+    last repetition first."""
     name, _, protocol = method.partition(":")
     models, xs = load_problems(cache, dx, dh, reps, sigma)
     if n is not None:
@@ -44,10 +47,10 @@ def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: in
         xs = xs[:, :n]
     options = {"protocol": protocol} if protocol else dict(KERNEL_OPTIONS.get(name, {}))
     key = {"method": method, "dx": dx, "dh": dh, "sigma": sigma, "n": xs.shape[1]}
-    kept = _kept_batches(batches, key)
-    pvalues, cpu = [], 0.0
-    for i in range(0, reps, batch):
-        block = range(i, min(i + batch, reps))
+    blocks = [range(i, min(i + batch, reps)) for i in range(0, reps, batch)]
+    kept: dict = {}
+    for block in reversed(blocks) if from_end else blocks:
+        kept.update(_kept_batches(batches, key))
         if (block.start, block.stop) not in kept:
             start = time.process_time()
             res = sk.gof_tests([models[r] for r in block], [xs[r] for r in block], method=name,
@@ -57,8 +60,8 @@ def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: in
             if batches is not None:
                 with batches.open("a") as f:
                     f.write(json.dumps(kept[block.start, block.stop]) + "\n")
-        pvalues += kept[block.start, block.stop]["pvalues"]
-        cpu += kept[block.start, block.stop]["cpu"]
+    pvalues = [p for block in blocks for p in kept[block.start, block.stop]["pvalues"]]
+    cpu = sum(kept[block.start, block.stop]["cpu"] for block in blocks)
     rate = sum(p <= 0.05 for p in pvalues) / reps
     return {"method": method, "dx": dx, "dh": dh, "sigma": sigma, "n": xs.shape[1], "reps": reps, "reject_05": rate,
             "stderr": math.sqrt(rate * (1 - rate) / reps), "reject_01": sum(p <= 0.01 for p in pvalues) / reps,
@@ -67,10 +70,12 @@ def rates(method: str, sigma: float, reps: int, cache: str, dx: int = 50, dh: in
 
 
 def _kept_batches(batches: Path | None, key: dict) -> dict:
-    """Finished batches of ``key``'s tests in the JSON-lines file ``batches``, by (first, stop) repetition."""
+    """Finished batches of ``key``'s tests in the JSON-lines file ``batches``, by (first, stop) repetition.
+    Only newline-terminated lines count: a line another process is still writing is read next time."""
     if batches is None or not batches.exists():
         return {}
-    rows = (json.loads(line) for line in batches.read_text().splitlines())
+    lines = batches.read_text().split("\n")[:-1]
+    rows = (json.loads(line) for line in lines if line)
     return {(r["first"], r["stop"]): r for r in rows if all(r[k] == v for k, v in key.items())}
 
 
@@ -85,6 +90,8 @@ def main() -> None:
     ap.add_argument("--cache", default="bench-cache")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=50, help="tests per ensemble, and per kept batch")
+    ap.add_argument("--from-end", action="store_true", help="take the batches last repetition first, to share "
+                    "a sweep with a process that takes them in order")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -96,7 +103,7 @@ def main() -> None:
             if (method, dx, sigma, args.n or 1000, args.reps) in done:
                 continue
             row = rates(method, sigma, args.reps, args.cache, dx, dh, args.batch, args.n,
-                        out.with_name(out.name + ".batches"))
+                        out.with_name(out.name + ".batches"), args.from_end)
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
