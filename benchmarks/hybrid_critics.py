@@ -2,7 +2,7 @@
 
 For each RBM repetition (dx = 50, cached by ``benchmarks/rbm_data.py``), the default learned
 test's six critic snapshots (``fit_heldout_critics(snapshots=True)`` with
-``AGGREGATED_TEST``) and the closed-form kernel witnesses of the same training part at six
+``LEARNED_TEST``) and the closed-form kernel witnesses of the same training part at six
 bandwidths (``steinkit.gof.sequential.witness_terms``, ℓ = −5..0) are tested on the same test half, alone and
 all twelve together, each with the level-corrected maximum.
 
@@ -23,7 +23,7 @@ from steinkit.gof.aggregate import max_t_pvalue
 from steinkit.gof.kernels import median_bandwidth
 from steinkit.gof.sequential import witness_terms
 from steinkit.scores import as_score
-from steinkit.settings import AGGREGATED_TEST
+from steinkit.settings import LEARNED_TEST
 from steinkit.splits import split_data
 
 ELLS = (-5, -4, -3, -2, -1, 0)
@@ -42,10 +42,10 @@ def main() -> None:
                 for r in range(args.reps)]
     rejected = {"network": 0, "kernel": 0, "both": 0}
     for first in range(0, args.reps, 50):
-        fits = fit_heldout_critics(problems[first:first + 50], AGGREGATED_TEST, snapshots=True)
+        fits = fit_heldout_critics(problems[first:first + 50], LEARNED_TEST, snapshots=True)
         for r, fit in enumerate(fits, start=first):
             rows = torch.arange(xs.shape[1], dtype=torch.float32)[:, None]  # the fit's split, as row numbers
-            tr, va, te = split_data(rows, AGGREGATED_TEST.split, generator=torch.Generator().manual_seed(seeds[r]))
+            tr, va, te = split_data(rows, LEARNED_TEST.split, generator=torch.Generator().manual_seed(seeds[r]))
             a, b = torch.cat([tr, va]).long().squeeze(1), te.long().squeeze(1)
             x, s = xs[r].double(), ss[r].double()
             med = median_bandwidth(x[a])

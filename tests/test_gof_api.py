@@ -136,7 +136,7 @@ def test_sequential_fold_terms_depend_on_earlier_folds_only():
     order = torch.randperm(120, generator=torch.Generator().manual_seed(5))
     y = x.clone()
     y[order[90:]] += 1.0  # the fourth fold after the shuffle of seed 5
-    cfg = sk.AGGREGATED_TEST.replace(hidden=8, n_iters=30)
+    cfg = sk.LEARNED_TEST.replace(hidden=8, n_iters=30)
     a = fit_sequential_critics([(as_score(MODEL), x, 5)], cfg, 4)[0]
     b = fit_sequential_critics([(as_score(MODEL), y, 5)], cfg, 4)[0]
     assert torch.equal(a[:2], b[:2]) and not torch.equal(a[2], b[2])
@@ -157,7 +157,7 @@ def test_features_protocol_tests_with_the_closed_form_witness():
     weights = torch.arange(1, 8, dtype=torch.float64).sqrt()
     assert res.statistic == pytest.approx(float((weights * t).sum() / weights.norm()))
     problem = (as_score(MODEL), x, 3)
-    cfg = sk.AGGREGATED_TEST.replace(hidden=16)
+    cfg = sk.LEARNED_TEST.replace(hidden=16)
     terms = sequential_feature_terms([problem], cfg, 8)[0]
     order = torch.randperm(240, generator=torch.Generator().manual_seed(3))
     xs = x[order]
@@ -201,7 +201,7 @@ def test_combined_protocol_takes_the_larger_statistic_with_a_level_correction():
     d = res.details
     assert d["protocol"] == "combined" and d["folds"] == {"trained": 4, "features": 8} and d["n_test"] == 210
     problem = [(as_score(MODEL), x, 2)]
-    cfg = sk.AGGREGATED_TEST.replace(hidden=16, n_iters=60)
+    cfg = sk.LEARNED_TEST.replace(hidden=16, n_iters=60)
     trained = _sequential_outcome(fit_sequential_critics(problem, cfg, 4)[0], "sequential")
     closed = _sequential_outcome(sequential_feature_terms(problem, cfg.replace(n_layers=1), 8)[0], "features")
     assert d["statistics"]["trained"] == pytest.approx(trained.statistic, rel=1e-6)

@@ -107,7 +107,7 @@ def test_unknown_overrides_list_the_valid_names():
 def test_gof_test_settings_equal_keywords():
     x = torch.randn(200, 2, generator=gen(3))
     a = sk.gof_test(MODEL, x, "lsd", seed=1, **FAST)
-    b = sk.gof_test(MODEL, x, "lsd", seed=1, settings=sk.AGGREGATED_TEST.replace(**FAST))
+    b = sk.gof_test(MODEL, x, "lsd", seed=1, settings=sk.LEARNED_TEST.replace(**FAST))
     assert (a.statistic, a.pvalue) == (b.statistic, b.pvalue)
     c = sk.gof_test(MODEL, x, "lsd", seed=1, protocol="paper", **FAST)
     d = sk.gof_test(MODEL, x, "lsd", seed=1, protocol="paper", settings=TEST.replace(**FAST))

@@ -4,7 +4,6 @@ closed-form first steps, the exact-critic objective, custom objectives, settings
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch

@@ -45,7 +45,7 @@ def test_lsd_test_critic_reproduces_the_statistic(protocol):
     x = torch.randn(400, 2, generator=gen(4)) + 0.4
     res = sk.gof_test(sk.models.Gaussian(torch.zeros(2), torch.eye(2)), x, seed=1, protocol=protocol,
                       return_critic=True, **FAST)
-    split = (sk.AGGREGATED_TEST if protocol == "aggregated" else sk.TEST).split
+    split = (sk.LEARNED_TEST if protocol == "aggregated" else sk.TEST).split
     terms = sk.witness(res, split_data(x, split, generator=gen(1))[2]).terms.double()
     assert float(terms.mean() / terms.std() * len(terms) ** 0.5) == pytest.approx(res.statistic, rel=1e-4)
     assert res.critic.iteration == res.details["best_iteration"]

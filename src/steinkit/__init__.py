@@ -21,7 +21,7 @@ from .evaluate import Comparison, ComparisonRow, DiscrepancyEstimate, PairwiseRo
 from .fit import CriticFit, fit_critic
 from .relative import RelativeResult, relative_test, relative_tests
 from .scores import Score, as_score
-from .settings import AGGREGATED_TEST, ESTIMATE, RELATIVE, TEST, CriticSettings
+from .settings import ESTIMATE, LEARNED_TEST, RELATIVE, TEST, CriticSettings
 from .splits import split_data
 from .stein import (
     FusedSteinCritic,
@@ -60,7 +60,7 @@ __all__ = [
     "CriticSettings",
     "ESTIMATE",
     "TEST",
-    "AGGREGATED_TEST",
+    "LEARNED_TEST",
     "RELATIVE",
     "fit_critic",
     "CriticFit",

@@ -49,13 +49,13 @@ def _cmd_test(args: argparse.Namespace) -> int:
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     if args.method == "lsd":
-        from .settings import AGGREGATED_TEST, TEST
+        from .settings import LEARNED_TEST, TEST
 
         from .gof.lsd import DEFAULT_PROTOCOL
 
         protocol = options.get("protocol", DEFAULT_PROTOCOL)
         if protocol != "features":  # the features protocol takes no training steps
-            defaults = TEST if protocol == "paper" else AGGREGATED_TEST
+            defaults = TEST if protocol == "paper" else LEARNED_TEST
             _announce_fit_time("test", [model], x, defaults, options, args.seed)
         options.setdefault("progress", not args.json)
     result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, device=args.device, **options)

@@ -456,9 +456,9 @@ def fit_sequential_critics(
 
     Example:
         >>> from steinkit.scores import as_score
-        >>> from steinkit.settings import AGGREGATED_TEST
+        >>> from steinkit.settings import LEARNED_TEST
         >>> x = torch.randn(120, 2, generator=torch.Generator().manual_seed(0))
-        >>> out = fit_sequential_critics([(as_score(lambda z: -z), x, 0)], AGGREGATED_TEST.replace(n_iters=30), 4)
+        >>> out = fit_sequential_critics([(as_score(lambda z: -z), x, 0)], LEARNED_TEST.replace(n_iters=30), 4)
         >>> out[0].shape
         torch.Size([3, 30])
     """
@@ -523,9 +523,9 @@ def sequential_feature_terms(
 
     Example:
         >>> from steinkit.scores import as_score
-        >>> from steinkit.settings import AGGREGATED_TEST
+        >>> from steinkit.settings import LEARNED_TEST
         >>> x = torch.randn(120, 2, generator=torch.Generator().manual_seed(0))
-        >>> sequential_feature_terms([(as_score(lambda z: -z), x, 0)], AGGREGATED_TEST, 4)[0].shape
+        >>> sequential_feature_terms([(as_score(lambda z: -z), x, 0)], LEARNED_TEST, 4)[0].shape
         torch.Size([3, 30])
     """
     m = _check_folds(problems, folds) // folds

@@ -4,7 +4,7 @@
 the paper's two uses: :data:`ESTIMATE` (Algorithm 1, discrepancy estimates: objective
 ``"lsd"``, selection by mean − std, no dropout) and :data:`TEST` (Algorithm 2, the
 goodness-of-fit test: objective and selection by the power mean/std, dropout .5, weight
-decay 5e-4). Derived from them: :data:`AGGREGATED_TEST` (the default LSD test) and
+decay 5e-4). Derived from them: :data:`LEARNED_TEST` (the default LSD test) and
 :data:`RELATIVE` (the learned relative test). Derive others with :meth:`CriticSettings.replace`.
 
 Example:
@@ -26,7 +26,7 @@ from typing import Any, Mapping
 from .splits import check_split
 from .validation import fraction, nonneg_float, one_of, positive_float, positive_int, wrong_type
 
-__all__ = ["CriticSettings", "ESTIMATE", "TEST", "AGGREGATED_TEST", "RELATIVE", "OBJECTIVES", "SELECTIONS",
+__all__ = ["CriticSettings", "ESTIMATE", "TEST", "LEARNED_TEST", "RELATIVE", "OBJECTIVES", "SELECTIONS",
            "TRACES", "field_names", "settings_from"]
 
 OBJECTIVES = ("lsd", "power")
@@ -154,8 +154,9 @@ TEST = CriticSettings(objective="power", selection="power", dropout=0.5, weight_
 """Algorithm 2 (the LSD goodness-of-fit test): power objective and selection, dropout .5,
 weight decay 5e-4."""
 
-AGGREGATED_TEST = TEST.replace(hidden=64, n_iters=300, val_every=50, dropout=0.0, split=(0.45, 0.05, 0.5))
-"""The critic of the learned test's default protocols (:mod:`steinkit.gof.lsd`): 2×64 Swish, 300
+LEARNED_TEST = TEST.replace(hidden=64, n_iters=300, val_every=50, dropout=0.0, split=(0.45, 0.05, 0.5))
+"""The critic of the learned test's own protocols (:mod:`steinkit.gof.lsd`: ``"combined"``, the
+default, ``"sequential"``, ``"aggregated"``, and the width of ``"features"``): 2×64 Swish, 300
 Adam steps, power objective, no dropout, weight decay 5e-4. ``"sequential"`` spreads the steps over
 its folds; ``"aggregated"`` trains on 45% (5% validate, for the history) and tests the other half
 at every 50th step."""

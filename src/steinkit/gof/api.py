@@ -203,7 +203,7 @@ def gof_test(
             stopping points with a level-corrected maximum) or ``"paper"`` (Algorithm 2: train
             80%, select on 10%, test on 10%).
         settings: LSD only: a :class:`~steinkit.settings.CriticSettings`; default
-            :data:`~steinkit.settings.AGGREGATED_TEST`, or :data:`~steinkit.settings.TEST` with
+            :data:`~steinkit.settings.LEARNED_TEST`, or :data:`~steinkit.settings.TEST` with
             ``protocol="paper"`` (split (.8, .1, .1), 2×300 Swish, dropout .5, weight decay
             5e-4, λ = .5, 1000 steps, power objective and selection).
         return_critic: LSD with ``protocol="aggregated"`` or ``"paper"`` only: keep the selected

@@ -1,6 +1,6 @@
 """The learned Stein discrepancy goodness-of-fit test under five protocols.
 
-``protocol="combined"`` (the default; settings :data:`~steinkit.settings.AGGREGATED_TEST`):
+``protocol="combined"`` (the default; settings :data:`~steinkit.settings.LEARNED_TEST`):
 two prequential statistics on the same shuffled data, the ``"sequential"`` one below (a trained
 critic, 4 folds) and the ``"features"`` one (the closed-form witness over one hidden layer of
 random features, 8 folds); the test rejects for the larger, with the p-value of that maximum under
@@ -13,7 +13,7 @@ fail on different problems: on the Figure-5 RBMs the closed-form witness is the 
 (training the hidden layers on at most a thousand points loses power there), on heavy tails the
 trained critic (docs/findings.md).
 
-``protocol="aggregated"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`):
+``protocol="aggregated"`` (settings :data:`~steinkit.settings.LEARNED_TEST`):
 the critic is trained on the first part of a random split (45%, with 5% to validate for its
 history) and tested on the other half. The critic as it was at every validation (every
 ``val_every`` steps: six stopping points by default) gives Stein terms on the test half; the
@@ -25,7 +25,7 @@ H0: p = q (Stein's identity); the vector of t_m is then asymptotically N(0, R). 
 direction is used (train on A, test on B): the mirror statistic (train on B, test on A) is
 correlated with it under H0 (docs/findings.md), so the two are not pooled.
 
-``protocol="sequential"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`, no
+``protocol="sequential"`` (settings :data:`~steinkit.settings.LEARNED_TEST`, no
 selection): prequential. The data are cut into 4 folds; one critic trains n_iters/3 steps on fold 1 and
 scores fold 2, trains on, warm started, on folds 1-2 and scores fold 3, then on folds 1-3 and
 scores fold 4. Given the folds before it, each fold's studentised statistic t_k is
@@ -33,7 +33,7 @@ asymptotically N(0, 1) whatever those folds were, so the t_k are asymptotically 
 and z = Σ √(k−1)·t_k / √(Σ (k−1)) is N(0, 1) under H0; p = 1 − Φ(z). Three quarters of the data
 enter the statistic, and later folds, scored by better critics, weigh more.
 
-``protocol="features"`` (settings :data:`~steinkit.settings.AGGREGATED_TEST`'s width and
+``protocol="features"`` (settings :data:`~steinkit.settings.LEARNED_TEST`'s width and
 :data:`WITNESS_LAYERS` hidden layer; no gradient step): the sequential design with 8 folds, fold k
 scored by the critic whose last layer is fitted in closed form on the folds before it over the
 features of a network at its random initialisation (:mod:`steinkit.last_layer`: the
@@ -77,7 +77,7 @@ from torch import Tensor
 
 from ..fit import HeldOutFit, fit_heldout_critics, fit_sequential_critics, sequential_feature_terms
 from ..scores import Score
-from ..settings import AGGREGATED_TEST, TEST, CriticSettings, settings_from
+from ..settings import LEARNED_TEST, TEST, CriticSettings, settings_from
 from ..validation import one_of
 from ..witness import FittedCritic
 from .aggregate import max_normal_pvalue, max_t_pvalue
@@ -192,7 +192,7 @@ def lsd_tests(
         problems: triples of a checked score function, data (n, d) and a seed; data sets
             must share their shape.
         settings: a :class:`~steinkit.settings.CriticSettings`; default
-            :data:`~steinkit.settings.AGGREGATED_TEST` for ``"combined"``, ``"sequential"`` and
+            :data:`~steinkit.settings.LEARNED_TEST` for ``"combined"``, ``"sequential"`` and
             ``"aggregated"`` (2×64 Swish, 300 steps; "aggregated": a stopping point every 50, split
             .45/.05/.5; the combined protocol's witness takes its width, with :data:`WITNESS_LAYERS`
             layer), the same with :data:`WITNESS_LAYERS` layer for ``"features"``, and
@@ -221,7 +221,7 @@ def lsd_tests(
         raise TypeError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to protocol='features', "
                         f"which trains no critic (it uses {' and '.join(FEATURE_SETTINGS)}); "
                         "protocol='sequential' trains one")
-    default = {"paper": TEST, "features": AGGREGATED_TEST.replace(n_layers=WITNESS_LAYERS)}.get(protocol, AGGREGATED_TEST)
+    default = {"paper": TEST, "features": LEARNED_TEST.replace(n_layers=WITNESS_LAYERS)}.get(protocol, LEARNED_TEST)
     cfg = settings_from(settings, default, overrides, extra=", or protocol, progress, return_critic")
     if protocol == "combined":
         if return_critic:
