@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from . import data, gof, models, samplers, witness_plots
+from . import data, gof, models, samplers, train, witness_plots
 from .gof import GofResult, gof_test, gof_tests
 from .critics import MLPCritic
 from .evaluate import Comparison, ComparisonRow, DiscrepancyEstimate, PairwiseRow, compare, stein_discrepancy
@@ -41,6 +41,7 @@ __all__ = [
     "models",
     "data",
     "samplers",
+    "train",
     "witness_plots",
     "gof",
     "gof_test",

@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", required=True, help="samples (n, d) as .npy, .npz, .csv or .txt")
         p.add_argument("--seed", type=typed(int), default=0)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
-        p.add_argument("--verbose", action="store_true", help="with --json: also bootstrap draws and histories")
+        p.add_argument("--verbose", action="store_true", help="with --json: also bootstrap draws, critic histories and "
+                       "per-bandwidth or per-critic statistics")
         p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                        help="extra option passed through (JSON values), e.g. --option n_iters=300")
         _add_device(p)

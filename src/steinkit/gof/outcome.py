@@ -1,4 +1,5 @@
-"""The result type every goodness-of-fit test function returns (LSD, KSD, linear KSD, FSSD).
+"""The result type every goodness-of-fit test function returns (LSD, KSD, linear KSD,
+FSSD, KSDAgg, KSD-Seq).
 
 The user-facing :class:`~steinkit.gof.api.GofResult` of :func:`steinkit.gof_test` is built
 from it (adding the method, the level and the verdict).
