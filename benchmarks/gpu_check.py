@@ -71,7 +71,7 @@ class Sizes:
     dx: int = 50  # RBM visible units
     dh: int = 40  # RBM hidden units
     sigma: float = 0.02  # perturbation of the model's B
-    n_iters: int = 1000  # critic steps per LSD test (the test's default)
+    n_iters: int = 300  # critic steps per LSD test (the default protocol's)
     sequential: int = 10  # sequential LSD tests timed (the rest extrapolated)
     burn_in: int = 2000  # Gibbs sweeps for the data
     ksd_n: int = 10_000  # samples of the KSD test

@@ -1,6 +1,6 @@
 """Does aggregating the network's stopping points with kernel witnesses add power? (issue 12)
 
-For each RBM repetition (dx = 50, cached by ``benchmarks/rbm_data.py``), the default learned
+For each RBM repetition (dx = 50, cached by ``benchmarks/rbm_data.py``), the aggregated learned
 test's six critic snapshots (``fit_heldout_critics(snapshots=True)`` with
 ``LEARNED_TEST``) and the closed-form kernel witnesses of the same training part at six
 bandwidths (``steinkit.gof.sequential.witness_terms``, ℓ = −5..0) are tested on the same test half, alone and
