@@ -1,10 +1,10 @@
 """Is it the split or the network that limits the learned test's power? (issue 12)
 
-The aggregated learned test (``protocol="aggregated"``) fits its critic on one half of the data
-and tests it on the other. This replaces the network by the closed-form critic of the same
-split: the kernel Stein witness of the training half, f(x) = mean_j [s(a_j) k(a_j, x) + ∇_a k(a_j, x)], whose Stein terms at a test
-point b are mean_j u(a_j, b) (u the IMQ Stein kernel). Its terms on the test half are aggregated
-over bandwidths 2^ℓ·λ_med(training half) with the same level-corrected maximum
+The aggregated learned test (``protocol="aggregated"``) fits its critic on one half of the data and
+tests it on the other. This replaces the network by the closed-form critic of the same split: the
+kernel Stein witness of the training half, f(x) = mean_j [s(a_j) k(a_j, x) + ∇_a k(a_j, x)], whose
+Stein terms at a test point b are mean_j u(a_j, b) (u the IMQ Stein kernel). Its terms on the test
+half are aggregated over bandwidths 2^ℓ·λ_med(training half) with the same level-corrected maximum
 (:func:`steinkit.gof.aggregate.max_t_pvalue`), so it is the learned test with the RKHS-optimal
 critic in place of the trained one (a cross U-statistic over the n²/4 train×test pairs).
 
