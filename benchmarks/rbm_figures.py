@@ -50,13 +50,18 @@ def _plot(path: Path, curves: dict[str, list[tuple[float, dict]]], xlabel: str, 
 
 
 def _table(curves: dict[str, list[tuple[float, dict]]], xs: list[float], head: str) -> str:
-    lines = [f"| test | {' | '.join(head.format(x) for x in xs)} | reps |", "|---" * (len(xs) + 2) + "|"]
+    """Rejection rates by test and x, with the repetitions and the CPU seconds per test (mean over the
+    cells), and a last line with the CPU hours of all the table's tests."""
+    lines = [f"| test | {' | '.join(head.format(x) for x in xs)} | reps | CPU s/test |", "|---" * (len(xs) + 3) + "|"]
+    hours = 0.0
     for label in sorted(curves, key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER)):
         cells = dict(curves[label])
         reps = sorted({c["reps"] for c in cells.values()})
+        cpu = [c["cpu_seconds_per_test"] for c in cells.values()]
+        hours += sum(c["cpu_seconds_per_test"] * c["reps"] for c in cells.values()) / 3600
         lines.append(f"| {label} | " + " | ".join(f"{cells[x]['reject_05']:.3g}" if x in cells else "" for x in xs)
-                     + f" | {'/'.join(map(str, reps))} |")
-    return "\n".join(lines)
+                     + f" | {'/'.join(map(str, reps))} | {sum(cpu) / len(cpu):.3g} |")
+    return "\n".join(lines + ["", f"CPU time of these tests: {hours:.2f} h"])
 
 
 def main() -> None:
