@@ -42,7 +42,8 @@ def _plot(path: Path, curves: dict[str, list[tuple[float, dict]]], xlabel: str, 
     for i, label in enumerate(sorted(curves, key=lambda s: ORDER.index(s) if s in ORDER else len(ORDER))):
         pts = sorted(curves[label], key=lambda p: p[0])
         ax.errorbar([p[0] for p in pts], [p[1]["reject_05"] for p in pts], [p[1]["stderr"] for p in pts],
-                    marker="o", ms=3, capsize=2, label=label, color=f"C{i}", ls="-" if "LSD" in label else "--")
+                    marker="o", ms=3, capsize=2, label=label, color=f"C{i}" if i < 10 else "black",
+                    ls="-" if "LSD" in label else "--")
     ax.axhline(0.05, color="gray", ls=":", lw=0.8)
     ax.set(xlabel=xlabel, ylabel="rejection rate at α = .05", ylim=(-0.02, 1.02), title=title)
     ax.legend(fontsize=7)
