@@ -147,11 +147,16 @@ def _median_sq(x: Tensor) -> float:
     if n > _MEDIAN_POINTS:
         sub = torch.as_tensor(np.linspace(0, n - 1, _MEDIAN_POINTS, dtype=int), device=x.device)
         x = x[sub]
-    dist = torch.pdist(x).sort().values
+    dist = torch.pdist(x)
     k = dist.numel()
     if k == 0:
         raise ValueError("draws must have at least 2 rows for a median-heuristic preconditioner ('med', 'sclmed')")
-    med = float(dist[k // 2]) if k % 2 else (float(dist[k // 2 - 1]) + float(dist[k // 2])) / 2
+    low = dist.median()  # the lower middle value
+    if k % 2:
+        med = float(low)
+    else:  # the upper middle value: low again if more than k / 2 values are <= low
+        high = low if int((dist <= low).sum()) > k // 2 else dist[dist > low].min()
+        med = (float(low) + float(high)) / 2
     if not med > 0:
         raise ValueError(
             "draws: the median distance between draws is 0 (too few distinct draws) for the "
@@ -319,10 +324,12 @@ def thin(
     if first.numel() < n:
         x64, s = x64[first], s[first]
     xs, ss, lam, tr = _kernel(geometry, x64, s)
+    del x, x64, s
     n = xs.shape[0]
     objective = 0.5 * (tr + (ss * ss).sum(-1))  # k0(x_i, x_i) / 2
     # one kernel row per step, over blocks of columns of the (d, n) layout (sums run along d)
     xt, st = xs.T.contiguous(), ss.T.contiguous()
+    del xs, ss
     lam = lam if isinstance(lam, float) else lam[:, None]
     chosen = torch.empty(m, dtype=torch.long, device=dev)
     for t in range(m):
