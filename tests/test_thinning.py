@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import steinkit as sk
-from steinkit.thinning import _first_copies, _geometry, _k0, _kernel, ksd_path, thin
+from steinkit.thinning import _first_copies, _geometry, _k0, _kernel, _median_sq, ksd_path, thin
 
 stein_thinning = pytest.importorskip("stein_thinning")
-from stein_thinning.kernel import make_imq, vfk0_imq  # noqa: E402
+from stein_thinning.kernel import make_imq, make_precon, vfk0_imq  # noqa: E402
 from stein_thinning.stein import ksd as reference_ksd  # noqa: E402
 from stein_thinning.thinning import _greedy_search, _make_stein_integrand  # noqa: E402
 from stein_thinning.thinning import thin as reference_thin  # noqa: E402
@@ -110,6 +110,13 @@ def test_ksd_path_is_the_reference_packages_ksd_sequence(preconditioner):
     integrand = _make_stein_integrand(xs[idx.numpy()], gs[idx.numpy()], standardize=False, vfk0=vfk0)
     ours = ksd_path(x, None, idx, gradients=g, preconditioner=preconditioner)
     np.testing.assert_allclose(ours.numpy(), reference_ksd(integrand, 25), rtol=1e-12)
+
+
+@pytest.mark.parametrize("points", [[0, 1, 3], [0, 1, 3, 7], [0, 1, 3, 3], [0, 0, 0, 1, 2]])
+def test_median_heuristic_is_the_reference_packages(points):
+    """Odd and even numbers of pairs, with and without a tie between the two middle values."""
+    x = np.array(points, dtype=np.float64)[:, None]
+    assert 1.0 / _median_sq(torch.from_numpy(x)) == make_precon(x, "med")[0, 0]
 
 
 # --------------------------------------------------------------------------- the Stein kernel
