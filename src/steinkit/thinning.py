@@ -139,15 +139,15 @@ def _indices(indices: Any, n: int) -> Tensor:
 
 
 # --------------------------------------------------------------------------- preconditioner
-def _median_sq(x: Tensor) -> float:
+def _median_sq(x: Tensor, scale: Tensor | None = None) -> float:
     """Squared median distance over pairs of at most 1000 evenly spaced draws (the reference's
     ``np.linspace(0, n - 1, 1000, dtype=int)`` subsample; the mean of the two middle values
-    when the number of pairs is even)."""
+    when the number of pairs is even), the draws divided by ``scale`` if given."""
     n = x.shape[0]
     if n > _MEDIAN_POINTS:
         sub = torch.as_tensor(np.linspace(0, n - 1, _MEDIAN_POINTS, dtype=int), device=x.device)
         x = x[sub]
-    dist = torch.pdist(x)
+    dist = torch.pdist(x if scale is None else x / scale)
     k = dist.numel()
     if k == 0:
         raise ValueError("draws must have at least 2 rows for a median-heuristic preconditioner ('med', 'sclmed')")
@@ -192,13 +192,12 @@ def _geometry(x: Tensor, preconditioner: Any, standardize: Any) -> _Geometry:
     n, d = x.shape
     scale = None
     if standardize:
-        scale = (x - x.mean(0)).abs().mean(0)
+        scale = (x - x.mean(0)).abs_().mean(0)
         if not bool((scale > 0).all()):
             raise ValueError(
                 "draws has a constant column (mean absolute deviation 0) that standardize=True "
                 "cannot rescale; drop the column or pass standardize=False"
             )
-        x = x / scale
     if isinstance(preconditioner, str):
         name = preconditioner
         if name not in _PRECONDITIONERS:
@@ -207,13 +206,13 @@ def _geometry(x: Tensor, preconditioner: Any, standardize: Any) -> _Geometry:
         if name == "id":
             return _Geometry(scale, 1.0, None, float(d))
         if name in ("med", "sclmed"):
-            lam = 1.0 / _median_sq(x)
+            lam = 1.0 / _median_sq(x, scale)
             if name == "sclmed":
                 lam = lam * math.log(min(_MEDIAN_POINTS, n))
             return _Geometry(scale, lam, None, sum([lam] * d))
         if n <= d:
             raise ValueError(f"preconditioner='smpcov' needs more draws than dimensions, got n={n}, d={d}")
-        gamma = torch.cov(x.T).reshape(d, d)
+        gamma = torch.cov((x if scale is None else x / scale).T).reshape(d, d)
         where = "preconditioner='smpcov': the sample covariance of the draws"
     elif isinstance(preconditioner, numbers.Real) and not isinstance(preconditioner, bool):
         lam = 1.0 / positive_float(preconditioner, "preconditioner")
@@ -250,19 +249,20 @@ def _first_copies(x: Tensor, s: Tensor) -> Tensor:
     get equal keys whatever their position) and comparing the rows whose keys are equal;
     should two different rows share a key, an exact ``torch.unique`` decides.
     """
-    rows = torch.cat([x, s], 1)
-    n, width = rows.shape
-    weights = (torch.rand(width, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5).tolist()
-    key = rows[:, 0] * weights[0]
-    for j in range(1, width):
-        key = key + rows[:, j] * weights[j]
+    n, d = x.shape
+    weights = (torch.rand(2 * d, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5).tolist()
+    columns = [x[:, j] for j in range(d)] + [s[:, j] for j in range(d)]
+    key = columns[0] * weights[0]
+    for column, weight in zip(columns[1:], weights[1:]):
+        key = key + column * weight
     key, order = torch.sort(key, stable=True)
     same = key[1:] == key[:-1]
-    if bool(torch.isfinite(key).all()) and bool((rows[order[1:][same]] == rows[order[:-1][same]]).all()):
+    a, b = order[1:][same], order[:-1][same]
+    if bool(torch.isfinite(key).all()) and bool((x[a] == x[b]).all()) and bool((s[a] == s[b]).all()):
         # a run of equal keys holds equal rows; the stable sort puts the first copy first
         start = torch.cat([torch.ones(1, dtype=torch.bool, device=x.device), ~same])
         return order[start].sort().values
-    _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    _, inverse = torch.unique(torch.cat([x, s], 1), dim=0, return_inverse=True)
     first = torch.full((n,), n, dtype=torch.long, device=x.device)
     first = first.scatter_reduce_(0, inverse, torch.arange(n, device=x.device), "amin")
     return first[first < n].sort().values
