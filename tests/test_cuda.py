@@ -191,6 +191,18 @@ def test_train_lsd_on_the_device_moves_model_and_critic():
     assert res.steps == 10 and np.isfinite(res.history[-1]["loss"])
 
 
+def test_thin_and_ksd_path_agree_with_the_cpu():
+    x = torch.randn(2000, 4, generator=gen(0), dtype=torch.float64)
+    model = sk.models.Gaussian(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    for pre in ("med", "smpcov"):
+        cpu = sk.thin(x, model, 30, preconditioner=pre)
+        gpu = sk.thin(x.to(DEVICE), model, 30, preconditioner=pre)
+        assert _on_device(gpu) and gpu.tolist() == cpu.tolist()
+        path = sk.thinning.ksd_path(x.to(DEVICE), model, gpu, preconditioner=pre)
+        assert _on_device(path)
+        torch.testing.assert_close(path.cpu(), sk.thinning.ksd_path(x, model, cpu, preconditioner=pre), **TIGHT)
+
+
 def test_sgld_without_noise_agrees_with_the_cpu():
     rbm = GaussianBernoulliRBM.random(4, 3, generator=gen(0), dtype=torch.float64)
     x0 = torch.randn(50, 4, generator=gen(1), dtype=torch.float64)

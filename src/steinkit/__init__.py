@@ -33,6 +33,7 @@ from .stein import (
     optimal_lsd,
     stein_terms,
 )
+from .thinning import thin
 from .witness import FittedCritic, Witness, witness
 
 __version__ = "0.1.0"
@@ -78,4 +79,5 @@ __all__ = [
     "witness",
     "Witness",
     "FittedCritic",
+    "thin",
 ]
