@@ -61,12 +61,12 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .fit import HeldOutFit, fit_heldout_critics
+from .heldout import HeldOutFit, fit_heldout_critics
 from .gof.outcome import normal_sf
 from .scores import Score, as_scores
 from .settings import RELATIVE, CriticSettings, settings_from
 from .stein import exact_trace
-from .validation import as_data, as_device, one_of, probability, seed_from, wrong_type
+from .validation import as_data, as_device, flag, one_of, probability, seed_from, wrong_type
 from .witness import FittedCritic
 
 __all__ = ["METHODS", "RelativeResult", "relative_test", "relative_tests", "paired_test", "penalised_terms", "holm",
@@ -277,8 +277,7 @@ def relative_tests(
     alpha = probability(alpha, "alpha")
     cfg = settings_from(settings, RELATIVE, overrides,
                         extra=", or method, seed, generator, return_critic, progress, device")
-    if not isinstance(return_critic, bool):
-        raise wrong_type("return_critic", "a bool", return_critic)
+    flag(return_critic, "return_critic")
     if return_critic and method == "optimal":
         raise TypeError(f"return_critic applies to method='lsd' only, not {method!r} (it fits no critic)")
     if not isinstance(models, (list, tuple)):

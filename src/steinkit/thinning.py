@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from .scores import as_score
-from .validation import as_data, as_device, as_param, positive_float, positive_int, wrong_type
+from .validation import as_data, as_device, as_param, flag, positive_float, positive_int, wrong_type
 
 __all__ = ["thin", "ksd_path"]
 
@@ -187,8 +187,7 @@ class _Geometry(NamedTuple):
 
 def _geometry(x: Tensor, preconditioner: Any, standardize: Any) -> _Geometry:
     """The standardisation and Γ of the reference package, from all the draws ``x`` (float64)."""
-    if not isinstance(standardize, bool):
-        raise wrong_type("standardize", "a bool", standardize)
+    flag(standardize, "standardize")
     n, d = x.shape
     scale = None
     if standardize:

@@ -64,6 +64,7 @@ __all__ = [
     "fraction",
     "probability",
     "one_of",
+    "flag",
     "seed_value",
     "as_generator",
     "seed_from",
@@ -363,6 +364,20 @@ def one_of(value: Any, name: str, choices: Sequence[Any]) -> Any:
     """
     if isinstance(value, (list, dict, set)) or value not in tuple(choices):
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` if it is a bool, else :func:`wrong_type`'s TypeError.
+
+    Example:
+        >>> flag(1, "refit")
+        Traceback (most recent call last):
+        ...
+        TypeError: refit must be a bool, got type int (1)
+    """
+    if not isinstance(value, bool):
+        raise wrong_type(name, "a bool", value)
     return value
 
 

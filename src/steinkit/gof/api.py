@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..scores import as_scores
 from ..settings import CriticSettings, field_names
-from ..validation import as_data, as_device, one_of, probability, seed_from, seed_value, wrong_type
+from ..validation import as_data, as_device, flag, one_of, probability, seed_from, seed_value, wrong_type
 from .fssd import fssd_test
 from .ksd import ksd_test
 from .ksdagg import ksdagg_test
@@ -126,8 +126,7 @@ def _check_call(method: str, alpha: Any, settings: Any, protocol: Any, options: 
                 return_critic: Any = False) -> None:
     one_of(method, "method", METHODS)
     probability(alpha, "alpha")
-    if not isinstance(return_critic, bool):
-        raise wrong_type("return_critic", "a bool", return_critic)
+    flag(return_critic, "return_critic")
     if return_critic and method != "lsd":
         raise TypeError(f"return_critic applies to method='lsd' only, not {method!r} (a kernel test fits no critic)")
     if protocol is not None:
