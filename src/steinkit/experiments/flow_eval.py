@@ -33,6 +33,7 @@ from torch import Tensor
 
 from ..data import bits_per_dim, dequantize, inverse_logit, load_image_dataset, logit_transform, save_image_grid
 from ..evaluate import stein_discrepancy
+from ..settings import PAPER_ESTIMATE
 from ..splits import split_data
 from ..models.flows import GlowFlow
 from ..train import save_checkpoint, train
@@ -261,7 +262,7 @@ def evaluate_trial(config: dict[str, Any], *, trials: Path, progress: bool = Fal
         model, x_lsd = FlowScore(flow, s.chunk_size, shift=shift, scale=scale), (y - shift) / scale
     batch = min(s.critic_batch_size, y_fit.shape[0])
     per_pass = math.ceil(y_fit.shape[0] / batch)
-    est = stein_discrepancy(model, x_lsd, lam=s.lam, split=s.split, hidden=s.critic_hidden, n_layers=s.critic_layers,
+    est = stein_discrepancy(model, x_lsd, PAPER_ESTIMATE, lam=s.lam, split=s.split, hidden=s.critic_hidden, n_layers=s.critic_layers,
                             n_iters=s.critic_passes * per_pass, lr=s.critic_lr, batch_size=batch, val_every=per_pass,
                             seed=s.seed, progress=progress, device=device)
     times["lsd"], t0 = time.perf_counter() - t0, time.perf_counter()

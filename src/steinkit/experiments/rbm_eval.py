@@ -3,8 +3,9 @@
 For each size (dx, dh) and RBM (seeds ``seed``, ``seed + 1``, ...), a random RBM p (paper B.1)
 gives n Gibbs samples; q_σ adds σ·E to its weights B, one N(0, I) direction E shared by every
 σ, so the models are nested and a good score grows with σ from 0. Scores, each ± σ/√n of its
-mean: ``lsd`` (:func:`steinkit.stein_discrepancy`, Algorithm 1, with the library's estimate
-settings but B.1's critic: ``hidden``, ``dropout``, ``weight_decay``, ``lam``, ``n_iters``);
+mean: ``lsd`` (:func:`steinkit.stein_discrepancy`, Algorithm 1 as published,
+:data:`~steinkit.settings.PAPER_ESTIMATE`, with B.1's critic: ``hidden``, ``dropout``,
+``weight_decay``, ``lam``, ``n_iters``);
 ``ksd`` / ``lksd`` (quadratic / linear KSD² with the bandwidth that maximizes it on a
 ``kernel_train`` fraction of the points, estimated on the rest; B.2); ``theory`` (the optimal
 critic's E_p‖s_q − s_p‖²/(2λ) on all n samples). One trial is one (dx, dh, seed, σ).
@@ -28,6 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from ..evaluate import stein_discrepancy
+from ..settings import PAPER_ESTIMATE
 from ..gof.ksd import ksd_estimate, learn_ksd_bandwidth
 from ..gof.lksd import learn_lksd_bandwidth, lksd_estimate
 from ..stein import optimal_lsd
@@ -110,7 +112,8 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
         s_q, s_p = q.score(x), p.score(x)
     t0 = time.perf_counter()
     device = trial_device(config)
-    est = stein_discrepancy(q, x, lam=lam, seed=derive_seed(seed, dx, dh, "lsd"), device=device, **config["lsd"])
+    est = stein_discrepancy(q, x, PAPER_ESTIMATE, lam=lam, seed=derive_seed(seed, dx, dh, "lsd"), device=device,
+                            **config["lsd"])
     rows = [{"method": "lsd", "value": est.value, "stderr": est.stderr, "n_eval": est.n_test,
              "best_iteration": est.best_iteration, "seconds": time.perf_counter() - t0}]
     rows += _kernel_rows(x.to(device), s_q.to(device), config["kernel_train"], derive_seed(seed, dx, dh, "kernel"))

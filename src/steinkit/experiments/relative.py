@@ -50,7 +50,7 @@ from ..evaluate import compare
 from ..gof.outcome import normal_sf
 from ..models import GaussianBernoulliRBM
 from ..relative import relative_tests
-from ..settings import RELATIVE
+from ..settings import PAPER_ESTIMATE, RELATIVE
 from ..stein import optimal_lsd
 from ..witness_plots import plot_field
 from .rbm_power import RBMSweep, derive_seed, rbm_problem
@@ -179,7 +179,8 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
         outcomes: dict[str, list[dict[str, Any]]] = {}
         for method in config["methods"]:
             if method == "separate":
-                rows = {r.name: r for r in compare(dict(enumerate(models.values())), x, seed=seed, lam=_LAM,
+                rows = {r.name: r for r in compare(dict(enumerate(models.values())), x, PAPER_ESTIMATE, seed=seed,
+                                                   lam=_LAM,
                                                    device=device, dropout=RELATIVE.dropout,
                                                    weight_decay=RELATIVE.weight_decay, **critic)}
                 outcomes[method] = [_separate(rows, a, b, config["alpha"]) for a, b in index]
@@ -316,7 +317,8 @@ def _toy_witness(path: Path, settings: Settings, device: torch.device) -> tuple[
         return torch.distributions.MixtureSameFamily(mix, torch.distributions.Independent(normal, 1))
 
     models = {"too wide (std × 1.6)": mixture(1.0, 0.8), "ring too small (radius × 0.85)": mixture(0.85, 0.5)}
-    table = compare(models, x, seed=settings.seed, pairwise=True, return_critic=True, lam=_LAM, device=device,
+    table = compare(models, x, PAPER_ESTIMATE, seed=settings.seed, pairwise=True, return_critic=True, lam=_LAM,
+                    device=device,
                     n_iters=settings.n_iters, hidden=settings.hidden, val_every=max(1, settings.n_iters // 6))
     plot_field({r.name: r.estimate.critic for r in table}, x, path)
     rows = [{"model": r.name, "value": r.value, "stderr": r.stderr} for r in table]
