@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..critics import MLPCritic
+from ..settings import auto_hidden
 from ..scores import module_on
 from ..validation import wrong_type
 from .modules import CNCELoss, CriticLoss, LossModule, LSDModelLoss, MLLoss, NCELoss, SSMLoss, fit_noise
@@ -124,12 +125,13 @@ class CNCE(_OneLoss):
 
 
 def _default_critic(dim: int, like: Tensor, generator: torch.Generator) -> MLPCritic:
-    """``MLPCritic(dim)`` initialised from ``generator`` (via a CPU seed for a device generator)."""
+    """``MLPCritic(dim)`` of :func:`~steinkit.settings.auto_hidden` width, initialised from ``generator``
+    (via a CPU seed for a device generator)."""
     init = generator
     if generator.device.type != "cpu":
         cpu_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         init = torch.Generator().manual_seed(cpu_seed)
-    return MLPCritic(dim, generator=init, dtype=like.dtype).to(like.device)
+    return MLPCritic(dim, auto_hidden(like.shape[0], dim), generator=init, dtype=like.dtype).to(like.device)
 
 
 class LSD(Objective):
@@ -139,7 +141,8 @@ class LSD(Objective):
     minimises E[s_θ(x)ᵀ f(x)] with the critic (in eval mode) held fixed.
 
     Arguments:
-        critic: the critic (default ``MLPCritic(model.dim)``, initialised from the generator).
+        critic: the critic (default an ``MLPCritic`` of :func:`~steinkit.settings.auto_hidden` width,
+            initialised from the generator).
     """
 
     name, needs = "lsd", "score"
