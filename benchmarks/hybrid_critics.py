@@ -18,7 +18,7 @@ import torch
 
 from rbm_data import load
 from steinkit.experiments.rbm_power import rbm_problem
-from steinkit.fit import fit_heldout_critics
+from steinkit.heldout import fit_heldout_critics
 from steinkit.gof.aggregate import max_t_pvalue
 from steinkit.gof.kernels import median_bandwidth
 from steinkit.gof.sequential import witness_terms

@@ -22,7 +22,8 @@ import steinkit as sk
 from helpers import gen
 from steinkit.cli import main
 from steinkit.critics import MLPCritic
-from steinkit.fit import fit_critic, fit_heldout_critics
+from steinkit.fit import fit_critic
+from steinkit.heldout import fit_heldout_critics
 from steinkit.models import GaussianBernoulliRBM, MLPEnergy
 from steinkit.samplers import sgld
 from steinkit.scores import as_score

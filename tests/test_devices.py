@@ -15,7 +15,8 @@ from helpers import gen
 from steinkit.cli import main
 from steinkit.critics import MLPCritic
 from steinkit.experiments.settings import RunOptions, keyed_on, trial_device
-from steinkit.fit import fit_critic, fit_heldout_critics
+from steinkit.fit import fit_critic
+from steinkit.heldout import fit_heldout_critics
 from steinkit.models import GaussianBernoulliRBM, MLPEnergy
 from steinkit.samplers import sgld
 from steinkit.scores import as_score, module_on

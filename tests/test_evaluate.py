@@ -27,14 +27,16 @@ def test_compare_ranks_perturbed_rbms_in_order(rbm_data):
     assert all(r.stderr > 0 for r in rows)
 
 
-def test_estimate_tracks_the_closed_form_for_an_rbm(rbm_data):
-    """The learned value is close to E‖s_q − s_p‖²/(2λ) (within 5 stderr + 15%)."""
+def test_estimate_is_a_lower_bound_that_sees_most_of_an_rbm_misfit(rbm_data):
+    """The value never exceeds E‖s_q − s_p‖²/(2λ) (by 3 stderr) and, at n = 2000 in d = 50, a
+    critic fitted on 1400 points sees more than half of it (2/3 measured; docs/estimate-panel.md)."""
     p, x = rbm_data
     q = p.perturb(0.06, generator=gen(2))
-    est = sk.stein_discrepancy(q, x, **FAST)
+    with pytest.warns(RuntimeWarning, match="limited by the data"):
+        est = sk.stein_discrepancy(q, x, **FAST)
     with torch.no_grad():
         truth = float(sk.optimal_lsd(q.score(x), p.score(x), 0.5))
-    assert abs(est.value - truth) < 5 * est.stderr + 0.15 * truth
+    assert 0.5 * truth < est.value < truth + 3 * est.stderr
 
 
 def test_compare_equals_separate_estimates():
@@ -53,7 +55,7 @@ def test_same_seed_same_answer_and_history():
     e1 = sk.stein_discrepancy(model, x, seed=7, **FAST)
     e2 = sk.stein_discrepancy(model, x, seed=7, **FAST)
     assert e1.value == e2.value and e1.stderr == e2.stderr
-    assert e1.n_test == 20 and len(e1.history) == 4
+    assert e1.n_test == 200 and len(e1.fold_values) == 5 and len(e1.history) >= 1
     assert {"train_mean", "train_std", "val_mean", "val_std"} <= set(e1.history[0])
     assert "LSD =" in str(e1)
 

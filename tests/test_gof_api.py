@@ -129,7 +129,7 @@ def test_sequential_protocol_weights_the_fold_statistics():
 
 def test_sequential_fold_terms_depend_on_earlier_folds_only():
     # changing the last fold's points leaves the statistics of folds 2 and 3 unchanged
-    from steinkit.fit import fit_sequential_critics
+    from steinkit.prequential import fit_sequential_critics
     from steinkit.scores import as_score
 
     x = torch.randn(120, 2, generator=gen(9))
@@ -144,7 +144,8 @@ def test_sequential_fold_terms_depend_on_earlier_folds_only():
 
 def test_features_protocol_tests_with_the_closed_form_witness():
     """Each fold's terms are those of the closed-form last layer fitted on the folds before it."""
-    from steinkit.fit import _ensemble, sequential_feature_terms
+    from steinkit.heldout import critic_ensemble
+    from steinkit.prequential import sequential_feature_terms
     from steinkit.last_layer import feature_witness
     from steinkit.scores import as_score
     from steinkit.stein import stein_terms
@@ -161,7 +162,7 @@ def test_features_protocol_tests_with_the_closed_form_witness():
     terms = sequential_feature_terms([problem], cfg, 8)[0]
     order = torch.randperm(240, generator=torch.Generator().manual_seed(3))
     xs = x[order]
-    critic = _ensemble([problem], cfg)[0].member(0)
+    critic = critic_ensemble([3], 2, cfg, x)[0].member(0)
     w = feature_witness(critic, xs[:210], -xs[:210])  # fold 8 is tested by the witness of folds 1-7
     expected, _ = stein_terms(w, xs[210:], -xs[210:], trace="exact")
     torch.testing.assert_close(terms[6], expected.detach(), rtol=1e-5, atol=1e-6)
@@ -192,7 +193,7 @@ def test_features_protocol_refuses_settings_it_does_not_use():
 def test_combined_protocol_takes_the_larger_statistic_with_a_level_correction():
     """The two statistics are the sequential protocol's (4 folds) and the one-layer features
     protocol's (8 folds) on the same shuffle."""
-    from steinkit.fit import fit_sequential_critics, sequential_feature_terms
+    from steinkit.prequential import fit_sequential_critics, sequential_feature_terms
     from steinkit.gof.lsd import _sequential_outcome
     from steinkit.scores import as_score
 

@@ -14,14 +14,14 @@ Example:
 
 from __future__ import annotations
 
-from . import data, gof, models, samplers, train, witness_plots
+from . import data, gof, models, problems, samplers, train, witness_plots
 from .gof import GofResult, gof_test, gof_tests
 from .critics import MLPCritic
 from .evaluate import Comparison, ComparisonRow, DiscrepancyEstimate, PairwiseRow, compare, stein_discrepancy
 from .fit import CriticFit, fit_critic
 from .relative import RelativeResult, relative_test, relative_tests
 from .scores import Score, as_score
-from .settings import ESTIMATE, LEARNED_TEST, RELATIVE, TEST, CriticSettings
+from .settings import ESTIMATE, LEARNED_TEST, PAPER_ESTIMATE, RELATIVE, TEST, CriticSettings
 from .splits import split_data
 from .stein import (
     FusedSteinCritic,
@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "models",
+    "problems",
     "data",
     "samplers",
     "train",
@@ -61,6 +62,7 @@ __all__ = [
     "fisher_divergence",
     "CriticSettings",
     "ESTIMATE",
+    "PAPER_ESTIMATE",
     "TEST",
     "LEARNED_TEST",
     "RELATIVE",

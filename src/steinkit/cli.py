@@ -107,7 +107,7 @@ def _announce_fit_time(what: str, models: Sequence[Any], x: Any, defaults: Any, 
     """Say on stderr, before the fit starts, about how long the LSD critic fit (one critic per
     model, as one ensemble) will take here (:func:`steinkit.fit.fit_seconds`) and which options
     shorten it."""
-    from .fit import fit_seconds
+    from .fit_time import fit_seconds
     from .scores import as_score
     from .settings import settings_from
     from .validation import as_data

@@ -184,6 +184,12 @@ class MLPCritic(nn.Module):
         dtype: the parameters' dtype.
         device: where the parameters live. They are drawn on the CPU (a CPU ``generator``) and
             then moved, so a seed gives the same critic on every device.
+        skip: add a linear skip connection L z (L a (d, d) parameter, zero at first) to the output.
+        loc, scale: standardise the input: the network g sees z = (x − loc)/scale and the critic is
+            f(x) = g(z)/scale (a score has units of 1/x), so its Stein term at x is
+            Σ_j (s_z,j g_j + ∂g_j/∂z_j)/scale_j² with s_z = scale ⊙ s(x), the score in z, and
+            rescaling the data rescales every term alike (:meth:`set_standardization`; shapes
+            (d,), or (K, 1, d) per ensemble member).
 
     Example:
         >>> ens = MLPCritic(dim=2, hidden=8, n_critics=3, seeds=[0, 1, 2])
@@ -203,6 +209,9 @@ class MLPCritic(nn.Module):
         seeds: Sequence[int] | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        skip: bool = False,
+        loc: Tensor | None = None,
+        scale: Tensor | None = None,
     ) -> None:
         super().__init__()
         dim, hidden = positive_int(dim, "dim"), positive_int(hidden, "hidden")
@@ -235,6 +244,45 @@ class MLPCritic(nn.Module):
             b = torch.stack(bs) if n_critics else bs[0]
             self.weights.append(nn.Parameter(w.to(device)))
             self.biases.append(nn.Parameter(b.to(device)))
+        lead = (n_critics,) if n_critics else ()
+        self.skip = nn.Parameter(torch.zeros(*lead, dim, dim, dtype=dtype, device=device)) if skip else None
+        self.register_buffer("loc", None)
+        self.register_buffer("scale", None)
+        if (loc is None) != (scale is None):
+            raise ValueError("give loc and scale together, or neither")
+        if loc is not None:
+            self.set_standardization(loc, scale)
+
+    def set_standardization(self, loc: Tensor, scale: Tensor) -> MLPCritic:
+        """Standardise inputs as (x − loc)/scale (see the class's ``loc``/``scale``); returns self.
+
+        Example:
+            >>> c = MLPCritic(2, hidden=4, generator=torch.Generator().manual_seed(0))
+            >>> x = torch.randn(3, 2)
+            >>> z = c(x)
+            >>> torch.allclose(c.set_standardization(torch.zeros(2), 2 * torch.ones(2))(2 * x), z / 2)
+            True
+        """
+        w = self.weights[0]
+        loc = torch.as_tensor(loc, dtype=w.dtype, device=w.device)
+        scale = torch.as_tensor(scale, dtype=w.dtype, device=w.device)
+        if loc.shape[-1] != self.dim or scale.shape != loc.shape:
+            raise ValueError(f"loc and scale must have one shape ending in d = {self.dim}, got {tuple(loc.shape)} "
+                             f"and {tuple(scale.shape)}")
+        if not bool((scale > 0).all()) or not bool(torch.isfinite(loc).all() & torch.isfinite(scale).all()):
+            raise ValueError("scale must be finite and positive and loc finite")
+        self.loc, self.scale = loc.clone(), scale.clone()
+        return self
+
+    def _inputs(self, x: Tensor) -> Tensor:
+        return x if self.loc is None else (x - self.loc) / self.scale
+
+    def _outputs(self, g: Tensor) -> Tensor:
+        return g if self.scale is None else g / self.scale
+
+    def _weights(self) -> Tensor | None:
+        """1/scale² per coordinate (the Stein term's weights in z), or None unstandardised."""
+        return None if self.scale is None else self.scale.pow(-2)
 
     def member(self, k: int) -> MLPCritic:
         """A lone critic (no ensemble axis) holding a copy of ensemble member ``k``'s parameters,
@@ -251,21 +299,29 @@ class MLPCritic(nn.Module):
             raise ValueError(f"k must be an int in [0, {members}), got {k!r}")
         w = self.weights[0]
         lone = MLPCritic(self.dim, self.hidden, self.n_layers, self.dropout, generator=torch.Generator().manual_seed(0),
-                         dtype=w.dtype, device=w.device)  # overwritten below; the global generator is untouched
+                         dtype=w.dtype, device=w.device, skip=self.skip is not None)  # overwritten below
         with torch.no_grad():
             for mine, theirs in zip(lone.parameters(), self.parameters()):
                 mine.copy_(theirs[k] if self.n_critics else theirs)
+        if self.loc is not None:
+            per_member = self.n_critics and self.loc.dim() == 3
+            lone.set_standardization(self.loc[k, 0] if per_member else self.loc,
+                                     self.scale[k, 0] if per_member else self.scale)
         return lone.eval()
 
     # -- plain evaluation -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Critic values f(x): (n, d) -> (n, d), or (K, n, d) for an ensemble."""
-        a = x
+        z = self._inputs(x)
+        a = z
         for W, b in zip(list(self.weights)[:-1], list(self.biases)[:-1]):
             a = swish(a @ W.transpose(-1, -2) + b.unsqueeze(-2))
             if self.training and self.dropout > 0:
                 a = nn.functional.dropout(a, self.dropout, training=True)
-        return a @ self.weights[-1].transpose(-1, -2) + self.biases[-1].unsqueeze(-2)
+        g = a @ self.weights[-1].transpose(-1, -2) + self.biases[-1].unsqueeze(-2)
+        if self.skip is not None:
+            g = g + z @ self.skip.transpose(-1, -2)
+        return self._outputs(g)
 
     def _dropout_masks(self, lead: torch.Size, n: int, generator: Generators) -> list[Tensor]:
         if not (self.training and self.dropout > 0):
@@ -284,7 +340,8 @@ class MLPCritic(nn.Module):
     def jvp(
         self, x: Tensor, probes: Tensor, *, generator: Generators = None
     ) -> tuple[Tensor, Tensor]:
-        """Critic values f(x) and Jacobian-vector products (∇f(x)) ε for each probe block.
+        """The network's values g(x) and Jacobian-vector products (∇g(x)) ε for each probe block
+        (the MLP alone: no standardisation, no skip connection).
 
         ``probes`` holds P blocks of n rows stacked along the row axis ((P*n, d), or with the
         ensemble axis in front). Dropout (in training mode) uses one mask per example, shared
@@ -320,8 +377,12 @@ class MLPCritic(nn.Module):
         Returns:
             (terms, f) with terms (n,) or (K, n) and f (n, d) or (K, n, d).
         """
+        z = self._inputs(x)
+        w = self._weights()
+        s_w = scores if self.scale is None else scores / self.scale  # = w ⊙ s_z
         if trace == "exact":
-            return self._exact_terms(x, scores, generator)
+            terms, g = self._exact_terms(z, s_w, generator, w)
+            return terms, self._outputs(g)
         one_of(trace, "trace", ("hutchinson", "exact"))
         n = x.shape[-2]
         if probes is None:
@@ -331,14 +392,19 @@ class MLPCritic(nn.Module):
             )
             probes = _draw(draw, self._lead(x), (n_probes * n, x.shape[-1]), generator)
         n_probes = probes.shape[-2] // n
-        f, jv = self.jvp(x, probes, generator=generator)
+        g, jv = self.jvp(z, probes, generator=generator)
+        if self.skip is not None:
+            g = g + z @ self.skip.transpose(-1, -2)
+            jv = jv + probes @ self.skip.transpose(-1, -2)
         lead = jv.shape[:-2]
-        quad = (probes.expand_as(jv) * jv).sum(-1).reshape(*lead, n_probes, n).mean(-2)
-        return (scores * f).sum(-1) + quad, f
+        left = probes.expand_as(jv) if w is None else probes.expand_as(jv) * w
+        quad = (left * jv).sum(-1).reshape(*lead, n_probes, n).mean(-2)
+        return (s_w * g).sum(-1) + quad, self._outputs(g)
 
     def _exact_terms(
-        self, x: Tensor, scores: Tensor, generator: Generators
+        self, x: Tensor, scores: Tensor, generator: Generators, w: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
+        """Terms scoresᵀg + Σ_j w_j ∂g_j/∂x_j (w = 1 when None) and g at network inputs x."""
         masks = self._dropout_masks(self._lead(x), x.shape[-2], generator)
         a = x
         slopes: list[Tensor] = []
@@ -352,17 +418,22 @@ class MLPCritic(nn.Module):
                 g = g * masks[i]
             slopes.append(g)
         f = a @ self.weights[-1].transpose(-1, -2) + self.biases[-1].unsqueeze(-2)
+        rows = None if w is None else w.transpose(-1, -2) if w.dim() == 3 else w.unsqueeze(-1)  # w as a column
         if self.n_layers == 2:
-            # tr(W3 D2 W2 D1 W1) = g2ᵀ (W2 ∘ (W1 W3)ᵀ) g1 per example: one extra product.
+            # tr(diag(w) W3 D2 W2 D1 W1) = g2ᵀ (W2 ∘ (W1 diag(w) W3)ᵀ) g1 per example: one extra product.
             W1, W2, W3 = self.weights
-            coupling = W2 * (W1 @ W3).transpose(-1, -2)
+            coupling = W2 * (W1 @ (W3 if rows is None else rows * W3)).transpose(-1, -2)
             trace = ((slopes[1] @ coupling) * slopes[0]).sum(-1)
         else:
-            trace = self._exact_trace_by_basis(slopes)
+            trace = self._exact_trace_by_basis(slopes, w)
+        if self.skip is not None:
+            f = f + x @ self.skip.transpose(-1, -2)
+            diag = torch.diagonal(self.skip, dim1=-2, dim2=-1)
+            trace = trace + (diag if w is None else diag * (w.squeeze(-2) if w.dim() == 3 else w)).sum(-1).unsqueeze(-1)
         return (scores * f).sum(-1) + trace, f
 
-    def _exact_trace_by_basis(self, slopes: list[Tensor]) -> Tensor:
-        """tr ∇f by pushing the d basis vectors through the linearised network (any depth)."""
+    def _exact_trace_by_basis(self, slopes: list[Tensor], w: Tensor | None = None) -> Tensor:
+        """Σ_j w_j ∂f_j/∂x_j by pushing the d basis vectors through the linearised network (any depth)."""
         W = list(self.weights)
         d = self.dim
         eye = torch.eye(d, dtype=W[0].dtype, device=W[0].device)
@@ -375,8 +446,8 @@ class MLPCritic(nn.Module):
             t = (eye @ W[0].transpose(-1, -2)).unsqueeze(-3) * sl[0].unsqueeze(-2)
             for layer in range(1, self.n_layers):
                 t = (t @ W[layer].transpose(-1, -2).unsqueeze(-3)) * sl[layer].unsqueeze(-2)
-            out = t @ W[-1].transpose(-1, -2).unsqueeze(-3)
-            traces.append(torch.diagonal(out, dim1=-2, dim2=-1).sum(-1))
+            out = torch.diagonal(t @ W[-1].transpose(-1, -2).unsqueeze(-3), dim1=-2, dim2=-1)
+            traces.append((out if w is None else out * w).sum(-1))
         return torch.cat(traces, dim=-1)
 
 

@@ -11,17 +11,19 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from .fit import fit_heldout_critics
+from .heldout import HeldOutFit, fit_crossfit_critics, fit_heldout_critics
 from .gof.outcome import normal_sf
 from .relative import exact_terms, holm, paired_test, penalised_terms
 from .scores import as_scores
 from .settings import ESTIMATE, CriticSettings, settings_from
+from .stein import scaled_lsd
 from .splits import split_data
 from .validation import as_data, as_device, seed_from, seed_value, wrong_type
 from .witness import FittedCritic
@@ -42,13 +44,27 @@ class DiscrepancyEstimate:
     """A learned Stein discrepancy estimate on held-out data.
 
     Attributes:
-        value: mean Stein term of the selected critic on the test split (exact trace).
-        stderr: standard error σ/√n_test of that mean.
+        value: the estimate of E_p‖s_q − s_p‖²/(2λ), the LSD of the λ-penalised optimal critic
+            (Eq. 9), from the test split: with ``value="scaled"`` (the default) the fitted
+            critic's LSD at its penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`),
+            which is never above that target in expectation; with ``value="mean"``
+            (Algorithm 1) the critic's mean Stein term, as fitted.
+        stderr: its standard error.
         n_test: size of the test split.
         lam: the L2 weight λ the critic was fitted with.
         best_iteration: training iteration of the selected critic.
         history: train/val statistics at every validation (for plots).
         critic: with ``return_critic=True``, the selected critic (for :func:`steinkit.witness`).
+        mean: the critic's mean Stein term on the test split, as fitted (``value="mean"``'s value).
+        objective: the critic's penalised objective mean(T − λ‖f‖²) on the test split; the
+            optimal critic's is half the target, and a critic's is at most that in expectation.
+        train_objective: the same on the training split. Far above ``objective``, the critic
+            fitted its training points rather than the distribution (``overfit``).
+        overfit: whether the held-out ``objective`` is below half of ``train_objective`` and below it
+            by more than 3 standard errors; the value is then a loose lower bound.
+        hidden: the critic's hidden width.
+        kind: ``"scaled"`` or ``"mean"``: what ``value`` is.
+        fold_values: with cross-fitting (``folds`` > 1), each fold's value; ``value`` is their mean.
     """
 
     value: float
@@ -58,35 +74,56 @@ class DiscrepancyEstimate:
     best_iteration: int
     history: tuple[dict, ...] = field(repr=False)
     critic: FittedCritic | None = field(default=None, repr=False, compare=False)
+    mean: float = float("nan")
+    objective: float = float("nan")
+    train_objective: float = float("nan")
+    overfit: bool = False
+    hidden: int = 0
+    kind: str = "scaled"
+    fold_values: tuple[float, ...] = ()
 
     def __str__(self) -> str:
-        return f"LSD = {self.value:.4g} ± {self.stderr:.2g} (n_test={self.n_test}, λ={self.lam})"
+        note = " (limited by the data: a loose lower bound)" if self.overfit else ""
+        return f"LSD = {self.value:.4g} ± {self.stderr:.2g} (n_test={self.n_test}, λ={self.lam}){note}"
 
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One model's line in :func:`compare`'s ranking."""
+    """One model's line in :func:`compare`'s ranking.
+
+    Attributes:
+        name: the model's name.
+        value, stderr: its learned LSD estimate (:class:`DiscrepancyEstimate`'s).
+        estimate: the whole estimate.
+        excess: when every model's score is differentiable by autograd, LSD*(model) − LSD*(best)
+            estimated without a critic over every point (the exact difference of the optimal
+            critics' LSDs, :func:`steinkit.relative_test`'s ``"optimal"`` method); the ranking
+            follows it. None otherwise (the ranking follows ``value``).
+        excess_stderr: its paired standard error (None with ``excess``).
+    """
 
     name: str
     value: float
     stderr: float
     estimate: DiscrepancyEstimate = field(repr=False)
+    excess: float | None = None
+    excess_stderr: float | None = None
 
 
 @dataclass(frozen=True)
 class PairwiseRow:
-    """One pair of :func:`compare`'s pairwise table: ``better`` is ranked above ``worse``.
+    """One pair of :func:`compare`'s pairwise table; ``better`` is the model the pair's test favours.
 
     Attributes:
-        better, worse: the models' names.
-        difference: the estimate of LSD(better) − LSD(worse), negative when the pair agrees with
-            the ranking; by :class:`Comparison`'s ``method``: ``"optimal"``, the exact difference
-            of the optimal critics' LSDs over every point, ``"lsd"``, the mean over the shared
-            test points of the penalised terms' difference, h = 2(T − λ‖f‖²)
-            (:mod:`steinkit.relative`).
+        better, worse: the models' names, by the sign of the pair's estimated difference.
+        difference: the estimate of LSD(better) − LSD(worse) (≤ 0); by :class:`Comparison`'s
+            ``method``: ``"optimal"``, the exact difference of the optimal critics' LSDs over every
+            point, ``"lsd"``, the mean over the shared test points of the penalised terms'
+            difference, h = 2(T − λ‖f‖²) (:mod:`steinkit.relative`).
         stderr: its paired standard error.
         pvalue: two-sided p-value of H0: no difference.
         adjusted: ``pvalue`` adjusted for all the pairs by Holm's method.
+        agrees: whether the ranking also puts ``better`` above ``worse``.
     """
 
     better: str
@@ -95,6 +132,7 @@ class PairwiseRow:
     stderr: float
     pvalue: float
     adjusted: float
+    agrees: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,7 +141,7 @@ class Comparison:
     and ``len`` go to the ranking's rows.
 
     Attributes:
-        rows: the ranking, best (smallest LSD) first.
+        rows: the ranking, best first (by ``excess`` when every row has it, else by ``value``).
         pairwise: one :class:`PairwiseRow` per pair of models, in ranking order.
         method: how the pairs were tested, as :func:`steinkit.relative_test`: ``"optimal"`` when
             every model's score is differentiable by autograd, else ``"lsd"`` (the ranking's
@@ -126,19 +164,58 @@ class Comparison:
         return self.rows[i]
 
     def __str__(self) -> str:
-        lines = [f"{k + 1}. {r.name}: LSD = {r.value:.4g} ± {r.stderr:.2g}" for k, r in enumerate(self.rows)]
-        lines += [f"{p.better} vs {p.worse}: difference {p.difference:.4g} ± {p.stderr:.2g}, p = {p.pvalue:.3g}, "
-                  f"{self.correction}-adjusted p = {p.adjusted:.3g} ({self.method})" for p in self.pairwise]
+        exact = self.rows[0].excess is not None
+        lines = ["Ranking, best first" + (" by the exact excess over the best model" if exact else " by learned LSD")
+                 + ". LSD: learned estimate of E‖s_q − s_p‖²/(2λ) ± stderr (a lower bound: the critic at its best "
+                 "scale)" + ("; excess: LSD*(model) − LSD*(best) without a critic, over every point ± stderr." if exact
+                             else ".")]
+        for k, r in enumerate(self.rows):
+            extra = f", excess = {r.excess:.4g} ± {r.excess_stderr:.2g}" if r.excess is not None else ""
+            lines.append(f"{k + 1}. {r.name}: LSD = {r.value:.4g} ± {r.stderr:.2g}{extra}")
+        if self.pairwise:
+            what = ("exact difference of optimal-critic LSDs" if self.method == "optimal"
+                    else "difference of the critics' penalised terms on shared test points")
+            lines.append(f"Pairs: better vs worse, difference = LSD(better) − LSD(worse) ({what}), two-sided p, "
+                         f"{self.correction}-adjusted p.")
+        for p in self.pairwise:
+            flag = "" if p.agrees else "  [the ranking orders this pair the other way]"
+            lines.append(f"{p.better} vs {p.worse}: difference {p.difference:.4g} ± {p.stderr:.2g}, p = {p.pvalue:.3g}, "
+                         f"{self.correction}-adjusted p = {p.adjusted:.3g}{flag}")
         return "\n".join(lines)
 
 
-def _pairwise(rows: Sequence[ComparisonRow], bounds: Mapping[str, Tensor]) -> tuple[PairwiseRow, ...]:
-    """Paired two-sided tests of every pair of ranked rows on their per-point terms, Holm-adjusted."""
+def _pairwise(rows: Sequence[ComparisonRow], terms: Mapping[str, Tensor]) -> tuple[PairwiseRow, ...]:
+    """Paired two-sided tests of every pair of ranked rows on their per-point terms, Holm-adjusted;
+    each pair is named better-first by the sign of its difference."""
     pairs = [(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]]
-    tests = [paired_test(bounds[a.name] - bounds[b.name]) for a, b in pairs]
+    tests = [paired_test(terms[a.name] - terms[b.name]) for a, b in pairs]
     pvalues = [min(1.0, 2 * normal_sf(abs(t))) for _, _, t in tests]
-    return tuple(PairwiseRow(a.name, b.name, mean, stderr, p, adj)
-                 for (a, b), (mean, stderr, _), p, adj in zip(pairs, tests, pvalues, holm(pvalues)))
+    out = []
+    for (a, b), (mean, stderr, _), p, adj in zip(pairs, tests, pvalues, holm(pvalues)):
+        better, worse = (a, b) if mean <= 0 else (b, a)
+        out.append(PairwiseRow(better.name, worse.name, -abs(mean), stderr, p, adj, agrees=better is a))
+    return tuple(out)
+
+
+def _ranked(names: Sequence[str], estimates: Sequence[DiscrepancyEstimate],
+            exact: Sequence[Tensor] | None) -> list[ComparisonRow]:
+    """The rows, best first: by the exact terms' means when given (with each model's excess over
+    the best and its paired standard error), else by learned value."""
+    if exact is None:
+        rows = [ComparisonRow(n, e.value, e.stderr, e) for n, e in zip(names, estimates)]
+        return sorted(rows, key=lambda r: r.value)
+    by_name = dict(zip(names, exact))
+    best = min(names, key=lambda n: float(by_name[n].mean()))
+    rows = []
+    for name, est in zip(names, estimates):
+        excess, stderr, _ = paired_test(by_name[name] - by_name[best]) if name != best else (0.0, 0.0, 0.0)
+        rows.append(ComparisonRow(name, est.value, est.stderr, est, excess, stderr))
+    return sorted(rows, key=lambda r: (r.excess, r.value))
+
+
+CROSSFIT_MAX_N = 20_000
+"""Estimates cross-fit (``settings.folds > 1``) up to this many points and split once above it,
+where the test split already holds thousands of points."""
 
 
 def _estimates(
@@ -153,24 +230,50 @@ def _estimates(
     scores = as_scores(models, device)
     for sc in scores:
         sc.check_dim(x)
-    fits = fit_heldout_critics([(sc, x, seed) for sc in scores], settings, progress=progress, device=device,
-                               keep_critics=return_critic)
-    out = []
-    for fit, sc in zip(fits, scores):
-        terms = fit.test_terms.double()  # float32 squares of large terms overflow
-        n_test = terms.shape[0]
-        out.append(
-            DiscrepancyEstimate(
-                value=float(terms.mean()),
-                stderr=float(terms.std() / n_test**0.5),
-                n_test=n_test,
-                lam=settings.lam,
-                best_iteration=fit.best_iteration,
-                history=fit.history,
-                critic=None if fit.critic is None else FittedCritic(fit.critic, sc, settings.lam, fit.best_iteration),
-            )
-        )
-    return out, [penalised_terms(fit, settings.lam) for fit in fits]
+    problems = [(sc, x, seed) for sc in scores]
+    if settings.folds > 1 and x.shape[0] <= CROSSFIT_MAX_N:
+        fits = fit_crossfit_critics(problems, settings, settings.folds, progress=progress, device=device,
+                                    keep_critics=return_critic)
+    else:
+        fits = [[fit] for fit in fit_heldout_critics(problems, settings, progress=progress, device=device,
+                                                      keep_critics=return_critic)]
+    out = [_estimate(folds, sc, settings) for folds, sc in zip(fits, scores)]
+    overfit = [e for e in out if e.overfit]
+    if overfit:
+        warnings.warn(
+            f"the estimate is limited by the data: the critic's penalised objective is "
+            f"{overfit[0].train_objective:.4g} on its training points and {overfit[0].objective:.4g} held out, so "
+            "the value is a loose lower bound of the discrepancy; more data (or a smaller critic, hidden=...) "
+            "tightens it", RuntimeWarning, stacklevel=3)
+    return out, [torch.cat([penalised_terms(fit, settings.lam) for fit in folds]) for folds in fits]
+
+
+def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings) -> DiscrepancyEstimate:
+    """The estimate of one model from its critics' test terms, one critic per fold: the mean of
+    the folds' values, with the standard error of a mean of independent folds (float64: squares
+    of large terms overflow float32)."""
+    lam = settings.lam
+    values, variances = [], []
+    for fit in folds:
+        terms, sq_norms = fit.test_terms.double(), fit.test_sq_norms.double()
+        if settings.value == "scaled":
+            value, stderr = scaled_lsd(terms, sq_norms, lam)
+        else:
+            value, stderr = terms.mean(), terms.std() / terms.shape[0] ** 0.5
+        values.append(float(value))
+        variances.append(float(stderr) ** 2)
+    terms = torch.cat([fit.test_terms.double() for fit in folds])
+    penalised = terms - lam * torch.cat([fit.test_sq_norms.double() for fit in folds])
+    n_test = terms.shape[0]
+    objective, objective_se = float(penalised.mean()), float(penalised.std() / n_test**0.5)
+    train_objective = sum(fit.train_objective for fit in folds) / len(folds)
+    overfit = train_objective - objective > 3 * objective_se and objective < train_objective / 2
+    first = folds[0]
+    critic = None if first.critic is None else FittedCritic(first.critic, score, lam, first.best_iteration)
+    return DiscrepancyEstimate(sum(values) / len(values), sum(variances) ** 0.5 / len(values), n_test, lam,
+                               first.best_iteration, first.history, critic, float(terms.mean()), objective,
+                               train_objective, bool(overfit), first.hidden, settings.value,
+                               tuple(values) if len(values) > 1 else ())
 
 
 def stein_discrepancy(
@@ -216,8 +319,8 @@ def stein_discrepancy(
         >>> x = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
         >>> quick = sk.ESTIMATE.replace(n_iters=100, hidden=16)
         >>> est = sk.stein_discrepancy(sk.models.Gaussian(torch.ones(2), torch.eye(2)), x, quick)
-        >>> est.value > 0, est.n_test
-        (True, 30)
+        >>> est.value > 0, est.n_test, len(est.fold_values)     # cross-fitted: every point tested once
+        (True, 300, 5)
     """
     cfg = settings_from(settings, ESTIMATE, overrides,
                         extra=", or seed, generator, return_critic, progress, device")
@@ -243,11 +346,15 @@ def compare(
     device: torch.device | str | None = None,
     **overrides: Any,
 ) -> list[ComparisonRow] | Comparison:
-    """Rank models by learned Stein discrepancy on the same data split, best (smallest) first.
+    """Rank models by how well they fit the data, best first, each with its learned Stein discrepancy.
 
     Every model gets a critic of its own, fitted exactly as :func:`stein_discrepancy` would with
-    the same settings (the critics are trained together as one batched ensemble). Arguments
-    are those of :func:`stein_discrepancy`, with ``models`` a mapping of name -> model, and:
+    the same settings (the critics are trained together as one batched ensemble), on the same
+    split. When every score is differentiable by autograd, the ranking follows the exact
+    difference of the models' optimal-critic LSDs over every point (``ComparisonRow.excess``,
+    no critic needed: the learned values are lower bounds whose shortfall differs from model to
+    model); otherwise it follows the learned values. Arguments are those of
+    :func:`stein_discrepancy`, with ``models`` a mapping of name -> model, and:
 
     Arguments:
         pairwise: also test every pair, two-sided, Holm-adjusted over the pairs, as
@@ -282,9 +389,9 @@ def compare(
     names = list(models)
     estimates, bounds = _estimates([models[n] for n in names], x, cfg, seed_from(seed, generator), progress, device,
                                    return_critic)
-    rows = sorted((ComparisonRow(n, e.value, e.stderr, e) for n, e in zip(names, estimates)), key=lambda r: r.value)
+    exact = exact_terms([models[n] for n in names], x, cfg.lam, device)
+    rows = _ranked(names, estimates, exact)
     if not pairwise:
         return rows
-    exact = exact_terms([models[n] for n in names], x, cfg.lam, device)
     terms = bounds if exact is None else exact
     return Comparison(tuple(rows), _pairwise(rows, dict(zip(names, terms))), "lsd" if exact is None else "optimal")

@@ -75,7 +75,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..fit import HeldOutFit, fit_heldout_critics, fit_sequential_critics, sequential_feature_terms
+from ..heldout import HeldOutFit, fit_heldout_critics
+from ..prequential import fit_sequential_critics, sequential_feature_terms
 from ..scores import Score
 from ..settings import LEARNED_TEST, TEST, CriticSettings, settings_from
 from ..validation import one_of
