@@ -10,6 +10,11 @@
 * :func:`autograd_stein_kernel`: the Stein kernel of any kernel by autograd, to check one.
 
 Example:
+    >>> import torch, steinkit as sk
+    >>> x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) + 1.0
+    >>> model = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
+    >>> sk.gof_test(model, x, method="ksd", kernel=sk.kernels.IMQ(beta=-0.3), seed=0).reject
+    True
     >>> as_kernel("imq")
     IMQ(bandwidth='median', beta=-0.5, c=1.0)
 """
