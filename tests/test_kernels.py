@@ -332,6 +332,8 @@ def test_bandwidth_rules_and_collections():
          ValueError, "y must have the shape of x"),
         (lambda: IMQ(1.0).value(torch.zeros(2, 2), torch.zeros(2, 3)), ValueError, "y must have the same number of columns"),
         (lambda: IMQ(1.0).value(torch.zeros(2, 2).numpy(), torch.zeros(2, 2)), TypeError, "x must be a torch.Tensor"),
+        (lambda: IMQ(1.0, preconditioner=torch.ones(3)).value(torch.zeros(2, 2), torch.zeros(2, 2)), ValueError,
+         "preconditioner is for d = 3 coordinates, but the points have d = 2"),
         (lambda: (IMQ(Bandwidths.powers_of_two(-1, 0)) + Gaussian()).resolve(torch.randn(5, 2)), ValueError,
          "each part of a Sum needs one bandwidth"),
         (lambda: ksdagg_test(torch.randn(20, 2), -torch.randn(20, 2), kernel=3), TypeError, "kernel must be"),

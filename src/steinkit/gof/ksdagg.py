@@ -126,9 +126,11 @@ def _complete_statistics(x: Tensor, s: Tensor, kernels: Sequence[Any], eps: Tens
     return torch.cat([totals[:, None], forms], 1) / (n * (n - 1))
 
 
-def _band_rows(n_kernels: int, draws: int, n_diagonals: int) -> int:
-    """Rows per band block of the incomplete statistic: its (K, b, B) product within half the budget."""
-    return max(16, min(256, max(n_diagonals, 64), BLOCK_BYTES // (16 * n_kernels * max(draws, 1))))
+def _band_rows(n_kernels: int, draws: int) -> int:
+    """Rows per band block of the incomplete statistic: 32 (a (K·32, 32 + R) by (32 + R, B) product
+    wastes little on the band's empty corners and runs at full speed), fewer if the (K, b, B)
+    product would not fit half the block budget."""
+    return max(8, min(32, BLOCK_BYTES // (16 * n_kernels * max(draws, 1))))
 
 
 def _incomplete_statistics(
@@ -144,7 +146,7 @@ def _incomplete_statistics(
     rows = (lambda a, b: eps[a:b]) if isinstance(eps, Tensor) else eps.rows
     draws = eps.shape[1] if isinstance(eps, Tensor) else eps.draws
     R, K = min(n_diagonals, n - 1), len(kernels)
-    b = _band_rows(K, draws, R) if block is None else block
+    b = _band_rows(K, draws) if block is None else block
     x = x - x.mean(0)
     out = torch.zeros(K, 1 + draws, dtype=torch.float64, device=x.device)
     for a0 in range(0, n - 1, b):
@@ -195,7 +197,7 @@ def _guard(kernels: Sequence[Any], x64: Tensor, s64: Tensor, n_draws: int, incom
         method, what, advice = "ksdagg", f"is quadratic in n: n = {n}", LINEAR_ADVICE
     else:
         R = min(incomplete, n - 1)
-        b = _band_rows(K, n_draws, R)
+        b = _band_rows(K, n_draws)
 
         def seconds(r: Any) -> float:
             pairs = n * (b + R)

@@ -177,7 +177,7 @@ class Radial(ABC):
         bw = self.bandwidth
         if isinstance(bw, Bandwidths):
             return tuple(self.with_bandwidth(h) for h in bw.values(self._metric_points(x) if bw.base == "median" else None))
-        if bw == "median":
+        if isinstance(bw, str):  # "median", the one rule
             return (self.with_bandwidth(median_bandwidth(self._metric_points(x))),)
         return (self,)
 
@@ -233,12 +233,18 @@ class Radial(ABC):
     def _coords(self, x: Tensor) -> Tensor:
         """Rows x̃ with ‖x̃_i − x̃_j‖² = ‖x_i − x_j‖²_Γ (x L)."""
         f = self._factors
-        return x if f is None else x @ f[0].to(x.device)
+        return x if f is None else x @ self._fit(f[0], x)
 
     def _metric(self, x: Tensor) -> Tensor:
         """Rows Γ⁻¹x (x M)."""
         f = self._factors
-        return x if f is None else x @ f[1].to(x.device)
+        return x if f is None else x @ self._fit(f[1], x)
+
+    def _fit(self, factor: Tensor, x: Tensor) -> Tensor:
+        if factor.shape[0] != x.shape[-1]:
+            raise ValueError(f"preconditioner is for d = {factor.shape[0]} coordinates, but the points have "
+                             f"d = {x.shape[-1]}")
+        return factor.to(x.device)
 
     def _metric_points(self, x: Tensor) -> Tensor:
         return self._coords(_matrix(x, "x"))
