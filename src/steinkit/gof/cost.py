@@ -3,7 +3,8 @@
 A test's time is a count of Stein-kernel evaluations and matrix-product flops (given by the
 test) times per-unit costs measured here (:func:`stein_rates`): one timed (256, 256) block of
 the test's own kernel on its own data (the bandwidth-free pieces, and each further bandwidth)
-and one timed matrix product of the bootstrap's shape, on the test's device. Measuring takes
+and one timed matrix product of the bootstrap's shape, on the test's device (on the CPU: timed
+on one thread, then scaled by the threads' measured speedup on a larger product). Measuring takes
 milliseconds and only happens when a pessimistic bound (slow rates fixed below) exceeds the
 limit, so small tests pay nothing. Memory is the test's formula in bytes. Above ``max_seconds`` (default 10 minutes) or
 ``max_memory_gb`` (default: half the memory available when the test starts) the test raises one
@@ -22,7 +23,8 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -41,6 +43,8 @@ __all__ = [
     "available_bytes",
     "symmetric_pairs",
     "best_time",
+    "one_thread",
+    "thread_speedup",
 ]
 
 DEFAULT_MAX_SECONDS = 600.0
@@ -118,6 +122,36 @@ def best_time(fn: Callable[[], Any], device: torch.device, repeats: int = 3) -> 
     return best
 
 
+@contextmanager
+def one_thread(device: torch.device) -> Iterator[None]:
+    """Run the block inside on one CPU thread: a small timed block on several threads is at the
+    mercy of other work on the cores (one descheduled thread stalls every parallel step)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def thread_speedup(device: torch.device) -> float:
+    """How many times faster torch's CPU threads run a (512, 512) by (512, 1024) product than one
+    thread, between 1 and their number (1 on a GPU): what a test's large blocks gain over the
+    one-thread timings."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        return 1.0
+    a = torch.ones(512, 512, dtype=torch.float64)
+    w = torch.ones(512, 1024, dtype=torch.float64)
+    many = best_time(lambda: a @ w, device, repeats=2)
+    with one_thread(device):
+        one = best_time(lambda: a @ w, device, repeats=2)
+    return min(max(one / many, 1.0), float(threads))
+
+
 def stein_rates(kernel: Any, x: Tensor, s: Tensor, draws: int) -> tuple[Rates, Callable[[], Rates]]:
     """(a pessimistic bound on the :class:`Rates`, a function measuring them) for a Stein-kernel test."""
     return _slow(x.shape[1]), lambda: measure_rates(kernel, x, s, draws)
@@ -125,18 +159,22 @@ def stein_rates(kernel: Any, x: Tensor, s: Tensor, draws: int) -> tuple[Rates, C
 
 def measure_rates(kernel: Any, x: Tensor, s: Tensor, draws: int) -> Rates:
     """Per-unit costs from one timed block of ``kernel`` on the first rows of (x, s) and one timed
-    product of a (256, 256) block by (256, B) bootstrap weights (float64, on x's device)."""
+    product of a (256, 256) block by (256, B) bootstrap weights (float64, on x's device), timed on
+    one CPU thread and divided by :func:`thread_speedup`."""
     m = min(_PROBE, x.shape[0])
     xb, sb = x[:m] - x[:m].mean(0), s[:m]
     first = kernel.resolve(xb)[0]
-    one = best_time(lambda: [u for u in stein_blocks([first], xb, sb, xb, sb)], x.device)
-    two = best_time(lambda: [u for u in stein_blocks([first, first], xb, sb, xb, sb)], x.device)
-    per_kernel = max(two - one, 0.05 * one)
     cols = max(1, min(draws, 2048))
     a = torch.ones(m, m, dtype=torch.float64, device=x.device)
     w = torch.ones(m, cols, dtype=torch.float64, device=x.device)
-    flop = best_time(lambda: a @ w, x.device) / (2.0 * m * m * cols)
-    return Rates(pair=max(one - per_kernel, 0.0) / (m * m), kernel=per_kernel / (m * m), flop=flop)
+    with one_thread(x.device):
+        one = best_time(lambda: [u for u in stein_blocks([first], xb, sb, xb, sb)], x.device)
+        two = best_time(lambda: [u for u in stein_blocks([first, first], xb, sb, xb, sb)], x.device)
+        flop = best_time(lambda: a @ w, x.device) / (2.0 * m * m * cols)
+    per_kernel = max(two - one, 0.05 * one)
+    speedup = thread_speedup(x.device)
+    return Rates(pair=max(one - per_kernel, 0.0) / (m * m) / speedup, kernel=per_kernel / (m * m) / speedup,
+                 flop=flop / speedup)
 
 
 def duration(seconds: float) -> str:

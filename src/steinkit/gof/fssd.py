@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ..kernels import Gaussian, as_kernel
 from ..validation import as_generator, integer, nonneg_float, positive_float, probability
-from .cost import DEFAULT_MAX_SECONDS, best_time, check_limits, guard
+from .cost import DEFAULT_MAX_SECONDS, best_time, check_limits, guard, one_thread, thread_speedup
 from .kernels import _data_and_scores, _float64_matrix, _generator_device, _split_indices, _start
 from .outcome import TestOutcome
 
@@ -267,7 +267,8 @@ def _guard(kernel: Any, x_tr: Tensor, s_tr: Tensor, n_test: int, J: int, opt_ste
 
     The time is (opt_steps + 1) criterion steps on the training split plus the test split's
     features, at the seconds per row of one timed step (criterion and gradient) on up to 65536
-    training rows (more than a cache holds, like the test)."""
+    training rows (more than a cache holds, like the test), timed on one thread and divided by
+    the threads' speedup."""
     max_seconds, max_memory_gb = check_limits(max_seconds, max_memory_gb)
     (n_train, d), device = x_tr.shape, x_tr.device
 
@@ -285,7 +286,9 @@ def _guard(kernel: Any, x_tr: Tensor, s_tr: Tensor, n_test: int, J: int, opt_ste
             with torch.enable_grad():
                 (-_power(_features(kernel.with_bandwidth(h0 * torch.exp(eta)), xb, sb, v), reg)).backward()
 
-        return best_time(step, device, repeats=1) / m
+        with one_thread(device):
+            per_row = best_time(step, device, repeats=1) / m
+        return per_row / thread_speedup(device)
 
     n = n_train + n_test
     guard("fssd", f"is linear in n but its optimisation costs opt_steps·n_train·J·d: n = {n} (n_train = {n_train}, "
