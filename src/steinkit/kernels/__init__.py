@@ -26,7 +26,8 @@ from typing import Any, Mapping
 from ..validation import wrong_type
 from .autograd import autograd_stein_kernel
 from .bandwidths import Bandwidths, median_bandwidth
-from .base import Radial, SteinKernel
+from .base import Radial
+from .protocol import SteinKernel
 from .gaussian import Gaussian
 from .imq import IMQ
 from .sum import Sum

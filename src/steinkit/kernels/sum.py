@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .base import SteinKernel, _with_scores, stein_blocks, stein_pair_values
+from .protocol import SteinKernel, _with_scores
 
 __all__ = ["Sum"]
 
@@ -75,15 +75,15 @@ class Sum:
         return sum(p.grad_x(x, y) for p in self.parts)
 
     def stein_matrix(self, x: Tensor, sx: Tensor, y: Tensor, sy: Tensor) -> Tensor:
-        """(n, m) Σ_i u_i; radial parts share their pieces."""
-        return sum(stein_blocks(self.parts, *_with_scores(x, sx, y, sy)))
+        """(n, m) Σ_i u_i."""
+        return sum(p.stein_matrix(*_with_scores(x, sx, y, sy)) for p in self.parts)
 
     def stein_pairs(self, x: Tensor, sx: Tensor, y: Tensor, sy: Tensor) -> Tensor:
         """(n,) Σ_i u_i on paired rows."""
         x, sx, y, sy = _with_scores(x, sx, y, sy)
         if y.shape != x.shape:
             raise ValueError(f"y must have the shape of x (pairs), got {tuple(y.shape)} and {tuple(x.shape)}")
-        return stein_pair_values(self.parts, x, sx, y, sy).sum(0)
+        return sum(p.stein_pairs(x, sx, y, sy) for p in self.parts)
 
     def __add__(self, other: Any) -> Sum:
         return Sum(self, other)
