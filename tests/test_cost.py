@@ -136,8 +136,10 @@ def test_the_command_line_prints_the_refusal_as_one_line(files, capsys):
 
 
 def test_the_command_lines_limit_flags_are_checked(files, capsys):
-    assert main(_test(files, "--method", "lsd", "--max-seconds", "10")) == 2
-    assert "--max-seconds applies to the kernel tests" in capsys.readouterr().err
+    for method in ("lsd", "lksd"):
+        assert main(_test(files, "--method", method, "--max-seconds", "10")) == 2
+        assert ("--max-seconds applies to the tests that can be costly (--method ksd, fssd, ksdagg, ksdagg-inc, "
+                f"ksd-seq), not to --method {method}") in capsys.readouterr().err
     for flag, value, message in [("--max-seconds", "soon", "must be a positive number or one of none, got 'soon'"),
                                  ("--max-memory-gb", "-2", "must be a positive number or one of none, auto")]:
         with pytest.raises(SystemExit):

@@ -42,7 +42,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 def _cmd_test(args: argparse.Namespace) -> int:
     import torch
 
-    from .gof import gof_test
+    from .gof import METHODS, gof_test
+    from .gof.api import kernel_options
 
     options = dict(_parse_option(o) for o in args.option)
     probability(args.alpha, "--alpha")
@@ -50,8 +51,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is _UNSET:
             continue
-        if args.method == "lsd":
-            raise ValueError(f"{flag} applies to the kernel tests (--method ksd, ksdagg, ...), not to --method lsd")
+        guarded = [m for m in METHODS if m != "lsd" and key in kernel_options(m)]
+        if args.method not in guarded:
+            raise ValueError(f"{flag} applies to the tests that can be costly (--method {', '.join(guarded)}), "
+                             f"not to --method {args.method}")
         options[key] = value
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
@@ -294,10 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--method", default="lsd", choices=METHODS)
             p.add_argument("--alpha", type=typed(float), default=0.05)
             p.add_argument("--max-seconds", type=_limit("none"), default=_UNSET, metavar="SECONDS|none",
-                           help="kernel tests: refuse when the predicted time is above this (default 600; none: "
+                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted time is above this (default 600; none: "
                                 "run whatever it costs)")
             p.add_argument("--max-memory-gb", type=_limit("none", "auto"), default=_UNSET, metavar="GB|auto|none",
-                           help="kernel tests: refuse when the predicted memory is above this (default auto: half "
+                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted memory is above this (default auto: half "
                                 "of the free memory; none: no limit)")
         else:
             p.add_argument("--lam", type=typed(float), default=0.5)
