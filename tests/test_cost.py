@@ -17,6 +17,7 @@ from steinkit.gof import cost, fssd_test, ksd_test, ksdagg_test, sequential_witn
 from helpers import gen
 
 MODEL = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
+MODEL_FILE = "import torch, steinkit as sk\nmodel = sk.models.Gaussian(torch.zeros(2), torch.eye(2))\n"
 BIG = 10**6
 
 
@@ -115,7 +116,7 @@ def test_duration_and_memory_read_well():
 
 @pytest.fixture
 def files(tmp_path):
-    (tmp_path / "m.py").write_text("import torch, steinkit as sk\nmodel = sk.models.Gaussian(torch.zeros(2), torch.eye(2))\n")
+    (tmp_path / "m.py").write_text(MODEL_FILE)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((400, 2)).astype(np.float32))
     return tmp_path
 

@@ -66,7 +66,8 @@ def _pairs(n: int = 6, d: int = 3, seed: int = 0) -> tuple[Tensor, Tensor, Tenso
     g = gen(seed)
     x = torch.randn(n, d, generator=g, dtype=torch.float64) * 1.5 + 2.0
     y = torch.randn(n, d, generator=g, dtype=torch.float64)
-    return x, torch.randn(n, d, generator=g, dtype=torch.float64), y, torch.randn(n, d, generator=g, dtype=torch.float64)
+    sx, sy = (torch.randn(n, d, generator=g, dtype=torch.float64) for _ in range(2))
+    return x, sx, y, sy
 
 
 # --- exact properties ---------------------------------------------------------------------------
@@ -152,7 +153,8 @@ _X1, _S1 = _data(1000, 2, 0.1)
 # 136291e, the full-matrix code), on the data above: statistic, p-value and a few details.
 BEFORE = {
     "ksd": (lambda: (lambda r: _flat(r.statistic, r.pvalue, r.details["bandwidth"],
-                                     r.details["bootstrap_statistics"][:5].tolist()))(ksd_test(_X, _S, generator=gen(1))),
+                                     r.details["bootstrap_statistics"][:5].tolist()))(
+        ksd_test(_X, _S, generator=gen(1))),
             [23.83175229758228, 0.000999000999000999, 3.020056233846383, 2.7877627675381524, 4.034598281001809,
              6.421373567734918, 8.129333338146695, 4.842621001466658]),
     "ksd-learn": (lambda: (lambda r: _flat(r.statistic, r.pvalue, r.details["bandwidth"]))(
@@ -274,7 +276,8 @@ def test_the_command_line_takes_a_kernel_by_name_and_with_arguments(tmp_path, ca
 
     from steinkit.cli import main
 
-    (tmp_path / "m.py").write_text("import torch, steinkit as sk\nmodel = sk.models.Gaussian(torch.zeros(2), torch.eye(2))\n")
+    (tmp_path / "m.py").write_text("import torch, steinkit as sk\n"
+                                   "model = sk.models.Gaussian(torch.zeros(2), torch.eye(2))\n")
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((200, 2)))
     base = ["test", "--model", f"{tmp_path}/m.py:model", "--data", f"{tmp_path}/x.npy", "--json"]
     assert main(base + ["--method", "ksd", "--option", "kernel=imq"]) == 0
@@ -290,7 +293,8 @@ def test_bandwidth_rules_and_collections():
     med = median_bandwidth(x)
     assert [k.bandwidth for k in Gaussian().resolve(x)] == [med]
     assert Gaussian(2.5).resolve(x) == (Gaussian(2.5),)
-    assert [k.bandwidth for k in IMQ(Bandwidths.powers_of_two(-2, 1)).resolve(x)] == [med * 2.0**e for e in (-2, -1, 0, 1)]
+    collection = IMQ(Bandwidths.powers_of_two(-2, 1)).resolve(x)
+    assert [k.bandwidth for k in collection] == [med * 2.0**e for e in (-2, -1, 0, 1)]
     assert [k.bandwidth for k in IMQ([0.5, 3.0]).resolve(x)] == [0.5, 3.0]
     assert Bandwidths([1.0, 4.0], base=0.5).values() == (0.5, 2.0)
     assert len(Bandwidths.powers_of_two(-20, 0)) == 21
@@ -330,7 +334,8 @@ def test_bandwidth_rules_and_collections():
          ValueError, "sx must have the shape of x"),
         (lambda: IMQ(1.0).stein_pairs(torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(3, 2), torch.zeros(3, 2)),
          ValueError, "y must have the shape of x"),
-        (lambda: IMQ(1.0).value(torch.zeros(2, 2), torch.zeros(2, 3)), ValueError, "y must have the same number of columns"),
+        (lambda: IMQ(1.0).value(torch.zeros(2, 2), torch.zeros(2, 3)), ValueError,
+         "y must have the same number of columns"),
         (lambda: IMQ(1.0).value(torch.zeros(2, 2).numpy(), torch.zeros(2, 2)), TypeError, "x must be a torch.Tensor"),
         (lambda: IMQ(1.0, preconditioner=torch.ones(3)).value(torch.zeros(2, 2), torch.zeros(2, 2)), ValueError,
          "preconditioner is for d = 3 coordinates, but the points have d = 2"),

@@ -297,11 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--method", default="lsd", choices=METHODS)
             p.add_argument("--alpha", type=typed(float), default=0.05)
             p.add_argument("--max-seconds", type=_limit("none"), default=_UNSET, metavar="SECONDS|none",
-                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted time is above this (default 600; none: "
-                                "run whatever it costs)")
+                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted time is above this "
+                                "(default 600; none: run whatever it costs)")
             p.add_argument("--max-memory-gb", type=_limit("none", "auto"), default=_UNSET, metavar="GB|auto|none",
-                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted memory is above this (default auto: half "
-                                "of the free memory; none: no limit)")
+                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted memory is above this "
+                                "(default auto: half of the free memory; none: no limit)")
         else:
             p.add_argument("--lam", type=typed(float), default=0.5)
         p.set_defaults(func=func)

@@ -254,7 +254,8 @@ def fssd_test(
         )
     pvalue = _simulated_pvalue(tau, stat, n_simulate, generator)
     details: dict[str, Any] = dict(
-        kernel=repr(kernel), locations=v_opt.cpu(), bandwidth=h_opt, power_criterion_init=crit_init, power_criterion_opt=crit_opt,
+        kernel=repr(kernel), locations=v_opt.cpu(), bandwidth=h_opt, power_criterion_init=crit_init,
+        power_criterion_opt=crit_opt,
         fssd2=float(fssd2), n_train=int(train.numel()), n_test=n_te, n_locations=int(v_opt.shape[0]),
         opt_steps=opt_steps, n_simulate=n_simulate,
     )

@@ -160,8 +160,8 @@ def lksd_test(
     else:
         raise FloatingPointError(
             f"all {m} linear KSD terms equal {mean:.3g} (zero variance), so t = mean/std is undefined: the "
-            f"bandwidth ({details['bandwidth']}) is far from the scale of the data, or the data have no spread; give another "
-            "bandwidth or check x"
+            f"bandwidth ({details['bandwidth']}) is far from the scale of the data, or the data have no spread; "
+            "give another bandwidth or check x"
         )
     pvalue = normal_sf(t)
     details.update(n_pairs=m, mean=mean, std=std)

@@ -123,7 +123,8 @@ class Radial(ABC):
         """
         bw = self.bandwidth
         if isinstance(bw, Bandwidths):
-            return tuple(self.with_bandwidth(h) for h in bw.values(self._metric_points(x) if bw.base == "median" else None))
+            points = self._metric_points(x) if bw.base == "median" else None
+            return tuple(self.with_bandwidth(h) for h in bw.values(points))
         if isinstance(bw, str):  # "median", the one rule
             return (self.with_bandwidth(median_bandwidth(self._metric_points(x))),)
         return (self,)
