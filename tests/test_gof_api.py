@@ -113,7 +113,8 @@ def test_lsd_tests_return_the_shared_outcome():
 def test_kernel_options_come_from_the_test_functions():
     from steinkit.gof.api import kernel_options
 
-    assert kernel_options("ksd") == ("bandwidth", "n_bootstrap", "train_fraction")
+    assert kernel_options("ksd") == (
+        "kernel", "bandwidth", "n_bootstrap", "train_fraction", "max_seconds", "max_memory_gb")
     assert "n_locations" in kernel_options("fssd") and "generator" not in kernel_options("fssd")
 
 

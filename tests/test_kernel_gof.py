@@ -110,16 +110,21 @@ def test_stein_kernel_matrix_and_ksd_statistic_match_loop(d: int, h: float) -> N
     assert _rel(stderr, 2 * rows.std(ddof=1) / math.sqrt(12)) < 1e-8
 
 
-@pytest.mark.parametrize("n", [5, 128, 129, 300, 1001])
-def test_blocked_bootstrap_equals_full_quadratic_forms(n: int) -> None:
-    from steinkit.gof.ksd import _quadratic_forms
+@pytest.mark.parametrize("n,block", [(5, 64), (128, 64), (129, 64), (300, 64), (1001, 128), (1001, 1001)])
+def test_blocked_bootstrap_equals_full_quadratic_forms(n: int, block: int) -> None:
+    from steinkit.gof.quadratic import symmetric_sums
+    from steinkit.kernels import Gaussian
 
     x, _ = _data(n, 3, seed=n)
     s = torch.randn(n, 3, generator=_gen(n + 1), dtype=torch.float64)
     U = stein_kernel_matrix(x, s, 1.0)
     W = torch.randint(0, 2, (17, n), generator=_gen(0), dtype=torch.float64) * 2 - 1
     ref = ((W @ U) * W).sum(1)
-    assert torch.allclose(_quadratic_forms(U, W), ref, rtol=1e-10, atol=1e-10 * float(U.abs().sum()))
+    totals, forms, rows = symmetric_sums([Gaussian(1.0)], x, s, weights=W.T, rows=True, block=block)
+    scale = float(U.abs().sum())
+    assert torch.allclose(forms[0], ref, rtol=1e-10, atol=1e-10 * scale)
+    assert abs(float(totals[0]) - float(U.sum())) <= 1e-10 * scale
+    assert torch.allclose(rows[0], U.sum(1), rtol=1e-10, atol=1e-10 * scale / n)
 
 
 def test_ksd_bootstrap_draws_are_rademacher_quadratic_forms() -> None:

@@ -1,12 +1,15 @@
-"""KSDAgg / KSDAggInc: the Stein kernel against autograd, the statistics against brute force,
-the incomplete statistic against the complete one, size under H0 and power."""
+"""KSDAgg / KSDAggInc: the statistics against brute force, block by block and band by band
+against the whole matrix, the incomplete statistic against the complete one, size under H0
+and power. (Every kernel's Stein kernel is checked against autograd in test_kernels.py.)"""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from steinkit.gof.ksdagg import _complete_statistics, _incomplete_statistics, ksdagg_test, stein_kernel_values
+from steinkit.gof import ksdagg
+from steinkit.gof.ksdagg import _complete_statistics, _incomplete_statistics, _RademacherRows, ksdagg_test
+from steinkit.kernels import IMQ, Bandwidths, Gaussian
 
 
 def _autograd_stein_kernel(x, y, sx, sy, lam, kernel):
@@ -21,12 +24,12 @@ def _autograd_stein_kernel(x, y, sx, sy, lam, kernel):
 
 
 @pytest.mark.parametrize("kernel", ["imq", "gaussian"])
-def test_stein_kernel_matches_autograd(kernel):
+def test_the_kernels_are_the_papers(kernel):
     g = torch.Generator().manual_seed(0)
     x, y, sx, sy = torch.randn(4, 3, generator=g, dtype=torch.float64)
     for lam in (0.3, 1.0, 2.5):
-        r = x - y
-        got = stein_kernel_values((r * r).sum(), sx @ sy, (sx - sy) @ r, 3, lam, kernel)
+        k = (IMQ if kernel == "imq" else Gaussian)(lam)
+        got = k.stein_pairs(x[None], sx[None], y[None], sy[None])[0]
         want = _autograd_stein_kernel(x, y, sx, sy, lam, kernel)
         assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
 
@@ -37,7 +40,8 @@ def test_complete_statistic_is_the_u_statistic_and_incomplete_with_all_pairs_equ
     s = -x + 0.3
     eps = torch.randint(0, 2, (12, 5), generator=g).double() * 2 - 1
     lams = [0.5, 1.7]
-    full = _complete_statistics(x, s, lams, "imq", eps)
+    kernels = [IMQ(lam) for lam in lams]
+    full = _complete_statistics(x, s, kernels, eps)
     for row, lam in enumerate(lams):
         brute = [
             sum(float(_autograd_stein_kernel(x[i], x[j], s[i], s[j], lam, "imq")) * (w[i] * w[j] if w is not None else 1)
@@ -46,7 +50,48 @@ def test_complete_statistic_is_the_u_statistic_and_incomplete_with_all_pairs_equ
         ]
         assert full[row, 0].item() == pytest.approx(brute[0], rel=1e-9)
         assert full[row, 1].item() == pytest.approx(float(brute[1]), rel=1e-9, abs=1e-12)
-    assert torch.allclose(_incomplete_statistics(x, s, lams, "imq", eps, n_diagonals=11), full, rtol=1e-10, atol=1e-13)
+    for block in (1, 3, 16):
+        inc = _incomplete_statistics(x, s, kernels, eps, n_diagonals=11, block=block)
+        assert torch.allclose(inc, full, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("n,R,block", [(40, 1, 16), (40, 7, 5), (41, 39, 16), (300, 30, 64), (300, 200, 17)])
+def test_incomplete_bands_are_the_sub_diagonal_sums(n, R, block):
+    g = torch.Generator().manual_seed(n + R)
+    x = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    s = -x + 0.2
+    eps = torch.randint(0, 2, (n, 6), generator=g).double() * 2 - 1
+    kernels = [IMQ(0.5), IMQ(2.0), Gaussian(1.0)]
+    want = torch.zeros(3, 7, dtype=torch.float64)
+    for r in range(1, R + 1):  # one sub-diagonal at a time, as the earlier code did
+        h = torch.stack([k.stein_pairs(x[:-r], s[:-r], x[r:], s[r:]) for k in kernels])
+        want[:, 0] += h.sum(1)
+        want[:, 1:] += h @ (eps[:-r] * eps[r:])
+    want /= sum(n - r for r in range(1, R + 1))
+    got = _incomplete_statistics(x, s, kernels, eps, n_diagonals=R, block=block)
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_rademacher_rows_drawn_as_needed_are_one_draw():
+    whole = ksdagg._rademacher(1000, 37, torch.Generator().manual_seed(3), torch.device("cpu"))
+    rows = _RademacherRows(1000, 37, torch.Generator().manual_seed(3), torch.device("cpu"))
+    for a, b in [(0, 10), (0, 250), (200, 460), (460, 461), (461, 1000)]:
+        assert torch.equal(rows.rows(a, b), whole[a:b])
+    assert rows.buffer.shape[0] <= 1000 - 200  # rows before the last request are dropped
+
+
+def test_complete_statistics_block_by_block_equal_the_whole_matrix(monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(500, 3, generator=g, dtype=torch.float64)
+    s = -(x - 0.1)
+    eps = torch.randint(0, 2, (500, 9), generator=g).double() * 2 - 1
+    kernels = IMQ(Bandwidths.powers_of_two(-4, 0)).resolve(x)
+    want = []
+    for k in kernels:
+        u = k.stein_matrix(x, s, x, s).fill_diagonal_(0.0)
+        want.append(torch.cat([u.sum()[None], ((u @ eps) * eps).sum(0)]) / (500 * 499))
+    monkeypatch.setattr("steinkit.gof.quadratic.BLOCK_BYTES", 2**20)  # blocks of 64 rows
+    assert torch.allclose(_complete_statistics(x, s, kernels, eps), torch.stack(want), rtol=1e-10, atol=1e-13)
 
 
 def test_incomplete_with_every_pair_gives_the_complete_test():
@@ -84,6 +129,8 @@ def test_same_generator_state_same_answer():
     "kwargs, message",
     [
         (dict(kernel="laplace"), "kernel must be one of"),
+        (dict(kernel=IMQ(), exponents=(-3, 0)), "exponents apply to a kernel given by name"),
+        (dict(kernel={"name": "imq", "bandwidth": 1.0}, bandwidths=[1.0]), "give the bandwidths once"),
         (dict(n_bootstrap=0), "n_bootstrap must be a positive int"),
         (dict(incomplete=0), "incomplete must be None or a positive int"),
         (dict(bandwidths=[1.0, -1.0]), "bandwidths must be positive"),

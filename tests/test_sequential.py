@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
-from steinkit.gof.ksdagg import stein_kernel_values
-from steinkit.gof.kernels import _stein_pair_pieces
 from steinkit.gof.sequential import sequential_witness_test, witness_terms
+from steinkit.kernels import IMQ
 
 from helpers import gen
 
@@ -17,10 +16,10 @@ def test_witness_terms_are_row_means_of_the_stein_kernel():
     a, b = torch.randn(7, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
     sa, sb = -a + 0.2, -b + 0.2
     got = witness_terms(a, sa, b, sb, [0.7, 2.0])
+    assert torch.equal(witness_terms(a, sa, b, sb, [0.7, 2.0], IMQ()), got)
     for row, lam in enumerate([0.7, 2.0]):
         for i in range(5):
-            pieces = _stein_pair_pieces(a, sa, b[i].expand(7, 3), sb[i].expand(7, 3))
-            u = stein_kernel_values(pieces.sq_dist, pieces.score_dot, pieces.cross, 3, lam)
+            u = IMQ(lam).stein_pairs(a, sa, b[i].expand(7, 3), sb[i].expand(7, 3))
             assert float(got[row, i]) == pytest.approx(float(u.mean()), rel=1e-10)
 
 
@@ -47,6 +46,7 @@ def test_details_and_same_seed_same_answer():
 @pytest.mark.parametrize("kwargs, match", [
     ({"folds": 1}, "folds"), ({"folds": 100}, "folds"), ({"exponents": (0, -1)}, "exponents"),
     ({"kernel": "rbf"}, "kernel"), ({"n_draws": 0}, "n_draws"),
+    ({"kernel": IMQ(), "exponents": (-2, 0)}, "exponents"),
 ])
 def test_bad_settings_are_named(kwargs, match):
     x = torch.randn(60, 2, generator=gen(4))

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from . import data, gof, models, problems, samplers, train, witness_plots
+from . import data, gof, kernels, models, problems, samplers, train, witness_plots
 from .gof import GofResult, gof_test, gof_tests
 from .critics import MLPCritic
 from .evaluate import Comparison, ComparisonRow, DiscrepancyEstimate, PairwiseRow, compare, stein_discrepancy
@@ -46,6 +46,7 @@ __all__ = [
     "train",
     "witness_plots",
     "gof",
+    "kernels",
     "gof_test",
     "gof_tests",
     "GofResult",

@@ -42,10 +42,20 @@ def _parse_option(text: str) -> tuple[str, Any]:
 def _cmd_test(args: argparse.Namespace) -> int:
     import torch
 
-    from .gof import gof_test
+    from .gof import METHODS, gof_test
+    from .gof.api import kernel_options
 
     options = dict(_parse_option(o) for o in args.option)
     probability(args.alpha, "--alpha")
+    for flag, key in (("--max-seconds", "max_seconds"), ("--max-memory-gb", "max_memory_gb")):
+        value = getattr(args, key)
+        if value is _UNSET:
+            continue
+        guarded = [m for m in METHODS if m != "lsd" and key in kernel_options(m)]
+        if args.method not in guarded:
+            raise ValueError(f"{flag} applies to the tests that can be costly (--method {', '.join(guarded)}), "
+                             f"not to --method {args.method}")
+        options[key] = value
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
     if args.method == "lsd":
@@ -67,6 +77,26 @@ def _cmd_test(args: argparse.Namespace) -> int:
         out["details"] = {k: v for k, v in out["details"].items() if k not in _VERBOSE_DETAILS}
     print(json_text({**_inputs(args, x), **out}))
     return 0
+
+
+_UNSET = object()
+
+
+def _limit(*words: str) -> Any:
+    """An argparse type: a positive number, or one of ``words`` ("none" is None)."""
+
+    def convert(text: str) -> Any:
+        if text.lower() in words:
+            return None if text.lower() == "none" else text.lower()
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive number or one of {', '.join(words)}, got {text!r}")
+        return value
+
+    return convert
 
 
 _VERBOSE_DETAILS = ("bootstrap_statistics", "history", "statistics", "bandwidth_pvalues")
@@ -266,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "test":
             p.add_argument("--method", default="lsd", choices=METHODS)
             p.add_argument("--alpha", type=typed(float), default=0.05)
+            p.add_argument("--max-seconds", type=_limit("none"), default=_UNSET, metavar="SECONDS|none",
+                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted time is above this "
+                                "(default 600; none: run whatever it costs)")
+            p.add_argument("--max-memory-gb", type=_limit("none", "auto"), default=_UNSET, metavar="GB|auto|none",
+                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted memory is above this "
+                                "(default auto: half of the free memory; none: no limit)")
         else:
             p.add_argument("--lam", type=typed(float), default=0.5)
         p.set_defaults(func=func)

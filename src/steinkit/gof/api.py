@@ -116,7 +116,7 @@ def kernel_options(method: str) -> tuple[str, ...]:
 
     Example:
         >>> kernel_options("lksd")
-        ('bandwidth', 'train_fraction')
+        ('kernel', 'bandwidth', 'train_fraction')
     """
     params = inspect.signature(_KERNEL_TESTS[method]).parameters
     return tuple(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY and name != "generator")
@@ -214,13 +214,18 @@ def gof_test(
             it is), and critics, generators and bootstrap draws are made there. On the CPU the
             answer is the same whichever way the device is given.
         **options: LSD: :class:`~steinkit.settings.CriticSettings` fields to change
-            (``n_iters=200``, ...). KSD: bandwidth (median heuristic; a float, "median" or
-            "learn"), n_bootstrap (1000), train_fraction. LKSD: bandwidth, train_fraction.
-            FSSD: n_locations (5), train_fraction (0.2), opt_steps, learning_rate, reg,
-            n_simulate (3000), locations, bandwidth. KSDAgg(-Inc): bandwidths, exponents
-            ((-20, 0)), kernel ("imq"), n_bootstrap (2000), n_correction (2000), incomplete
-            (None; 200 for ksdagg-inc). KSD-Seq: folds (8), exponents ((-5, 0)), kernel ("imq"),
-            n_draws (20000). Unknown names raise a TypeError.
+            (``n_iters=200``, ...). Every kernel test: kernel (a Stein kernel of
+            :mod:`steinkit.kernels`, or a name such as "imq"; by default the Gaussian kernel with
+            the median heuristic for KSD, LKSD and FSSD, and IMQ over a collection of bandwidths
+            for KSDAgg(-Inc) and KSD-Seq); the quadratic ones and KSDAgg-Inc also max_seconds (600)
+            and max_memory_gb ("auto": half of the free memory): above these predicted costs the
+            test refuses in one line before it starts (None: no limit). KSD: bandwidth (the
+            kernel's; a float, "median" or "learn"), n_bootstrap (1000), train_fraction. LKSD:
+            bandwidth, train_fraction. FSSD: n_locations (5), train_fraction (0.2), opt_steps,
+            learning_rate, reg, n_simulate (3000), locations, bandwidth. KSDAgg(-Inc): bandwidths,
+            exponents ((-20, 0)), n_bootstrap (2000), n_correction (2000), incomplete (None; 200 for
+            ksdagg-inc). KSD-Seq: folds (8), exponents ((-5, 0)), n_draws (20000). Unknown names
+            raise a TypeError.
 
     Returns:
         A :class:`GofResult`.

@@ -1,10 +1,10 @@
 """Finite Set Stein Discrepancy (FSSD) test.
 
 Jitkrittum, Xu, Szabó, Fukumizu & Gretton (2017), "A linear-time kernel goodness-of-fit
-test". With J test locations ``v_1..v_J`` and the Gaussian kernel
-``k(x, v) = exp(-||x - v||^2 / (2 h^2))``, the Stein witness at ``v_j`` is
+test". With J test locations ``v_1..v_J`` and a kernel k (``kernel=``, by default the Gaussian
+``k(x, v) = exp(-||x - v||^2 / (2 h^2))``), the Stein witness at ``v_j`` is
 
-    xi(x, v_j) = s(x) k(x, v_j) + grad_x k(x, v_j) = k(x, v_j) (s(x) - (x - v_j) / h^2),
+    xi(x, v_j) = s(x) k(x, v_j) + grad_x k(x, v_j)   (Gaussian: k(x, v_j) (s(x) - (x - v_j) / h^2)),
 
 the feature vector is ``tau(x) = [xi(x, v_1), ..., xi(x, v_J)] / sqrt(d J)`` in R^{dJ}, and
 ``FSSD^2 = ||E tau(x)||^2``, estimated without bias by
@@ -35,28 +35,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..kernels import Gaussian, as_kernel
 from ..validation import as_generator, integer, nonneg_float, positive_float, probability
-from .kernels import (
-    _data_and_scores,
-    _float64_matrix,
-    _generator_device,
-    median_bandwidth,
-    _split_indices,
-)
+from .cost import DEFAULT_MAX_SECONDS, best_time, check_limits, guard, one_thread, thread_speedup
+from .kernels import _data_and_scores, _float64_matrix, _generator_device, _split_indices, _start
 from .outcome import TestOutcome
 
 __all__ = ["fssd_features", "fssd_statistic", "fssd_power_criterion", "fssd_test"]
 
 
-def _features(x64: Tensor, s64: Tensor, locations: Tensor, bandwidth: Tensor | float) -> Tensor:
-    """tau(x) as an (n, J*d) tensor; differentiable in ``locations`` and ``bandwidth``."""
+def _features(kernel: Any, x64: Tensor, s64: Tensor, locations: Tensor) -> Tensor:
+    """tau(x) as an (n, J*d) tensor for a kernel with a fixed bandwidth; differentiable in
+    ``locations`` and in a tensor bandwidth."""
     n, d = x64.shape
     J = locations.shape[0]
-    diff = x64[:, None, :] - locations[None, :, :]  # (n, J, d)
-    inv = 1.0 / (bandwidth * bandwidth)
-    k = torch.exp(-0.5 * inv * (diff * diff).sum(-1))  # (n, J)
-    xi = k[:, :, None] * (s64[:, None, :] - inv * diff)
+    xi = kernel.value(x64, locations)[:, :, None] * s64[:, None, :] + kernel.grad_x(x64, locations)
     return xi.reshape(n, J * d) / math.sqrt(d * J)
+
+
+def _kernel(kernel: Any) -> Any:
+    return as_kernel(Gaussian() if kernel is None else kernel)
 
 
 def _fssd2_unbiased(tau: Tensor) -> Tensor:
@@ -79,14 +77,14 @@ def _check_locations(locations: Any, d: int, device: torch.device) -> Tensor:
     return v.to(device)
 
 
-def _checked_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, min_n: int, what: str):
+def _checked_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, kernel: Any, min_n: int, what: str):
     """Checked float64 copies of the inputs and their features tau, (n, J*d)."""
     x64, s64 = _data_and_scores(x, s, min_n=min_n, what=what)
     v = _check_locations(locations, x64.shape[1], x64.device)
-    return x64, _features(x64, s64, v, positive_float(bandwidth, "bandwidth"))
+    return x64, _features(_kernel(kernel).with_bandwidth(positive_float(bandwidth, "bandwidth")), x64, s64, v)
 
 
-def fssd_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> Tensor:
+def fssd_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, *, kernel: Any = None) -> Tensor:
     """The FSSD feature vectors ``tau(x_i)`` in R^{dJ}, shape (n, J*d), float64.
 
     Column block j (columns ``j*d .. (j+1)*d - 1``) is ``xi(x, v_j) / sqrt(d J)``.
@@ -95,7 +93,8 @@ def fssd_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> 
         x: data, shape (n, d).
         s: scores at x, shape (n, d).
         locations: test locations V, shape (J, d).
-        bandwidth: Gaussian kernel bandwidth h > 0.
+        bandwidth: kernel bandwidth h > 0.
+        kernel: a Stein kernel (:mod:`steinkit.kernels`) or its name; None: the Gaussian kernel.
 
     Example:
         >>> import torch
@@ -103,10 +102,10 @@ def fssd_features(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> 
         >>> fssd_features(x, -x, torch.zeros(2, 3), 1.0).shape
         torch.Size([10, 6])
     """
-    return _checked_features(x, s, locations, bandwidth, 1, "FSSD features")[1]
+    return _checked_features(x, s, locations, bandwidth, kernel, 1, "FSSD features")[1]
 
 
-def fssd_statistic(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) -> float:
+def fssd_statistic(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, *, kernel: Any = None) -> float:
     """The FSSD test statistic ``n * FSSD^2`` (unbiased U-statistic estimate of FSSD^2).
 
     Arguments as for :func:`fssd_features`, with n >= 2.
@@ -117,11 +116,13 @@ def fssd_statistic(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float) ->
         >>> fssd_statistic(x, -(x - 1.0), torch.zeros(3, 2), 1.0) > fssd_statistic(x, -x, torch.zeros(3, 2), 1.0)
         True
     """
-    x64, tau = _checked_features(x, s, locations, bandwidth, 2, "the FSSD statistic")
+    x64, tau = _checked_features(x, s, locations, bandwidth, kernel, 2, "the FSSD statistic")
     return float(x64.shape[0] * _fssd2_unbiased(tau))
 
 
-def fssd_power_criterion(x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, *, reg: float = 1e-2) -> float:
+def fssd_power_criterion(
+    x: Tensor, s: Tensor, locations: Tensor, bandwidth: float, *, reg: float = 1e-2, kernel: Any = None
+) -> float:
     """The FSSD power criterion ``FSSD^2 / sqrt(4 var(tau(x)^T mu) + reg)`` (mu = mean feature).
 
     Arguments as for :func:`fssd_features` (n >= 2), and ``reg`` (>= 0), added to the H1 variance.
@@ -132,7 +133,7 @@ def fssd_power_criterion(x: Tensor, s: Tensor, locations: Tensor, bandwidth: flo
         >>> fssd_power_criterion(x, -(x - 1.0), torch.zeros(3, 2), 1.0) > 0
         True
     """
-    _, tau = _checked_features(x, s, locations, bandwidth, 2, "the FSSD power criterion")
+    _, tau = _checked_features(x, s, locations, bandwidth, kernel, 2, "the FSSD power criterion")
     return float(_power(tau, nonneg_float(reg, "reg")))
 
 
@@ -162,6 +163,7 @@ def fssd_test(
     x: Tensor,
     s: Tensor,
     *,
+    kernel: Any = None,
     n_locations: int = 5,
     train_fraction: float = 0.2,
     opt_steps: int = 200,
@@ -171,12 +173,20 @@ def fssd_test(
     locations: Tensor | None = None,
     bandwidth: float | None = None,
     generator: torch.Generator | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    max_memory_gb: float | str | None = "auto",
 ) -> TestOutcome:
     """FSSD goodness-of-fit test with optimized test locations and bandwidth.
+
+    The test is linear in n, but its optimisation costs about opt_steps·n_train·J·d: before it
+    starts, the test predicts its time (from one timed step on part of the training split) and
+    memory and refuses above ``max_seconds`` or ``max_memory_gb`` (:mod:`steinkit.gof.cost`).
 
     Arguments:
         x: data, shape (n, d); the split needs at least 2 points on each side.
         s: scores grad_x log q at x, shape (n, d).
+        kernel: a Stein kernel with one bandwidth (:mod:`steinkit.kernels`) or its name; None: the
+            Gaussian kernel with the median heuristic. Its bandwidth is where the optimisation starts.
         n_locations: J, the number of test locations (>= 1); ignored when ``locations`` is given.
         train_fraction: fraction of x (seeded random split) used to choose locations and bandwidth.
         opt_steps: Adam steps on the power criterion (0: keep the initial locations and bandwidth).
@@ -187,8 +197,12 @@ def fssd_test(
         reg: regularizer of the power criterion's variance.
         n_simulate: draws from the simulated null distribution (>= 1).
         locations: initial locations (J, d); None draws J from a Gaussian fitted to the training split.
-        bandwidth: initial bandwidth; None uses the median heuristic on the training split.
+        bandwidth: initial bandwidth; None uses the kernel's on the training split (the median
+            heuristic by default).
         generator: torch.Generator for the split, the initial locations and the null simulation.
+        max_seconds: refuse when the predicted time is above this (None: no limit).
+        max_memory_gb: refuse when the predicted memory is above this many GB ("auto": half of
+            the memory available; None: no limit).
 
     Returns:
         TestOutcome with ``statistic = n_test * FSSD^2`` on the test split,
@@ -213,19 +227,22 @@ def fssd_test(
     learning_rate = positive_float(learning_rate, "learning_rate")
     reg = nonneg_float(reg, "reg")
     as_generator(generator=generator)
+    kernel = _kernel(kernel)
     v0 = None if locations is None else _check_locations(locations, d, x64.device)
     h0 = None if bandwidth is None else positive_float(bandwidth, "bandwidth")
 
     train, test = _split_indices(n, train_fraction, generator)
     x_tr, s_tr = x64[train.to(x64.device)], s64[train.to(x64.device)]
     x_te, s_te = x64[test.to(x64.device)], s64[test.to(x64.device)]
+    J = n_locations if v0 is None else v0.shape[0]
+    _guard(kernel, x_tr, s_tr, x_te.shape[0], J, opt_steps, reg, max_seconds, max_memory_gb)
     if v0 is None:
         v0 = _gaussian_locations(x_tr, n_locations, generator)
     if h0 is None:
-        h0 = median_bandwidth(x_tr)
-    crit_init, crit_opt, v_opt, h_opt = _optimize_locations(x_tr, s_tr, v0, h0, reg, opt_steps, learning_rate)
+        h0 = _start(kernel, x_tr)
+    crit_init, crit_opt, v_opt, h_opt = _optimize_locations(kernel, x_tr, s_tr, v0, h0, reg, opt_steps, learning_rate)
 
-    tau = _features(x_te, s_te, v_opt, h_opt)
+    tau = _features(kernel.with_bandwidth(h_opt), x_te, s_te, v_opt)
     n_te = tau.shape[0]
     fssd2 = _fssd2_unbiased(tau)
     stat = float(n_te * fssd2)
@@ -237,14 +254,53 @@ def fssd_test(
         )
     pvalue = _simulated_pvalue(tau, stat, n_simulate, generator)
     details: dict[str, Any] = dict(
-        locations=v_opt.cpu(), bandwidth=h_opt, power_criterion_init=crit_init, power_criterion_opt=crit_opt,
+        kernel=repr(kernel), locations=v_opt.cpu(), bandwidth=h_opt, power_criterion_init=crit_init,
+        power_criterion_opt=crit_opt,
         fssd2=float(fssd2), n_train=int(train.numel()), n_test=n_te, n_locations=int(v_opt.shape[0]),
         opt_steps=opt_steps, n_simulate=n_simulate,
     )
     return TestOutcome(statistic=stat, pvalue=pvalue, details=details)
 
 
+def _guard(kernel: Any, x_tr: Tensor, s_tr: Tensor, n_test: int, J: int, opt_steps: int, reg: float,
+           max_seconds: Any, max_memory_gb: Any) -> None:
+    """Refuse an FSSD test whose predicted time or memory is over the limits (:mod:`.cost`).
+
+    The time is (opt_steps + 1) criterion steps on the training split plus the test split's
+    features, at the seconds per row of one timed step (criterion and gradient) on up to 65536
+    training rows (more than a cache holds, like the test), timed on one thread and divided by
+    the threads' speedup."""
+    max_seconds, max_memory_gb = check_limits(max_seconds, max_memory_gb)
+    (n_train, d), device = x_tr.shape, x_tr.device
+
+    def seconds(per_row: float) -> float:
+        return per_row * ((opt_steps + 1) * n_train + 0.5 * n_test)
+
+    def measure() -> float:
+        m = min(n_train, 65536)
+        xb, sb = x_tr[:m], s_tr[:m]
+        v = xb[torch.arange(J, device=device) % m].clone().requires_grad_(True)
+        eta = torch.zeros((), dtype=torch.float64, device=device, requires_grad=True)
+        h0 = _start(kernel, xb)
+
+        def step() -> None:
+            with torch.enable_grad():
+                (-_power(_features(kernel.with_bandwidth(h0 * torch.exp(eta)), xb, sb, v), reg)).backward()
+
+        with one_thread(device):
+            per_row = best_time(step, device, repeats=1) / m
+        return per_row / thread_speedup(device)
+
+    n = n_train + n_test
+    guard("fssd", f"is linear in n but its optimisation costs opt_steps·n_train·J·d: n = {n} (n_train = {n_train}, "
+                  f"{opt_steps} steps, J = {J}, d = {d})",
+          seconds=seconds, nbytes=8.0 * (J * d * (6 * n_train + 3 * n_test) + 6 * n * d),
+          rates=(1e-6 * J * d, measure), device=device, max_seconds=max_seconds, max_memory_gb=max_memory_gb,
+          advice="lower opt_steps or train_fraction, use method='lksd' or the learned test (method='lsd')")
+
+
 def _optimize_locations(
+    kernel: Any,
     x_tr: Tensor, s_tr: Tensor, v0: Tensor, h0: float, reg: float, opt_steps: int, learning_rate: float
 ) -> tuple[float, float, Tensor, float]:
     """Adam on the power criterion over locations (standardized coordinates) and log bandwidth.
@@ -260,7 +316,7 @@ def _optimize_locations(
     eta = torch.zeros((), dtype=torch.float64, device=x_tr.device, requires_grad=True)
     with torch.enable_grad():
         def criterion() -> Tensor:
-            return _power(_features(x_tr, s_tr, centre + scale * z, h0 * torch.exp(eta)), reg)
+            return _power(_features(kernel.with_bandwidth(h0 * torch.exp(eta)), x_tr, s_tr, centre + scale * z), reg)
 
         crit = criterion()
         crit_init = float(crit.detach())

@@ -1,21 +1,10 @@
-"""Gaussian RBF kernel, median heuristic and the Stein kernel u_q.
+"""What the kernel tests share: input checks, the bandwidth search, a test's kernel and bandwidth.
 
-Everything here is a pure function of tensors: the data ``x`` of shape ``(n, d)``
-and the model's scores ``s = grad_x log q(x)`` at the data, also ``(n, d)``.
-The kernel is
-
-    k(x, y) = exp(-||x - y||^2 / (2 h^2)),
-
-and with ``r = x - y`` the Stein kernel (Liu, Lee & Jordan 2016) is
-
-    u_q(x, y) = s(x)^T s(y) k + s(x)^T grad_y k + grad_x k^T s(y) + tr(grad_x grad_y k)
-              = k * [ s(x)^T s(y) + (s(x) - s(y))^T r / h^2 + d / h^2 - ||r||^2 / h^4 ].
-
-The matrix form is two matrix products of (n, 2d + 2) factors followed by one exp
-and one multiply (no ``(n, n, d)`` tensors), all in float64; x is centred first
-(u_q is translation invariant in x) to limit cancellation. Results are float64.
-The pair form keeps the bandwidth-free pieces ``||r||^2``, ``s(x)^T s(y)`` and
-``(s(x) - s(y))^T r`` so a bandwidth search only redoes element-wise work.
+The kernels themselves are objects of :mod:`steinkit.kernels`; this module turns a test's
+``kernel=`` and ``bandwidth=`` arguments into one kernel with a fixed bandwidth
+(:func:`_resolve_kernel`: the kernel's own rule, a given number, the median heuristic, or a
+bandwidth learned on a training split by :func:`search_bandwidth`). ``rbf_kernel``,
+``stein_kernel_matrix`` and ``stein_kernel_pairs`` are the Gaussian kernel as functions.
 
 Example:
     >>> import torch
@@ -28,13 +17,13 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from ..validation import as_data, as_generator, integer, nonneg_float, one_of, positive_float, probability
+from ..kernels import Gaussian, as_kernel, median_bandwidth
+from ..validation import as_data, integer, nonneg_float, one_of, positive_float, probability
 
 __all__ = [
     "rbf_kernel",
@@ -86,25 +75,42 @@ def _split_indices(n: int, train_fraction: float, generator: torch.Generator | N
 
 
 def _search_inputs(
-    x: Any, s: Any, objective: Any, init: Any, reg: Any, *, min_n: int, what: str
-) -> tuple[Tensor, Tensor, str, float, float]:
-    """Checked inputs of a bandwidth search: x64, s64, objective, the start h0 (median
-    heuristic when ``init`` is None) and the variance regularizer."""
+    x: Any, s: Any, objective: Any, init: Any, reg: Any, kernel: Any, *, min_n: int, what: str
+) -> tuple[Tensor, Tensor, str, Any, float, float]:
+    """Checked inputs of a bandwidth search: x64, s64, objective, the kernel, the start h0 (the
+    kernel's own bandwidth on x, the median heuristic by default, when ``init`` is None) and the
+    variance regularizer."""
     x64, s64 = _data_and_scores(x, s, min_n=min_n, what=what)
     objective = one_of(objective, "objective", ("value", "power"))
-    h0 = median_bandwidth(x64) if init is None else positive_float(init, "init")
-    return x64, s64, objective, h0, nonneg_float(reg, "reg")
+    kernel = as_kernel(Gaussian() if kernel is None else kernel)
+    h0 = _start(kernel, x64) if init is None else positive_float(init, "init")
+    return x64, s64, objective, kernel, h0, nonneg_float(reg, "reg")
+
+
+def _one(kernel: Any, x64: Tensor, what: str) -> Any:
+    """The one kernel ``kernel`` resolves to on x (a collection is an error)."""
+    kernels = kernel.resolve(x64)
+    if len(kernels) != 1:
+        raise ValueError(
+            f"kernel must have one bandwidth for {what}, got a collection of {len(kernels)} ({kernel!r}); "
+            "aggregate over a collection with method='ksdagg' or 'ksd-seq'"
+        )
+    return kernels[0]
+
+
+def _start(kernel: Any, x64: Tensor) -> float:
+    """The kernel's bandwidth on x as a float: where a bandwidth search or optimisation starts."""
+    h = _one(kernel, x64, "a bandwidth search").bandwidth
+    try:
+        return positive_float(h, "the kernel's bandwidth")
+    except (TypeError, ValueError):
+        raise ValueError(f"kernel {kernel!r} has no single bandwidth to start a search from; give init= "
+                         "(or bandwidth= of the test)") from None
 
 
 # ---------------------------------------------------------------------------
-# kernels
+# the Gaussian kernel as functions (the kernel itself is steinkit.kernels.Gaussian)
 # ---------------------------------------------------------------------------
-
-
-def _sq_dists(x: Tensor, y: Tensor) -> Tensor:
-    """Pairwise squared distances via Gram matrices, clamped at 0."""
-    d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
-    return d2.clamp_min_(0.0)
 
 
 def rbf_kernel(x: Tensor, y: Tensor, bandwidth: float) -> Tensor:
@@ -124,103 +130,16 @@ def rbf_kernel(x: Tensor, y: Tensor, bandwidth: float) -> Tensor:
         tensor([0.2231, 0.2231])
     """
     x64, y64 = _float64_matrix(x, "x"), _float64_matrix(y, "y")
-    if x64.shape[1] != y64.shape[1]:
-        raise ValueError(f"y must have the same number of columns as x, got {y64.shape[1]} and {x64.shape[1]}")
     h = positive_float(bandwidth, "bandwidth")
     out_dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
-    centre = x64.mean(0)
-    k = torch.exp(-_sq_dists(x64 - centre, y64.to(x64.device) - centre) / (2.0 * h * h))
-    return k.to(out_dtype)
-
-
-def median_bandwidth(x: Tensor, *, max_points: int = 2000, generator: torch.Generator | None = None) -> float:
-    """Median heuristic: the median Euclidean distance over distinct pairs of rows of ``x``.
-
-    Above ``max_points`` rows a random subset of ``max_points`` rows is used; the subset
-    is drawn from ``generator``, or from a fixed seed (0) when ``generator`` is None, so
-    the heuristic is deterministic. If the median is 0 (many tied points) the median of
-    the positive distances is used; if all points coincide the bandwidth is 1.0.
-
-    Arguments:
-        x: data, shape (n, d), n >= 2.
-        max_points: subsample size above which rows are subsampled.
-        generator: torch.Generator for the subsample.
-
-    Returns:
-        The bandwidth h (float) for ``k = exp(-||x-y||^2 / (2 h^2))``.
-
-    Example:
-        >>> import torch
-        >>> median_bandwidth(torch.tensor([[0.0], [1.0], [3.0]]))
-        2.0
-    """
-    x64 = _float64_matrix(x, "x", min_rows=2, what="the median heuristic")
-    max_points = integer(max_points, "max_points", minimum=2)
-    as_generator(generator=generator)
-    n = x64.shape[0]
-    if n > max_points:
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        idx = torch.randperm(n, generator=gen, device=_generator_device(gen))[:max_points]
-        x64 = x64[idx.to(x64.device)]
-        n = max_points
-    x64 = x64 - x64.mean(0)
-    iu = torch.triu_indices(n, n, offset=1, device=x64.device)
-    dist = _sq_dists(x64, x64)[iu[0], iu[1]].sqrt()
-    med = float(dist.median())
-    if med <= 0.0:
-        pos = dist[dist > 0]
-        med = float(pos.median()) if pos.numel() > 0 else 1.0
-    return med
-
-
-@dataclass(frozen=True)
-class _SteinPieces:
-    """Bandwidth-free ingredients of u_q (matrix or per-pair form)."""
-
-    sq_dist: Tensor  # ||x - y||^2
-    score_dot: Tensor  # s(x)^T s(y)
-    cross: Tensor  # (s(x) - s(y))^T (x - y)
-    dim: int
-
-    def evaluate(self, bandwidth: float | Tensor) -> Tensor:
-        """u_q for bandwidth h (float or differentiable scalar tensor)."""
-        inv = 1.0 / (bandwidth * bandwidth)
-        k = torch.exp(-0.5 * inv * self.sq_dist)
-        return k * (self.score_dot + inv * self.cross + self.dim * inv - (inv * inv) * self.sq_dist)
-
-
-def _stein_matrix(x64: Tensor, s64: Tensor, bandwidth: float) -> Tensor:
-    """u_q(x_i, x_j) for all pairs with two matrix products and two element-wise passes.
-
-    With inv = 1/h^2, q_i = ||x_i||^2, a_i = s_i.x_i and G = x x^T:
-      bracket_ij = s_i.s_j + inv (s_i - s_j).(x_i - x_j) + d inv - inv^2 ||x_i - x_j||^2
-                 = [s_i, x_i].[s_j - inv x_j, 2 inv^2 x_j - inv s_j] + r_i + r_j,
-                   r_i = inv a_i - inv^2 q_i + d inv / 2,
-      log k_ij   = inv x_i.x_j - c_i - c_j,  c_i = inv q_i / 2,
-    and the rank-one terms ride along as two extra columns of each factor.
-    """
-    x64 = x64 - x64.mean(0)  # u_q is translation invariant in x; centring helps accuracy
-    n, d = x64.shape
-    inv = 1.0 / (bandwidth * bandwidth)
-    q = (x64 * x64).sum(1, keepdim=True)
-    a = (s64 * x64).sum(1, keepdim=True)
-    one = torch.ones_like(q)
-    c = 0.5 * inv * q
-    r = inv * a - (inv * inv) * q + 0.5 * d * inv
-    log_k = torch.cat([x64, -c, one], 1) @ torch.cat([inv * x64, one, -c], 1).T
-    u = torch.cat([s64, x64, r, one], 1) @ torch.cat([s64 - inv * x64, (2.0 * inv * inv) * x64 - inv * s64, one, r], 1).T
-    return u.mul_(log_k.clamp_max_(0.0).exp_())
-
-
-def _stein_pair_pieces(x64: Tensor, s64: Tensor, y64: Tensor, t64: Tensor) -> _SteinPieces:
-    r = x64 - y64
-    return _SteinPieces((r * r).sum(1), (s64 * t64).sum(1), ((s64 - t64) * r).sum(1), x64.shape[1])
+    return Gaussian(h).value(x64, y64).to(out_dtype)
 
 
 def stein_kernel_matrix(x: Tensor, s: Tensor, bandwidth: float) -> Tensor:
     """The Stein kernel matrix ``U[i, j] = u_q(x_i, x_j)`` for the Gaussian RBF kernel.
 
-    Built from Gram matrices only (memory O(n^2 + n d)), computed in float64.
+    Built from Gram matrices only (memory O(n^2 + n d)), computed in float64; a test sums
+    it block by block instead (:mod:`steinkit.gof.quadratic`).
 
     Arguments:
         x: data, shape (n, d).
@@ -238,12 +157,11 @@ def stein_kernel_matrix(x: Tensor, s: Tensor, bandwidth: float) -> Tensor:
         True
     """
     x64, s64 = _data_and_scores(x, s, min_n=1, what="the Stein kernel")
-    h = positive_float(bandwidth, "bandwidth")
-    return _stein_matrix(x64, s64, h)
+    return Gaussian(positive_float(bandwidth, "bandwidth")).stein_matrix(x64, s64, x64, s64)
 
 
 def stein_kernel_pairs(x: Tensor, s: Tensor, y: Tensor, s_y: Tensor, bandwidth: float) -> Tensor:
-    """The Stein kernel on given pairs only: ``out[i] = u_q(x_i, y_i)``.
+    """The Gaussian Stein kernel on given pairs only: ``out[i] = u_q(x_i, y_i)``.
 
     Arguments:
         x: first points of the pairs, shape (m, d).
@@ -270,8 +188,7 @@ def stein_kernel_pairs(x: Tensor, s: Tensor, y: Tensor, s_y: Tensor, bandwidth: 
         raise ValueError(f"y must have the same shape as x, got y {tuple(y64.shape)} and x {tuple(x64.shape)}")
     if t64.shape != y64.shape:
         raise ValueError(f"s_y must have the same shape as y, got s_y {tuple(t64.shape)} and y {tuple(y64.shape)}")
-    h = positive_float(bandwidth, "bandwidth")
-    return _stein_pair_pieces(x64, s64, y64.to(x64.device), t64.to(x64.device)).evaluate(h)
+    return Gaussian(positive_float(bandwidth, "bandwidth")).stein_pairs(x64, s64, y64, t64)
 
 
 # ---------------------------------------------------------------------------
@@ -349,26 +266,30 @@ def search_bandwidth(
 # ---------------------------------------------------------------------------
 
 
-def _resolve_bandwidth(
+def _resolve_kernel(
+    kernel: Any,
     bandwidth: Any,
     x64: Tensor,
     s64: Tensor,
     *,
-    learn: Callable[[Tensor, Tensor], float],
+    learn: Callable[[Tensor, Tensor, Any], float],
     train_fraction: float,
     generator: torch.Generator | None,
     min_test: int,
-) -> tuple[float, Tensor, Tensor, dict[str, Any]]:
-    """Turn a test's ``bandwidth`` argument into (h, x_test, s_test, details).
+    what: str,
+) -> tuple[Any, Tensor, Tensor, dict[str, Any]]:
+    """Turn a test's ``kernel`` (checked) and ``bandwidth`` arguments into (kernel with a fixed
+    bandwidth, x_test, s_test, details).
 
-    None or "median": median heuristic on all of x, test on all of x.
-    "learn": seeded split; ``learn(x_train, s_train)`` picks h; test on the rest.
-    A positive number: used as is.
+    None: the kernel's own bandwidth (the default kernel's is the median heuristic).
+    "median": median heuristic on all of x. A positive number: used as is.
+    "learn": seeded split; ``learn(x_train, s_train, kernel)`` picks h; test on the rest.
     """
     n = x64.shape[0]
+    details: dict[str, Any] = {"kernel": repr(kernel)}
     if isinstance(bandwidth, str):
         if bandwidth == "median":
-            bandwidth = None
+            kernel, rule = kernel.with_bandwidth("median"), "median"
         elif bandwidth == "learn":
             tf = probability(train_fraction, "train_fraction")
             train, test = _split_indices(n, tf, generator)
@@ -378,14 +299,25 @@ def _resolve_bandwidth(
                     f"{test.numel()} points, at least {min_test} are needed"
                 )
             train, test = train.to(x64.device), test.to(x64.device)
-            h = learn(x64[train], s64[train])
-            details = {"bandwidth": h, "bandwidth_rule": "learn", "n_train": int(train.numel()),
-                       "n_test": int(test.numel())}
-            return h, x64[test], s64[test], details
+            h = learn(x64[train], s64[train], kernel)
+            details.update(bandwidth=h, bandwidth_rule="learn", n_train=int(train.numel()), n_test=int(test.numel()))
+            return kernel.with_bandwidth(h), x64[test], s64[test], details
         else:
             raise ValueError(f"bandwidth must be a positive float, None, 'median' or 'learn', got {bandwidth!r}")
-    if bandwidth is None:
-        h = median_bandwidth(x64)
-        return h, x64, s64, {"bandwidth": h, "bandwidth_rule": "median", "n_test": n}
-    h = positive_float(bandwidth, "bandwidth")
-    return h, x64, s64, {"bandwidth": h, "bandwidth_rule": "fixed", "n_test": n}
+    elif bandwidth is None:
+        rule = "median" if isinstance(kernel.bandwidth, str) and kernel.bandwidth == "median" else "fixed"
+    else:
+        kernel, rule = kernel.with_bandwidth(positive_float(bandwidth, "bandwidth")), "fixed"
+    k = _one(kernel, x64, what)
+    details.update(bandwidth=_shown(k.bandwidth), bandwidth_rule=rule, n_test=n)
+    return k, x64, s64, details
+
+
+def _shown(bandwidth: Any) -> Any:
+    """A bandwidth as a plain value for a test's details (a float, or a tuple for a sum)."""
+    if isinstance(bandwidth, (tuple, list)):
+        return tuple(_shown(b) for b in bandwidth)
+    try:
+        return float(bandwidth)
+    except (TypeError, ValueError):
+        return repr(bandwidth)

@@ -18,20 +18,14 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..validation import as_generator, positive_float
-from .kernels import (
-    _data_and_scores,
-    median_bandwidth,
-    _resolve_bandwidth,
-    search_bandwidth,
-    _search_inputs,
-    _stein_pair_pieces,
-    _SteinPieces,
-)
+from ..kernels import Gaussian, as_kernel
+from ..validation import as_generator
+from .kernels import _data_and_scores, _resolve_kernel, _search_inputs, search_bandwidth
 from .outcome import TestOutcome, normal_sf
 
 __all__ = ["lksd_test", "lksd_estimate", "learn_lksd_bandwidth"]
@@ -39,15 +33,17 @@ __all__ = ["lksd_test", "lksd_estimate", "learn_lksd_bandwidth"]
 _MIN_N = 4  # two pairs: the smallest sample with a standard deviation of h
 
 
-def _pair_pieces(x64: Tensor, s64: Tensor) -> _SteinPieces:
+def _pair_terms(kernel: Any, x64: Tensor, s64: Tensor) -> Tensor:
+    """h_i = u_q(x_{2i-1}, x_{2i}) for the m = floor(n/2) pairs."""
     m = x64.shape[0] // 2
-    return _stein_pair_pieces(x64[0:2 * m:2], s64[0:2 * m:2], x64[1:2 * m:2], s64[1:2 * m:2])
+    return kernel.stein_pairs(x64[0:2 * m:2], s64[0:2 * m:2], x64[1:2 * m:2], s64[1:2 * m:2])
 
 
 def learn_lksd_bandwidth(
     x: Tensor,
     s: Tensor,
     *,
+    kernel: Any = None,
     objective: str = "value",
     init: float | None = None,
     steps: int = 30,
@@ -58,7 +54,8 @@ def learn_lksd_bandwidth(
     """Bandwidth maximizing the linear KSD estimate (``"value"``) or ``mean(h)/sqrt(var(h) + reg)`` (``"power"``).
 
     Same search and arguments as :func:`steinkit.gof.ksd.learn_ksd_bandwidth`
-    (:func:`~steinkit.gof.kernels.search_bandwidth`), on the linear pairs of x (n >= 4).
+    (:func:`~steinkit.gof.kernels.search_bandwidth`, over ``kernel.with_bandwidth(h)``; the
+    Gaussian kernel by default), on the linear pairs of x (n >= 4).
 
     Returns:
         The learned bandwidth (float).
@@ -69,13 +66,12 @@ def learn_lksd_bandwidth(
         >>> learn_lksd_bandwidth(x, -x, objective="power") > 0
         True
     """
-    x64, s64, objective, h0, reg = _search_inputs(
-        x, s, objective, init, reg, min_n=_MIN_N, what="learning a linear KSD bandwidth"
+    x64, s64, objective, kernel, h0, reg = _search_inputs(
+        x, s, objective, init, reg, kernel, min_n=_MIN_N, what="learning a linear KSD bandwidth"
     )
-    pieces = _pair_pieces(x64, s64)
 
     def score(h: float) -> float:
-        vals = pieces.evaluate(h)
+        vals = _pair_terms(kernel.with_bandwidth(h), x64, s64)
         if objective == "value":
             return float(vals.mean())
         return float(vals.mean() / torch.sqrt(vals.var(unbiased=True) + reg))
@@ -84,13 +80,14 @@ def learn_lksd_bandwidth(
     return best
 
 
-def lksd_estimate(x: Tensor, s: Tensor, *, bandwidth: float | None = None) -> tuple[float, float]:
+def lksd_estimate(x: Tensor, s: Tensor, *, kernel: Any = None, bandwidth: float | None = None) -> tuple[float, float]:
     """Linear-time KSD^2 estimate ``mean(h)`` with standard error ``std(h) / sqrt(m)``.
 
     Arguments:
         x: data, shape (n, d), n >= 4.
         s: scores at x, shape (n, d).
-        bandwidth: kernel bandwidth; None uses the median heuristic on x.
+        kernel: a Stein kernel with one bandwidth, or its name; None: the Gaussian kernel.
+        bandwidth: kernel bandwidth; None uses the kernel's (the median heuristic by default).
 
     Returns:
         (value, stderr) as floats.
@@ -103,8 +100,10 @@ def lksd_estimate(x: Tensor, s: Tensor, *, bandwidth: float | None = None) -> tu
         True
     """
     x64, s64 = _data_and_scores(x, s, min_n=_MIN_N, what="the linear KSD estimate")
-    h = median_bandwidth(x64) if bandwidth is None else positive_float(bandwidth, "bandwidth")
-    vals = _pair_pieces(x64, s64).evaluate(h)
+    kernel = as_kernel(Gaussian() if kernel is None else kernel)
+    k, x64, s64, _ = _resolve_kernel(kernel, bandwidth, x64, s64, learn=None, train_fraction=0.0, generator=None,
+                                     min_test=_MIN_N, what="the linear KSD estimate")
+    vals = _pair_terms(k, x64, s64)
     return float(vals.mean()), float(vals.std(unbiased=True) / math.sqrt(vals.numel()))
 
 
@@ -112,6 +111,7 @@ def lksd_test(
     x: Tensor,
     s: Tensor,
     *,
+    kernel: Any = None,
     bandwidth: float | str | None = None,
     generator: torch.Generator | None = None,
     train_fraction: float = 0.2,
@@ -121,17 +121,19 @@ def lksd_test(
     Arguments:
         x: data, shape (n, d), n >= 4 (an odd last row is unused).
         s: scores grad_x log q at x, shape (n, d).
-        bandwidth: a positive float; None or "median" for the median heuristic on x; or
-            "learn": a seeded split keeps ``train_fraction`` of x to maximize the power
-            criterion (:func:`learn_lksd_bandwidth`, ``objective="power"``) and the test
-            runs on the rest.
+        kernel: a Stein kernel with one bandwidth (:mod:`steinkit.kernels`) or its name; None:
+            the Gaussian kernel with the median heuristic, ``steinkit.kernels.Gaussian()``.
+        bandwidth: None for the kernel's own; a positive float; "median" for the median
+            heuristic on x; or "learn": a seeded split keeps ``train_fraction`` of x to maximize
+            the power criterion (:func:`learn_lksd_bandwidth`, ``objective="power"``, from the
+            kernel's own bandwidth) and the test runs on the rest.
         generator: torch.Generator for the split when ``bandwidth="learn"`` (otherwise unused:
             the test itself is deterministic).
         train_fraction: fraction of x used to learn the bandwidth when ``bandwidth="learn"``.
 
     Returns:
         TestOutcome with ``statistic = sqrt(m) mean(h) / std(h)``, ``pvalue = 1 - Phi(t)``
-        and details ``bandwidth``, ``bandwidth_rule``, ``n_test`` (and ``n_train``),
+        and details ``kernel``, ``bandwidth``, ``bandwidth_rule``, ``n_test`` (and ``n_train``),
         ``n_pairs``, ``mean``, ``std``.
 
     Example:
@@ -142,12 +144,13 @@ def lksd_test(
     """
     x64, s64 = _data_and_scores(x, s, min_n=_MIN_N, what="the linear KSD test (two pairs at least)")
     as_generator(generator=generator)
-    h, x64, s64, details = _resolve_bandwidth(
-        bandwidth, x64, s64,
-        learn=lambda xt, st: learn_lksd_bandwidth(xt, st, objective="power"),
-        train_fraction=train_fraction, generator=generator, min_test=_MIN_N,
+    kernel = as_kernel(Gaussian() if kernel is None else kernel)
+    k, x64, s64, details = _resolve_kernel(
+        kernel, bandwidth, x64, s64,
+        learn=lambda xt, st, kern: learn_lksd_bandwidth(xt, st, kernel=kern, objective="power"),
+        train_fraction=train_fraction, generator=generator, min_test=_MIN_N, what="the linear KSD test",
     )
-    vals = _pair_pieces(x64, s64).evaluate(h)
+    vals = _pair_terms(k, x64, s64)
     m = vals.numel()
     mean, std = float(vals.mean()), float(vals.std(unbiased=True))
     if std > 0.0:
@@ -157,8 +160,8 @@ def lksd_test(
     else:
         raise FloatingPointError(
             f"all {m} linear KSD terms equal {mean:.3g} (zero variance), so t = mean/std is undefined: the "
-            f"bandwidth ({h:.3g}) is far from the scale of the data, or the data have no spread; give another "
-            "bandwidth or check x"
+            f"bandwidth ({details['bandwidth']}) is far from the scale of the data, or the data have no spread; "
+            "give another bandwidth or check x"
         )
     pvalue = normal_sf(t)
     details.update(n_pairs=m, mean=mean, std=std)
