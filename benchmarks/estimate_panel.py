@@ -91,7 +91,7 @@ def run_cell(name: str, family: str, params: dict, d: int, n: int, rep: int, set
     true = truth(store, name, prob)
     return {"name": name, "family": family, "params": params, "d": d, "n": n, "rep": rep,
             "settings": fingerprint(settings_name), "truth": true, "value": est.value, "stderr": est.stderr,
-            "mean": est.mean, "objective": est.objective, "train_objective": est.train_objective,
+            "mean": est.mean, "objective": est.objective, "train_value": est.train_value,
             "overfit": est.overfit, "best_iteration": est.best_iteration, "hidden": est.hidden,
             "cpu_seconds": seconds}
 

@@ -127,7 +127,8 @@ def test_fit_critic_settings_equal_keyword_overrides():
     parts = (x[:80], -x[:80], x[80:], -x[80:])
     a = fit_critic(MLPCritic(2, 8, generator=gen(5)), *parts, n_iters=30, val_every=10, lam=0.3, generator=gen(6))
     b = fit_critic(
-        MLPCritic(2, 8, generator=gen(5)), *parts, ESTIMATE.replace(n_iters=30, val_every=10, lam=0.3), generator=gen(6)
+        MLPCritic(2, 8, generator=gen(5)), *parts, PAPER_ESTIMATE.replace(n_iters=30, val_every=10, lam=0.3),
+        generator=gen(6)
     )
     assert a.history == b.history and a.best_iteration == b.best_iteration
     with pytest.raises(TypeError, match="unknown option"):

@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="rank perturbed RBMs by LSD on a built-in default problem")
     demo.add_argument("--out", default="steinkit-demo", help="output folder (default: steinkit-demo)")
     demo.add_argument("--n", type=typed(int), default=4000, help="samples from the RBM")
-    demo.add_argument("--iters", type=typed(int), default=500, help="critic training steps")
+    demo.add_argument("--iters", type=typed(int), default=2000, help="most critic training steps (it stops earlier "
+                      "when the held-out objective stops improving)")
     demo.add_argument("--seed", type=typed(int), default=0)
     _add_device(demo)
     demo.set_defaults(func=_cmd_demo)

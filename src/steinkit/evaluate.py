@@ -58,10 +58,11 @@ class DiscrepancyEstimate:
         mean: the critic's mean Stein term on the test split, as fitted (``value="mean"``'s value).
         objective: the critic's penalised objective mean(T − λ‖f‖²) on the test split; the
             optimal critic's is half the target, and a critic's is at most that in expectation.
-        train_objective: the same on the training split. Far above ``objective``, the critic
-            fitted its training points rather than the distribution (``overfit``).
-        overfit: whether the held-out ``objective`` is below half of ``train_objective`` and below it
-            by more than 3 standard errors; the value is then a loose lower bound.
+        train_value: ``value`` computed on the critics' training points instead. Far above
+            ``value``, the critic fitted its training points rather than the distribution.
+        overfit: whether ``value`` is below half of ``train_value`` and below it by more than 3
+            standard errors: the critic learned little that generalises, and the value is a loose
+            lower bound (with ``kind="mean"``, a critic that ran away).
         hidden: the critic's hidden width.
         kind: ``"scaled"`` or ``"mean"``: what ``value`` is.
         fold_values: with cross-fitting (``folds`` > 1), each fold's value; ``value`` is their mean.
@@ -76,7 +77,7 @@ class DiscrepancyEstimate:
     critic: FittedCritic | None = field(default=None, repr=False, compare=False)
     mean: float = float("nan")
     objective: float = float("nan")
-    train_objective: float = float("nan")
+    train_value: float = float("nan")
     overfit: bool = False
     hidden: int = 0
     kind: str = "scaled"
@@ -241,10 +242,10 @@ def _estimates(
     overfit = [e for e in out if e.overfit]
     if overfit:
         warnings.warn(
-            f"the estimate is limited by the data: the critic's penalised objective is "
-            f"{overfit[0].train_objective:.4g} on its training points and {overfit[0].objective:.4g} held out, so "
-            "the value is a loose lower bound of the discrepancy; more data (or a smaller critic, hidden=...) "
-            "tightens it", RuntimeWarning, stacklevel=3)
+            f"the estimate is limited by the data: the critic's value is {overfit[0].train_value:.4g} on its "
+            f"training points and {overfit[0].value:.4g} held out, so it learned little that generalises and the "
+            "value is a loose lower bound of the discrepancy; more data (or a smaller critic, hidden=...) tightens "
+            "it", RuntimeWarning, stacklevel=3)
     return out, [torch.cat([penalised_terms(fit, settings.lam) for fit in folds]) for folds in fits]
 
 
@@ -257,22 +258,22 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings)
     for fit in folds:
         terms, sq_norms = fit.test_terms.double(), fit.test_sq_norms.double()
         if settings.value == "scaled":
-            value, stderr = scaled_lsd(terms, sq_norms, lam)
+            fold_value, fold_se = scaled_lsd(terms, sq_norms, lam)
         else:
-            value, stderr = terms.mean(), terms.std() / terms.shape[0] ** 0.5
-        values.append(float(value))
-        variances.append(float(stderr) ** 2)
+            fold_value, fold_se = terms.mean(), terms.std() / terms.shape[0] ** 0.5
+        values.append(float(fold_value))
+        variances.append(float(fold_se) ** 2)
     terms = torch.cat([fit.test_terms.double() for fit in folds])
     penalised = terms - lam * torch.cat([fit.test_sq_norms.double() for fit in folds])
     n_test = terms.shape[0]
-    objective, objective_se = float(penalised.mean()), float(penalised.std() / n_test**0.5)
-    train_objective = sum(fit.train_objective for fit in folds) / len(folds)
-    overfit = train_objective - objective > 3 * objective_se and objective < train_objective / 2
+    objective = float(penalised.mean())
+    value, stderr = sum(values) / len(values), sum(variances) ** 0.5 / len(values)
+    train_value = sum(fit.train_scaled if settings.value == "scaled" else fit.train_mean for fit in folds) / len(folds)
+    overfit = train_value - value > 3 * stderr and value < train_value / 2
     first = folds[0]
     critic = None if first.critic is None else FittedCritic(first.critic, score, lam, first.best_iteration)
-    return DiscrepancyEstimate(sum(values) / len(values), sum(variances) ** 0.5 / len(values), n_test, lam,
-                               first.best_iteration, first.history, critic, float(terms.mean()), objective,
-                               train_objective, bool(overfit), first.hidden, settings.value,
+    return DiscrepancyEstimate(value, stderr, n_test, lam, first.best_iteration, first.history, critic,
+                               float(terms.mean()), objective, train_value, bool(overfit), first.hidden, settings.value,
                                tuple(values) if len(values) > 1 else ())
 
 

@@ -35,7 +35,7 @@ from .last_layer import refit_last_layer
 from .scores import Score
 from .settings import ESTIMATE, CriticSettings, sized_for
 from .splits import split_data, split_sizes
-from .stein import stein_terms
+from .stein import scaled_lsd, stein_terms
 from .validation import as_device, integer
 
 __all__ = ["HeldOutFit", "Problem", "fit_heldout_critics", "fit_crossfit_critics", "critic_ensemble",
@@ -60,8 +60,9 @@ class HeldOutFit:
         critic: with ``keep_critics=True``, the selected critic (a lone :class:`MLPCritic`).
         snapshot_critics: with ``keep_critics=True`` and ``snapshots=True``, the critic as it
             was at every validation.
-        train_objective: the selected critic's penalised objective mean(T − λ‖f‖²) on its
-            training points (exact trace), to compare with its value on the test points.
+        train_mean, train_scaled: the selected critic's mean Stein term and its value at the
+            best scale (:func:`~steinkit.stein.scaled_lsd`) on its training points (exact trace), to
+            compare with the same on its test points.
         hidden: the critic's hidden width (``settings.hidden``, or the one sized for the data).
     """
 
@@ -72,7 +73,8 @@ class HeldOutFit:
     snapshot_terms: Tensor | None = None
     critic: MLPCritic | None = None
     snapshot_critics: tuple[MLPCritic, ...] | None = None
-    train_objective: float = float("nan")
+    train_mean: float = float("nan")
+    train_scaled: float = float("nan")
     hidden: int = 0
 
 
@@ -154,7 +156,8 @@ def _fit_parts(
         terms, f = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
         sq_norms = f.pow(2).sum(-1)
         train_terms, train_f = stein_terms(fit.critic, x_parts[0], s_parts[0], trace="exact")
-        train_objective = (train_terms.double() - cfg.lam * train_f.double().pow(2).sum(-1)).mean(-1)
+        train_mean = train_terms.double().mean(-1)
+        train_scaled = scaled_lsd(train_terms, train_f.pow(2).sum(-1), cfg.lam)[0]
     snapshot_terms = torch.stack(kept, 1) if snapshots else None  # (K, n_validations, n_test)
     if not bool(finite_stats(terms.double()).all()) or (
         snapshot_terms is not None and not bool(torch.isfinite(snapshot_terms).all())
@@ -169,7 +172,8 @@ def _fit_parts(
         lone = fit.critic.member(k) if keep_critics else None
         snap_critics = tuple(c.member(k) for c in kept_critics) if keep_critics and snapshots else None
         out.append(HeldOutFit(terms[k], int(fit.best_iteration[k]), history, sq_norms[k],  # type: ignore[index]
-                              snap, lone, snap_critics, float(train_objective[k]), int(cfg.hidden)))  # type: ignore[arg-type]
+                              snap, lone, snap_critics, float(train_mean[k]), float(train_scaled[k]),
+                              int(cfg.hidden)))  # type: ignore[arg-type]
     return out
 
 
