@@ -1,0 +1,172 @@
+"""Several witness families on the same folds, and one level-corrected maximum over them.
+
+Each problem's data are shuffled by its seed and cut into folds; every member of the family
+scores fold k + 1 with a witness built from folds 1..k only:
+
+* ``"trained"``: the critic of :func:`~steinkit.prequential.fit_sequential_critics` (4 folds, an
+  MLP trained on the folds before each one, warm started);
+* ``"features"``: the closed-form last layer over one layer of random features
+  (:func:`~steinkit.prequential.sequential_feature_terms`, 8 folds);
+* ``"linear"``: the closed-form witness of the linear features ψ(x) = [(x − μ)/σ, 1] (μ, σ from
+  fold 1), f = W ψ with W = mean_past[s ψᵀ + J_ψᵀ] (8 folds): the Stein witness of mean and
+  covariance;
+* ``"kernel"``: the kernel Stein witness mean_past u(x_j, ·) of :mod:`steinkit.gof.sequential`
+  over IMQ bandwidths 2^ℓ·λ_med, ℓ = −5..0 (λ_med from fold 1), one statistic per bandwidth (8 folds).
+
+A member's statistic is z = Σ_k w_k t_k/‖w‖ over its folds (t_k the studentised mean of fold k's
+terms, w_k = √(k − 1)): given the past, each fold's terms have mean zero under H0, so z tends to
+N(0, 1), and the members' z tend jointly to N(0, R). R is estimated point by point: each z is a
+sum over the shuffled points of shares w_k(h_i − h̄_k)/(√m σ_k); the inner product of two members'
+share vectors estimates their correlation (the eighths nest in the quarters, so trained and 8-fold
+members share points). The test rejects for max z with the p-value of the maximum under R̂
+(:func:`~steinkit.gof.aggregate.max_normal_pvalue`).
+
+Example:
+    >>> import torch
+    >>> from steinkit.scores import as_score
+    >>> x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0)) * 1.3
+    >>> out = witness_tests([(as_score(lambda z: -z), x, 0)], n_iters=60, hidden=16)[0]
+    >>> out.pvalue < 0.05, len(out.details["statistics"])     # trained, features, linear, 6 kernels
+    (True, 9)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..heldout import Problem
+from ..kernels import IMQ, Bandwidths, as_kernel
+from ..prequential import fit_sequential_critics, sequential_feature_terms
+from ..settings import LEARNED_TEST, CriticSettings, settings_from
+from ..validation import one_of
+from .aggregate import max_normal_pvalue
+from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _fold_statistics, _weighted
+from .outcome import TestOutcome
+from .sequential import _terms as kernel_witness_terms
+
+__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "witness_tests"]
+
+MEMBERS = ("trained", "features", "linear", "kernel")
+DEFAULT_MEMBERS = MEMBERS
+DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
+"""The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
+
+
+def _shuffled(problem: Problem) -> tuple[Tensor, Tensor]:
+    """The problem's data shuffled by its seed (the order every member's folds follow) and the
+    scores there, in float64."""
+    score, x, seed = problem
+    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed)).to(x.device)
+    xs = x[order]
+    with torch.no_grad():
+        return xs.double(), score(xs).double()
+
+
+def _linear_terms(x: Tensor, s: Tensor, folds: int) -> Tensor:
+    """(folds − 1, m) terms of the linear witness of the folds before each fold."""
+    m = x.shape[0] // folds
+    mu, sigma = x[:m].mean(0), x[:m].std(0).clamp(min=1e-12)
+    psi = torch.cat([(x - mu) / sigma, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1)
+    jac = torch.cat([torch.diag(1 / sigma), torch.zeros(1, x.shape[1], dtype=x.dtype, device=x.device)], 0).T
+    sums, out = torch.zeros_like(jac), []
+    for k in range(1, folds):
+        past = slice((k - 1) * m, k * m)
+        sums = sums + s[past].T @ psi[past] + m * jac
+        W = sums / (k * m)
+        fold = slice(k * m, (k + 1) * m)
+        out.append((s[fold] * (psi[fold] @ W.T)).sum(1) + (W * jac).sum())
+    return torch.stack(out)
+
+
+def _kernel_terms(x: Tensor, s: Tensor, folds: int, kernel: Any) -> dict[str, Tensor]:
+    """Per bandwidth, (folds − 1, m) terms of the kernel witness of the folds before each fold."""
+    m = x.shape[0] // folds
+    kernels = kernel.resolve(x[:m])
+    rows = [kernel_witness_terms(kernels, x[:k * m], s[:k * m], x[k * m:(k + 1) * m], s[k * m:(k + 1) * m]).cpu()
+            for k in range(1, folds)]
+    terms = torch.stack(rows, 1)  # (bandwidths, folds − 1, m)
+    return {f"kernel {float(k.bandwidth):.4g}": t for k, t in zip(kernels, terms)}
+
+
+def _shares(terms: Tensor, n: int) -> Tensor:
+    """Unit vector of each point's share of z = Σ_k w_k t_k over the n shuffled points (zero on
+    the first fold and the remainder); inner products of two estimate their correlation."""
+    h = terms.detach().to("cpu", torch.float64)
+    folds, m = h.shape
+    w = torch.arange(1, folds + 1, dtype=torch.float64).sqrt()
+    std = h.std(1, keepdim=True)
+    share = torch.where(std > 0, w[:, None] * (h - h.mean(1, keepdim=True)) / std.clamp(min=1e-300), 0.0)
+    out = torch.zeros(n, dtype=torch.float64)
+    out[m:(folds + 1) * m] = share.reshape(-1)
+    norm = out.norm()
+    return out / norm if norm > 0 else out
+
+
+def _outcome(members: dict[str, Tensor], n: int, seed: int) -> TestOutcome:
+    names = list(members)
+    fold_t = {name: _fold_statistics(terms) for name, terms in members.items()}
+    z = torch.stack([_weighted(fold_t[name]) for name in names])
+    shares = torch.stack([_shares(members[name], n) for name in names])
+    corr = shares @ shares.T
+    z_max, p = max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(seed + 3))
+    strongest = names[int(z.argmax())]
+    details = {"protocol": "witnesses", "members": names, "statistics": dict(zip(names, z.tolist())),
+               "strongest": strongest, "correlation": corr.tolist(),
+               "folds": {name: terms.shape[0] + 1 for name, terms in members.items()}}
+    return TestOutcome(statistic=z_max, pvalue=p, details=details)
+
+
+def witness_tests(
+    problems: Sequence[Problem],
+    settings: CriticSettings | None = None,
+    *,
+    members: Sequence[str] = DEFAULT_MEMBERS,
+    kernel: Any = DEFAULT_KERNEL,
+    progress: bool = False,
+    **overrides: Any,
+) -> list[TestOutcome]:
+    """One witness-family test per (score, data, seed) problem (see the module).
+
+    Arguments:
+        problems: triples of a checked score function, data (n, d) and a seed; one data shape.
+        settings: the trained and features members' critic settings (default
+            :data:`~steinkit.settings.LEARNED_TEST`; the features member takes its width with
+            one hidden layer).
+        members: which witness families to aggregate, a subset of :data:`MEMBERS`.
+        kernel: the kernel member's Stein kernel (a collection of bandwidths for several statistics).
+        progress: show a progress bar while the trained member fits.
+        **overrides: :class:`~steinkit.settings.CriticSettings` fields to change.
+
+    Returns:
+        One outcome per problem: the largest member statistic, its level-corrected p-value, and
+        details (each member's statistic, the strongest member, their estimated correlation).
+    """
+    members = [one_of(m, "members", MEMBERS) for m in members]
+    if not members:
+        raise ValueError(f"members must name at least one of {MEMBERS}")
+    cfg = settings_from(settings, LEARNED_TEST, overrides, extra=", or members, kernel, progress")
+    kernel = as_kernel(kernel)
+    n = problems[0][1].shape[0]
+    per_problem: list[dict[str, Tensor]] = [{} for _ in problems]
+    if "trained" in members:
+        for out, terms in zip(per_problem, fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)):
+            out["trained"] = terms
+    if "features" in members:
+        feats = sequential_feature_terms(problems, cfg.replace(n_layers=WITNESS_LAYERS), FEATURE_FOLDS)
+        for out, terms in zip(per_problem, feats):
+            out["features"] = terms
+    for out, problem in zip(per_problem, problems):
+        if "linear" in members or "kernel" in members:
+            x, s = _shuffled(problem)
+            if "linear" in members:
+                out["linear"] = _linear_terms(x, s, FEATURE_FOLDS)
+            if "kernel" in members:
+                out.update(_kernel_terms(x, s, FEATURE_FOLDS, kernel))
+        for name, terms in out.items():
+            if not bool(torch.isfinite(terms).all()):
+                raise FloatingPointError(f"the {name} witness's Stein terms are not finite: check the model's scores "
+                                         "for inf/NaN, or rescale the data")
+    return [_outcome(out, n, seed) for out, (_, _, seed) in zip(per_problem, problems)]

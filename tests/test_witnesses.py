@@ -1,0 +1,63 @@
+"""The witness-family test: each member's folds, statistics and their correlation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from steinkit.gof.lsd import _contributions, _weighted
+from steinkit.gof.outcome import normal_sf
+from steinkit.gof.sequential import sequential_witness_test
+from steinkit.gof.witnesses import _linear_terms, _outcome, _shares, witness_tests
+from steinkit.scores import as_score
+
+from helpers import gen
+
+
+def test_shares_match_the_combined_protocols_contributions():
+    terms = torch.randn(3, 40, generator=gen(0), dtype=torch.float64)
+    torch.testing.assert_close(_shares(terms, 170), _contributions(terms, 170))
+
+
+def test_one_member_gives_the_normal_p_value_and_copies_cost_nothing():
+    terms = torch.randn(7, 50, generator=gen(1), dtype=torch.float64) + 0.2
+    alone = _outcome({"a": terms}, 400, seed=0)
+    z = float(_weighted(torch.tensor([math.sqrt(50) * float(r.mean() / r.std()) for r in terms],
+                                     dtype=torch.float64)))
+    assert alone.statistic == pytest.approx(z)
+    assert alone.pvalue == pytest.approx(normal_sf(z), abs=0.01)   # 20000 Gaussian draws
+    twice = _outcome({"a": terms, "b": terms.clone()}, 400, seed=0)
+    assert twice.details["correlation"][0][1] == pytest.approx(1.0)
+    assert twice.pvalue == pytest.approx(alone.pvalue, abs=0.01)
+
+
+def test_linear_witness_is_the_closed_form_of_the_folds_before():
+    x = torch.randn(80, 2, generator=gen(2), dtype=torch.float64)
+    s = -1.3 * x
+    terms = _linear_terms(x, s, 4)
+    m = 20
+    mu, sigma = x[:m].mean(0), x[:m].std(0)
+    psi = lambda z: torch.cat([(z - mu) / sigma, torch.ones(len(z), 1, dtype=z.dtype)], 1)  # noqa: E731
+    jac = torch.cat([torch.diag(1 / sigma), torch.zeros(1, 2, dtype=x.dtype)], 0).T
+    W = (s[:2 * m].T @ psi(x[:2 * m])) / (2 * m) + jac   # the witness of folds 1-2, scoring fold 3
+    expected = (s[2 * m:3 * m] * (psi(x[2 * m:3 * m]) @ W.T)).sum(1) + (W * jac).sum()
+    torch.testing.assert_close(terms[1], expected)
+
+
+def test_the_kernel_member_is_ksd_seq_on_the_same_folds():
+    """With the kernel member alone, the statistic is KSD-Seq's maximum over bandwidths on the same shuffle."""
+    x = torch.randn(240, 2, generator=gen(3)) * 1.2
+    out = witness_tests([(as_score(lambda z: -z), x, 5)], members=["kernel"])[0]
+    ref = sequential_witness_test(x, -x, generator=torch.Generator().manual_seed(5))
+    assert out.statistic == pytest.approx(ref.statistic, rel=1e-6)
+    assert out.pvalue == pytest.approx(ref.pvalue, abs=0.01)
+
+
+def test_members_are_checked():
+    x = torch.randn(80, 2, generator=gen(4))
+    with pytest.raises(ValueError, match="members must be one of"):
+        witness_tests([(as_score(lambda z: -z), x, 0)], members=["bogus"])
+    with pytest.raises(ValueError, match="at least one"):
+        witness_tests([(as_score(lambda z: -z), x, 0)], members=[])
