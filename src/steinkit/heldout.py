@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .critics import MLPCritic
-from .fit import finite_stats, fit_critic, numerical_failure
+from .fit import VALIDATION_ROWS, chunked_terms, finite_stats, fit_critic, numerical_failure
 from .last_layer import refit_last_layer
 from .scores import Score
 from .settings import ESTIMATE, CriticSettings, sized_for
@@ -150,14 +150,14 @@ def _fit_parts(
 
     fit = fit_critic(critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg, generator=generators,
                      progress=progress, callback=keep if snapshots else None)
-    if cfg.refit:
-        refit_last_layer(fit.critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg.lam)
-    with torch.no_grad():
-        terms, f = stein_terms(fit.critic, x_parts[2], s_parts[2], trace="exact")
-        sq_norms = f.pow(2).sum(-1)
-        train_terms, train_f = stein_terms(fit.critic, x_parts[0], s_parts[0], trace="exact")
-        train_mean = train_terms.double().mean(-1)
-        train_scaled = scaled_lsd(train_terms, train_f.pow(2).sum(-1), cfg.lam)[0]
+    if cfg.refit:  # on every training row, the ridge chosen on at most VALIDATION_ROWS validation rows
+        refit_last_layer(fit.critic, x_parts[0], s_parts[0], x_parts[1][..., :VALIDATION_ROWS, :],
+                         s_parts[1][..., :VALIDATION_ROWS, :], cfg.lam)
+    terms, sq_norms = chunked_terms(fit.critic, x_parts[2], s_parts[2])
+    train_terms, train_sq = chunked_terms(fit.critic, x_parts[0][..., :VALIDATION_ROWS, :],
+                                          s_parts[0][..., :VALIDATION_ROWS, :])
+    train_mean = train_terms.double().mean(-1)
+    train_scaled = scaled_lsd(train_terms, train_sq, cfg.lam)[0]
     snapshot_terms = torch.stack(kept, 1) if snapshots else None  # (K, n_validations, n_test)
     if not bool(finite_stats(terms.double()).all()) or (
         snapshot_terms is not None and not bool(torch.isfinite(snapshot_terms).all())

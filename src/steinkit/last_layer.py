@@ -99,6 +99,23 @@ def _mean_feature_jacobian(critic: MLPCritic, z: Tensor) -> Tensor:
     return (cross * W[1]) @ W[0]
 
 
+_REFIT_CHUNK = 16384
+
+
+def _moments(lone: MLPCritic, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    """Sums over the rows of (x, s) of B = s_z ψᵀ + J_ψᵀ and C = ψψᵀ, ψ = [φ(z), z if skip, 1]."""
+    z = lone._inputs(x)
+    s_z = s * (1.0 if lone.scale is None else lone.scale)  # the score in z
+    n, d = z.shape
+    ones = torch.ones(n, 1, dtype=z.dtype, device=z.device)
+    psi = torch.cat([features(lone, x)] + ([z] if lone.skip is not None else []) + [ones], 1)
+    jac = [n * _mean_feature_jacobian(lone, z).T]
+    if lone.skip is not None:
+        jac.append(n * torch.eye(d, dtype=z.dtype, device=z.device))
+    jac.append(torch.zeros(d, 1, dtype=z.dtype, device=z.device))
+    return s_z.T @ psi + torch.cat(jac, 1), psi.T @ psi
+
+
 def _refit_member(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val: Tensor, s_val: Tensor,
                   lam: float) -> tuple[Tensor, dict]:
     """The closed-form last layer of one lone critic (float64): returns θ = [W, L, b] (d, k)
@@ -108,25 +125,21 @@ def _refit_member(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val: Te
     dt = torch.float64
     with torch.no_grad():
         lone = critic.double()
-        z = lone._inputs(x_train.to(dt))
-        s_z = s_train.to(dt) * (1.0 if lone.scale is None else lone.scale)  # the score in z
-        n, d, h = z.shape[0], z.shape[1], lone.hidden
-        ones = torch.ones(n, 1, dtype=dt, device=z.device)
-        psi = torch.cat([features(lone, x_train.to(dt))] + ([z] if lone.skip is not None else []) + [ones], 1)
-        jac = [_mean_feature_jacobian(lone, z).T]
-        if lone.skip is not None:
-            jac.append(torch.eye(d, dtype=dt, device=z.device))
-        jac.append(torch.zeros(d, 1, dtype=dt, device=z.device))
-        B = s_z.T @ psi / n + torch.cat(jac, 1)  # (d, k): mean(T) = <θ, B>
-        C = psi.T @ psi / n
+        n, d, h = x_train.shape[0], x_train.shape[1], lone.hidden
+        B = C = 0.0
+        for start in range(0, n, _REFIT_CHUNK):  # sums over the rows, a chunk at a time
+            B_part, C_part = _moments(lone, x_train[start:start + _REFIT_CHUNK].to(dt),
+                                      s_train[start:start + _REFIT_CHUNK].to(dt))
+            B, C = B + B_part, C + C_part
+        B, C = B / n, C / n  # (d, k) and (k, k): mean(T) = <θ, B>, mean ‖g‖² = Σ_j θ_j C θ_jᵀ
         groups = [(0, h)] + ([(h, d)] if lone.skip is not None else [])
         unit = [float(torch.diagonal(C)[a:a + m].mean()) for a, m in groups]
         trial = copy.deepcopy(lone).eval()
         x_val, s_val = x_val.to(dt), s_val.to(dt)
-        jitter = 1e-10 * (1.0 + float(torch.diagonal(C).mean())) * torch.eye(C.shape[0], dtype=dt, device=z.device)
+        jitter = 1e-10 * (1.0 + float(torch.diagonal(C).mean())) * torch.eye(C.shape[0], dtype=dt, device=C.device)
 
         def value(exps: tuple[int, ...]) -> tuple[float, Tensor]:
-            ridge = torch.zeros(C.shape[0], dtype=dt, device=z.device)
+            ridge = torch.zeros(C.shape[0], dtype=dt, device=C.device)
             for (a, m), e, u in zip(groups, exps, unit):
                 ridge[a:a + m] = 10.0**e * u
             theta = torch.linalg.solve(2 * lam * C + 2 * torch.diag(ridge) + jitter, B.T).T
