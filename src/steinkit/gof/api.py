@@ -27,7 +27,7 @@ from ..results import TestResult
 from ..scores import as_scores
 from ..settings import CriticSettings
 from ..validation import as_data, as_device, flag, probability, seed_from, seed_value
-from . import methods as _methods  # noqa: F401  (registers the built-in methods)
+from .methods import BUILTIN  # noqa: F401  (importing it registers the built-in methods)
 from .outcome import TestOutcome
 from .registry import DEFAULT_METHOD, METHODS, GofMethod, get_method, registered
 

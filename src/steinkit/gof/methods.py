@@ -18,10 +18,10 @@ from .ksd import ksd_test
 from .ksdagg import ksdagg_test
 from .lksd import lksd_test
 from .lsd import LSDOptions, lsd_tests
-from .registry import GofMethod, register
+from .registry import GofMethod, register, registered
 from .sequential import sequential_witness_test
 
-__all__: list[str] = []
+__all__ = ["BUILTIN"]
 
 _LARGER = "larger is stronger evidence against H0"
 
@@ -44,3 +44,6 @@ register(GofMethod("ksdagg-inc", "KSDAgg with incomplete U-statistics over R = 2
 register(GofMethod("ksd-seq", "sequential kernel Stein witness test: each of 8 folds tested by the witness of the "
                               "folds before it, over 6 bandwidths", sequential_witness_test,
                    statistic=f"the largest over bandwidths of the weighted fold z statistics; {_LARGER}"))
+
+BUILTIN: tuple[str, ...] = tuple(registered())
+"""The methods registered above, in order."""
