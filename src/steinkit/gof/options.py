@@ -28,7 +28,7 @@ import inspect
 import re
 from typing import Any, Callable
 
-__all__ = ["options_from", "option_names", "option_help", "option_defaults", "is_options"]
+__all__ = ["options_from", "option_names", "option_help", "is_options"]
 
 _SKIPPED = ("generator",)  # given by the front end from seed=, never an option
 
@@ -46,12 +46,6 @@ def option_names(cls: type) -> tuple[str, ...]:
 def option_help(cls: type) -> dict[str, str]:
     """Each option's help text (``""`` where none is given)."""
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
-def option_defaults(cls: type) -> dict[str, Any]:
-    """Each option's default (``dataclasses.MISSING`` where it has none)."""
-    return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-            for f in dataclasses.fields(cls)}
 
 
 def _argument_help(doc: str | None) -> dict[str, str]:

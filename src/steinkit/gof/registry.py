@@ -144,7 +144,7 @@ def get_method(name: str | None = None) -> GofMethod:
 
 
 def registered() -> Mapping[str, GofMethod]:
-    """A read-only copy of the registry, name to method, in registration order."""
+    """A copy of the registry, name to method, in registration order (changing it changes nothing)."""
     return dict(_REGISTRY)
 
 
