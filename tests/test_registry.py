@@ -123,6 +123,9 @@ def test_the_default_method_is_decided_in_one_place(toy, files, capsys, monkeypa
     assert main(files + ["--json"]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "toy"
     assert describe_methods().splitlines()[-2].startswith("toy*:")
+    with pytest.raises(SystemExit):
+        main(["test", "--help"])
+    assert "(default toy; listed below)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_the_default_method_today():

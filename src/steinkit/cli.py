@@ -273,11 +273,11 @@ def _test_epilog() -> dict[str, Any]:
 
 def _add_test_arguments(p: argparse.ArgumentParser) -> None:
     """``steinkit test``'s own options; the methods and which take the cost limits come from the registry."""
-    from .gof import DEFAULT_METHOD, METHODS
+    from .gof import METHODS, get_method
 
     costly = ", ".join(_guarded("max_seconds"))
     p.add_argument("--method", default=None, choices=METHODS, metavar="METHOD",
-                   help=f"the test: {', '.join(METHODS)} (default {DEFAULT_METHOD}; listed below)")
+                   help=f"the test: {', '.join(METHODS)} (default {get_method().name}; listed below)")
     p.add_argument("--alpha", type=typed(float), default=0.05)
     p.add_argument("--max-seconds", type=_limit("none"), default=_UNSET, metavar="SECONDS|none",
                    help=f"{costly}: refuse when the predicted time is above this "
