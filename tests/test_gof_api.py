@@ -111,11 +111,11 @@ def test_lsd_tests_return_the_shared_outcome():
 
 
 def test_kernel_options_come_from_the_test_functions():
-    from steinkit.gof.api import kernel_options
+    from steinkit.gof import get_method
 
-    assert kernel_options("ksd") == (
+    assert get_method("ksd").option_names() == (
         "kernel", "bandwidth", "n_bootstrap", "train_fraction", "max_seconds", "max_memory_gb")
-    assert "n_locations" in kernel_options("fssd") and "generator" not in kernel_options("fssd")
+    assert "n_locations" in get_method("fssd").option_names() and "generator" not in get_method("fssd").option_names()
 
 
 def test_sequential_protocol_weights_the_fold_statistics():

@@ -20,6 +20,7 @@ from .critics import MLPCritic
 from .evaluate import Comparison, ComparisonRow, DiscrepancyEstimate, PairwiseRow, compare, stein_discrepancy
 from .fit import CriticFit, fit_critic
 from .relative import RelativeResult, relative_test, relative_tests
+from .results import TestResult
 from .scores import Score, as_score
 from .settings import ESTIMATE, LEARNED_TEST, PAPER_ESTIMATE, RELATIVE, TEST, CriticSettings
 from .splits import split_data
@@ -79,6 +80,7 @@ __all__ = [
     "relative_test",
     "relative_tests",
     "RelativeResult",
+    "TestResult",
     "witness",
     "Witness",
     "FittedCritic",

@@ -42,23 +42,22 @@ def _parse_option(text: str) -> tuple[str, Any]:
 def _cmd_test(args: argparse.Namespace) -> int:
     import torch
 
-    from .gof import METHODS, gof_test
-    from .gof.api import kernel_options
+    from .gof import gof_test, get_method
 
+    method = get_method(args.method)
     options = dict(_parse_option(o) for o in args.option)
     probability(args.alpha, "--alpha")
     for flag, key in (("--max-seconds", "max_seconds"), ("--max-memory-gb", "max_memory_gb")):
         value = getattr(args, key)
         if value is _UNSET:
             continue
-        guarded = [m for m in METHODS if m != "lsd" and key in kernel_options(m)]
-        if args.method not in guarded:
-            raise ValueError(f"{flag} applies to the tests that can be costly (--method {', '.join(guarded)}), "
-                             f"not to --method {args.method}")
+        if key not in method.option_names():
+            raise ValueError(f"{flag} applies to the tests that can be costly (--method {', '.join(_guarded(key))}), "
+                             f"not to --method {method.name}")
         options[key] = value
     model = load_object(args.model)
     x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
-    if args.method == "lsd":
+    if method.name == "lsd":
         from .settings import LEARNED_TEST, TEST
 
         from .gof.lsd import DEFAULT_PROTOCOL
@@ -67,8 +66,9 @@ def _cmd_test(args: argparse.Namespace) -> int:
         if protocol != "features":  # the features protocol takes no training steps
             defaults = TEST if protocol == "paper" else LEARNED_TEST
             _announce_fit_time("test", [model], x, defaults, options, args.seed)
+    if "progress" in method.option_names():
         options.setdefault("progress", not args.json)
-    result = gof_test(model, x, method=args.method, alpha=args.alpha, seed=args.seed, device=args.device, **options)
+    result = gof_test(model, x, method=method.name, alpha=args.alpha, seed=args.seed, device=args.device, **options)
     if not args.json:
         print(result)
         return 0
@@ -77,6 +77,13 @@ def _cmd_test(args: argparse.Namespace) -> int:
         out["details"] = {k: v for k, v in out["details"].items() if k not in _VERBOSE_DETAILS}
     print(json_text({**_inputs(args, x), **out}))
     return 0
+
+
+def _guarded(key: str) -> list[str]:
+    """The registered methods that take the option ``key`` (the cost limits)."""
+    from .gof import registered
+
+    return [name for name, m in registered().items() if key in m.option_names()]
 
 
 _UNSET = object()
@@ -255,11 +262,35 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device to compute on, e.g. cuda or cuda:1 (default: cpu)")
 
 
+def _test_epilog() -> dict[str, Any]:
+    """The ``test`` command's list of methods, from the registry."""
+    from .gof import describe_methods
+
+    text = ("methods (* the default), each with its options (--option NAME=VALUE):\n"
+            + describe_methods().replace("%", "%%"))
+    return {"epilog": text, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+def _add_test_arguments(p: argparse.ArgumentParser) -> None:
+    """``steinkit test``'s own options; the methods and which take the cost limits come from the registry."""
+    from .gof import METHODS, get_method
+
+    costly = ", ".join(_guarded("max_seconds"))
+    p.add_argument("--method", default=None, choices=METHODS, metavar="METHOD",
+                   help=f"the test: {', '.join(METHODS)} (default {get_method().name}; listed below)")
+    p.add_argument("--alpha", type=typed(float), default=0.05)
+    p.add_argument("--max-seconds", type=_limit("none"), default=_UNSET, metavar="SECONDS|none",
+                   help=f"{costly}: refuse when the predicted time is above this "
+                        "(default 600; none: run whatever it costs)")
+    p.add_argument("--max-memory-gb", type=_limit("none", "auto"), default=_UNSET, metavar="GB|auto|none",
+                   help=f"{costly}: refuse when the predicted memory is above this "
+                        "(default auto: half of the free memory; none: no limit)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``steinkit`` command."""
     from .experiments import EXPERIMENTS, get_experiment
     from .experiments.settings import add_run_arguments, add_setting_arguments
-    from .gof import METHODS
 
     from . import __version__
 
@@ -284,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("test", "goodness-of-fit test of a model against samples", _cmd_test),
         ("evaluate", "learned Stein discrepancy of a model on samples, with an error bar", _cmd_evaluate),
     ]:
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, description=helptext, **(_test_epilog() if name == "test" else {}))
         p.add_argument("--model", required=True, help="path/to/file.py:name of a model object (or class)")
         p.add_argument("--data", required=True, help="samples (n, d) as .npy, .npz, .csv or .txt")
         p.add_argument("--seed", type=typed(int), default=0)
@@ -295,14 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="extra option passed through (JSON values), e.g. --option n_iters=300")
         _add_device(p)
         if name == "test":
-            p.add_argument("--method", default="lsd", choices=METHODS)
-            p.add_argument("--alpha", type=typed(float), default=0.05)
-            p.add_argument("--max-seconds", type=_limit("none"), default=_UNSET, metavar="SECONDS|none",
-                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted time is above this "
-                                "(default 600; none: run whatever it costs)")
-            p.add_argument("--max-memory-gb", type=_limit("none", "auto"), default=_UNSET, metavar="GB|auto|none",
-                           help="ksd, fssd, ksdagg(-inc), ksd-seq: refuse when the predicted memory is above this "
-                                "(default auto: half of the free memory; none: no limit)")
+            _add_test_arguments(p)
         else:
             p.add_argument("--lam", type=typed(float), default=0.5)
         p.set_defaults(func=func)

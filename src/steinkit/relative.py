@@ -56,13 +56,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from .heldout import HeldOutFit, fit_heldout_critics
 from .gof.outcome import normal_sf
+from .results import TestResult
 from .scores import Score, as_scores
 from .settings import RELATIVE, CriticSettings, settings_from
 from .stein import exact_trace
@@ -76,8 +77,9 @@ METHODS = ("auto", "lsd", "optimal")
 
 
 @dataclass(frozen=True)
-class RelativeResult:
-    """Outcome of :func:`relative_test` of H0: model A fits no better than model B.
+class RelativeResult(TestResult):
+    """Outcome of :func:`relative_test` of H0: model A fits no better than model B; unpacks as
+    ``(statistic, pvalue)``.
 
     Attributes:
         method: the method that ran, ``"lsd"`` or ``"optimal"``.
@@ -112,16 +114,20 @@ class RelativeResult:
     critic_b: FittedCritic | None = field(default=None, repr=False, compare=False)
     details: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def __str__(self) -> str:
-        verdict = "A fits better (reject H0)" if self.reject else "no evidence that A fits better"
-        return (f"relative test ({self.method}): LSD(A) − LSD(B) = {self.difference:.4g} ± {self.stderr:.2g}, "
-                f"p-value = {self.pvalue:.4g} -> {verdict} at alpha = {self.alpha:g} (n_test={self.n_test})")
+    statistic_meaning: ClassVar[str] = "t = −difference/stderr; larger is stronger evidence that A fits better"
+    _UNSTORED: ClassVar[tuple[str, ...]] = ("critic_a", "critic_b")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (the critics are left out)."""
-        keys = ("method", "difference", "stderr", "statistic", "pvalue", "reject", "alpha", "n_test", "value_a",
-                "value_b", "seconds")
-        return {**{k: getattr(self, k) for k in keys}, "details": dict(self.details)}
+    def _title(self) -> str:
+        return f"relative test ({self.method})"
+
+    def _summary(self) -> str:
+        return f"LSD(A) − LSD(B) = {self.difference:.4g} ± {self.stderr:.2g}, {super()._summary()}"
+
+    def _verdict(self) -> str:
+        return "A fits better (reject H0)" if self.reject else "no evidence that A fits better"
+
+    def _tail(self) -> str:
+        return f" (n_test={self.n_test})"
 
 
 def paired_test(differences: Tensor) -> tuple[float, float, float]:

@@ -5,9 +5,11 @@ model q adds σ·E to its weights B, one N(0, I) direction E per repetition shar
 Each method tests at level α whether the samples came from q (σ = 0 measures the size), through
 :func:`steinkit.gof.gof_tests`: ``lsd`` (the library's default learned test, its protocol named in the
 trial's options), ``lsd-paper`` (Algorithm 2 with this reproduction's critic size ``n_iters``,
-``hidden``), ``ksd`` (quadratic KSD, wild bootstrap; ``kernel_bandwidth``, ``n_bootstrap``),
-``lksd`` (linear KSD), ``fssd``, ``ksdagg`` and ``ksdagg-inc`` (the papers' B1 = B2 = 500), and
-``ksd-seq`` (the sequential witness test).
+``hidden``), and every other method of the registry (:mod:`steinkit.gof.registry`) with its
+defaults but for: ``ksd`` (quadratic KSD, wild bootstrap; ``kernel_bandwidth``, ``n_bootstrap``),
+``lksd`` (linear KSD; ``kernel_bandwidth``), ``ksdagg`` and ``ksdagg-inc`` (the papers'
+B1 = B2 = 500). A method registered later is a valid ``--methods`` value too (in the trials'
+own process: a worker process sees the methods registered on import).
 One trial is one method on one (dx, dh, σ) and a block of ``batch`` repetitions, whose LSD
 critics train as one ensemble. All randomness derives from (seed, dx, dh, rep, σ); every method
 sees the same samples. :class:`RBMSweep` holds the settings shared with ``rbm-eval``.
@@ -33,15 +35,16 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
-from ..gof import METHODS, gof_tests
+from ..gof import METHODS, get_method, gof_tests
 from ..gof.lsd import DEFAULT_PROTOCOL
 from ..models import GaussianBernoulliRBM
 from .report import markdown_table, write_report
 from .runner import sweep
 from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "PAPER_DIMS", "SIGMAS", "TEST_METHODS", "RBMSweep", "Settings",
-           "FULL", "QUICK",
+__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "PAPER_DIMS", "SIGMAS", "TEST_METHODS", "VARIANTS",
+           "reproduction_methods",
+           "RBMSweep", "Settings", "FULL", "QUICK",
            "derive_seed", "parse_dims", "rbm_problem", "trial_configs", "run_trial", "summarize", "run",
            "sigma_tables", "sigma_figure"]
 
@@ -54,8 +57,23 @@ PAPER_CLAIM = (
 )
 PAPER_DIMS: dict[int, int] = {50: 40, 100: 80, 200: 100}
 SIGMAS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.04, 0.06)
-TEST_METHODS: tuple[str, ...] = ("lsd", "lsd-paper", *METHODS[1:])
-"""The reproduction's methods: the gof methods, with the learned test under both protocols."""
+VARIANTS: dict[str, str] = {"lsd-paper": "lsd"}
+"""The reproduction's own variants of registered methods (name: method); their options are in
+:func:`trial_configs`."""
+
+
+def reproduction_methods() -> tuple[str, ...]:
+    """The methods the reproduction can run: the registry's, each followed by its variants.
+
+    Example:
+        >>> reproduction_methods()[:3]
+        ('lsd', 'lsd-paper', 'ksd')
+    """
+    return tuple(name for m in METHODS for name in (m, *(v for v, of in VARIANTS.items() if of == m)))
+
+
+TEST_METHODS: tuple[str, ...] = reproduction_methods()
+"""The methods registered when this module was imported (and variants): the full preset's."""
 
 
 def derive_seed(*parts: Any) -> int:
@@ -117,9 +135,9 @@ class Settings(RBMSweep):
     """Settings of the Figure-5 reproduction."""
 
     reps: int = setting(200, "repetitions per setting", minimum=1)
-    methods: tuple[Literal["lsd", "lsd-paper", "ksd", "lksd", "fssd", "ksdagg", "ksdagg-inc", "ksd-seq"],
-                   ...] = setting(
-        TEST_METHODS, "tests to run (lsd: the default learned test; lsd-paper: Algorithm 2)")
+    methods: tuple[str, ...] = setting(
+        TEST_METHODS, "tests to run (lsd: the default learned test; lsd-paper: Algorithm 2)",
+        choices=reproduction_methods)
     batch: int = setting(1, "repetitions per trial; their LSD critics train as one ensemble", minimum=1)
     alpha: float = setting(0.05, "test level, in (0, 1)")
     kernel_bandwidth: Literal["median", "learn"] = setting(
@@ -151,17 +169,18 @@ def rbm_problem(
 
 
 def trial_configs(s: Settings) -> list[dict[str, Any]]:
-    """The sweep's trial configs, LSD trials (the slow ones) first."""
+    """The sweep's trial configs, those of batched methods (LSD: the slow ones) first; a method
+    not named below runs with its defaults."""
     blocks = [list(range(r, min(r + s.batch, s.reps))) for r in range(0, s.reps, s.batch)]
     options = {"lsd": {"protocol": DEFAULT_PROTOCOL},
                "lsd-paper": {"protocol": "paper", "n_iters": s.n_iters, "hidden": s.hidden},
-               "lksd": {"bandwidth": s.kernel_bandwidth}, "ksd-seq": {},
-               "ksd": {"bandwidth": s.kernel_bandwidth, "n_bootstrap": s.n_bootstrap}, "fssd": {},
+               "lksd": {"bandwidth": s.kernel_bandwidth},
+               "ksd": {"bandwidth": s.kernel_bandwidth, "n_bootstrap": s.n_bootstrap},
                **{m: {"n_bootstrap": 500, "n_correction": 500} for m in ("ksdagg", "ksdagg-inc")}}  # the papers' B1, B2
     return [
         {"experiment": NAME, "method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": block, "n": s.n,
-         "burn_in": s.burn_in, "alpha": float(s.alpha), "seed": s.seed, "options": options[method]}
-        for method in sorted(s.methods, key=lambda m: not m.startswith("lsd"))
+         "burn_in": s.burn_in, "alpha": float(s.alpha), "seed": s.seed, "options": options.get(method, {})}
+        for method in sorted(s.methods, key=lambda m: not get_method(VARIANTS.get(m, m)).batched)
         for dx, dh in s.pairs
         for block in blocks
         for sigma in s.sigmas
@@ -178,7 +197,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     start, reps = time.perf_counter(), config["reps"]
     dx, dh, sigma, seed = config["dx"], config["dh"], config["sigma"], config["seed"]
     data = [rbm_problem(dx, dh, rep, sigma, n=config["n"], burn_in=config["burn_in"], seed=seed)[1:] for rep in reps]
-    method = "lsd" if config["method"].startswith("lsd") else config["method"]
+    method = VARIANTS.get(config["method"], config["method"])
     results = gof_tests([q for q, _ in data], [x for _, x in data], method=method, alpha=config["alpha"],
                         seeds=[derive_seed(seed, dx, dh, rep, sigma, "test") for rep in reps],
                         device=trial_device(config), **config["options"])
@@ -198,7 +217,7 @@ def summarize(configs: Sequence[dict], results: Sequence[dict]) -> list[dict[str
              "mean_seconds": sum(t["seconds"] for t in tests) / len(tests)}
             for (m, dx, dh, sigma), tests in groups.items()
             for rate in [sum(bool(t["reject"]) for t in tests) / len(tests)]]
-    order = {m: i for i, m in enumerate(TEST_METHODS)}
+    order = {m: i for i, m in enumerate(reproduction_methods())}
     return sorted(rows, key=lambda r: (r["dx"], order.get(r["method"], 99), r["sigma"]))
 
 
@@ -251,7 +270,7 @@ def _verdict(rows: Sequence[dict]) -> str:
     dx = max(r["dx"] for r in rows)
     top = [r for r in rows if r["dx"] == dx]
     size = ", ".join(f"{r['method'].upper()} {r['rejection_rate']:.2f}" for r in top if r["sigma"] == 0) or "not run"
-    power = {m: sum(v) / len(v) for m in TEST_METHODS
+    power = {m: sum(v) / len(v) for m in reproduction_methods()
              if (v := [r["rejection_rate"] for r in top if r["method"] == m and r["sigma"] > 0])}
     learned = "lsd-paper" if "lsd-paper" in power else "lsd"  # the paper's claim is about Algorithm 2
     if learned not in power or not {"lksd", "fssd"} & set(power):

@@ -11,7 +11,9 @@ their random draws come from another stream.
 
 Field types map to options as follows: ``int``, ``float``, ``str`` take one value; ``bool``
 gives ``--name/--no-name``; ``tuple[T, ...]`` takes one or more values (``--dims 50 100``);
-``Literal[...]`` (or a tuple of them) restricts the values to its members.
+``Literal[...]`` (or a tuple of them) restricts the values to its members, and so does
+``setting(..., choices=f)`` with a function ``f`` giving the allowed values when asked (a
+registry's names, say, which may grow after the settings class is defined).
 
 Example:
     >>> import argparse
@@ -34,7 +36,7 @@ import dataclasses
 import math
 import sys
 import typing
-from typing import Any, Iterable, Iterator, Literal, Mapping, TypeVar, get_args, get_origin
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, TypeVar, get_args, get_origin
 
 import torch
 
@@ -60,13 +62,17 @@ __all__ = [
 S = TypeVar("S", bound="ReproductionSettings")
 
 
-def setting(default: Any, help: str, *, minimum: float | None = None) -> Any:  # noqa: A002
-    """A settings field: its default (the full preset's value), help text and optional lower bound.
+def setting(default: Any, help: str, *, minimum: float | None = None,  # noqa: A002
+            choices: Callable[[], Iterable[Any]] | None = None) -> Any:
+    """A settings field: its default (the full preset's value), help text, optional lower bound
+    and optional allowed values.
 
     Numbers (and every member of a tuple of numbers) must be finite and at least ``minimum``
-    when one is given; the check runs whenever a settings object is built.
+    when one is given; values (or members) must be among ``choices()`` when it is given, read
+    each time a settings object is built or a parser made. The checks run whenever a settings
+    object is built.
     """
-    return dataclasses.field(default=default, metadata={"help": help, "minimum": minimum})
+    return dataclasses.field(default=default, metadata={"help": help, "minimum": minimum, "choices": choices})
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -81,8 +87,12 @@ def _element(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _choices(kind: Any) -> tuple[Any, ...] | None:
-    return get_args(kind) if get_origin(kind) is Literal else None
+def _choices(kind: Any, f: dataclasses.Field | None = None) -> tuple[Any, ...] | None:
+    """The allowed values of a field: its ``Literal`` type's members, else its ``choices()``, else None."""
+    if get_origin(kind) is Literal:
+        return get_args(kind)
+    allowed = f.metadata.get("choices") if f is not None else None
+    return tuple(allowed()) if allowed is not None else None
 
 
 def _base_type(kind: Any) -> type:
@@ -126,7 +136,7 @@ def _check_field(f: dataclasses.Field, annotation: Any, value: Any) -> None:
     values = value if many else (value,)
     if many and (not isinstance(value, tuple) or not value):
         raise ValueError(f"{f.name} must be a non-empty tuple, got {value!r}")
-    base, choices = _base_type(kind), _choices(kind)
+    base, choices = _base_type(kind), _choices(kind, f)
     for v in values:
         ok = isinstance(v, base) and not (base is not bool and isinstance(v, bool))
         if base is float and isinstance(v, int) and not isinstance(v, bool):
@@ -201,7 +211,7 @@ def add_setting_arguments(
     hints = _type_hints(type(full))
     for f in dataclasses.fields(full):
         kind, many = _element(hints[f.name])
-        base, choices = _base_type(kind), _choices(kind)
+        base, choices = _base_type(kind), _choices(kind, f)
         full_value, quick_value = getattr(full, f.name), getattr(quick, f.name)
         preset = f"full: {_show(full_value)}" + (
             f"; quick: {_show(quick_value)}" if quick_value != full_value else ""

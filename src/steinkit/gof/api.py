@@ -1,4 +1,9 @@
-"""``gof_test``: one entry point for the LSD test and the kernel Stein baselines.
+"""``gof_test``: one entry point for every registered goodness-of-fit method.
+
+The methods (the LSD test and the kernel Stein baselines, and any registered later) live in
+the registry, :mod:`steinkit.gof.registry`: :data:`METHODS` lists their names,
+:func:`~steinkit.gof.registry.get_method` gives each one's options and description, and
+``steinkit test --help`` prints them.
 
 Example:
     >>> import torch, steinkit as sk
@@ -10,47 +15,48 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
-from torch import Tensor
 
+from ..results import TestResult
 from ..scores import as_scores
-from ..settings import CriticSettings, field_names
-from ..validation import as_data, as_device, flag, one_of, probability, seed_from, seed_value, wrong_type
-from .fssd import fssd_test
-from .ksd import ksd_test
-from .ksdagg import ksdagg_test
-from .lksd import lksd_test
-from .lsd import DEFAULT_PROTOCOL, PROTOCOLS, lsd_tests
+from ..settings import CriticSettings
+from ..validation import as_data, as_device, flag, probability, seed_from, seed_value
+from .methods import BUILTIN  # noqa: F401  (importing it registers the built-in methods)
 from .outcome import TestOutcome
-from .sequential import sequential_witness_test
+from .registry import DEFAULT_METHOD, METHODS, GofMethod, get_method, registered
 
-__all__ = ["GofResult", "gof_test", "gof_tests", "METHODS"]
-
-METHODS = ("lsd", "ksd", "lksd", "fssd", "ksdagg", "ksdagg-inc", "ksd-seq")
+__all__ = ["GofResult", "gof_test", "gof_tests", "METHODS", "DEFAULT_METHOD"]
 
 
 @dataclass(frozen=True)
-class GofResult:
+class GofResult(TestResult):
     """Outcome of a goodness-of-fit test of H0: the data came from the model; unpacks as
     ``(statistic, pvalue)``.
 
     Attributes:
-        method: one of :data:`METHODS`.
-        statistic: the test statistic.
+        method: the registered method's name (one of :data:`METHODS`).
+        statistic: the test statistic (``statistic_meaning`` says what it is).
         pvalue: its p-value in [0, 1].
         reject: whether H0 is rejected at level ``alpha`` (``pvalue < alpha``).
         alpha: the level.
         seconds: wall time of the test.
         details: method-specific values (bandwidths, splits, training history, ...).
         critic: LSD with ``return_critic=True``: the selected critic (for :func:`steinkit.witness`).
+        statistic_meaning: what the statistic is and which way is evidence against H0 (the
+            method's ``statistic`` in the registry).
+
+    Example:
+        >>> import torch, steinkit as sk
+        >>> x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+        >>> stat, p = sk.gof_test(sk.models.Gaussian(torch.zeros(2), torch.eye(2)), x, "lksd")
+        >>> 0.0 <= p <= 1.0
+        True
     """
 
     method: str
@@ -61,97 +67,45 @@ class GofResult:
     seconds: float
     details: Mapping[str, Any] = field(repr=False, compare=False)
     critic: Any = field(default=None, repr=False, compare=False)
+    statistic_meaning: str = field(default="", repr=False, compare=False)  # type: ignore[misc]
 
-    def __str__(self) -> str:
-        verdict = "reject H0" if self.reject else "do not reject H0"
-        return (
-            f"{self.method.upper()} test: statistic = {self.statistic:.4g}, p-value = {self.pvalue:.4g} "
-            f"-> {verdict} at alpha = {self.alpha:g} ({self.seconds:.2f} s)"
-        )
+    _UNSTORED: ClassVar[tuple[str, ...]] = ("critic", "statistic_meaning")
 
-    def __iter__(self):
-        """Unpacks as ``(statistic, pvalue)``, like scipy's test results.
+    def _title(self) -> str:
+        return f"{self.method.upper()} test"
 
-        Example:
-            >>> import torch, steinkit as sk
-            >>> x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
-            >>> stat, p = sk.gof_test(sk.models.Gaussian(torch.zeros(2), torch.eye(2)), x, "lksd")
-            >>> 0.0 <= p <= 1.0
-            True
-        """
-        return iter((self.statistic, self.pvalue))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (tensors become lists; long arrays are dropped from details)."""
-        details = {}
-        for key, value in self.details.items():
-            if isinstance(value, Tensor):
-                if value.numel() > 1000:
-                    continue
-                value = value.tolist()
-            details[key] = value
-        return {
-            "method": self.method,
-            "statistic": self.statistic,
-            "pvalue": self.pvalue,
-            "reject": self.reject,
-            "alpha": self.alpha,
-            "seconds": self.seconds,
-            "details": details,
-        }
+    def _tail(self) -> str:
+        return f" ({self.seconds:.2f} s)"
 
 
-_KERNEL_TESTS: dict[str, Callable[..., TestOutcome]] = {
-    "ksd": ksd_test,
-    "lksd": lksd_test,
-    "fssd": fssd_test,
-    "ksdagg": ksdagg_test,
-    "ksdagg-inc": functools.partial(ksdagg_test, incomplete=200),  # R = 200 sub-diagonals, as the paper
-    "ksd-seq": sequential_witness_test,
-}
+_CALL_DEFAULTS: dict[str, Any] = {"settings": None, "protocol": None, "return_critic": False, "progress": False}
+"""gof_test's own keywords that are some methods' options, with the values that mean "not given"."""
 
 
-def kernel_options(method: str) -> tuple[str, ...]:
-    """The options a kernel method takes (its test function's keywords but the generator).
-
-    Example:
-        >>> kernel_options("lksd")
-        ('kernel', 'bandwidth', 'train_fraction')
-    """
-    params = inspect.signature(_KERNEL_TESTS[method]).parameters
-    return tuple(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY and name != "generator")
-
-
-def _check_call(method: str, alpha: Any, settings: Any, protocol: Any, options: Mapping[str, Any],
-                return_critic: Any = False) -> None:
-    one_of(method, "method", METHODS)
-    probability(alpha, "alpha")
-    flag(return_critic, "return_critic")
-    if return_critic and method != "lsd":
-        raise TypeError(f"return_critic applies to method='lsd' only, not {method!r} (a kernel test fits no critic)")
-    if protocol is not None:
-        if method != "lsd":
-            raise TypeError(f"protocol applies to method='lsd' only, not {method!r}")
-        one_of(protocol, "protocol", PROTOCOLS)
-    if method == "lsd":
-        valid = field_names()
-        if settings is not None and not isinstance(settings, CriticSettings):
-            raise wrong_type("settings", "a CriticSettings", settings)
-    else:
-        valid = kernel_options(method)
-        if settings is not None:
-            raise TypeError(f"settings (a CriticSettings) applies to method='lsd' only, not {method!r}")
-    unknown = set(options) - set(valid)
-    if unknown:
-        raise TypeError(f"unknown option(s) {sorted(unknown)} for method {method!r}; valid: {sorted(valid)}")
+def _given_options(method: GofMethod, options: Mapping[str, Any], **call: Any) -> dict[str, Any]:
+    """The options to pass to ``method``: ``options`` plus those of ``call`` (gof_test's own
+    keywords) that differ from their defaults; checked against the method's options."""
+    flag(call["return_critic"], "return_critic")
+    given = dict(options)
+    for name, value in call.items():
+        if value is _CALL_DEFAULTS[name]:
+            continue
+        if name in method.option_names():
+            given[name] = value
+        elif name != "progress":  # a method without a progress bar ignores it
+            owners = [m.name for m in registered().values() if name in m.option_names()]
+            where = "method=" + "/".join(repr(m) for m in owners) + " only" if owners else "no registered method"
+            raise TypeError(f"{name} applies to {where}, not {method.name!r}")
+    method.check_options(given)
+    return given
 
 
-def _result(method: str, outcome: TestOutcome, alpha: float, seconds: float) -> GofResult:
+def _result(method: GofMethod, outcome: TestOutcome, alpha: float, seconds: float) -> GofResult:
     p = float(outcome.pvalue)
     if not (0.0 <= p <= 1.0) or math.isnan(p):
-        raise RuntimeError(f"{method} test produced an invalid p-value {p!r}")
+        raise RuntimeError(f"{method.name} test produced an invalid p-value {p!r}")
     return GofResult(
-        method=method,
+        method=method.name,
         statistic=float(outcome.statistic),
         pvalue=p,
         reject=p < alpha,
@@ -159,13 +113,14 @@ def _result(method: str, outcome: TestOutcome, alpha: float, seconds: float) -> 
         seconds=seconds,
         details=MappingProxyType(dict(outcome.details)),
         critic=outcome.critic,
+        statistic_meaning=method.statistic,
     )
 
 
 def gof_test(
     model: Any,
     x: Any,
-    method: str = "lsd",
+    method: str | None = None,
     alpha: float = 0.05,
     seed: int = 0,
     settings: CriticSettings | None = None,
@@ -182,50 +137,31 @@ def gof_test(
     Arguments:
         model: the unnormalized model; only its score is used.
         x: samples, (n, d).
-        method: ``"lsd"`` (learned Stein discrepancy; see ``protocol``), ``"ksd"`` (quadratic
-            kernel Stein discrepancy with wild bootstrap), ``"lksd"`` (linear-time KSD),
-            ``"fssd"`` (finite-set Stein discrepancy with optimized test locations),
-            ``"ksdagg"`` (KSD aggregated over 21 bandwidths, Schrab et al. 2022) or
-            ``"ksdagg-inc"`` (its incomplete-U-statistic version, R = 200 sub-diagonals) or
-            ``"ksd-seq"`` (the sequential witness test: each of 8 folds tested by the kernel Stein
-            witness of the folds before it, over 6 bandwidths; no bootstrap;
-            :mod:`steinkit.gof.sequential`).
+        method: a registered method, one of :data:`METHODS` (:mod:`steinkit.gof.registry`;
+            ``steinkit test --help`` lists each with its options); None: the registry's
+            :data:`~steinkit.gof.registry.DEFAULT_METHOD`.
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
-        protocol: LSD only (:mod:`steinkit.gof.lsd`): ``"combined"`` (default: the larger,
-            level-corrected, of the ``"sequential"`` and ``"features"`` statistics),
-            ``"sequential"`` (4 folds, each scored by a 2×64 critic trained on the folds before
-            it, 300 steps in all), ``"features"`` (8 folds, each scored by the closed-form last
-            layer of the folds before it over one layer of random features; no training),
-            ``"aggregated"`` (trained on half the data, tested on the other half at six
-            stopping points with a level-corrected maximum) or ``"paper"`` (Algorithm 2: train
-            80%, select on 10%, test on 10%).
-        settings: LSD only: a :class:`~steinkit.settings.CriticSettings`; default
+        protocol: LSD only: how the critic is learned and tested (:mod:`steinkit.gof.lsd`:
+            ``"combined"`` by default, ``"sequential"``, ``"features"``, ``"aggregated"`` or
+            ``"paper"``, Algorithm 2).
+        settings: LSD only: a :class:`~steinkit.settings.CriticSettings` to start from; default
             :data:`~steinkit.settings.LEARNED_TEST`, or :data:`~steinkit.settings.TEST` with
-            ``protocol="paper"`` (split (.8, .1, .1), 2×300 Swish, dropout .5, weight decay
-            5e-4, λ = .5, 1000 steps, power objective and selection).
+            ``protocol="paper"``.
         return_critic: LSD with ``protocol="aggregated"`` or ``"paper"`` only: keep the selected
-            critic on the result (``critic``, for :func:`steinkit.witness`; "aggregated": the
-            critic at the stopping point with the largest statistic).
-        progress: LSD only: show a progress bar.
+            critic on the result (``critic``, for :func:`steinkit.witness`).
+        progress: show a progress bar (methods that have one).
         device: where to test, e.g. ``"cuda"`` (default: where ``x`` lives, else the CPU). The
             data move there, a model that is an ``nn.Module`` is copied there (yours stays where
             it is), and critics, generators and bootstrap draws are made there. On the CPU the
             answer is the same whichever way the device is given.
-        **options: LSD: :class:`~steinkit.settings.CriticSettings` fields to change
-            (``n_iters=200``, ...). Every kernel test: kernel (a Stein kernel of
-            :mod:`steinkit.kernels`, or a name such as "imq"; by default the Gaussian kernel with
-            the median heuristic for KSD, LKSD and FSSD, and IMQ over a collection of bandwidths
-            for KSDAgg(-Inc) and KSD-Seq); the quadratic ones and KSDAgg-Inc also max_seconds (600)
-            and max_memory_gb ("auto": half of the free memory): above these predicted costs the
-            test refuses in one line before it starts (None: no limit). KSD: bandwidth (the
-            kernel's; a float, "median" or "learn"), n_bootstrap (1000), train_fraction. LKSD:
-            bandwidth, train_fraction. FSSD: n_locations (5), train_fraction (0.2), opt_steps,
-            learning_rate, reg, n_simulate (3000), locations, bandwidth. KSDAgg(-Inc): bandwidths,
-            exponents ((-20, 0)), n_bootstrap (2000), n_correction (2000), incomplete (None; 200 for
-            ksdagg-inc). KSD-Seq: folds (8), exponents ((-5, 0)), n_draws (20000). Unknown names
-            raise a TypeError.
+        **options: the method's options, the fields of ``get_method(method).options`` with
+            their defaults and help texts: for LSD the
+            :class:`~steinkit.settings.CriticSettings` fields to change (``n_iters=200``, ...);
+            for a kernel test its test function's keywords (``kernel``, ``bandwidth``,
+            ``n_bootstrap``, ``max_seconds``, ``max_memory_gb``, ...). Unknown names raise a
+            TypeError listing the method's options.
 
     Returns:
         A :class:`GofResult`.
@@ -248,7 +184,7 @@ def gof_test(
 def gof_tests(
     models: Sequence[Any],
     xs: Sequence[Any],
-    method: str = "lsd",
+    method: str | None = None,
     alpha: float = 0.05,
     seeds: Sequence[int] | None = None,
     settings: CriticSettings | None = None,
@@ -259,11 +195,11 @@ def gof_tests(
     device: torch.device | str | None = None,
     **options: Any,
 ) -> list[GofResult]:
-    """Run many independent tests; LSD tests are trained together as one critic ensemble.
+    """Run many independent tests; a batched method (LSD) runs them together, as one critic ensemble.
 
     ``models[k]`` is tested on ``xs[k]`` with ``seeds[k]`` (default 0, 1, ...); each result
     equals ``gof_test(models[k], xs[k], method, alpha, seeds[k], ...)``. The ``seconds`` of each
-    batched LSD result is the batch's wall time divided by the number of tests. The other
+    result of a batched method is the batch's wall time divided by the number of tests. The other
     arguments are those of :func:`gof_test` (``device`` defaults to where ``xs[0]`` lives).
 
     Example:
@@ -280,24 +216,28 @@ def gof_tests(
     seeds = list(range(len(models))) if seeds is None else [seed_value(s) for s in seeds]
     if len(seeds) != len(models):
         raise ValueError(f"seeds must give one seed per test, got {len(seeds)} for {len(models)} tests")
-    _check_call(method, alpha, settings, protocol, options, return_critic)
+    spec = get_method(method)
+    probability(alpha, "alpha")
+    given = _given_options(spec, options, settings=settings, protocol=protocol, return_critic=return_critic,
+                           progress=progress)
     device = as_device(device, xs[0] if len(xs) else None)
     data = [as_data(x, "x").to(device) for x in xs]
     scores = as_scores(models, device)
     for sc, x in zip(scores, data):
         sc.check_dim(x)
-    if method == "lsd":
+    if spec.batched:
         start = time.perf_counter()
-        outcomes = lsd_tests(list(zip(scores, data, seeds)), settings, protocol=protocol or DEFAULT_PROTOCOL,
-                             progress=progress, return_critic=return_critic, **options)
-        seconds = (time.perf_counter() - start) / len(outcomes)
-        return [_result(method, o, alpha, seconds) for o in outcomes]
+        outcomes = spec.run(list(zip(scores, data, seeds)), **given)
+        if len(outcomes) != len(data):
+            raise RuntimeError(f"method {spec.name!r} returned {len(outcomes)} outcomes for {len(data)} problems")
+        seconds = (time.perf_counter() - start) / max(len(outcomes), 1)
+        return [_result(spec, o, alpha, seconds) for o in outcomes]
     results = []
     for sc, x, seed in zip(scores, data, seeds):
         start = time.perf_counter()
         with torch.no_grad():
             s = sc(x)
         generator = torch.Generator(device=device).manual_seed(seed)
-        outcome = _KERNEL_TESTS[method](x, s, generator=generator, **options)
-        results.append(_result(method, outcome, alpha, time.perf_counter() - start))
+        outcome = spec.run(x, s, generator=generator, **given)
+        results.append(_result(spec, outcome, alpha, time.perf_counter() - start))
     return results

@@ -69,7 +69,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -79,13 +81,13 @@ from ..heldout import HeldOutFit, fit_heldout_critics
 from ..prequential import fit_sequential_critics, sequential_feature_terms
 from ..scores import Score
 from ..settings import LEARNED_TEST, TEST, CriticSettings, settings_from
-from ..validation import one_of
+from ..validation import flag, one_of, wrong_type
 from ..witness import FittedCritic
 from .aggregate import max_normal_pvalue, max_t_pvalue
 from .outcome import TestOutcome, normal_sf
 
-__all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "FEATURE_FOLDS", "WITNESS_LAYERS", "lsd_tests",
-           "normal_sf"]
+__all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "FEATURE_FOLDS", "WITNESS_LAYERS", "LSDOptions",
+           "lsd_tests", "normal_sf"]
 
 PROTOCOLS = ("combined", "sequential", "features", "aggregated", "paper")
 DEFAULT_PROTOCOL = "combined"
@@ -99,6 +101,45 @@ the Figure-5 RBMs: docs/findings.md); the features protocol's ``n_layers`` overr
 FEATURE_SETTINGS = ("hidden", "n_layers")
 """The critic settings the features protocol uses (the features' width and depth)."""
 
+
+
+class _ProtocolDefault:
+    """The default of a critic setting in :class:`LSDOptions`: the protocol's settings decide it."""
+
+    def __repr__(self) -> str:
+        return "<the protocol's>"
+
+
+_BY_PROTOCOL = _ProtocolDefault()
+
+
+@dataclass(frozen=True)
+class _LSDCall:
+    """The LSD test's options other than the critic settings (checked when made)."""
+
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata={"help": f"one of {PROTOCOLS} (:mod:`steinkit.gof.lsd`)"})
+    settings: CriticSettings | None = field(
+        default=None, metadata={"help": "a CriticSettings to start from; default LEARNED_TEST, TEST for "
+                                        "protocol='paper', and one hidden layer for 'features'"})
+    return_critic: bool = field(
+        default=False, metadata={"help": "keep the selected critic on the result (protocols 'aggregated', 'paper')"})
+    progress: bool = field(default=False, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        one_of(self.protocol, "protocol", PROTOCOLS)
+        flag(self.return_critic, "return_critic")
+        if self.settings is not None and not isinstance(self.settings, CriticSettings):
+            raise wrong_type("settings", "a CriticSettings", self.settings)
+
+
+LSDOptions = dataclasses.make_dataclass(
+    "LSDOptions",
+    [(f.name, f.type, field(default=_BY_PROTOCOL, metadata={"help": f.metadata["help"]}))
+     for f in dataclasses.fields(CriticSettings)],
+    bases=(_LSDCall,), frozen=True, namespace={"__module__": __name__},
+)
+LSDOptions.__doc__ = """The options of the LSD test (:func:`lsd_tests`): protocol, settings, return_critic, progress,
+and every :class:`~steinkit.settings.CriticSettings` field, whose default is the protocol's settings'."""
 
 def _paper_outcome(fit: HeldOutFit, score: Score, lam: float) -> TestOutcome:
     terms = fit.test_terms.double()
