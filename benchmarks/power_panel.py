@@ -110,13 +110,13 @@ class Cell:
 RBM = {"burn_in": 2000}
 TUNING = [
     Cell("laplace", "tails", "laplace", 10, 400),
-    Cell("student-t-corr", "tails", "student-t", 20, 1000, {"nu": 5.0, "rho": 0.5}),
-    Cell("banana", "dependence", "banana", 10, 1000, {"curvature": 0.3}),
+    Cell("student-t-corr", "tails", "student-t", 20, 1000, {"nu": 12.0, "rho": 0.5}),
+    Cell("banana", "dependence", "banana", 10, 1000, {"curvature": 0.2}),
     Cell("scale", "scale", "gaussian-scale", 50, 1000, {"factor": 1.06}),
-    Cell("rbm50", "dependence", "rbm", 50, 1000, {"hidden": 40, "sigma": 0.01, **RBM}, reseed=True),
+    Cell("rbm50", "dependence", "rbm", 50, 1000, {"hidden": 40, "sigma": 0.0125, **RBM}, reseed=True),
     Cell("rbm100", "dependence", "rbm", 100, 1000, {"hidden": 80, "sigma": 0.01, **RBM}, reseed=True),
-    Cell("sin", "local", "sin-perturbed", 2, 500, {"eps": 0.5, "omega": 2.0}),
-    Cell("mix-weights", "mixture", "mixture-weights", 2, 2000, {"tilt": 0.5, "modes": 4, "radius": 2.0}),
+    Cell("sin", "local", "sin-perturbed", 2, 200, {"eps": 0.45, "omega": 2.0}),
+    Cell("mix-weights", "mixture", "mixture-weights", 2, 5000, {"tilt": 0.15, "modes": 4, "radius": 2.0}),
     Cell("null-rbm50", "null", "rbm", 50, 1000, {"hidden": 40, "sigma": 0.0, **RBM}, reseed=True),
     Cell("null-rbm100", "null", "rbm", 100, 1000, {"hidden": 80, "sigma": 0.0, **RBM}, reseed=True),
     Cell("null-ar1", "null", "null", 10, 1000, {"of": "gaussian-ar1", "rho": 0.5}),
@@ -124,11 +124,11 @@ TUNING = [
 ]
 HELDOUT = [
     Cell("ar1", "dependence", "gaussian-ar1", 50, 500, {"rho": 0.1}),
-    Cell("skew", "skew", "skew-normal", 20, 1000, {"alpha": 1.0}),
-    Cell("sinh-tails", "tails", "sinh-arcsinh", 5, 2000, {"skew": 0.0, "tail": 0.8}),
-    Cell("mix-missing", "mixture", "mixture-missing", 5, 1000, {"weight": 0.05, "modes": 3, "radius": 3.0}),
+    Cell("skew", "skew", "skew-normal", 20, 1000, {"alpha": 1.5}),
+    Cell("sinh-tails", "tails", "sinh-arcsinh", 5, 5000, {"skew": 0.0, "tail": 0.88}),
+    Cell("mix-missing", "mixture", "mixture-missing", 5, 1000, {"weight": 0.025, "modes": 3, "radius": 3.0}),
     Cell("light-tails", "tails", "heavy-model", 10, 1000, {"nu": 10.0}),
-    Cell("diagonal", "scale", "gaussian-diagonal", 100, 300, {"spread": 1.2}),
+    Cell("diagonal", "scale", "gaussian-diagonal", 100, 200, {"spread": 1.75}),
     Cell("null-student-t", "null", "null", 20, 1000, {"of": "student-t", "nu": 4.0, "rho": 0.5}),
     Cell("null-banana", "null", "null", 10, 1000, {"of": "banana", "curvature": 1.0}),
     Cell("null-sinh", "null", "null", 5, 500, {"of": "sinh-arcsinh", "skew": 0.5, "tail": 0.7}),
@@ -420,7 +420,8 @@ def figure(summary: dict, path: Path) -> None:
                     xs.append(i + (j - (len(methods) - 1) / 2) * 0.8 / max(1, len(methods)))
                     ys.append(v["rate"])
                     es.append((min(2 * v["se"], v["rate"]), min(2 * v["se"], 1 - v["rate"])))
-            ax.errorbar(xs, ys, yerr=list(zip(*es)) if es else None, fmt="o", ms=4, capsize=2, label=m if ax is axes[0] else None)
+            ax.errorbar(xs, ys, yerr=list(zip(*es)) if es else None, fmt="o", ms=4, capsize=2,
+                        label=m if ax is axes[0] else None)
         for i, c in enumerate(cells):
             if c.null:
                 ax.axvspan(i - 0.45, i + 0.45, color="0.92", zorder=0)

@@ -114,8 +114,7 @@ class GaussianMixture:
 class Banana:
     """N(0, I) with its second coordinate bent: y₂ = z₂ + b(z₁² − 1) (mean 0, Var y₂ = 1 + 2b²).
 
-    log p(y) = −½y₁² − ½(y₂ − b(y₁² − 1))² − ½Σ_{j>2} y_j² (normalized up to the Gaussian constant,
-    the bend has Jacobian 1).
+    log p(y) = −½y₁² − ½(y₂ − b(y₁² − 1))² − ½Σ_{j>2} y_j² + const (the bend has Jacobian 1).
 
     Example:
         >>> Banana(2, 0.5).sample(3, generator=torch.Generator().manual_seed(0)).shape
