@@ -60,7 +60,7 @@ import steinkit as sk
 from steinkit import problems as P
 
 ALPHA = 0.05
-METHODS = ("lsd:sequential", "lsd:combined", "ksdagg", "ksd-seq", "ksdagg-inc", "ksd", "lksd", "fssd")
+METHODS = ("witnesses", "lsd:sequential", "lsd:combined", "ksdagg", "ksd-seq", "ksdagg-inc", "ksd", "lksd", "fssd")
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,11 @@ def run_test(prob: P.Problem, x: torch.Tensor, label: str, rep: int) -> dict[str
     method, kwargs = split_method(label)
     cpu, wall = time.process_time(), time.perf_counter()
     res = sk.gof_test(prob.model, x, method=method, alpha=ALPHA, seed=rep, **kwargs)
-    return {"pvalue": res.pvalue, "statistic": res.statistic, "reject": bool(res.pvalue < ALPHA),
-            "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}
+    row = {"pvalue": res.pvalue, "statistic": res.statistic, "reject": bool(res.pvalue < ALPHA),
+           "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}
+    if "members" in res.details:  # an aggregate keeps its members' statistics and correlation, for subsets
+        row["members"] = {k: res.details[k] for k in ("statistics", "correlation")}
+    return row
 
 
 # --------------------------------------------------------------------------- the store

@@ -69,7 +69,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -85,6 +84,7 @@ from ..validation import flag, one_of, wrong_type
 from ..witness import FittedCritic
 from .aggregate import max_normal_pvalue, max_t_pvalue
 from .outcome import TestOutcome, normal_sf
+from .options import SettingsDefault, with_settings_fields
 
 __all__ = ["DEFAULT_PROTOCOL", "PROTOCOLS", "SEQUENTIAL_FOLDS", "FEATURE_FOLDS", "WITNESS_LAYERS", "LSDOptions",
            "lsd_tests", "normal_sf"]
@@ -103,14 +103,8 @@ FEATURE_SETTINGS = ("hidden", "n_layers")
 
 
 
-class _ProtocolDefault:
-    """The default of a critic setting in :class:`LSDOptions`: the protocol's settings decide it."""
-
-    def __repr__(self) -> str:
-        return "<the protocol's>"
-
-
-_BY_PROTOCOL = _ProtocolDefault()
+_BY_PROTOCOL = SettingsDefault("the protocol's")
+"""The default of a critic setting in :class:`LSDOptions`: the protocol's settings decide it."""
 
 
 @dataclass(frozen=True)
@@ -132,12 +126,7 @@ class _LSDCall:
             raise wrong_type("settings", "a CriticSettings", self.settings)
 
 
-LSDOptions = dataclasses.make_dataclass(
-    "LSDOptions",
-    [(f.name, f.type, field(default=_BY_PROTOCOL, metadata={"help": f.metadata["help"]}))
-     for f in dataclasses.fields(CriticSettings)],
-    bases=(_LSDCall,), frozen=True, namespace={"__module__": __name__},
-)
+LSDOptions = with_settings_fields("LSDOptions", _LSDCall, CriticSettings, _BY_PROTOCOL, __name__)
 LSDOptions.__doc__ = """The options of the LSD test (:func:`lsd_tests`): protocol, settings, return_critic, progress,
 and every :class:`~steinkit.settings.CriticSettings` field, whose default is the protocol's settings'."""
 

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -41,18 +42,47 @@ from ..heldout import Problem
 from ..kernels import IMQ, Bandwidths, as_kernel
 from ..prequential import fit_sequential_critics, sequential_feature_terms
 from ..settings import LEARNED_TEST, CriticSettings, settings_from
-from ..validation import one_of
+from ..validation import flag, one_of, wrong_type
 from .aggregate import max_normal_pvalue
+from .options import SettingsDefault, with_settings_fields
 from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _fold_statistics, _weighted
 from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
-__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "witness_tests"]
+__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "WitnessOptions", "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "kernel")
 DEFAULT_MEMBERS = MEMBERS
 DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
 """The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
+
+
+@dataclass(frozen=True)
+class _WitnessCall:
+    """The witness test's options other than the critic settings (checked when made)."""
+
+    members: tuple[str, ...] = field(default=DEFAULT_MEMBERS, metadata={"help": f"the witness families, of {MEMBERS}"})
+    kernel: Any = field(default=DEFAULT_KERNEL, metadata={
+        "help": "the kernel member's Stein kernel (steinkit.kernels; default IMQ at 2^-5..2^0 times the median "
+                "distance)"})
+    settings: CriticSettings | None = field(
+        default=None, metadata={"help": "the trained and features members' CriticSettings; default LEARNED_TEST"})
+    progress: bool = field(default=False, metadata={"help": "show a progress bar while the trained member fits"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.members, str) or not all(isinstance(m, str) for m in self.members):
+            raise wrong_type("members", f"a sequence of names from {MEMBERS}", self.members)
+        for m in self.members:
+            one_of(m, "members", MEMBERS)
+        flag(self.progress, "progress")
+        if self.settings is not None and not isinstance(self.settings, CriticSettings):
+            raise wrong_type("settings", "a CriticSettings", self.settings)
+
+
+WitnessOptions = with_settings_fields("WitnessOptions", _WitnessCall, CriticSettings,
+                                      SettingsDefault("LEARNED_TEST's"), __name__)
+WitnessOptions.__doc__ = """The options of the witness-family test (:func:`witness_tests`): members, kernel,
+settings, progress, and every :class:`~steinkit.settings.CriticSettings` field (default: LEARNED_TEST's)."""
 
 
 def _shuffled(problem: Problem) -> tuple[Tensor, Tensor]:
