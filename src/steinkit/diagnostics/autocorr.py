@@ -106,9 +106,9 @@ def batch_size(n: int, tau: float, *, times: float = BATCH_TIMES, max_batches: i
 
 
 class BatchMeans(NamedTuple):
-    """Batch means of K series: ``mean`` (K,) over all the batched draws, ``stderr`` (K,) of
-    that mean, ``batches`` b (the t reference has b − 1 degrees of freedom, fewer with uneven
-    weights: ``df``) and the batch size ``size``."""
+    """Batch means of K series: ``mean`` (K,) over all draws, ``stderr`` (K,) of that mean,
+    ``batches`` b, the (smallest) batch ``size`` and the degrees of freedom ``df`` of the t
+    reference (b − 1, fewer with uneven weights)."""
 
     mean: Tensor
     stderr: Tensor
@@ -120,11 +120,12 @@ class BatchMeans(NamedTuple):
 def batch_means(values: Tensor, batches: int, weights: Tensor | None = None) -> BatchMeans:
     """Mean and standard error by batch means of the columns of ``values`` (n, K).
 
-    The last ``batches · (n // batches)`` rows are cut into ``batches`` consecutive batches (the
-    first ``n mod batches`` rows, the oldest, are left out). With ``weights`` (n,) ≥ 0 the mean
-    is the weighted mean h̄_w and the variance of the self-normalised estimate is
-    b/(b − 1) Σ_k Z_k² with Z_k = Σ_{i ∈ batch k} w_i (h_i − h̄_w) / Σ w (equal weights give the
-    usual s_Y²/b); the degrees of freedom are then min(b, ESS) − 1 with ESS = (Σw)²/Σw².
+    The rows are cut into ``batches`` consecutive batches whose sizes differ by at most one (the
+    first n mod b get one more draw). The mean h̄ is over all rows (weighted by ``weights`` (n,)
+    ≥ 0 if given: the self-normalised estimate), and its variance is b/(b − 1) Σ_k Z_k² with
+    Z_k = Σ_{i ∈ batch k} w_i (h_i − h̄) / Σ w (w = 1 without weights: for equal batches exactly
+    s_Y²/b, s_Y² the sample variance of the batch means). The degrees of freedom are b − 1, with
+    weights min(b, ESS) − 1 where ESS = (Σw)²/Σw².
 
     Example:
         >>> import torch
@@ -137,15 +138,13 @@ def batch_means(values: Tensor, batches: int, weights: Tensor | None = None) -> 
     n = h.shape[0]
     if not 2 <= batches <= n:
         raise ValueError(f"batches must lie in [2, {n}] for {n} values, got {batches}")
-    m = n // batches
-    h = h[n - batches * m:]
-    if weights is None:
-        y = h.reshape(batches, m, -1).mean(1)
-        return BatchMeans(y.mean(0), y.std(0) / math.sqrt(batches), batches, m, float(batches - 1))
-    w = weights.to(torch.float64)[n - batches * m:]
+    w = torch.ones(n, dtype=torch.float64, device=h.device) if weights is None else weights.to(torch.float64)
     total = w.sum()
     mean = (w[:, None] * h).sum(0) / total
-    z = (w[:, None] * (h - mean)).reshape(batches, m, -1).sum(1) / total
+    dev = w[:, None] * (h - mean) / total
+    z = torch.stack([part.sum(0) for part in torch.tensor_split(dev, batches)])
     var = batches / (batches - 1) * (z * z).sum(0)
-    ess = float(total * total / (w * w).sum())
-    return BatchMeans(mean, var.sqrt(), batches, m, float(max(1.0, min(batches, ess) - 1.0)))
+    df = float(batches - 1)
+    if weights is not None:
+        df = float(max(1.0, min(batches, float(total * total / (w * w).sum())) - 1.0))
+    return BatchMeans(mean, var.sqrt(), batches, n // batches, df)

