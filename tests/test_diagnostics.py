@@ -256,3 +256,50 @@ def test_history_grows_to_the_whole_chain():
     assert hist["n"] == sorted(hist["n"]) and hist["n"][-1] == 800 and len(hist["n"]) == 8
     assert hist["discrepancy"][-1] == pytest.approx(res.chains[1].discrepancy)
     assert res.pooled.history is None
+
+
+# --------------------------------------------------------------------------- command line
+TARGET_FILE = """
+import torch
+
+def log_density(x):                      # N(0, I), one value per draw
+    return -0.5 * (x ** 2).sum(1)
+"""
+
+
+@pytest.fixture
+def chain_files(tmp_path):
+    (tmp_path / "target.py").write_text(TARGET_FILE)
+    x = ar1_chains(3, 400, 2, 0.5, seed=15).numpy()
+    x[2] += 1.5  # the third chain is off
+    np.save(tmp_path / "chains.npy", x.astype(np.float32))
+    np.save(tmp_path / "one.npy", x[0])
+    np.save(tmp_path / "bad.npy", x[None])
+    return tmp_path
+
+
+def test_diagnose_command_table_json_and_plot(chain_files, capsys):
+    from steinkit.cli import main
+
+    args = ["diagnose", "--target", f"{chain_files}/target.py:log_density", "--draws", f"{chain_files}/chains.npy"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "REJECT" in text and "DISAGREES" in text and "pooled" in text
+    plot = chain_files / "figs" / "history.png"
+    assert main(args + ["--json", "--plot", str(plot)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["n_chains"], out["n"], out["d"]) == (3, 400, 2)
+    assert [c["reject"] for c in out["chains"]] == [False, False, True] and out["disagreeing"] == [2]
+    assert len(out["chains"][0]["history"]["n"]) == 8 and plot.stat().st_size > 1000
+    assert main(["diagnose", "--target", f"{chain_files}/target.py:log_density", "--draws",
+                 f"{chain_files}/one.npy", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_chains"] == 1
+
+
+@pytest.mark.parametrize("draws, message", [("bad.npy", "shape"), ("missing.npy", "does not exist")])
+def test_diagnose_command_errors_are_one_line(chain_files, capsys, draws, message):
+    from steinkit.cli import main
+
+    code = main(["diagnose", "--target", f"{chain_files}/target.py:log_density", "--draws", f"{chain_files}/{draws}"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
