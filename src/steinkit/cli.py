@@ -5,6 +5,7 @@ Example:
     steinkit test --model mymodel.py:model --data samples.npy --method lsd --json
     steinkit evaluate --model mymodel.py:model --data samples.npy
     steinkit compare --model a.py:model --model b.py:model --data samples.npy --witness where.png
+    steinkit diagnose --target model.py:target --draws chains.npy --plot discrepancy.png
     steinkit reproduce gaussian-critic --out runs/fig3 --quick
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._argtypes import typed
+from .cli_diagnose import add_parser as add_diagnose_parser
 from ._io import json_text, prepare_out
 from .user_inputs import UserInputError, load_object, load_samples
 from .validation import positive_float, probability
@@ -345,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="extra option passed through (JSON values), e.g. --option n_iters=300")
     _add_device(cmp)
     cmp.set_defaults(func=_cmd_compare)
+
+    add_diagnose_parser(sub)
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")
     rep_sub = rep.add_subparsers(dest="experiment", required=True)

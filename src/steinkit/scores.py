@@ -90,6 +90,29 @@ def _autograd_score(log_density: Callable[[Tensor], Tensor], sign: float) -> Cal
     return score
 
 
+def _callable_score(fn: Callable[[Tensor], Tensor], dim: int | None, name: str) -> Score:
+    """A plain function as a model: a score function if it returns (n, d), a log-density log q
+    (differentiated by autograd) if it returns (n,). The kind is read off the first call's
+    output shape and kept; the Score's ``source`` then says which it was taken to be."""
+    state: dict[str, Any] = {"log_density": None}
+    log_density_score = _autograd_score(fn, 1.0)
+
+    def score(x: Tensor) -> Tensor:
+        if state["log_density"]:
+            return log_density_score(x)
+        out = fn(x)
+        if state["log_density"] is None and isinstance(out, Tensor):
+            if out.dim() == 1 and x.dim() == 2 and out.shape[0] == x.shape[0]:
+                state["log_density"] = True
+                wrapped.source = f"autograd of log-density function {name} (it returns one value per row)"
+                return log_density_score(x)
+            state["log_density"] = False
+        return out
+
+    wrapped = Score(score, dim, f"score function {name}")
+    return wrapped
+
+
 def _model_dim(obj: Any) -> int | None:
     dim = getattr(obj, "dim", None)
     if isinstance(dim, int):
@@ -147,7 +170,9 @@ def as_score(obj: Any, *, device: torch.device | None = None) -> Score:
       3. an object with a ``.score`` method;
       4. an object with a ``.log_prob`` method (autograd);
       5. an ``nn.Module`` energy E with q ∝ exp(−E): ``E(x)`` returns (n,), score = −∇E;
-      6. any other callable, taken to be the score function itself.
+      6. any other callable: the score function itself when it returns (n, d); a log-density
+         log q (up to a constant; autograd gives the score) when it returns one value per row,
+         (n,). An *energy* function must be negated (``lambda x: -E(x)``) or be an ``nn.Module``.
 
     Example:
         >>> energy = lambda x: 0.5 * (x ** 2).sum(1)
@@ -155,6 +180,8 @@ def as_score(obj: Any, *, device: torch.device | None = None) -> Score:
         ...     def forward(self, x):
         ...         return 0.5 * (x ** 2).sum(1)
         >>> as_score(Energy())(torch.ones(1, 2)).tolist()
+        [[-1.0, -1.0]]
+        >>> as_score(lambda x: -0.5 * (x ** 2).sum(1))(torch.ones(1, 2)).tolist()   # a log-density
         [[-1.0, -1.0]]
     """
     if isinstance(obj, Score):
@@ -178,7 +205,7 @@ def as_score(obj: Any, *, device: torch.device | None = None) -> Score:
     if isinstance(obj, nn.Module):
         return Score(_autograd_score(obj, -1.0), dim, f"energy module {name}")
     if callable(obj):
-        return Score(obj, dim, f"score function {getattr(obj, '__name__', name)}")
+        return _callable_score(obj, dim, getattr(obj, "__name__", name))
     raise TypeError(
         "model must be a torch Distribution, an object with .score or .log_prob, an energy "
         f"nn.Module or a score callable, got type {name}"
