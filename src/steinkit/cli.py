@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from ._argtypes import typed
 from ._io import json_text, prepare_out
-from .user_inputs import UserInputError, load_object, load_samples
+from .user_inputs import UserInputError, load_object, load_samples, load_tensor
 from .validation import positive_float, probability
 
 __all__ = ["main", "load_object", "load_samples"]
@@ -40,8 +40,6 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    import torch
-
     from .gof import gof_test, get_method
 
     method = get_method(args.method)
@@ -56,7 +54,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
                              f"not to --method {method.name}")
         options[key] = value
     model = load_object(args.model)
-    x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    x = load_tensor(args.data)  # a float32 .npy stays memory-mapped
     if method.name == "lsd":
         from .settings import LEARNED_TEST, TEST
 
@@ -114,14 +112,12 @@ def _inputs(args: argparse.Namespace, x: Any) -> dict[str, Any]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from .evaluate import stein_discrepancy
 
     options = dict(_parse_option(o) for o in args.option)
     positive_float(args.lam, "--lam")
     model = load_object(args.model)
-    x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    x = load_tensor(args.data)  # a float32 .npy stays memory-mapped
     from .settings import ESTIMATE
 
     _announce_fit_time("estimate", [model], x, ESTIMATE.replace(lam=args.lam), options, args.seed)
@@ -183,8 +179,6 @@ def _witness_kind(d: int) -> str:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    import torch
-
     from .evaluate import compare
     from .settings import ESTIMATE
 
@@ -193,7 +187,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if len(args.model) < 2 or len(set(args.model)) != len(args.model):
         raise ValueError(f"--model must name at least two different models, got {args.model}")
     models = {spec: load_object(spec) for spec in args.model}
-    x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    x = load_tensor(args.data)  # a float32 .npy stays memory-mapped
     kind = None if args.witness is None else _witness_kind(int(x.shape[1]))
     if args.witness is not None:
         prepare_out(Path(args.witness).parent, "--witness")
