@@ -35,7 +35,7 @@ from .last_layer import refit_last_layer
 from .scores import Score, score_rows
 from .settings import ESTIMATE, CriticSettings, sized_for
 from .splits import split_data, split_sizes
-from .stein import scaled_lsd, stein_terms
+from .stein import scaled_lsd
 from .validation import as_device, integer
 
 __all__ = ["HeldOutFit", "Problem", "fit_heldout_critics", "fit_crossfit_critics", "critic_ensemble",
@@ -141,7 +141,7 @@ def _fit_parts(
     kept_critics: list[MLPCritic] = []
 
     def keep(iteration: int, current: MLPCritic) -> None:
-        kept.append(stein_terms(current, x_parts[2], s_parts[2], trace="exact")[0])
+        kept.append(chunked_terms(current, x_parts[2], s_parts[2])[0])  # the test part, a chunk at a time
         if keep_critics:
             kept_critics.append(copy.deepcopy(current))
 
