@@ -173,7 +173,8 @@ def test_progress_bar_only_for_long_runs(files, capsys, monkeypatch, seconds, sh
 def test_the_time_estimate_counts_folds_models_and_early_stopping(monkeypatch):
     """With every timed piece but the step set to zero and a step costing one second per ensemble
     member, the prediction is (steps) x (critics): folds and models multiply it, early stopping
-    scales it by EXPECTED_STEPS, and above CROSSFIT_MAX_N one split replaces the folds."""
+    cuts the steps to EXPECTED_BEST + patience validations, and above CROSSFIT_MAX_N one split
+    replaces the folds."""
     monkeypatch.setattr(fit_time, "_seconds", lambda fn, repeats: 0.0)
     monkeypatch.setattr(fit_time._Timer, "step", lambda self, rows: float(self.members))
     x = torch.randn(500, 2, generator=gen(0))
@@ -183,7 +184,8 @@ def test_the_time_estimate_counts_folds_models_and_early_stopping(monkeypatch):
     assert fit_time.estimate_seconds(one, cfg.replace(folds=1)) == 100
     assert fit_time.estimate_seconds(one, cfg) == 5 * 100
     assert fit_time.estimate_seconds(two, cfg) == 2 * 5 * 100
-    assert fit_time.estimate_seconds(one, cfg.replace(patience=10)) == 5 * 100 * fit_time.EXPECTED_STEPS
+    stopping = cfg.replace(n_iters=1000, patience=10)  # expected to stop 10 validations after the best
+    assert fit_time.estimate_seconds(one, stopping) == 5 * 10 * (10 + fit_time.EXPECTED_BEST)
     import steinkit.evaluate
 
     monkeypatch.setattr(steinkit.evaluate, "CROSSFIT_MAX_N", 400)

@@ -8,7 +8,7 @@ closed-form pieces, and the model's score per row; then it counts them as the ca
 * :func:`estimate_seconds` (:func:`steinkit.stein_discrepancy`, :func:`steinkit.compare`):
   ``folds`` critics per model up to :data:`steinkit.evaluate.CROSSFIT_MAX_N` points, trained as one
   ensemble; early stopping (``patience``) makes the number of steps data dependent, so it is
-  predicted as :data:`EXPECTED_STEPS` of the budget (measured: docs/results.md); validations on at
+  predicted from :data:`EXPECTED_BEST` (measured: docs/results.md); validations on at
   most :data:`~steinkit.fit.VALIDATION_ROWS` rows each; the closed-form refit's ridge search; the
   test terms.
 * :func:`lsd_test_seconds` (the LSD test, by protocol): the prequential stages of the trained critic
@@ -45,14 +45,17 @@ from .last_layer import _RIDGE_EXPONENTS, witness_sums
 from .settings import ESTIMATE, LEARNED_TEST, TEST, CriticSettings, sized_for
 from .splits import split_sizes
 
-__all__ = ["fit_seconds", "estimate_seconds", "lsd_test_seconds", "EXPECTED_STEPS", "PROGRESS_SECONDS"]
+__all__ = ["fit_seconds", "estimate_seconds", "lsd_test_seconds", "expected_steps", "EXPECTED_BEST",
+           "PROGRESS_SECONDS"]
 
 PROGRESS_SECONDS = 10.0
 """The command line shows a progress bar when a fit is predicted to take at least this long."""
 
-EXPECTED_STEPS = 0.25
-"""With early stopping (``patience``), the predicted number of steps as a share of ``n_iters``
-(measured on the default estimate: docs/results.md, "Big data")."""
+EXPECTED_BEST = 8
+"""With early stopping (``patience``), the validation at which the kept critic is expected (the
+fit stops ``patience`` validations later, or at ``n_iters``): the mean over the default estimate
+measured at n = 10³-5·10⁴, d = 5-20 was 8 (docs/results.md, "Big data"). A critic that keeps
+improving for longer (a large misfit in high dimension) runs longer than predicted."""
 
 _TIMED_ROWS = 2048  # rows on which the per-row costs are timed
 
@@ -141,6 +144,19 @@ def _members(problems: Sequence[Problem]) -> int:
     return len(problems)
 
 
+def expected_steps(settings: CriticSettings) -> int:
+    """The steps a fit with these settings is expected to take: ``n_iters``, or with early stopping
+    ``val_every`` × (``patience`` + :data:`EXPECTED_BEST`) when that is fewer.
+
+    Example:
+        >>> expected_steps(ESTIMATE), expected_steps(ESTIMATE.replace(patience=None))
+        (180, 2000)
+    """
+    if settings.patience is None or settings.selection == "last":
+        return settings.n_iters
+    return min(settings.n_iters, settings.val_every * (settings.patience + EXPECTED_BEST))
+
+
 def estimate_seconds(problems: Sequence[Problem], settings: CriticSettings | None = None, *,
                      steps: int = 3) -> float:
     """About how many seconds :func:`steinkit.stein_discrepancy` (one problem) or
@@ -168,7 +184,7 @@ def estimate_seconds(problems: Sequence[Problem], settings: CriticSettings | Non
         n_train, n_val, n_test = split_sizes(n, cfg.split)
     cfg = sized_for(cfg, n_train, problems[0][1].shape[1])
     timer = _Timer(problems, cfg, models * folds, steps)
-    iters = cfg.n_iters if cfg.patience is None else max(1, math.ceil(EXPECTED_STEPS * cfg.n_iters))
+    iters = expected_steps(cfg)
     validations = math.ceil(iters / cfg.val_every)
     per_row = timer.terms_per_row()
     total = timer.score_per_row * n + iters * timer.step(n_train)
