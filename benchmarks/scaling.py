@@ -122,8 +122,10 @@ def _report(rows: list[dict], methods: list[str], default: str, args: argparse.N
     for method in methods:
         ok = sorted((r for r in by_n if r["method"] == method and r["status"] == "ok"), key=lambda r: r["n"])
         if ok:
-            axes[0].plot([r["n"] for r in ok], [r["seconds"] for r in ok], "o-", label=method)
+            line, = axes[0].plot([r["n"] for r in ok], [r["seconds"] for r in ok], "o-", label=method)
             axes[1].plot([r["n"] for r in ok], [r["peak_rss_gb"] for r in ok], "o-", label=method)
+            stopped = [r["n"] for r in by_n if r["method"] == method and r["status"] in ("timeout", "refused")]
+            axes[0].plot(stopped, [args.limit] * len(stopped), "x", color=line.get_color(), ms=9)
     ok_d = [r for r in by_d if r["status"] == "ok"]
     axes[2].plot([r["d"] for r in ok_d], [r["seconds"] for r in ok_d], "o-", color="k", label=default)
     for ax, (xl, yl) in zip(axes, [("n", "seconds"), ("n", "peak RSS (GB)"), ("d", "seconds")]):
@@ -132,7 +134,7 @@ def _report(rows: list[dict], methods: list[str], default: str, args: argparse.N
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_title(f"one test, d = {args.d} (ok runs; limit {args.limit:g} s)")
+    axes[0].set_title(f"one test, d = {args.d} (x: stopped at {args.limit:g} s or refused)")
     axes[1].set_title("peak resident memory of the process")
     axes[2].set_title(f"default method ({default}), n = {args.d_n}")
     axes[0].legend(fontsize=8)
@@ -159,7 +161,8 @@ def _report(rows: list[dict], methods: list[str], default: str, args: argparse.N
         "",
         f"Data: n draws of N(0, 1.02² I_d) against N(0, I_d); one test per process, {args.threads} thread(s), "
         f"stopped at {args.limit:g} s; `refused` is the cost guard's one-line refusal (quadratic methods above "
-        "their predicted time or memory limit); `skipped`: not tried after a timeout or refusal at a smaller n. "
+        "their predicted time or memory limit); `skipped`: not tried after a timeout or refusal at a smaller n; "
+        "`–`: not in this run's grid. "
         "Peak memory is the process's peak resident set (Python, torch and the data included).",
         "",
         f"{args.note}",
