@@ -8,7 +8,7 @@ closed-form pieces, and the model's score per row; then it counts them as the ca
 * :func:`estimate_seconds` (:func:`steinkit.stein_discrepancy`, :func:`steinkit.compare`):
   ``folds`` critics per model up to :data:`steinkit.evaluate.CROSSFIT_MAX_N` points, trained as one
   ensemble; early stopping (``patience``) makes the number of steps data dependent, so it is
-  predicted from :data:`EXPECTED_BEST` (measured: docs/results.md); validations on at
+  predicted from :data:`EXPECTED_BEST` (measured: docs/bigdata.md); validations on at
   most :data:`~steinkit.fit.VALIDATION_ROWS` rows each; the closed-form refit's ridge search; the
   test terms.
 * :func:`lsd_test_seconds` (the LSD test, by protocol): the prequential stages of the trained critic
@@ -52,10 +52,11 @@ PROGRESS_SECONDS = 10.0
 """The command line shows a progress bar when a fit is predicted to take at least this long."""
 
 EXPECTED_BEST = 8
-"""With early stopping (``patience``), the validation at which the kept critic is expected (the
-fit stops ``patience`` validations later, or at ``n_iters``): the mean over the default estimate
-measured at n = 10³-5·10⁴, d = 5-20 was 8 (docs/results.md, "Big data"). A critic that keeps
-improving for longer (a large misfit in high dimension) runs longer than predicted."""
+"""With early stopping (``patience``), the validations a fit is expected to take beyond ``patience``
+(the last kept critic's validation: an ensemble stops once every member has stalled for
+``patience`` validations, or at ``n_iters``): 8 on average over the default estimate measured at
+n = 10³-5·10⁴, d = 5-20 (docs/bigdata.md). A critic that keeps improving for longer (a large
+misfit in high dimension) runs longer than predicted."""
 
 _TIMED_ROWS = 2048  # rows on which the per-row costs are timed
 
