@@ -424,6 +424,12 @@ class MLPCritic(nn.Module):
             W1, W2, W3 = self.weights
             coupling = W2 * (W1 @ (W3 if rows is None else rows * W3)).transpose(-1, -2)
             trace = ((slopes[1] @ coupling) * slopes[0]).sum(-1)
+        elif self.n_layers == 1:
+            # tr(diag(w) W2 D1 W1) = g1ᵀ c per example, c_k = Σ_j w_j W2[j, k] W1[k, j]: O(width), whatever d.
+            W1, W2 = self.weights
+            paired = W2 * W1.transpose(-1, -2)
+            coupling = (paired if rows is None else rows * paired).sum(-2)
+            trace = (slopes[0] * coupling.unsqueeze(-2)).sum(-1)
         else:
             trace = self._exact_trace_by_basis(slopes, w)
         if self.skip is not None:
@@ -433,7 +439,8 @@ class MLPCritic(nn.Module):
         return (scores * f).sum(-1) + trace, f
 
     def _exact_trace_by_basis(self, slopes: list[Tensor], w: Tensor | None = None) -> Tensor:
-        """Σ_j w_j ∂f_j/∂x_j by pushing the d basis vectors through the linearised network (any depth)."""
+        """Σ_j w_j ∂f_j/∂x_j by pushing the d basis vectors through the linearised network (any depth;
+        one and two hidden layers have closed forms in :meth:`_exact_terms`)."""
         W = list(self.weights)
         d = self.dim
         eye = torch.eye(d, dtype=W[0].dtype, device=W[0].device)
@@ -446,7 +453,7 @@ class MLPCritic(nn.Module):
             t = (eye @ W[0].transpose(-1, -2)).unsqueeze(-3) * sl[0].unsqueeze(-2)
             for layer in range(1, self.n_layers):
                 t = (t @ W[layer].transpose(-1, -2).unsqueeze(-3)) * sl[layer].unsqueeze(-2)
-            out = torch.diagonal(t @ W[-1].transpose(-1, -2).unsqueeze(-3), dim1=-2, dim2=-1)
+            out = (t * W[-1].unsqueeze(-3)).sum(-1)  # the diagonal of t W_lastᵀ, without the (d, d) product
             traces.append((out if w is None else out * w).sum(-1))
         return torch.cat(traces, dim=-1)
 

@@ -177,16 +177,23 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
+_TRACE_ROWS = 4096  # rows per autograd graph of _score_terms: memory bounded whatever n
+
+
 def _score_terms(score: Score, x: Tensor) -> Tensor:
-    """‖s(x)‖² + 2 tr ∇s(x) per point (exact trace), in float64."""
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        s = score(xg)
-        if not s.requires_grad:
-            raise ValueError(f"method='optimal' needs every model's score to be differentiable by torch autograd; "
-                             f"{score.source} returned values without a graph: use method='lsd'")
-        trace, _ = exact_trace(lambda _: s, xg, create_graph=False)
-    return s.detach().double().pow(2).sum(1) + 2 * trace.detach().double()
+    """‖s(x)‖² + 2 tr ∇s(x) per point (exact trace: d backward passes), in float64, a chunk of rows
+    at a time."""
+    parts = []
+    for start in range(0, x.shape[0], _TRACE_ROWS):
+        with torch.enable_grad():
+            xg = x[start:start + _TRACE_ROWS].detach().requires_grad_(True)
+            s = score(xg)
+            if not s.requires_grad:
+                raise ValueError(f"method='optimal' needs every model's score to be differentiable by torch autograd; "
+                                 f"{score.source} returned values without a graph: use method='lsd'")
+            trace, _ = exact_trace(lambda _: s, xg, create_graph=False)
+        parts.append(s.detach().double().pow(2).sum(1) + 2 * trace.detach().double())
+    return torch.cat(parts)
 
 
 def _optimal_terms(scores: Sequence[Score], x: Tensor, lam: float) -> list[Tensor]:

@@ -16,7 +16,11 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Score", "as_score", "as_scores", "module_on"]
+__all__ = ["Score", "as_score", "as_scores", "module_on", "score_rows", "SCORE_ROWS"]
+
+SCORE_ROWS = 65536
+"""Rows per call of a model's score in :func:`score_rows` (a model's own intermediates, e.g. an RBM's
+hidden units or an autograd graph, then take memory bounded whatever n)."""
 
 
 class Score:
@@ -65,6 +69,31 @@ class Score:
 
     def __repr__(self) -> str:
         return f"Score({self.source})"
+
+
+def score_rows(score: Callable[[Tensor], Tensor], x: Tensor, rows: int = SCORE_ROWS) -> Tensor:
+    """``score(x)`` computed ``rows`` rows at a time (over the second-to-last axis) into one
+    tensor, without gradients: the same values as one call (a score is a function of each row),
+    with the model's intermediates bounded whatever n.
+
+    Example:
+        >>> score = as_score(lambda z: -z)
+        >>> x = torch.randn(10, 2)
+        >>> torch.equal(score_rows(score, x, rows=3), score(x))
+        True
+    """
+    n = x.shape[-2]
+    with torch.no_grad():
+        if n <= rows:
+            return score(x)
+        out: Tensor | None = None
+        for start in range(0, n, rows):
+            part = score(x[..., start:start + rows, :])
+            if out is None:
+                out = torch.empty(*x.shape[:-2], n, part.shape[-1], dtype=part.dtype, device=part.device)
+            out[..., start:start + part.shape[-2], :] = part
+    assert out is not None
+    return out
 
 
 def _autograd_score(log_density: Callable[[Tensor], Tensor], sign: float) -> Callable[[Tensor], Tensor]:

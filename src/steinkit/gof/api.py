@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 
 from ..results import TestResult
-from ..scores import as_scores
+from ..scores import as_scores, score_rows
 from ..settings import CriticSettings
 from ..validation import as_data, as_device, flag, probability, seed_from, seed_value
 from .methods import BUILTIN  # noqa: F401  (importing it registers the built-in methods)
@@ -235,8 +235,7 @@ def gof_tests(
     results = []
     for sc, x, seed in zip(scores, data, seeds):
         start = time.perf_counter()
-        with torch.no_grad():
-            s = sc(x)
+        s = score_rows(sc, x)
         generator = torch.Generator(device=device).manual_seed(seed)
         outcome = spec.run(x, s, generator=generator, **given)
         results.append(_result(spec, outcome, alpha, time.perf_counter() - start))
