@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from ._argtypes import typed
 from ._io import json_text, prepare_out
+from ._optional import require_paper
 from .user_inputs import UserInputError, load_object, load_samples
 from .validation import positive_float, probability
 
@@ -197,6 +198,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     kind = None if args.witness is None else _witness_kind(int(x.shape[1]))
     if args.witness is not None:
         prepare_out(Path(args.witness).parent, "--witness")
+        require_paper("--witness")
     _announce_fit_time("comparison", list(models.values()), x, ESTIMATE.replace(lam=args.lam), options, args.seed)
     options.setdefault("progress", not args.json)
     table = compare(models, x, lam=args.lam, seed=args.seed, device=args.device, pairwise=True,
@@ -249,6 +251,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import get_experiment
     from .experiments.settings import run_options_from_args, settings_from_args
 
+    require_paper(f"steinkit reproduce {args.experiment}")  # before any trial runs
     module = get_experiment(args.experiment)
     settings = settings_from_args(args, module.FULL, module.QUICK)
     options = run_options_from_args(args)

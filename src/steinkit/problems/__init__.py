@@ -28,6 +28,7 @@ from .distributions import (Banana, GaussianMixture, Laplace, LinearMap, RBMData
                             SkewNormal, StudentT)
 from .families import (banana, heavy_model, laplace, mixture, mixture_missing, mixture_weights, mode_means, null,
                        rbm, sin_perturbed, sinh_arcsinh, skew_normal, student_t)
+from .rbm_benchmark import derive_seed, rbm_problem
 from .gaussian import ar1_cov, gaussian_ar1, gaussian_correlation, gaussian_diagonal, gaussian_mean, gaussian_scale
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "gaussian_ar1", "rbm", "student_t", "laplace", "mixture", "heavy_model", "banana", "skew_normal",
     "sinh_arcsinh", "sin_perturbed", "mixture_weights", "mixture_missing", "null", "mode_means", "ar1_cov",
     "model_of", "StudentT", "Laplace", "GaussianMixture", "Banana", "SkewNormal", "SinhArcsinh", "SinPerturbed",
-    "LinearMap", "RBMData",
+    "LinearMap", "RBMData", "rbm_problem", "derive_seed",
 ]
 
 FAMILIES: dict[str, Callable[..., Problem]] = {
