@@ -25,11 +25,9 @@ Numbers: :func:`positive_int`, :func:`nonneg_int`, :func:`positive_float`,
 :func:`nonneg_float`, :func:`fraction` ([0, 1)), :func:`probability` ((0, 1)),
 :func:`one_of`, :func:`as_generator`. Booleans are never accepted as numbers.
 
-An argument of the wrong type raises :func:`wrong_type`'s ``TypeError``, which says "type":
-``lam must be a real number, got type str ('0.5')``.
+An argument of the wrong type raises :func:`wrong_type`'s ``TypeError``, which says "type".
 
-The checks live in :mod:`.scalars` (numbers, seeds, generators, :func:`wrong_type`),
-:mod:`.tensors` (data and parameters) and :mod:`.devices`; import them from here.
+Import them from here; they live in :mod:`.scalars`, :mod:`.tensors` and :mod:`.devices`.
 
 Example:
     >>> import torch
