@@ -23,10 +23,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["TangentMLP", "tangent_forward"]
+__all__ = ["TangentMLP"]
 
 
-def tangent_forward(
+def _tangent_forward(
     rows: Tensor,
     n: int,
     weights: Sequence[Tensor],
@@ -82,7 +82,7 @@ class TangentMLP(torch.autograd.Function):
         rows = torch.cat(
             [x.expand(*lead, *x.shape[-2:]), probes.expand(*lead, *probes.shape[-2:])], dim=-2
         )
-        out, saved = tangent_forward(rows, n, weights, biases, masks)
+        out, saved = _tangent_forward(rows, n, weights, biases, masks)
         ctx.n, ctx.n_layers = n, n_layers
         ctx.saved = saved
         ctx.weights = weights
