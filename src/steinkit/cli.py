@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from ._argtypes import typed
 from .cli_diagnose import add_parser as add_diagnose_parser
 from ._io import json_text, prepare_out
+from ._optional import require_paper
 from .user_inputs import UserInputError, load_object, load_samples, load_tensor
 from .validation import positive_float, probability
 
@@ -209,6 +210,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     kind = None if args.witness is None else _witness_kind(int(x.shape[1]))
     if args.witness is not None:
         prepare_out(Path(args.witness).parent, "--witness")
+        require_paper("--witness")
     long = _announce_fit_time("comparison", list(models.values()), x, ESTIMATE.replace(lam=args.lam), options,
                               args.seed)
     options.setdefault("progress", not args.json and long)
@@ -262,6 +264,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import get_experiment
     from .experiments.settings import run_options_from_args, settings_from_args
 
+    require_paper(f"steinkit reproduce {args.experiment}")  # before any trial runs
     module = get_experiment(args.experiment)
     settings = settings_from_args(args, module.FULL, module.QUICK)
     options = run_options_from_args(args)
