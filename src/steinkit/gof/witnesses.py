@@ -45,7 +45,7 @@ from ..settings import LEARNED_TEST, CriticSettings, settings_from
 from ..validation import flag, one_of, positive_int, wrong_type
 from .aggregate import max_normal_pvalue
 from .options import SettingsDefault, with_settings_fields
-from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _fold_statistics, _weighted
+from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _contributions, _fold_statistics, _weighted
 from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
@@ -127,25 +127,11 @@ def _kernel_terms(x: Tensor, s: Tensor, folds: int, kernel: Any, basis: int) -> 
     return {f"kernel {float(k.bandwidth):.4g}": t for k, t in zip(kernels, terms)}
 
 
-def _shares(terms: Tensor, n: int) -> Tensor:
-    """Unit vector of each point's share of z = Σ_k w_k t_k over the n shuffled points (zero on
-    the first fold and the remainder); inner products of two estimate their correlation."""
-    h = terms.detach().to("cpu", torch.float64)
-    folds, m = h.shape
-    w = torch.arange(1, folds + 1, dtype=torch.float64).sqrt()
-    std = h.std(1, keepdim=True)
-    share = torch.where(std > 0, w[:, None] * (h - h.mean(1, keepdim=True)) / std.clamp(min=1e-300), 0.0)
-    out = torch.zeros(n, dtype=torch.float64)
-    out[m:(folds + 1) * m] = share.reshape(-1)
-    norm = out.norm()
-    return out / norm if norm > 0 else out
-
-
 def _outcome(members: dict[str, Tensor], n: int, seed: int) -> TestOutcome:
     names = list(members)
     fold_t = {name: _fold_statistics(terms) for name, terms in members.items()}
     z = torch.stack([_weighted(fold_t[name]) for name in names])
-    shares = torch.stack([_shares(members[name], n) for name in names])
+    shares = torch.stack([_contributions(members[name], n) for name in names])
     corr = shares @ shares.T
     z_max, p = max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(seed + 3))
     strongest = names[int(z.argmax())]
