@@ -10,15 +10,10 @@ import torch
 from steinkit.gof.lsd import _contributions, _weighted
 from steinkit.gof.outcome import normal_sf
 from steinkit.gof.sequential import sequential_witness_test
-from steinkit.gof.witnesses import _linear_terms, _outcome, _shares, witness_tests
+from steinkit.gof.witnesses import _linear_terms, _outcome, witness_tests
 from steinkit.scores import as_score
 
 from helpers import gen
-
-
-def test_shares_match_the_combined_protocols_contributions():
-    terms = torch.randn(3, 40, generator=gen(0), dtype=torch.float64)
-    torch.testing.assert_close(_shares(terms, 170), _contributions(terms, 170))
 
 
 def test_one_member_gives_the_normal_p_value_and_copies_cost_nothing():
