@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from steinkit.gof.lsd import _contributions, _weighted
+from steinkit.gof.lsd import _weighted
 from steinkit.gof.outcome import normal_sf
 from steinkit.gof.sequential import sequential_witness_test
 from steinkit.gof.witnesses import _linear_terms, _outcome, witness_tests
