@@ -41,7 +41,7 @@ def test_test_command_prints_json(files, capsys, data):
 
 
 def test_test_command_lsd_with_options_and_class(files, capsys):
-    code = main(["test", "--model", f"{files}/mymodel.py:Shifted", "--data", f"{files}/samples.npy",
+    code = main(["test", "--model", f"{files}/mymodel.py:Shifted", "--data", f"{files}/samples.npy", "--method", "lsd",
                  "--option", "n_iters=60", "--option", "hidden=16", "--option", "val_every=20"])
     assert code == 0
     assert "LSD test" in capsys.readouterr().out
@@ -172,7 +172,7 @@ def test_lsd_test_states_its_expected_time_and_how_to_shorten_it(files, capsys, 
     monkeypatch.setattr(steinkit.gof, "gof_test", tiny)
     assert main(argv) == 0 and len(calls) == 2
     out, err = capsys.readouterr()
-    assert json.loads(out)["method"] == "lsd"  # stdout holds the JSON only
+    assert json.loads(out)["method"] == "witnesses"  # the default; stdout holds the JSON only
     assert "2x64 critic for 300 steps" in err and "--option n_iters=200 shortens it to about" in err
     assert _estimate(err) > 0
     assert main(argv + ["--option", "protocol=paper"]) == 0 and calls[-1]["protocol"] == "paper"

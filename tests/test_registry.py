@@ -129,9 +129,9 @@ def test_the_default_method_is_decided_in_one_place(toy, files, capsys, monkeypa
 
 
 def test_the_default_method_today():
-    assert registry.DEFAULT_METHOD == "lsd" and get_method().name == "lsd"
+    assert registry.DEFAULT_METHOD == "witnesses" and get_method().name == "witnesses"
     res = sk.gof_test(MODEL, torch.randn(160, 2, generator=gen(3)) + 0.8, hidden=8, n_iters=30)
-    assert res.method == "lsd" and res.details["protocol"] == "combined" and res.reject
+    assert res.method == "witnesses" and res.details["protocol"] == "witnesses" and res.reject
 
 
 def test_the_reproduction_takes_a_registered_method(toy):

@@ -45,8 +45,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 def _cmd_test(args: argparse.Namespace) -> int:
     from .gof import gof_test, get_method
 
-    method = get_method(args.method)
     options = dict(_parse_option(o) for o in args.option)
+    method = get_method("lsd" if args.method is None and "protocol" in options else args.method)
     probability(args.alpha, "--alpha")
     for flag, key in (("--max-seconds", "max_seconds"), ("--max-memory-gb", "max_memory_gb")):
         value = getattr(args, key)
@@ -59,15 +59,19 @@ def _cmd_test(args: argparse.Namespace) -> int:
     model = load_object(args.model)
     x = load_tensor(args.data)  # a float32 .npy stays memory-mapped
     long = True  # a method whose time is not predicted shows its progress bar, if it has one
-    if method.name == "lsd":
+    if method.name in ("lsd", "witnesses"):
         from .settings import LEARNED_TEST, TEST
 
         from .gof.lsd import DEFAULT_PROTOCOL
 
-        protocol = options.get("protocol", DEFAULT_PROTOCOL)
+        # the witness family's one trained member is the sequential protocol's critic
+        protocol = options.get("protocol", DEFAULT_PROTOCOL) if method.name == "lsd" else "sequential"
         defaults = TEST if protocol == "paper" else LEARNED_TEST
-        long = protocol != "features" and (  # the features protocol trains nothing, in seconds at n = 10^6
-            _announce_fit_time("test", [model], x, defaults, options, args.seed, protocol))
+        trains = protocol != "features" and "trained" in options.get("members", ("trained",))
+        long = trains and (  # the features protocol trains nothing, in seconds at n = 10^6
+            _announce_fit_time("test", [model], x, defaults,
+                               {k: v for k, v in options.items() if k not in ("members", "kernel", "kernel_basis")},
+                               args.seed, protocol))
     if "progress" in method.option_names():
         options.setdefault("progress", not args.json and long)
     result = gof_test(model, x, method=method.name, alpha=args.alpha, seed=args.seed, device=args.device, **options)

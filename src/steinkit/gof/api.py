@@ -139,7 +139,8 @@ def gof_test(
         x: samples, (n, d).
         method: a registered method, one of :data:`METHODS` (:mod:`steinkit.gof.registry`;
             ``steinkit test --help`` lists each with its options); None: the registry's
-            :data:`~steinkit.gof.registry.DEFAULT_METHOD`.
+            :data:`~steinkit.gof.registry.DEFAULT_METHOD`, or ``"lsd"`` when ``protocol`` or
+            ``return_critic`` is given.
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
@@ -213,6 +214,8 @@ def gof_tests(
     seeds = list(range(len(models))) if seeds is None else [seed_value(s) for s in seeds]
     if len(seeds) != len(models):
         raise ValueError(f"seeds must give one seed per test, got {len(seeds)} for {len(models)} tests")
+    if method is None and (protocol is not None or return_critic is True):
+        method = "lsd"  # the options of the learned test name it
     spec = get_method(method)
     probability(alpha, "alpha")
     given = _given_options(spec, options, settings=settings, protocol=protocol, return_critic=return_critic,

@@ -41,7 +41,7 @@ from .options import is_options, option_help, option_names, options_from
 __all__ = ["GofMethod", "DEFAULT_METHOD", "METHODS", "register", "unregister", "get_method", "registered",
            "describe_methods"]
 
-DEFAULT_METHOD = "lsd"
+DEFAULT_METHOD = "witnesses"
 """The method :func:`steinkit.gof_test` runs when ``method`` is None (and ``steinkit test``
 without ``--method``); the one place that decides it."""
 
