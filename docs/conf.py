@@ -69,6 +69,9 @@ nb_execution_show_tb = True
 nb_merge_streams = True
 nb_execution_excludepatterns: list[str] = []
 nb_execution_in_temp = True         # a tutorial's files (figures, checkpoints) go to a temporary folder
+# The kernels inherit this: tqdm.auto warns in a notebook without ipywidgets, which the pages need
+# not show (the tutorials turn progress bars off). Other warnings, the library's own, stay visible.
+os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"]))
 
 # -- autodoc / napoleon ---------------------------------------------------------------------------
 autodoc_default_options = {"members": True, "member-order": "bysource", "show-inheritance": True}
