@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling NumPy re
 from gibbs_numpy_reference import bench_gibbs  # noqa: E402
 from ksd_numpy_reference import bench_ksd  # noqa: E402
 
-from steinkit.experiments.rbm_power import derive_seed, rbm_problem  # noqa: E402
+from steinkit.problems import derive_seed, rbm_problem  # noqa: E402
 from steinkit.gof import gof_test, gof_tests  # noqa: E402
 
 __all__ = ["bench_ensemble", "main"]

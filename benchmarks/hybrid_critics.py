@@ -17,7 +17,7 @@ import json
 import torch
 
 from rbm_data import load
-from steinkit.experiments.rbm_power import rbm_problem
+from steinkit.problems import rbm_problem
 from steinkit.heldout import fit_heldout_critics
 from steinkit.gof.aggregate import max_t_pvalue
 from steinkit.gof.kernels import median_bandwidth

@@ -1,7 +1,7 @@
 """The RBM benchmark's data (Figure 5), sampled once per repetition and cached on disk.
 
 Repetition r of size (dx, dh) draws the RBM p and n Gibbs samples x exactly as
-``steinkit.experiments.rbm_power.rbm_problem(dx, dh, r, σ, ...)`` does (x does not depend on σ),
+``steinkit.problems.rbm_problem(dx, dh, r, σ, ...)`` does (x does not depend on σ),
 and the scores s_q(x) of every perturbed model q_σ. Sampling is the slow part (2000 burn-in
 sweeps), so chunks of repetitions are stored as ``rbm{dx}_{first}_{last}.pt`` in a cache folder
 and reused by every benchmark that tests the same problems.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from steinkit.experiments.rbm_power import rbm_problem
+from steinkit.problems import rbm_problem
 
 SIGMAS = (0.0, 0.01, 0.02, 0.03, 0.04)
 

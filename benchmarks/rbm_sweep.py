@@ -27,7 +27,7 @@ import torch
 
 import steinkit as sk
 from rbm_data import SIGMAS, load_problems
-from steinkit.experiments.rbm_power import derive_seed
+from steinkit.problems import derive_seed
 
 KERNEL_OPTIONS = {"ksd": {"n_bootstrap": 1000}, "ksdagg": {"n_bootstrap": 500, "n_correction": 500},
                   "ksdagg-inc": {"n_bootstrap": 500, "n_correction": 500}}  # the papers' B1 = B2 = 500

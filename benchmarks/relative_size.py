@@ -29,7 +29,7 @@ import time
 import torch
 
 import steinkit as sk
-from steinkit.experiments.rbm_power import derive_seed, rbm_problem
+from steinkit.problems import derive_seed, rbm_problem
 from steinkit.models import GaussianBernoulliRBM
 from rbm_data import load
 

@@ -144,8 +144,8 @@ def _estimate(err: str) -> float:
     """The seconds of the 'about N s here' line on stderr."""
     import re
 
-    match = re.search(r"steinkit: the LSD (?:test|estimate) fits a \d+x\d+ critic for \d+ steps: about ([\d.]+) "
-                      r"(s|min) here", err)
+    match = re.search(r"steinkit: the LSD (?:test|estimate) fits (?:a \d+x\d+ critic|\d+ \d+x\d+ critics \([^)]*\)) "
+                      r"for (?:up to )?\d+ steps: about ([\d.]+) (s|min) here", err)
     assert match, err
     return float(match.group(1)) * (60 if match.group(2) == "min" else 1)
 
@@ -193,7 +193,8 @@ def test_lsd_time_estimate_is_of_the_right_size(files, capsys):
     assert seconds / 10 < _estimate(err) < 10 * seconds
     argv = ["evaluate", *argv[1:-2]]  # without the protocol
     assert main(argv) == 0
-    assert "the LSD estimate fits a 2x32 critic for 100 steps" in capsys.readouterr().err
+    err = capsys.readouterr().err  # cross-fitted over 5 folds, with early stopping
+    assert "the LSD estimate fits 5 2x32 critics (one per fold) for up to 100 steps" in err and _estimate(err) > 0
 
 
 COMPARE_FAST = ["--option", "n_iters=60", "--option", "hidden=16", "--option", "val_every=20"]
@@ -209,7 +210,7 @@ def test_compare_command_prints_the_ranking_and_pairwise_table(files, capsys):
     (pair,) = out["pairwise"]
     assert pair["better"] == out["ranking"][0]["name"] and pair["adjusted"] < 0.05 and out["correction"] == "holm"
     assert out["method"] == "optimal"  # both scores differentiable: the pairs by the exact method
-    assert "fits 2 2x16 critics for 60 steps" in captured.err
+    assert "fits 10 2x16 critics (one per model and fold) for up to 60 steps" in captured.err  # 5 folds each
     assert main(argv + ["--witness", str(files / "pics" / "where.png")]) == 0
     assert "holm-adjusted p" in capsys.readouterr().out and (files / "pics" / "where.png").stat().st_size > 0
 

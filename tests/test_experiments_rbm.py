@@ -11,6 +11,7 @@ import torch
 from steinkit.cli import build_parser
 from steinkit.experiments import get_experiment, rbm_eval, rbm_power
 from steinkit.experiments.runner import TrialStore
+from steinkit.problems import rbm_problem
 from steinkit.experiments.settings import RunOptions, run_options_from_args, settings_from_args
 
 TINY_POWER = rbm_power.QUICK.replace(dims=("5:3",), n=200, burn_in=50, n_iters=20, hidden=16, n_bootstrap=100)
@@ -85,12 +86,12 @@ def test_settings_reject_bad_values(kwargs, error, match):
 
 
 def test_rbm_problem_is_seeded_and_perturbations_are_nested():
-    p, q1, x = rbm_power.rbm_problem(6, 3, rep=2, sigma=0.01, n=20, burn_in=10)
-    p2, q2, x2 = rbm_power.rbm_problem(6, 3, rep=2, sigma=0.02, n=20, burn_in=10)
+    p, q1, x = rbm_problem(6, 3, rep=2, sigma=0.01, n=20, burn_in=10)
+    p2, q2, x2 = rbm_problem(6, 3, rep=2, sigma=0.02, n=20, burn_in=10)
     assert torch.equal(x, x2) and torch.equal(p.B, p2.B)
     assert torch.allclose(q2.B - p.B, 2 * (q1.B - p.B), atol=1e-6)
-    _, _, x3 = rbm_power.rbm_problem(6, 3, rep=3, sigma=0.01, n=20, burn_in=10)
-    _, _, x4 = rbm_power.rbm_problem(6, 3, rep=None, sigma=0.01, n=20, burn_in=10)
+    _, _, x3 = rbm_problem(6, 3, rep=3, sigma=0.01, n=20, burn_in=10)
+    _, _, x4 = rbm_problem(6, 3, rep=None, sigma=0.01, n=20, burn_in=10)
     assert not torch.equal(x, x3) and not torch.equal(x, x4)
 
 

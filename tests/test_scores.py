@@ -62,9 +62,9 @@ def test_object_with_score_and_log_prob_and_energy_and_callable(setup):
 
 def test_score_keeps_graph_only_when_asked():
     energy = nn.Linear(2, 1, bias=False)
-    score = sk.as_score(lambda z: energy(z).squeeze(1))  # callable: a score? no: returns (n,)
-    with pytest.raises(ValueError, match="shape"):
-        score(torch.zeros(3, 2))
+    score = sk.as_score(lambda z: energy(z).squeeze(1))  # a plain callable returning (n,): a log-density
+    torch.testing.assert_close(score(torch.zeros(3, 2)), energy.weight.detach().expand(3, 2))
+    assert "log-density" in score.source
     class E(nn.Module):
         def __init__(self):
             super().__init__()
@@ -80,6 +80,16 @@ def test_score_keeps_graph_only_when_asked():
     xg = x.clone().requires_grad_(True)
     s = sk.as_score(e)(xg)
     assert s.requires_grad  # differentiable for training (e.g. score matching)
+
+
+def test_plain_log_density_function_is_differentiated():
+    mean = torch.tensor([1.0, -2.0])
+    log_q = lambda z: -0.5 * ((z - mean) ** 2).sum(1)  # noqa: E731 - one value per row: log q
+    x = torch.randn(5, 2, generator=gen(3))
+    score = sk.as_score(log_q)
+    torch.testing.assert_close(score(x), -(x - mean))
+    torch.testing.assert_close(score(x + 1.0), -(x + 1.0 - mean))  # the kind is kept after the first call
+    assert "log-density function <lambda>" in repr(score)
 
 
 def test_wrong_shape_and_nonfinite_scores_raise():

@@ -531,10 +531,25 @@ def test_train_settings_validate_and_replace_and_are_an_alternative_to_keywords(
     train(a, x, method="ml", steps=10, lr=1e-2, seed=0, progress=False)
     train(b, x, method="ml", settings=s, seed=0, progress=False)
     assert torch.equal(a.mean, b.mean)
-    with pytest.raises(TypeError, match="give lr inside settings="):
-        train(_gauss(), x, method="ml", settings=s, lr=0.5, progress=False)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        train(_gauss(), x, method="ml", settings=s, learning_rate=0.5, progress=False)
     with pytest.raises(TypeError, match="needs steps="):
         train(_gauss(), x, method="ml", progress=False)
+
+
+def test_train_keywords_the_call_names_override_settings_even_at_their_defaults():
+    x = _data(300)
+    default_lr = TrainSettings(steps=1).lr
+    s = TrainSettings(steps=10, lr=1e-2, log_every=5)
+    a, b, c = _gauss(), _gauss(), _gauss()
+    res = train(a, x, method="ml", settings=s, lr=default_lr, seed=0, progress=False)
+    train(b, x, method="ml", steps=10, lr=default_lr, log_every=5, seed=0, progress=False)
+    train(c, x, method="ml", settings=s, seed=0, progress=False)
+    assert torch.equal(a.mean, b.mean) and not torch.equal(a.mean, c.mean)
+    assert [row["step"] for row in res.history] == [5, 10]  # the rest of s is kept
+    # None is a value too: log_every=None overrides s.log_every (back to a record every step here)
+    res = train(_gauss(), x, method="ml", settings=s, log_every=None, seed=0, progress=False)
+    assert [row["step"] for row in res.history] == list(range(1, 11))
 
 
 def test_epoch_batches_visit_every_row_once_per_epoch_and_resume_where_they_stopped():

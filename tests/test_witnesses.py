@@ -61,3 +61,15 @@ def test_members_are_checked():
         witness_tests([(as_score(lambda z: -z), x, 0)], members=["bogus"])
     with pytest.raises(ValueError, match="at least one"):
         witness_tests([(as_score(lambda z: -z), x, 0)], members=[])
+
+
+def test_the_kernel_basis_caps_the_past_points_the_kernel_witness_uses():
+    """kernel_basis >= n changes nothing; a smaller basis is KSD-Seq's witness of the first points only."""
+    x = torch.randn(400, 2, generator=gen(5)) * 1.2
+    full = witness_tests([(as_score(lambda z: -z), x, 5)], members=["kernel"])[0]
+    same = witness_tests([(as_score(lambda z: -z), x, 5)], members=["kernel"], kernel_basis=400)[0]
+    capped = witness_tests([(as_score(lambda z: -z), x, 5)], members=["kernel"], kernel_basis=60)[0]
+    assert same.statistic == full.statistic
+    assert capped.statistic != full.statistic
+    with pytest.raises(ValueError, match="kernel_basis"):
+        witness_tests([(as_score(lambda z: -z), x, 0)], members=["kernel"], kernel_basis=0)

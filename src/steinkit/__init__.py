@@ -14,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from . import data, gof, kernels, models, problems, samplers, train, witness_plots
+from . import data, diagnostics, gof, kernels, models, problems, samplers, train, witness_plots
 from .gof import GofResult, gof_test, gof_tests
 from .critics import MLPCritic
+from .diagnostics import ChainQuality, SampleQuality, sample_quality
 from .evaluate import Comparison, ComparisonRow, DiscrepancyEstimate, PairwiseRow, compare, stein_discrepancy
 from .fit import CriticFit, fit_critic
 from .relative import RelativeResult, relative_test, relative_tests
@@ -85,4 +86,8 @@ __all__ = [
     "Witness",
     "FittedCritic",
     "thin",
+    "diagnostics",
+    "sample_quality",
+    "SampleQuality",
+    "ChainQuality",
 ]

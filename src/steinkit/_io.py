@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from ._optional import paper_module
+
 __all__ = ["prepare_out", "write_json", "json_text", "pyplot", "markdown_table"]
 
 
@@ -80,13 +82,10 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    """matplotlib.pyplot on the non-interactive Agg backend (an ``ImportError`` naming the paper
+    extra when matplotlib is missing)."""
+    paper_module("matplotlib", "plotting").use("Agg")
+    return paper_module("matplotlib.pyplot", "plotting")
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -5,6 +5,7 @@ Example:
     steinkit test --model mymodel.py:model --data samples.npy --method lsd --json
     steinkit evaluate --model mymodel.py:model --data samples.npy
     steinkit compare --model a.py:model --model b.py:model --data samples.npy --witness where.png
+    steinkit diagnose --target model.py:target --draws chains.npy --plot discrepancy.png
     steinkit reproduce gaussian-critic --out runs/fig3 --quick
 """
 
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._argtypes import typed
+from .cli_diagnose import add_parser as add_diagnose_parser
 from ._io import json_text, prepare_out
-from .user_inputs import UserInputError, load_object, load_samples
+from ._optional import require_paper
+from .user_inputs import UserInputError, load_object, load_samples, load_tensor
 from .validation import positive_float, probability
 
 __all__ = ["main", "load_object", "load_samples"]
@@ -40,8 +43,6 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    import torch
-
     from .gof import gof_test, get_method
 
     method = get_method(args.method)
@@ -56,18 +57,19 @@ def _cmd_test(args: argparse.Namespace) -> int:
                              f"not to --method {method.name}")
         options[key] = value
     model = load_object(args.model)
-    x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    x = load_tensor(args.data)  # a float32 .npy stays memory-mapped
+    long = True  # a method whose time is not predicted shows its progress bar, if it has one
     if method.name == "lsd":
         from .settings import LEARNED_TEST, TEST
 
         from .gof.lsd import DEFAULT_PROTOCOL
 
         protocol = options.get("protocol", DEFAULT_PROTOCOL)
-        if protocol != "features":  # the features protocol takes no training steps
-            defaults = TEST if protocol == "paper" else LEARNED_TEST
-            _announce_fit_time("test", [model], x, defaults, options, args.seed)
+        defaults = TEST if protocol == "paper" else LEARNED_TEST
+        long = protocol != "features" and (  # the features protocol trains nothing, in seconds at n = 10^6
+            _announce_fit_time("test", [model], x, defaults, options, args.seed, protocol))
     if "progress" in method.option_names():
-        options.setdefault("progress", not args.json)
+        options.setdefault("progress", not args.json and long)
     result = gof_test(model, x, method=method.name, alpha=args.alpha, seed=args.seed, device=args.device, **options)
     if not args.json:
         print(result)
@@ -114,18 +116,16 @@ def _inputs(args: argparse.Namespace, x: Any) -> dict[str, Any]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from .evaluate import stein_discrepancy
 
     options = dict(_parse_option(o) for o in args.option)
     positive_float(args.lam, "--lam")
     model = load_object(args.model)
-    x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    x = load_tensor(args.data)  # a float32 .npy stays memory-mapped
     from .settings import ESTIMATE
 
-    _announce_fit_time("estimate", [model], x, ESTIMATE.replace(lam=args.lam), options, args.seed)
-    options.setdefault("progress", not args.json)
+    long = _announce_fit_time("estimate", [model], x, ESTIMATE.replace(lam=args.lam), options, args.seed)
+    options.setdefault("progress", not args.json and long)
     est = stein_discrepancy(model, x, lam=args.lam, seed=args.seed, device=args.device, **options)
     if args.json:
         print(json_text({**_inputs(args, x), "method": "lsd", "value": est.value, "stderr": est.stderr,
@@ -140,13 +140,15 @@ _QUICK = {"n_iters": 200, "hidden": 64}
 
 
 def _announce_fit_time(what: str, models: Sequence[Any], x: Any, defaults: Any, options: dict[str, Any],
-                       seed: int) -> None:
-    """Say on stderr, before the fit starts, about how long the LSD critic fit (one critic per
-    model, as one ensemble) will take here (:func:`steinkit.fit.fit_seconds`) and which options
-    shorten it."""
-    from .fit_time import fit_seconds
+                       seed: int, protocol: str | None = None) -> bool:
+    """Say on stderr, before the fit starts, about how long the LSD test (``what == "test"``, with
+    ``protocol``) or estimate (one critic per model, and per fold when cross-fitted) will take here
+    (:mod:`steinkit.fit_time`) and which options shorten it. Returns whether it is long enough for a
+    progress bar (:data:`~steinkit.fit_time.PROGRESS_SECONDS` or more)."""
+    from .evaluate import CROSSFIT_MAX_N
+    from .fit_time import PROGRESS_SECONDS, estimate_seconds, lsd_test_seconds
     from .scores import as_score
-    from .settings import settings_from
+    from .settings import auto_hidden, settings_from
     from .validation import as_data
 
     cfg = settings_from(None, defaults, {k: v for k, v in options.items() if k not in ("progress", "protocol")})
@@ -156,15 +158,28 @@ def _announce_fit_time(what: str, models: Sequence[Any], x: Any, defaults: Any, 
         score = as_score(model)
         score.check_dim(data)
         problems.append((score, data, seed))
-    critics = f"{len(models)} {cfg.n_layers}x{cfg.hidden} critics" if len(models) > 1 else \
-        f"a {cfg.n_layers}x{cfg.hidden} critic"
-    line = (f"steinkit: the LSD {what} fits {critics} for {cfg.n_iters} steps: "
-            f"about {_duration(fit_seconds(problems, cfg))} here (timed from a few steps)")
-    quick = {k: v for k, v in _QUICK.items() if getattr(cfg, k) > v}
+
+    def predict(settings: Any) -> float:
+        if what == "test":
+            return lsd_test_seconds(problems, settings, protocol or "combined")
+        return estimate_seconds(problems, settings)
+
+    hidden = cfg.hidden or auto_hidden(len(data), int(data.shape[1]))
+    folds = cfg.folds if what != "test" and cfg.folds > 1 and len(data) <= CROSSFIT_MAX_N else 1
+    count = len(models) * folds
+    per = " and ".join(w for w, k in (("model", len(models)), ("fold", folds)) if k > 1)
+    critics = f"{count} {cfg.n_layers}x{hidden} critics (one per {per})" if count > 1 else \
+        f"a {cfg.n_layers}x{hidden} critic"
+    steps = f"up to {cfg.n_iters}" if cfg.patience is not None else str(cfg.n_iters)
+    seconds = predict(cfg)
+    line = (f"steinkit: the LSD {what} fits {critics} for {steps} steps: "
+            f"about {_duration(seconds)} here (timed from a few steps)")
+    quick = {k: v for k, v in _QUICK.items() if (hidden if k == "hidden" else getattr(cfg, k)) > v}
     if quick:
         flags = " ".join(f"--option {k}={v}" for k, v in quick.items())
-        line += f"; {flags} shortens it to about {_duration(fit_seconds(problems, cfg.replace(**quick)))}"
+        line += f"; {flags} shortens it to about {_duration(predict(cfg.replace(**quick)))}"
     print(line, file=sys.stderr, flush=True)
+    return seconds >= PROGRESS_SECONDS
 
 
 def _duration(seconds: float) -> str:
@@ -183,8 +198,6 @@ def _witness_kind(d: int) -> str:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    import torch
-
     from .evaluate import compare
     from .settings import ESTIMATE
 
@@ -193,12 +206,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if len(args.model) < 2 or len(set(args.model)) != len(args.model):
         raise ValueError(f"--model must name at least two different models, got {args.model}")
     models = {spec: load_object(spec) for spec in args.model}
-    x = torch.as_tensor(load_samples(args.data), dtype=torch.float32)
+    x = load_tensor(args.data)  # a float32 .npy stays memory-mapped
     kind = None if args.witness is None else _witness_kind(int(x.shape[1]))
     if args.witness is not None:
         prepare_out(Path(args.witness).parent, "--witness")
-    _announce_fit_time("comparison", list(models.values()), x, ESTIMATE.replace(lam=args.lam), options, args.seed)
-    options.setdefault("progress", not args.json)
+        require_paper("--witness")
+    long = _announce_fit_time("comparison", list(models.values()), x, ESTIMATE.replace(lam=args.lam), options,
+                              args.seed)
+    options.setdefault("progress", not args.json and long)
     table = compare(models, x, lam=args.lam, seed=args.seed, device=args.device, pairwise=True,
                     return_critic=kind is not None, **options)
     if kind is not None:
@@ -249,6 +264,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import get_experiment
     from .experiments.settings import run_options_from_args, settings_from_args
 
+    require_paper(f"steinkit reproduce {args.experiment}")  # before any trial runs
     module = get_experiment(args.experiment)
     settings = settings_from_args(args, module.FULL, module.QUICK)
     options = run_options_from_args(args)
@@ -345,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="extra option passed through (JSON values), e.g. --option n_iters=300")
     _add_device(cmp)
     cmp.set_defaults(func=_cmd_compare)
+
+    add_diagnose_parser(sub)
 
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")
     rep_sub = rep.add_subparsers(dest="experiment", required=True)

@@ -22,6 +22,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ._tangent import TangentMLP
 from .validation import as_device, fraction, one_of, positive_int
 
 __all__ = ["MLPCritic", "swish"]
@@ -37,114 +38,6 @@ def swish(h: Tensor) -> Tensor:
     return h * torch.sigmoid(h)
 
 
-def _tangent_forward(
-    rows: Tensor,
-    n: int,
-    weights: Sequence[Tensor],
-    biases: Sequence[Tensor],
-    masks: Sequence[Tensor | None],
-) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
-    """Push primal rows ``rows[..., :n, :]`` and tangent rows ``rows[..., n:, :]`` through the MLP.
-
-    Tangent rows are grouped in blocks of n (one block per probe) and share the primal row's
-    Jacobian. Returns the stacked output rows and what the backward pass needs per layer.
-    """
-    saved: list[tuple[Tensor, ...]] = []
-    a = rows
-    for W, b, m in zip(weights[:-1], biases[:-1], masks):
-        z = a @ W.transpose(-1, -2)
-        h = z[..., :n, :]
-        h += b.unsqueeze(-2)
-        u = z[..., n:, :]
-        s = torch.sigmoid(h)
-        nxt = torch.empty_like(z)
-        act = torch.mul(h, s, out=nxt[..., :n, :])
-        g = torch.addcmul(s, act, s, value=-1.0).add_(act)  # swish'(h) = s + h s (1 - s)
-        if m is not None:
-            act.mul_(m)
-            gm = g * m
-        else:
-            gm = g
-        lead, width = u.shape[:-2], u.shape[-1]
-        probes = u.shape[-2] // n
-        torch.mul(
-            u.view(*lead, probes, n, width),
-            gm.unsqueeze(-3),
-            out=nxt[..., n:, :].view(*lead, probes, n, width),
-        )
-        saved.append((a, h, s, g, u, m))
-        a = nxt
-    out = a @ weights[-1].transpose(-1, -2)
-    out[..., :n, :] += biases[-1].unsqueeze(-2)
-    saved.append((a,))
-    return out, saved
-
-
-class _TangentMLP(torch.autograd.Function):
-    """MLP output and Jacobian-vector products with a fused first-order backward pass."""
-
-    @staticmethod
-    def forward(ctx, x, probes, n_layers, *params_and_masks):  # type: ignore[override]
-        n = x.shape[-2]
-        weights = params_and_masks[0 : 2 * n_layers + 2 : 2]
-        biases = params_and_masks[1 : 2 * n_layers + 2 : 2]
-        masks = list(params_and_masks[2 * n_layers + 2 :]) or [None] * n_layers
-        lead = torch.broadcast_shapes(x.shape[:-2], weights[0].shape[:-2])
-        rows = torch.cat(
-            [x.expand(*lead, *x.shape[-2:]), probes.expand(*lead, *probes.shape[-2:])], dim=-2
-        )
-        out, saved = _tangent_forward(rows, n, weights, biases, masks)
-        ctx.n, ctx.n_layers = n, n_layers
-        ctx.saved = saved
-        ctx.weights = weights
-        ctx.needs_rows = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        ctx.x_shape, ctx.p_shape = x.shape, probes.shape
-        return out[..., :n, :], out[..., n:, :]
-
-    @staticmethod
-    def backward(ctx, d_out, d_tan):  # type: ignore[override]
-        n, weights, saved = ctx.n, ctx.weights, ctx.saved
-        (a_last,) = saved[-1]
-        grad = a_last.new_empty(*a_last.shape[:-1], weights[-1].shape[-2])
-        grad[..., :n, :] = 0.0 if d_out is None else d_out
-        grad[..., n:, :] = 0.0 if d_tan is None else d_tan
-        w_grads: list[Tensor] = []
-        b_grads: list[Tensor] = []
-        w_grads.append(grad.transpose(-1, -2) @ a_last)
-        b_grads.append(grad[..., :n, :].sum(-2))
-        for layer in range(ctx.n_layers - 1, -1, -1):
-            W_next = weights[layer + 1]
-            grad = grad @ W_next
-            a, h, s, g, u, m = saved[layer]
-            da = grad[..., :n, :]
-            dv = grad[..., n:, :]
-            lead, width = dv.shape[:-2], dv.shape[-1]
-            probes = dv.shape[-2] // n
-            dv4 = dv.view(*lead, probes, n, width)
-            u4 = u.view(*lead, probes, n, width)
-            if m is not None:
-                da.mul_(m)
-                dv4.mul_(m.unsqueeze(-3))
-            # swish''(h) = s (1 - s) (2 + h (1 - 2 s))
-            d2 = torch.addcmul(h, h, s, value=-2.0).add_(2.0).mul_(s).mul_(1.0 - s)
-            dvu = dv4 * u4 if probes > 1 else dv * u
-            if probes > 1:
-                dvu = dvu.sum(-3)
-            dh = torch.addcmul(dvu.mul_(d2), da, g, out=da)  # rows :n of grad become dh
-            dv4.mul_(g.unsqueeze(-3))  # rows n: of grad become du
-            w_grads.append(grad.transpose(-1, -2) @ a)
-            b_grads.append(dh.sum(-2))
-        d_x = d_probes = None
-        if ctx.needs_rows:
-            d_rows = grad @ weights[0]
-            d_x = _reduce_to(d_rows[..., :n, :], ctx.x_shape)
-            d_probes = _reduce_to(d_rows[..., n:, :], ctx.p_shape)
-        params: list[Tensor | None] = []
-        for wg, bg in zip(reversed(w_grads), reversed(b_grads)):
-            params.extend([wg, bg])
-        n_masks = ctx.n_layers if ctx.saved[0][5] is not None else 0
-        return (d_x, d_probes, None, *params, *([None] * n_masks))
-
 
 Generators = Union[torch.Generator, Sequence[torch.Generator], None]
 
@@ -158,15 +51,6 @@ def _draw(draw, lead: torch.Size, shape: tuple[int, ...], generator: Generators)
         return torch.stack([draw(shape, g) for g in generator])
     return draw((*lead, *shape), generator)
 
-
-def _reduce_to(t: Tensor, shape: torch.Size) -> Tensor:
-    """Sum broadcast leading dimensions of ``t`` so it has ``shape``."""
-    while t.dim() > len(shape):
-        t = t.sum(0)
-    for i, size in enumerate(shape):
-        if size == 1 and t.shape[i] != 1:
-            t = t.sum(i, keepdim=True)
-    return t
 
 
 class MLPCritic(nn.Module):
@@ -351,7 +235,7 @@ class MLPCritic(nn.Module):
         params: list[Tensor] = []
         for W, b in zip(self.weights, self.biases):
             params.extend([W, b])
-        return _TangentMLP.apply(x, probes, self.n_layers, *params, *masks)
+        return TangentMLP.apply(x, probes, self.n_layers, *params, *masks)
 
     def stein_terms(
         self,
@@ -424,6 +308,12 @@ class MLPCritic(nn.Module):
             W1, W2, W3 = self.weights
             coupling = W2 * (W1 @ (W3 if rows is None else rows * W3)).transpose(-1, -2)
             trace = ((slopes[1] @ coupling) * slopes[0]).sum(-1)
+        elif self.n_layers == 1:
+            # tr(diag(w) W2 D1 W1) = g1ᵀ c per example, c_k = Σ_j w_j W2[j, k] W1[k, j]: O(width), whatever d.
+            W1, W2 = self.weights
+            paired = W2 * W1.transpose(-1, -2)
+            coupling = (paired if rows is None else rows * paired).sum(-2)
+            trace = (slopes[0] * coupling.unsqueeze(-2)).sum(-1)
         else:
             trace = self._exact_trace_by_basis(slopes, w)
         if self.skip is not None:
@@ -433,7 +323,8 @@ class MLPCritic(nn.Module):
         return (scores * f).sum(-1) + trace, f
 
     def _exact_trace_by_basis(self, slopes: list[Tensor], w: Tensor | None = None) -> Tensor:
-        """Σ_j w_j ∂f_j/∂x_j by pushing the d basis vectors through the linearised network (any depth)."""
+        """Σ_j w_j ∂f_j/∂x_j by pushing the d basis vectors through the linearised network (any depth;
+        one and two hidden layers have closed forms in :meth:`_exact_terms`)."""
         W = list(self.weights)
         d = self.dim
         eye = torch.eye(d, dtype=W[0].dtype, device=W[0].device)
@@ -446,7 +337,7 @@ class MLPCritic(nn.Module):
             t = (eye @ W[0].transpose(-1, -2)).unsqueeze(-3) * sl[0].unsqueeze(-2)
             for layer in range(1, self.n_layers):
                 t = (t @ W[layer].transpose(-1, -2).unsqueeze(-3)) * sl[layer].unsqueeze(-2)
-            out = torch.diagonal(t @ W[-1].transpose(-1, -2).unsqueeze(-3), dim1=-2, dim2=-1)
+            out = (t * W[-1].unsqueeze(-3)).sum(-1)  # the diagonal of t W_lastᵀ, without the (d, d) product
             traces.append((out if w is None else out * w).sum(-1))
         return torch.cat(traces, dim=-1)
 

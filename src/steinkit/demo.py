@@ -20,6 +20,7 @@ import torch
 
 from .evaluate import CROSSFIT_MAX_N, compare
 from ._io import markdown_table, prepare_out, pyplot, write_json
+from ._optional import paper_module
 from .models import GaussianBernoulliRBM
 from .settings import ESTIMATE, CriticSettings
 from .splits import split_sizes
@@ -92,6 +93,7 @@ def run_demo(
     """
     settings, batch_size = check_demo(n=n, n_iters=n_iters, batch_size=batch_size, lam=lam, seed=seed)
     device = as_device(device)
+    paper_module("matplotlib", "the demo's figure")  # before the work, not after it
     out = prepare_out(out)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(seed)

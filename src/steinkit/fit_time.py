@@ -1,4 +1,22 @@
-"""How long a critic fit will take here, measured before it starts.
+"""How long a learned test or estimate will take here, predicted before it starts.
+
+The prediction follows the call's own structure and times its pieces on this machine: a critic
+step at each batch size the fit will use (with the ensemble it will train: one member per model
+and, for a cross-fitted estimate, per fold), the exact-trace Stein terms per row, the
+closed-form pieces, and the model's score per row; then it counts them as the call will.
+
+* :func:`estimate_seconds` (:func:`steinkit.stein_discrepancy`, :func:`steinkit.compare`):
+  ``folds`` critics per model up to :data:`steinkit.evaluate.CROSSFIT_MAX_N` points, trained as one
+  ensemble; early stopping (``patience``) makes the number of steps data dependent, so it is
+  predicted from :data:`EXPECTED_BEST` (measured: docs/bigdata.md); validations on at
+  most :data:`~steinkit.fit.VALIDATION_ROWS` rows each; the closed-form refit's ridge search; the
+  test terms.
+* :func:`lsd_test_seconds` (the LSD test, by protocol): the prequential stages of the trained critic
+  (4 folds, a third of the steps each, on the folds so far), the random-feature witness (8 folds),
+  or the held-out protocols' single fit with their validations.
+
+Everything is timed on copies (its own critic, optimiser and generators), nothing is drawn from
+torch's global generator, so the call that follows is unchanged.
 
 Example:
     >>> import torch
@@ -7,32 +25,227 @@ Example:
     >>> x = torch.randn(300, 3, generator=torch.Generator().manual_seed(0))
     >>> fit_seconds([(as_score(lambda z: -z), x, 0)], TEST.replace(n_iters=100)) > 0
     True
+    >>> lsd_test_seconds([(as_score(lambda z: -z), x, 0)]) > 0
+    True
 """
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
+from torch import Tensor
 
-from .fit import critic_step
-from .heldout import Problem, check_problems, critic_ensemble, split_problems
-from .settings import ESTIMATE, CriticSettings, sized_for
-from .stein import stein_terms
+from .critics import MLPCritic
+from .fit import VALIDATION_ROWS, chunked_terms, critic_step
+from .heldout import Problem, check_problems, critic_ensemble
+from .last_layer import _RIDGE_EXPONENTS, witness_sums
+from .settings import ESTIMATE, LEARNED_TEST, TEST, CriticSettings, sized_for
+from .splits import split_sizes
 
-__all__ = ["fit_seconds"]
+__all__ = ["fit_seconds", "estimate_seconds", "lsd_test_seconds", "expected_steps", "EXPECTED_BEST",
+           "PROGRESS_SECONDS"]
+
+PROGRESS_SECONDS = 10.0
+"""The command line shows a progress bar when a fit is predicted to take at least this long."""
+
+EXPECTED_BEST = 8
+"""With early stopping (``patience``), the validations a fit is expected to take beyond ``patience``
+(the last kept critic's validation: an ensemble stops once every member has stalled for
+``patience`` validations, or at ``n_iters``): 8 on average over the default estimate measured at
+n = 10³-5·10⁴, d = 5-20 (docs/bigdata.md). A critic that keeps improving for longer (a large
+misfit in high dimension) runs longer than predicted."""
+
+_TIMED_ROWS = 2048  # rows on which the per-row costs are timed
+
+
+def _seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Mean seconds of ``fn`` over ``repeats`` calls after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+class _Timer:
+    """Per-unit costs of fitting critics of one shape on this machine, measured on demand."""
+
+    def __init__(self, problems: Sequence[Problem], cfg: CriticSettings, members: int, steps: int) -> None:
+        score, x, seed = problems[0]
+        self.x, self.d, self.cfg, self.members, self.steps = x, x.shape[1], cfg, members, steps
+        rows = min(x.shape[0], _TIMED_ROWS)
+        self.xr = x[:rows]
+        with torch.no_grad():
+            self.sr = score(self.xr)
+        self.score_per_row = _seconds(lambda: score(self.xr), 1) / rows * len(problems)
+        self.seeds = [seed + k for k in range(members)]
+        self._steps: dict[int, float] = {}
+
+    def critic(self, cfg: CriticSettings | None = None) -> MLPCritic:
+        critic, _ = critic_ensemble(self.seeds, self.d, cfg or self.cfg, self.xr)
+        if (cfg or self.cfg).standardize:
+            critic.set_standardization(self.xr.mean(0), self.xr.std(0).clamp(min=1e-12))
+        return critic
+
+    def step(self, rows: int) -> float:
+        """Seconds of one critic step on ``rows`` training rows (a batch of at most batch_size)."""
+        batch = rows if self.cfg.batch_size is None else min(rows, self.cfg.batch_size)
+        if batch not in self._steps:
+            xb = _rows(self.xr, batch)
+            sb = _rows(self.sr, batch)
+            critic = self.critic()
+            generators = [torch.Generator().manual_seed(s + 2) for s in self.seeds]
+            optimizer = torch.optim.Adam(critic.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+            critic.train()
+            self._steps[batch] = _seconds(
+                lambda: critic_step(critic, optimizer, xb, sb, self.cfg, generators, True), self.steps)
+        seconds = self._steps[batch]
+        if batch < rows:  # drawing a batch: a permutation of the rows per member
+            seconds += self.members * rows * 2e-8
+        return seconds
+
+    def terms_per_row(self, cfg: CriticSettings | None = None) -> float:
+        """Seconds per row of the exact-trace terms of the whole ensemble (no gradients)."""
+        critic = self.critic(cfg).eval()
+        return _seconds(lambda: chunked_terms(critic, self.xr, self.sr), 1) / self.xr.shape[0]
+
+    def witness_per_row(self, cfg: CriticSettings) -> float:
+        """Seconds per row of the random-feature witness: its sums and its exact-trace terms."""
+        critic = self.critic(cfg).eval()
+        sums = _seconds(lambda: witness_sums(critic, self.xr, self.sr), 1)
+        return sums / self.xr.shape[0] + self.terms_per_row(cfg)
+
+    def refit(self, n_train: int, n_val: int) -> float:
+        """Seconds of the closed-form last layer of the whole ensemble (:func:`~steinkit.last_layer.
+        refit_last_layer`): the moments over the training rows and, per ridge tried, a solve and
+        the float64 terms on the validation rows."""
+        lone = self.critic().member(0).double()
+        x64, s64 = self.xr.double(), self.sr.double()
+        per_row = _seconds(lambda: lone.stein_terms(x64, s64, trace="exact"), 1) / x64.shape[0]
+        k = self.cfg.hidden + self.d + 1  # type: ignore[operator]  # features, skip, bias
+        system = torch.eye(k, dtype=torch.float64) + 0.01
+        rhs = torch.ones(k, self.d, dtype=torch.float64)
+        solve = _seconds(lambda: torch.linalg.solve(system, rhs), 1)
+        trials = len(_RIDGE_EXPONENTS) ** 2  # a ridge for the features and one for the skip
+        return self.members * (2 * per_row * n_train + trials * (solve + per_row * min(n_val, VALIDATION_ROWS)))
+
+
+def _rows(t: Tensor, rows: int) -> Tensor:
+    """``rows`` rows of t, repeating it when it has fewer."""
+    if rows <= t.shape[0]:
+        return t[:rows]
+    return t.repeat(-(-rows // t.shape[0]), 1)[:rows]
+
+
+def _members(problems: Sequence[Problem]) -> int:
+    check_problems(problems)
+    return len(problems)
+
+
+def expected_steps(settings: CriticSettings) -> int:
+    """The steps a fit with these settings is expected to take: ``n_iters``, or with early stopping
+    ``val_every`` × (``patience`` + :data:`EXPECTED_BEST`) when that is fewer.
+
+    Example:
+        >>> expected_steps(ESTIMATE), expected_steps(ESTIMATE.replace(patience=None))
+        (180, 2000)
+    """
+    if settings.patience is None or settings.selection == "last":
+        return settings.n_iters
+    return min(settings.n_iters, settings.val_every * (settings.patience + EXPECTED_BEST))
+
+
+def estimate_seconds(problems: Sequence[Problem], settings: CriticSettings | None = None, *,
+                     steps: int = 3) -> float:
+    """About how many seconds :func:`steinkit.stein_discrepancy` (one problem) or
+    :func:`steinkit.compare` (one problem per model, the same data) takes here with ``settings``
+    (default :data:`~steinkit.settings.ESTIMATE`).
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> x = torch.randn(400, 2, generator=torch.Generator().manual_seed(0))
+        >>> one = estimate_seconds([(as_score(lambda z: -z), x, 0)], ESTIMATE.replace(n_iters=40))
+        >>> one > 0
+        True
+    """
+    from .evaluate import CROSSFIT_MAX_N
+
+    cfg = ESTIMATE if settings is None else settings
+    models = _members(problems)
+    n = problems[0][1].shape[0]
+    folds = cfg.folds if cfg.folds > 1 and n <= CROSSFIT_MAX_N else 1
+    if folds > 1:
+        n_test = n // folds
+        n_val = max(2, round((n - n_test) * cfg.split[1] / (cfg.split[0] + cfg.split[1])))
+        n_train = n - n_test - n_val
+    else:
+        n_train, n_val, n_test = split_sizes(n, cfg.split)
+    cfg = sized_for(cfg, n_train, problems[0][1].shape[1])
+    timer = _Timer(problems, cfg, models * folds, steps)
+    iters = expected_steps(cfg)
+    validations = math.ceil(iters / cfg.val_every)
+    per_row = timer.terms_per_row()
+    total = timer.score_per_row * n + iters * timer.step(n_train)
+    total += validations * per_row * (min(n_val, VALIDATION_ROWS) + min(n_train, VALIDATION_ROWS))
+    if cfg.refit:
+        total += timer.refit(n_train, n_val)
+    total += per_row * (n_test + min(n_train, VALIDATION_ROWS))  # the test terms and the training value
+    return total
+
+
+def lsd_test_seconds(problems: Sequence[Problem], settings: CriticSettings | None = None, protocol: str = "combined",
+                 *, steps: int = 3) -> float:
+    """About how many seconds the LSD test (:func:`steinkit.gof.lsd.lsd_tests`) takes here with
+    ``protocol`` and ``settings`` (default: the protocol's, as the test takes them).
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> x = torch.randn(400, 2, generator=torch.Generator().manual_seed(0))
+        >>> lsd_test_seconds([(as_score(lambda z: -z), x, 0)], LEARNED_TEST.replace(n_iters=30)) > 0
+        True
+    """
+    from .gof.lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS
+
+    default = TEST if protocol == "paper" else LEARNED_TEST
+    cfg = default if settings is None else settings
+    members = _members(problems)
+    n, d = problems[0][1].shape
+    total = 0.0
+    if protocol in ("combined", "sequential", "features"):
+        cfg = sized_for(cfg, n - n // SEQUENTIAL_FOLDS, d)
+        timer = _Timer(problems, cfg, members, steps)
+        total += timer.score_per_row * n
+        if protocol != "features":
+            size, stage = n // SEQUENTIAL_FOLDS, max(1, cfg.n_iters // (SEQUENTIAL_FOLDS - 1))
+            per_row = timer.terms_per_row()
+            for k in range(1, SEQUENTIAL_FOLDS):
+                total += stage * timer.step(k * size) + per_row * (min(k * size, VALIDATION_ROWS) + 2 + size)
+        if protocol != "sequential":
+            m = n // FEATURE_FOLDS
+            total += timer.witness_per_row(cfg.replace(n_layers=WITNESS_LAYERS)) * m * (FEATURE_FOLDS - 1)
+        return total
+    n_train, n_val, n_test = split_sizes(n, cfg.split)
+    cfg = sized_for(cfg, n_train, d)
+    timer = _Timer(problems, cfg, members, steps)
+    per_row = timer.terms_per_row()
+    validations = math.ceil(cfg.n_iters / cfg.val_every)
+    total += timer.score_per_row * n + cfg.n_iters * timer.step(n_train)
+    total += validations * per_row * (min(n_val, VALIDATION_ROWS) + min(n_train, VALIDATION_ROWS))
+    if protocol == "aggregated":
+        total += validations * per_row * n_test  # every stopping point's terms on the test half
+    return total + per_row * (n_test + min(n_train, VALIDATION_ROWS))
 
 
 def fit_seconds(
     problems: Sequence[Problem], settings: CriticSettings | None = None, *, steps: int = 3
 ) -> float:
-    """About how many seconds :func:`fit_heldout_critics` takes on these problems, from a quick
-    timing on this machine: one warm-up and ``steps`` timed critic steps (scaled to
-    ``n_iters``), and one exact-trace validation on at most 64 rows (scaled linearly to the
-    validation's train + val rows, once per validation). It works on its own copies of the
-    critic and generators and draws nothing from torch's global generator, so the fit that
-    follows is unchanged.
+    """About how many seconds one held-out fit (:func:`~steinkit.heldout.fit_heldout_critics`,
+    ``n_iters`` steps, one critic per problem) takes here: the held-out protocols' cost without
+    their protocol-specific extras. :func:`estimate_seconds` and :func:`lsd_test_seconds` predict
+    whole calls.
 
     Example:
         >>> from steinkit.scores import as_score
@@ -41,25 +254,4 @@ def fit_seconds(
         >>> fit_seconds([(as_score(lambda z: -z), x, 0)], TEST.replace(n_iters=100)) > 0
         True
     """
-    cfg = ESTIMATE if settings is None else settings
-    check_problems(problems)
-    x_parts, s_parts = split_problems(problems, cfg.split)
-    cfg = sized_for(cfg, x_parts[0].shape[-2], x_parts[0].shape[-1])
-    critic, generators = critic_ensemble([s for _, _, s in problems], x_parts[0].shape[-1], cfg, x_parts[0])
-    n_train = x_parts[0].shape[-2]
-    full_batch = cfg.batch_size is None or cfg.batch_size >= n_train
-    optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    critic.train()
-    critic_step(critic, optimizer, x_parts[0], s_parts[0], cfg, generators, full_batch)  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        critic_step(critic, optimizer, x_parts[0], s_parts[0], cfg, generators, full_batch)
-    per_step = (time.perf_counter() - start) / steps
-    rows = min(64, n_train)
-    critic.eval()
-    start = time.perf_counter()
-    with torch.no_grad():
-        stein_terms(critic, x_parts[0][..., :rows, :], s_parts[0][..., :rows, :], trace="exact")
-    per_validation = (time.perf_counter() - start) * (n_train + x_parts[1].shape[-2]) / rows
-    validations = -(-cfg.n_iters // cfg.val_every)
-    return cfg.n_iters * per_step + validations * per_validation
+    return lsd_test_seconds(problems, ESTIMATE if settings is None else settings, "paper", steps=steps)

@@ -32,10 +32,10 @@ from torch import Tensor
 from .critics import MLPCritic
 from .fit import VALIDATION_ROWS, chunked_terms, finite_stats, fit_critic, numerical_failure
 from .last_layer import refit_last_layer
-from .scores import Score
+from .scores import Score, score_rows
 from .settings import ESTIMATE, CriticSettings, sized_for
 from .splits import split_data, split_sizes
-from .stein import scaled_lsd, stein_terms
+from .stein import scaled_lsd
 from .validation import as_device, integer
 
 __all__ = ["HeldOutFit", "Problem", "fit_heldout_critics", "fit_crossfit_critics", "critic_ensemble",
@@ -97,15 +97,12 @@ def split_problems(problems: Sequence[Problem], split: Sequence[float]) -> tuple
     shared = all(x is problems[0][1] and seed == problems[0][2] for _, x, seed in problems)
     if shared:
         x_parts = list(cut(problems[0][1], problems[0][2]))
-        with torch.no_grad():
-            s_parts = [torch.stack([score(p) for score, _, _ in problems]) for p in x_parts]
+        s_parts = [torch.stack([score_rows(score, p) for score, _, _ in problems]) for p in x_parts]
         return x_parts, s_parts
     per_problem = [cut(x, seed) for _, x, seed in problems]
     x_parts = [torch.stack([pp[i] for pp in per_problem]) for i in range(3)]
-    with torch.no_grad():
-        s_parts = [
-            torch.stack([score(pp[i]) for (score, _, _), pp in zip(problems, per_problem)]) for i in range(3)
-        ]
+    s_parts = [torch.stack([score_rows(score, pp[i]) for (score, _, _), pp in zip(problems, per_problem)])
+               for i in range(3)]
     return x_parts, s_parts
 
 
@@ -144,7 +141,7 @@ def _fit_parts(
     kept_critics: list[MLPCritic] = []
 
     def keep(iteration: int, current: MLPCritic) -> None:
-        kept.append(stein_terms(current, x_parts[2], s_parts[2], trace="exact")[0])
+        kept.append(chunked_terms(current, x_parts[2], s_parts[2])[0])  # the test part, a chunk at a time
         if keep_critics:
             kept_critics.append(copy.deepcopy(current))
 
@@ -254,8 +251,7 @@ def fit_crossfit_critics(
             rest = torch.cat([order[:j * size], order[(j + 1) * size:]])
             for part, idx in zip(range(3), (rest[n_val:], rest[:n_val], test)):
                 xs[part].append(x[idx])
-                with torch.no_grad():
-                    ss[part].append(score(x[idx]))
+                ss[part].append(score_rows(score, xs[part][-1]))
             seeds.append(seed + 1000 * j)
     fits = _fit_parts([torch.stack(p) for p in xs], [torch.stack(p) for p in ss], seeds, cfg, device, progress,
                       keep_critics=keep_critics)

@@ -43,17 +43,71 @@ def features(critic: MLPCritic, x: Tensor) -> Tensor:
     return a
 
 
+_SUM_ROWS = 16384  # rows per chunk of witness_sums
+
+
 def witness_sums(critic: MLPCritic, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
     """The sums over the rows of x of the last layer's Stein coefficients: (Σ_i s_i φ_iᵀ + J_φ(x_i)ᵀ,
     Σ_i s_i), shapes (…, d, h) and (…, d). Sums over disjoint parts add up, so a growing data set
-    costs each point once. ``s``: the model's scores at x, same shape."""
+    costs each point once; the rows are taken a chunk at a time, so memory is bounded whatever n.
+    ``s``: the model's scores at x, same shape. With one or two hidden layers the Jacobians' sum
+    is closed form (:func:`_jacobian_sum`: a few products per row, whatever d); deeper critics take
+    one backward pass per unit.
+
+    Example:
+        >>> critic = MLPCritic(3, hidden=4, n_layers=1, generator=torch.Generator().manual_seed(0))
+        >>> x = torch.randn(7, 3, generator=torch.Generator().manual_seed(1))
+        >>> [t.shape for t in witness_sums(critic, x, -x)]
+        [torch.Size([3, 4]), torch.Size([3])]
+    """
+    weight: Tensor | float = 0.0
+    bias: Tensor | float = 0.0
+    with torch.no_grad():
+        for start in range(0, x.shape[-2], _SUM_ROWS):
+            xc, sc = x[..., start:start + _SUM_ROWS, :].detach(), s[..., start:start + _SUM_ROWS, :].detach()
+            if critic.n_layers in (1, 2):
+                phi, jac = _jacobian_sum(critic, xc)
+            else:
+                phi, jac = _jacobian_sum_by_autograd(critic, xc)
+            sc = sc.to(phi.dtype)
+            weight = weight + sc.transpose(-1, -2) @ phi + jac
+            bias = bias + sc.sum(-2)
+    assert isinstance(weight, Tensor) and isinstance(bias, Tensor)
+    return weight, bias
+
+
+def _jacobian_sum(critic: MLPCritic, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The features φ at x and Σ_i J_φ(x_i)ᵀ (…, d, h) in x's coordinates, one or two hidden layers:
+    J_φ = D₁W₁S⁻¹ or D₂W₂D₁W₁S⁻¹ (D the Swish slopes, S the input scale), so the sum is
+    (Σ_i g₁ᵢ) ∘ W₁ or ((Σ_i g₂ᵢg₁ᵢᵀ) ∘ W₂) W₁, divided by the scale column by column."""
+    a = critic._inputs(x)
+    slopes = []
+    for W, b in zip(list(critic.weights)[:-1], list(critic.biases)[:-1]):
+        h = a @ W.transpose(-1, -2) + b.unsqueeze(-2)
+        sig = torch.sigmoid(h)
+        a = h * sig
+        slopes.append(sig + a * (1 - sig))
+    W1 = critic.weights[0]
+    if critic.n_layers == 1:
+        jac = slopes[0].sum(-2).unsqueeze(-1) * W1  # (…, h, d)
+    else:
+        cross = slopes[1].transpose(-1, -2) @ slopes[0]  # Σ_i g₂ᵢg₁ᵢᵀ, (…, h, h)
+        jac = (cross * critic.weights[1]) @ W1
+    jac = jac.transpose(-1, -2)  # (…, d, h)
+    if critic.scale is not None:
+        scale = critic.scale
+        jac = jac / (scale.transpose(-1, -2) if scale.dim() == 3 else scale.unsqueeze(-1))
+    return a, jac
+
+
+def _jacobian_sum_by_autograd(critic: MLPCritic, x: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_jacobian_sum` for any depth: one backward pass per feature."""
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
         phi = features(critic, xg)
         rows = [torch.autograd.grad(phi[..., j].sum(), xg, retain_graph=j < phi.shape[-1] - 1)[0].sum(-2)
                 for j in range(phi.shape[-1])]
-    s = s.detach().to(phi.dtype)
-    return s.transpose(-1, -2) @ phi.detach() + torch.stack(rows, -1), s.sum(-2)
+    return phi.detach(), torch.stack(rows, -1)
 
 
 def with_last_layer(critic: MLPCritic, weight: Tensor, bias: Tensor) -> MLPCritic:

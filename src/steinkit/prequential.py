@@ -21,11 +21,11 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .fit import finite_stats, fit_critic, numerical_failure
+from .fit import chunked_terms, finite_stats, fit_critic, numerical_failure
 from .heldout import Problem, check_problems, critic_ensemble
 from .last_layer import witness_sums, with_last_layer
+from .scores import score_rows
 from .settings import CriticSettings, sized_for
-from .stein import stein_terms
 from .validation import as_device
 
 __all__ = ["fit_sequential_critics", "sequential_feature_terms"]
@@ -73,9 +73,7 @@ def fit_sequential_critics(
         x_past, s_past = x_all[:, : k * size], s_all[:, : k * size]
         fit_critic(critic, x_past, s_past, x_past[:, :2], s_past[:, :2], stage, generator=generators,
                    progress=progress, desc=f"fold {k + 1} of {folds}")
-        with torch.no_grad():
-            terms, _ = stein_terms(critic, x_all[:, k * size:(k + 1) * size], s_all[:, k * size:(k + 1) * size],
-                                   trace="exact")
+        terms, _ = chunked_terms(critic, x_all[:, k * size:(k + 1) * size], s_all[:, k * size:(k + 1) * size])
         if not bool(finite_stats(terms.double())):
             raise numerical_failure(f"on fold {k + 1} of {folds}", settings, x_all, s_all)
         kept.append(terms)
@@ -95,14 +93,24 @@ def _check_folds(problems: Sequence[Problem], folds: int) -> int:
 
 
 def _shuffled(problems: Sequence[Problem], device: torch.device) -> tuple[Tensor, Tensor]:
-    """(K, n, d) data, each problem's shuffled by its seed, and the model scores there."""
-    xs, ss = [], []
-    for score, x, seed in problems:
-        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed)).to(device)
-        xs.append(x.to(device)[order])
-        with torch.no_grad():
-            ss.append(score(xs[-1]))
-    return torch.stack(xs), torch.stack(ss)
+    """(K, n, d) data, each problem's shuffled by its seed, and the model scores there: written
+    into one buffer each (no stacked second copy), the scores :data:`~steinkit.scores.SCORE_ROWS`
+    rows at a time."""
+    x_all: Tensor | None = None
+    s_all: Tensor | None = None
+    for k, (score, x, seed) in enumerate(problems):
+        n, d = x.shape
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+        x = x.to(device)
+        if x_all is None:
+            x_all = torch.empty((len(problems), n, d), dtype=x.dtype, device=device)
+        torch.index_select(x, 0, order, out=x_all[k])
+        s = score_rows(score, x_all[k])
+        if s_all is None:
+            s_all = torch.empty((len(problems), n, d), dtype=s.dtype, device=device)
+        s_all[k] = s
+    assert x_all is not None and s_all is not None
+    return x_all, s_all
 
 
 def sequential_feature_terms(
@@ -139,8 +147,7 @@ def sequential_feature_terms(
         more = witness_sums(features, x_all[:, (k - 1) * m:k * m], s_all[:, (k - 1) * m:k * m])
         weight, bias = weight + more[0], bias + more[1]
         witness = with_last_layer(features, weight / (k * m), bias / (k * m))
-        with torch.no_grad():
-            terms, _ = stein_terms(witness, x_all[:, k * m:(k + 1) * m], s_all[:, k * m:(k + 1) * m], trace="exact")
+        terms, _ = chunked_terms(witness, x_all[:, k * m:(k + 1) * m], s_all[:, k * m:(k + 1) * m])
         if not bool(finite_stats(terms.double())):
             raise FloatingPointError(
                 f"the closed-form witness's Stein statistics are not finite on fold {k + 1}: the data or the model's "

@@ -1,40 +1,24 @@
 """Relative test: does model A fit the data better than model B? A paired test with a p-value.
 
 Both models are scored on the same points, so their per-point terms are paired and the
-difference has a far smaller spread than either estimate. Two methods, and the default
-``method="auto"``: ``"optimal"`` when every model's score is differentiable by autograd and no
-critic is asked for (``return_critic``, ``settings`` or critic settings other than ``lam``),
-else ``"lsd"``. The exact method is preferred because it holds its level where the learned one
-does not: on RBM pairs exactly as good as each other (p's weights moved by +σE and −σE) the
-learned test is liberal (docs/findings.md).
+difference has a far smaller spread than either estimate. ``method="auto"`` (the default) picks
+``"optimal"`` when every model's score is differentiable by autograd and no critic is asked for
+(``return_critic``, ``settings`` or critic settings other than ``lam``), else ``"lsd"``; the exact
+method holds its level where the learned one may not (docs/design-notes.md).
+
+``method="optimal"`` (no critic): the difference of the optimal critics' LSDs,
+LSD*(A) − LSD*(B) = E_p[‖s_A‖² − ‖s_B‖² + 2 tr ∇s_A − 2 tr ∇s_B]/(2λ) (Hyvärinen's identity: the
+unknown E_p‖s_p‖² cancels), estimated from every point with exact traces (d backward passes).
+It tests H0: LSD*(A) ≥ LSD*(B), i.e. that A's Fisher divergence from the data is at least B's.
 
 ``method="lsd"`` (learned critics; settings :data:`~steinkit.settings.RELATIVE`): one critic per
-model is fitted, both as one ensemble with the same split, initialisation and probes, on 45% of
-the data (5% to select); on the other half, the test points, each model m gets the per-point
-terms h_m(x) = 2(T_m(x) − λ‖f_m(x)‖²), T_m(x) = s_m(x)ᵀf_m(x) + tr ∇f_m(x). For any critic f,
-E_p h_m = LSD*(m) − 2λ·E_p‖f_m − f*_m‖², where LSD*(m) = E_p‖s_m − s_p‖²/(2λ) is the optimal
-critic's LSD (the value :func:`~steinkit.stein_discrepancy` approaches) and f*_m = (s_m − s_p)/(2λ):
-the penalised term is a lower bound of the model's discrepancy, short by the critic's squared
-error. The hypothesis tested is therefore, given the fitted critics,
-
-    H0: E_p h_A ≥ E_p h_B  ("A's critic-witnessed discrepancy is no smaller than B's"),
-
-against E_p h_A < E_p h_B, with t = √n · mean(h_B − h_A)/std(h_B − h_A) on the test points and
-p = 1 − Φ(t). The critics depend only on the training part, so the test points' differences
-are i.i.d. given them and the CLT makes the level exact as n grows. When both critics are
-fitted equally well (the same squared error 2λ‖f − f*‖²), H0 is "LSD*(A) ≥ LSD*(B)"; otherwise
-the test leans toward the model whose departure is harder for the critic to see (two Gaussians
-of equal Fisher divergence, one shifted and one scaled: docs/findings.md). The penalty matters:
-the plain Stein terms' mean is off by an error linear in the critic's error, which for two
-mirror-image Gaussians doubles the statistic's variance under H0 (size about .12 at .05); the
-penalised terms' error is quadratic. Only one half tests: the mirror fold would be correlated
-with it (docs/findings.md).
-
-``method="optimal"`` (no critic; needs scores differentiable by autograd): the difference of the
-optimal critics' LSDs, LSD*(A) − LSD*(B) = E_p[‖s_A‖² − ‖s_B‖² + 2 tr ∇s_A − 2 tr ∇s_B]/(2λ)
-(integration by parts, Hyvärinen's identity: the unknown E_p‖s_p‖² cancels), estimated from
-every point with exact traces (d backward passes). It tests H0: LSD*(A) ≥ LSD*(B) itself, i.e.
-that A's Fisher divergence from the data is at least B's; its level is exact as n grows.
+model, both as one ensemble with the same split, initialisation and probes, fitted on 45% of the
+data (5% to select); on the other half each model m gets the penalised terms
+h_m(x) = 2(T_m(x) − λ‖f_m(x)‖²), a lower bound of LSD*(m) (:func:`penalised_terms`). It tests,
+given the critics, H0: E_p h_A ≥ E_p h_B with t = √n · mean(h_B − h_A)/std(h_B − h_A) on the test
+points and p = 1 − Φ(t); the critics depend on the training part only, so the test points'
+differences are i.i.d. given them and the level is exact as n grows. When both critics fit
+equally well (the same 2λ‖f − f*‖²), H0 is LSD*(A) ≥ LSD*(B).
 
 Example:
     >>> import torch, steinkit as sk
@@ -150,8 +134,11 @@ def paired_test(differences: Tensor) -> tuple[float, float, float]:
 
 
 def penalised_terms(fit: HeldOutFit, lam: float) -> Tensor:
-    """2(T(x) − λ‖f(x)‖²) of a held-out fit on its test points, in float64: a per-point lower
-    bound of the optimal critic's LSD, tight at the optimal critic (the module docstring).
+    """h(x) = 2(T(x) − λ‖f(x)‖²) of a held-out fit on its test points, in float64, with
+    T(x) = s(x)ᵀf(x) + tr ∇f(x). For any critic f, E_p h = LSD* − 2λ·E_p‖f − f*‖², where
+    LSD* = E_p‖s − s_p‖²/(2λ) is the optimal critic's LSD and f* = (s − s_p)/(2λ): a per-point
+    lower bound, tight at the optimal critic, whose error is quadratic in the critic's (the plain
+    terms' error is linear).
 
     Example:
         >>> fit = HeldOutFit(torch.tensor([1.0, 2.0]), 10, (), torch.tensor([1.0, 0.0]))
@@ -177,16 +164,23 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
+_TRACE_ROWS = 4096  # rows per autograd graph of _score_terms: memory bounded whatever n
+
+
 def _score_terms(score: Score, x: Tensor) -> Tensor:
-    """‖s(x)‖² + 2 tr ∇s(x) per point (exact trace), in float64."""
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        s = score(xg)
-        if not s.requires_grad:
-            raise ValueError(f"method='optimal' needs every model's score to be differentiable by torch autograd; "
-                             f"{score.source} returned values without a graph: use method='lsd'")
-        trace, _ = exact_trace(lambda _: s, xg, create_graph=False)
-    return s.detach().double().pow(2).sum(1) + 2 * trace.detach().double()
+    """‖s(x)‖² + 2 tr ∇s(x) per point (exact trace: d backward passes), in float64, a chunk of rows
+    at a time."""
+    parts = []
+    for start in range(0, x.shape[0], _TRACE_ROWS):
+        with torch.enable_grad():
+            xg = x[start:start + _TRACE_ROWS].detach().requires_grad_(True)
+            s = score(xg)
+            if not s.requires_grad:
+                raise ValueError(f"method='optimal' needs every model's score to be differentiable by torch autograd; "
+                                 f"{score.source} returned values without a graph: use method='lsd'")
+            trace, _ = exact_trace(lambda _: s, xg, create_graph=False)
+        parts.append(s.detach().double().pow(2).sum(1) + 2 * trace.detach().double())
+    return torch.cat(parts)
 
 
 def _optimal_terms(scores: Sequence[Score], x: Tensor, lam: float) -> list[Tensor]:

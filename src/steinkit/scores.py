@@ -16,7 +16,11 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Score", "as_score", "as_scores", "module_on"]
+__all__ = ["Score", "as_score", "as_scores", "module_on", "score_rows", "SCORE_ROWS"]
+
+SCORE_ROWS = 65536
+"""Rows per call of a model's score in :func:`score_rows` (a model's own intermediates, e.g. an RBM's
+hidden units or an autograd graph, then take memory bounded whatever n)."""
 
 
 class Score:
@@ -67,6 +71,31 @@ class Score:
         return f"Score({self.source})"
 
 
+def score_rows(score: Callable[[Tensor], Tensor], x: Tensor, rows: int = SCORE_ROWS) -> Tensor:
+    """``score(x)`` computed ``rows`` rows at a time (over the second-to-last axis) into one
+    tensor, without gradients: the same values as one call (a score is a function of each row),
+    with the model's intermediates bounded whatever n.
+
+    Example:
+        >>> score = as_score(lambda z: -z)
+        >>> x = torch.randn(10, 2)
+        >>> torch.equal(score_rows(score, x, rows=3), score(x))
+        True
+    """
+    n = x.shape[-2]
+    with torch.no_grad():
+        if n <= rows:
+            return score(x)
+        out: Tensor | None = None
+        for start in range(0, n, rows):
+            part = score(x[..., start:start + rows, :])
+            if out is None:
+                out = torch.empty(*x.shape[:-2], n, part.shape[-1], dtype=part.dtype, device=part.device)
+            out[..., start:start + part.shape[-2], :] = part
+    assert out is not None
+    return out
+
+
 def _autograd_score(log_density: Callable[[Tensor], Tensor], sign: float) -> Callable[[Tensor], Tensor]:
     """Score from a scalar-per-example function by autograd (sign=+1 for log q, -1 for energy).
 
@@ -88,6 +117,29 @@ def _autograd_score(log_density: Callable[[Tensor], Tensor], sign: float) -> Cal
         return grad * sign if sign != 1 else grad
 
     return score
+
+
+def _callable_score(fn: Callable[[Tensor], Tensor], dim: int | None, name: str) -> Score:
+    """A plain function as a model: a score function if it returns (n, d), a log-density log q
+    (differentiated by autograd) if it returns (n,). The kind is read off the first call's
+    output shape and kept; the Score's ``source`` then says which it was taken to be."""
+    state: dict[str, Any] = {"log_density": None}
+    log_density_score = _autograd_score(fn, 1.0)
+
+    def score(x: Tensor) -> Tensor:
+        if state["log_density"]:
+            return log_density_score(x)
+        out = fn(x)
+        if state["log_density"] is None and isinstance(out, Tensor):
+            if out.dim() == 1 and x.dim() == 2 and out.shape[0] == x.shape[0]:
+                state["log_density"] = True
+                wrapped.source = f"autograd of log-density function {name} (it returns one value per row)"
+                return log_density_score(x)
+            state["log_density"] = False
+        return out
+
+    wrapped = Score(score, dim, f"score function {name}")
+    return wrapped
 
 
 def _model_dim(obj: Any) -> int | None:
@@ -147,7 +199,9 @@ def as_score(obj: Any, *, device: torch.device | None = None) -> Score:
       3. an object with a ``.score`` method;
       4. an object with a ``.log_prob`` method (autograd);
       5. an ``nn.Module`` energy E with q ∝ exp(−E): ``E(x)`` returns (n,), score = −∇E;
-      6. any other callable, taken to be the score function itself.
+      6. any other callable: the score function itself when it returns (n, d); a log-density
+         log q (up to a constant; autograd gives the score) when it returns one value per row,
+         (n,). An *energy* function must be negated (``lambda x: -E(x)``) or be an ``nn.Module``.
 
     Example:
         >>> energy = lambda x: 0.5 * (x ** 2).sum(1)
@@ -155,6 +209,8 @@ def as_score(obj: Any, *, device: torch.device | None = None) -> Score:
         ...     def forward(self, x):
         ...         return 0.5 * (x ** 2).sum(1)
         >>> as_score(Energy())(torch.ones(1, 2)).tolist()
+        [[-1.0, -1.0]]
+        >>> as_score(lambda x: -0.5 * (x ** 2).sum(1))(torch.ones(1, 2)).tolist()   # a log-density
         [[-1.0, -1.0]]
     """
     if isinstance(obj, Score):
@@ -178,7 +234,7 @@ def as_score(obj: Any, *, device: torch.device | None = None) -> Score:
     if isinstance(obj, nn.Module):
         return Score(_autograd_score(obj, -1.0), dim, f"energy module {name}")
     if callable(obj):
-        return Score(obj, dim, f"score function {getattr(obj, '__name__', name)}")
+        return _callable_score(obj, dim, getattr(obj, "__name__", name))
     raise TypeError(
         "model must be a torch Distribution, an object with .score or .log_prob, an energy "
         f"nn.Module or a score callable, got type {name}"

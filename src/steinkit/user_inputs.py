@@ -15,15 +15,20 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.util
+import mmap
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["UserInputError", "load_object", "load_samples"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["UserInputError", "load_object", "load_samples", "load_tensor", "float32_tensor"]
 
 _SUFFIXES = (".npy", ".npz", ".csv", ".txt")
 
@@ -108,7 +113,9 @@ def _archive_array(file: Path, key: str | None) -> np.ndarray:
 def load_samples(path: str) -> np.ndarray:
     """Load samples (n, d) from .npy, .npz (``file.npz:key`` picks an array), .csv or .txt.
 
-    A 1-D array is read as n samples of one dimension.
+    A 1-D array is read as n samples of one dimension. A .npy file is memory-mapped
+    copy-on-write (``np.load(mmap_mode="c")``): nothing is read until used, and nothing written
+    to the array reaches the file.
     """
     key = None
     if ".npz:" in path:
@@ -120,8 +127,8 @@ def load_samples(path: str) -> np.ndarray:
     if file.suffix not in _SUFFIXES:
         raise UserInputError(f"--data file {file} must end in one of {_SUFFIXES}")
     try:
-        if file.suffix == ".npy":
-            data = np.load(file, allow_pickle=False)
+        if file.suffix == ".npy":  # memory-mapped: rows are read from the file when used
+            data = np.load(file, mmap_mode="c", allow_pickle=False)
         elif file.suffix == ".npz":
             data = _archive_array(file, key)
         else:
@@ -137,3 +144,54 @@ def load_samples(path: str) -> np.ndarray:
     if not np.issubdtype(data.dtype, np.number):
         raise UserInputError(f"--data file {file} must hold numbers, got dtype {data.dtype}")
     return data
+
+
+_CONVERT_ROWS = 65536  # rows per chunk of float32_tensor's conversion
+
+
+def load_tensor(path: str) -> "torch.Tensor":
+    """:func:`load_samples` as a float32 tensor (:func:`float32_tensor`): a float32 .npy file is
+    used in place, memory-mapped; any other is converted a chunk of rows at a time."""
+    return float32_tensor(load_samples(path))
+
+
+def float32_tensor(data: np.ndarray, rows: int = _CONVERT_ROWS) -> "torch.Tensor":
+    """``data`` (n, d) as a float32 tensor without a full copy in another dtype: a C-contiguous
+    float32 array is shared (a memory-mapped file stays mapped; rows are read when used), anything
+    else fills a new float32 tensor ``rows`` rows at a time, and a memory-mapped source's pages
+    are handed back to the system after each chunk, so the peak is the float32 data plus a chunk.
+
+    Example:
+        >>> float32_tensor(np.arange(6.0).reshape(3, 2), rows=2).tolist()
+        [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    """
+    import torch
+
+    if data.dtype == np.float32 and data.flags.c_contiguous and data.flags.writeable:
+        return torch.from_numpy(data)
+    out = torch.empty(data.shape, dtype=torch.float32)
+    view = out.numpy()
+    for start in range(0, data.shape[0], rows):
+        view[start:start + rows] = data[start:start + rows]
+        _drop_pages(data, start, min(start + rows, data.shape[0]))
+    return out
+
+
+def _drop_pages(data: np.ndarray, start: int, stop: int) -> None:
+    """Tell the system that rows start..stop of a memory-mapped array are no longer needed (they
+    are re-read from the file if used again); nothing for other arrays or where it cannot."""
+    mm = getattr(data, "_mmap", None)
+    advise = getattr(mmap, "MADV_DONTNEED", None)
+    if mm is None or advise is None or data.strides[0] <= 0:
+        return
+    try:
+        holder = ctypes.c_char.from_buffer(mm)
+        base = ctypes.addressof(holder)
+        del holder
+        first = data.ctypes.data - base + start * data.strides[0]
+        last = data.ctypes.data - base + stop * data.strides[0]
+        first -= first % mmap.PAGESIZE
+        if 0 <= first < last <= len(mm):
+            mm.madvise(advise, first, last - first)
+    except (TypeError, ValueError, BufferError, OSError):
+        return

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ._optional import paper_module
 from .validation import as_data, positive_int
 from .witness import FittedCritic, Witness
 
@@ -49,7 +50,7 @@ def plot_field(critics: FittedCritic | Mapping[str, FittedCritic], x: Any, path:
         path: the image file to write (its suffix picks the format).
         grid: arrows per side.
     """
-    from matplotlib.figure import Figure
+    Figure = paper_module("matplotlib.figure", "drawing a witness").Figure
 
     named = _named(critics, FittedCritic, "critics")
     data = as_data(x, "x", dim=2, min_rows=2).detach().cpu().double()
@@ -100,7 +101,7 @@ def plot_images(witnesses: Witness | Mapping[str, Witness], path: str | os.PathL
         k: how many of the points with the largest Stein terms to average.
         shape: (height, width) of one image; default: square.
     """
-    from matplotlib.figure import Figure
+    Figure = paper_module("matplotlib.figure", "drawing a witness").Figure
 
     named = _named(witnesses, Witness, "witnesses")
     fig = Figure(figsize=(6.0, 3.0 * len(named)), layout="constrained")

@@ -1,15 +1,9 @@
 """Data: 2-D toy sets, IDX image files, image preprocessing and grids."""
 
+from . import preprocess
 from .idx import FASHION_MNIST_ROOT, IMAGE_DATASETS, load_image_dataset, read_idx
 from .images import make_image_grid, save_image_grid
-from .preprocess import (
-    bits_per_dim,
-    dequantize,
-    inverse_logit,
-    inverse_logit_transform,
-    logit,
-    logit_transform,
-)
+from .preprocess import bits_per_dim, dequantize, inverse_logit, inverse_logit_transform, logit, logit_transform
 from .toy import TOY_DATASETS, sample_toy
 
 __all__ = [
@@ -21,10 +15,5 @@ __all__ = [
     "load_image_dataset",
     "make_image_grid",
     "save_image_grid",
-    "dequantize",
-    "logit",
-    "inverse_logit",
-    "logit_transform",
-    "inverse_logit_transform",
-    "bits_per_dim",
+    *preprocess.__all__,
 ]

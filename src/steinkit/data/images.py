@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._optional import paper_module
 from ..validation import wrong_type
 
 __all__ = ["make_image_grid", "save_image_grid"]
@@ -108,7 +109,7 @@ def save_image_grid(
         >>> out.suffix
         '.png'
     """
-    from matplotlib.image import imsave
+    imsave = paper_module("matplotlib.image", "save_image_grid").imsave
 
     grid = make_image_grid(images, shape=shape, nrow=nrow)
     out = Path(path)

@@ -44,7 +44,10 @@ def _eps(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps)
 
 
-def _check_alpha(alpha: float) -> float:
+def _check_alpha(t: Tensor, name: str, alpha: float, min_dim: int = 0) -> float:
+    """Check the tensor ``t`` (floating, at least ``min_dim`` dimensions) and return the squeeze
+    ``alpha`` in [0, 0.5)."""
+    float_tensor(t, name, min_dim=min_dim)
     a = real(alpha, "alpha")
     if not 0.0 <= a < 0.5:
         raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
@@ -101,8 +104,7 @@ def logit(x: Tensor, alpha: float = 0.0) -> Tensor:
         >>> logit(torch.tensor([0.5]))
         tensor([0.])
     """
-    float_tensor(x, "x")
-    a = _check_alpha(alpha)
+    a = _check_alpha(x, "x", alpha)
     eps = _eps(x.dtype)
     s = (a + (1.0 - 2.0 * a) * x).clamp(eps, 1.0 - eps)
     return torch.log(s) - torch.log1p(-s)
@@ -115,8 +117,7 @@ def inverse_logit(y: Tensor, alpha: float = 0.0) -> Tensor:
         >>> inverse_logit(torch.tensor([0.0]))
         tensor([0.5000])
     """
-    float_tensor(y, "y")
-    a = _check_alpha(alpha)
+    a = _check_alpha(y, "y", alpha)
     return (torch.sigmoid(y) - a) / (1.0 - 2.0 * a)
 
 
@@ -140,8 +141,7 @@ def logit_transform(x01: Tensor, alpha: float = 0.0) -> tuple[Tensor, Tensor]:
         >>> log_det  # dy/dx = 4 at x = 1/2, three dimensions
         tensor([4.1589, 4.1589])
     """
-    float_tensor(x01, "x01", min_dim=2)
-    a = _check_alpha(alpha)
+    a = _check_alpha(x01, "x01", alpha, min_dim=2)
     _check_unit(x01, "x01")
     eps = _eps(x01.dtype)
     s = (a + (1.0 - 2.0 * a) * x01).clamp(eps, 1.0 - eps)
@@ -164,8 +164,7 @@ def inverse_logit_transform(y: Tensor, alpha: float = 0.0) -> tuple[Tensor, Tens
         tensor([[0.5000, 0.5000, 0.5000],
                 [0.5000, 0.5000, 0.5000]])
     """
-    float_tensor(y, "y", min_dim=2)
-    a = _check_alpha(alpha)
+    a = _check_alpha(y, "y", alpha, min_dim=2)
     x = (torch.sigmoid(y) - a) / (1.0 - 2.0 * a)
     per_dim = F.logsigmoid(y) + F.logsigmoid(-y) - math.log1p(-2.0 * a)
     return x, per_dim.flatten(1).sum(dim=1)

@@ -33,7 +33,8 @@ from ..settings import PAPER_ESTIMATE
 from ..gof.ksd import ksd_estimate, learn_ksd_bandwidth
 from ..gof.lksd import learn_lksd_bandwidth, lksd_estimate
 from ..stein import optimal_lsd
-from .rbm_power import RBMSweep, derive_seed, rbm_problem, sigma_figure, sigma_tables
+from ..problems.rbm_benchmark import derive_seed, rbm_problem
+from .rbm_power import RBMSweep, sigma_figure, sigma_tables
 from .report import write_report
 from .runner import sweep
 from .settings import RunOptions, command_line, setting, trial_device

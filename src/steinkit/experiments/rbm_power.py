@@ -25,19 +25,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-import torch
-
+from .._optional import paper_module
 from ..gof import METHODS, get_method, gof_tests
 from ..gof.lsd import DEFAULT_PROTOCOL
-from ..models import GaussianBernoulliRBM
+from ..problems.rbm_benchmark import derive_seed, rbm_problem
 from .report import markdown_table, write_report
 from .runner import sweep
 from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
@@ -45,7 +42,7 @@ from .settings import ReproductionSettings, RunOptions, command_line, setting, t
 __all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "PAPER_DIMS", "SIGMAS", "TEST_METHODS", "VARIANTS",
            "reproduction_methods",
            "RBMSweep", "Settings", "FULL", "QUICK",
-           "derive_seed", "parse_dims", "rbm_problem", "trial_configs", "run_trial", "summarize", "run",
+           "parse_dims", "trial_configs", "run_trial", "summarize", "run",
            "sigma_tables", "sigma_figure"]
 
 NAME = "rbm-power"
@@ -77,17 +74,6 @@ def reproduction_methods() -> tuple[str, ...]:
 
 TEST_METHODS: tuple[str, ...] = reproduction_methods()
 """The methods registered when this module was imported (and variants): the full preset's."""
-
-
-def derive_seed(*parts: Any) -> int:
-    """A seed in [0, 2**31) determined by JSON-serializable parts (stable across runs and machines).
-
-    Example:
-        >>> derive_seed(0, 50, 40, 3) == derive_seed(0, 50, 40, 3) != derive_seed(0, 50, 40, 4)
-        True
-    """
-    digest = hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def parse_dims(dims: Any) -> tuple[str, ...]:
@@ -156,19 +142,6 @@ class Settings(RBMSweep):
 
 FULL = Settings()
 QUICK = Settings(dims=("50",), reps=5)
-
-
-def rbm_problem(
-    dx: int, dh: int, rep: int | None, sigma: float, *, n: int, burn_in: int, seed: int = 0
-) -> tuple[GaussianBernoulliRBM, GaussianBernoulliRBM, torch.Tensor]:
-    """(p, q, x): a random RBM p, p with B perturbed by N(0, sigma²), and n Gibbs samples from p;
-    p, x and the perturbation's direction derive from (seed, dx, dh, rep), or (seed, dx, dh)."""
-    key = (seed, dx, dh) if rep is None else (seed, dx, dh, rep)
-    g = torch.Generator().manual_seed(derive_seed(*key))
-    p = GaussianBernoulliRBM.random(dx, dh, generator=g)
-    x = p.sample(n, burn_in=burn_in, generator=g)
-    q = p.perturb(sigma, generator=torch.Generator().manual_seed(derive_seed(*key, "perturb")))
-    return p, q, x
 
 
 def trial_configs(s: Settings) -> list[dict[str, Any]]:
@@ -247,7 +220,7 @@ def sigma_figure(path: Path, rows: Sequence[dict], value: str, groups: Sequence[
                  ylabels: Sequence[str], label: Callable[[str], str], hline: float, **axis: Any) -> Path:
     """Save error bars (``value`` ± ``stderr``) over σ: a column per size, a row per group of methods,
     a line per method (and RBM seed); ``axis`` goes to every panel's ``set``."""
-    from matplotlib.figure import Figure
+    Figure = paper_module("matplotlib.figure", "the rbm-power figure").Figure
 
     pairs, seeds = sorted({(r["dx"], r["dh"]) for r in rows}), sorted({r.get("seed", 0) for r in rows})
     fig = Figure(figsize=(4.2 * len(pairs), 0.4 + 3.2 * len(groups)), layout="constrained")

@@ -45,6 +45,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
+from .._optional import paper_module
 from ..data.toy import sample_toy
 from ..evaluate import compare
 from ..gof.outcome import normal_sf
@@ -53,7 +54,8 @@ from ..relative import relative_tests
 from ..settings import PAPER_ESTIMATE, RELATIVE
 from ..stein import optimal_lsd
 from ..witness_plots import plot_field
-from .rbm_power import RBMSweep, derive_seed, rbm_problem
+from ..problems.rbm_benchmark import derive_seed, rbm_problem
+from .rbm_power import RBMSweep
 from ._relative_flows import flow_configs, flow_pairs, flow_run_rows, flow_summary, flow_table, flow_trial, flow_witness
 from .report import markdown_table, write_report
 from .runner import sweep
@@ -281,7 +283,7 @@ def _verdict(rows: Sequence[dict], alpha: float) -> str:
 
 
 def _figure(path: Path, rows: Sequence[dict], alpha: float) -> Path:
-    from matplotlib.figure import Figure
+    Figure = paper_module("matplotlib.figure", "the relative figure").Figure
 
     labels = list(dict.fromkeys(
         (r["kind"], r["sigma_a"], r["sigma_b"]) for r in rows if r["dx"] == rows[0]["dx"]))

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from .._optional import paper_module
 from ..validation import wrong_type
 
 if TYPE_CHECKING:
@@ -283,6 +284,8 @@ _EXTRA_MODULES: dict[str, tuple[str, ...]] = {"dask": ("dask.distributed",), "ra
 def _require_backend(backend: str) -> None:
     """Import the optional modules ``backend`` needs, so a missing extra fails before any trial
     starts (or progress bar shows) with an ``ImportError`` saying what to install."""
+    if backend != "dask":
+        paper_module("joblib", f"the sweep engine's {backend} backend")
     for module in _EXTRA_MODULES.get(backend, ()):
         try:
             importlib.import_module(module)
@@ -378,7 +381,7 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[Any]:
 @contextlib.contextmanager
 def _ray_context(address: str | None) -> Iterator[None]:
     """Activate ray's joblib backend: ``ray.init(address=...)`` on a running cluster, else a local instance."""
-    import joblib
+    joblib = paper_module("joblib", "the sweep engine")
 
     try:
         import ray
@@ -502,7 +505,7 @@ def _run_joblib(
     trial_fn: TrialFn, pending: list[str], store: TrialStore, bar: Any, *, jobs: int, backend: str, threads: int,
     artifacts: str | None, address: str | None,
 ) -> None:
-    import joblib
+    joblib = paper_module("joblib", "the sweep engine")
 
     if backend == "loky":
         # batch_size=1: every trial comes back (and is stored) on its own

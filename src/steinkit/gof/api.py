@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 
 from ..results import TestResult
-from ..scores import as_scores
+from ..scores import as_scores, score_rows
 from ..settings import CriticSettings
 from ..validation import as_data, as_device, flag, probability, seed_from, seed_value
 from .methods import BUILTIN  # noqa: F401  (importing it registers the built-in methods)
@@ -152,16 +152,13 @@ def gof_test(
         return_critic: LSD with ``protocol="aggregated"`` or ``"paper"`` only: keep the selected
             critic on the result (``critic``, for :func:`steinkit.witness`).
         progress: show a progress bar (methods that have one).
-        device: where to test, e.g. ``"cuda"`` (default: where ``x`` lives, else the CPU). The
-            data move there, a model that is an ``nn.Module`` is copied there (yours stays where
-            it is), and critics, generators and bootstrap draws are made there. On the CPU the
-            answer is the same whichever way the device is given.
-        **options: the method's options, the fields of ``get_method(method).options`` with
-            their defaults and help texts: for LSD the
-            :class:`~steinkit.settings.CriticSettings` fields to change (``n_iters=200``, ...);
+        device: where to test, e.g. ``"cuda"`` (default: where ``x`` lives, else the CPU): the
+            data move there, an ``nn.Module`` model is copied there (yours stays), and critics
+            and random draws are made there. On the CPU every device spelling gives one answer.
+        **options: the method's options, the fields of ``get_method(method).options``: for LSD
+            the :class:`~steinkit.settings.CriticSettings` fields to change (``n_iters=200``, ...);
             for a kernel test its test function's keywords (``kernel``, ``bandwidth``,
-            ``n_bootstrap``, ``max_seconds``, ``max_memory_gb``, ...). Unknown names raise a
-            TypeError listing the method's options.
+            ``n_bootstrap``, ``max_seconds``, ...). Unknown names raise a TypeError listing them.
 
     Returns:
         A :class:`GofResult`.
@@ -235,8 +232,7 @@ def gof_tests(
     results = []
     for sc, x, seed in zip(scores, data, seeds):
         start = time.perf_counter()
-        with torch.no_grad():
-            s = sc(x)
+        s = score_rows(sc, x)
         generator = torch.Generator(device=device).manual_seed(seed)
         outcome = spec.run(x, s, generator=generator, **given)
         results.append(_result(spec, outcome, alpha, time.perf_counter() - start))

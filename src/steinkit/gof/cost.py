@@ -40,7 +40,6 @@ __all__ = [
     "check_limits",
     "guard",
     "duration",
-    "available_bytes",
     "symmetric_pairs",
     "best_time",
     "one_thread",
@@ -90,7 +89,7 @@ def check_limits(max_seconds: Any, max_memory_gb: Any) -> tuple[float | None, fl
     return seconds, positive_float(max_memory_gb, "max_memory_gb")
 
 
-def available_bytes(device: torch.device) -> float:
+def _available_bytes(device: torch.device) -> float:
     """Memory free for a test on ``device``: CUDA's free memory, else the system's available memory."""
     if device.type == "cuda":
         return float(torch.cuda.mem_get_info(device)[0])
@@ -226,7 +225,7 @@ def guard(
     """
     limit_bytes = None
     if max_memory_gb == "auto":
-        limit_bytes = 0.5 * available_bytes(device)
+        limit_bytes = 0.5 * _available_bytes(device)
     elif max_memory_gb is not None:
         limit_bytes = 1e9 * max_memory_gb
     over_memory = limit_bytes is not None and nbytes > limit_bytes

@@ -17,7 +17,13 @@ the statistic ``n FSSD^2`` is computed on the rest, and its null distribution
 ``sum_i lambda_i (Z_i^2 - 1)`` is simulated with ``lambda`` the eigenvalues of the covariance
 of ``tau`` on the test split (from its (n, n) Gram matrix when n < dJ: the same non-zero
 eigenvalues, so no (dJ, dJ) matrix is formed and large d costs O(n^2 dJ), not O((dJ)^3)).
-p-value: the fraction of simulations ``>=`` the statistic.
+p-value: the fraction of simulations ``>=`` the statistic. Locations are optimized in
+coordinates standardized by the training split (so the learning rate is scale free) and the
+bandwidth in log space.
+
+The test is linear in n, but its optimisation costs about opt_steps·n_train·J·d: before it
+starts, the test predicts its time (from one timed step on part of the training split) and
+memory and refuses above ``max_seconds`` or ``max_memory_gb`` (:mod:`steinkit.gof.cost`).
 
 Example:
     >>> import torch
@@ -178,10 +184,6 @@ def fssd_test(
 ) -> TestOutcome:
     """FSSD goodness-of-fit test with optimized test locations and bandwidth.
 
-    The test is linear in n, but its optimisation costs about opt_steps·n_train·J·d: before it
-    starts, the test predicts its time (from one timed step on part of the training split) and
-    memory and refuses above ``max_seconds`` or ``max_memory_gb`` (:mod:`steinkit.gof.cost`).
-
     Arguments:
         x: data, shape (n, d); the split needs at least 2 points on each side.
         s: scores grad_x log q at x, shape (n, d).
@@ -189,20 +191,17 @@ def fssd_test(
             Gaussian kernel with the median heuristic. Its bandwidth is where the optimisation starts.
         n_locations: J, the number of test locations (>= 1); ignored when ``locations`` is given.
         train_fraction: fraction of x (seeded random split) used to choose locations and bandwidth.
-        opt_steps: Adam steps on the power criterion (0: keep the initial locations and bandwidth).
-            Locations are optimized in coordinates standardized by the training split (so
-            ``learning_rate`` is scale free) and the bandwidth in log space; the best iterate
-            (by training criterion, the initial point included) is kept.
-        learning_rate: Adam learning rate.
+        opt_steps: Adam steps on the power criterion (0: keep the initial locations and bandwidth);
+            the best iterate by the training criterion, the initial point included, is kept.
+        learning_rate: Adam learning rate (on standardized locations and the log bandwidth).
         reg: regularizer of the power criterion's variance.
         n_simulate: draws from the simulated null distribution (>= 1).
         locations: initial locations (J, d); None draws J from a Gaussian fitted to the training split.
         bandwidth: initial bandwidth; None uses the kernel's on the training split (the median
             heuristic by default).
         generator: torch.Generator for the split, the initial locations and the null simulation.
-        max_seconds: refuse when the predicted time is above this (None: no limit).
-        max_memory_gb: refuse when the predicted memory is above this many GB ("auto": half of
-            the memory available; None: no limit).
+        max_seconds, max_memory_gb: refuse when the predicted time or memory is above these
+            (:mod:`steinkit.gof.cost`; ``"auto"``: half of the memory available; None: no limit).
 
     Returns:
         TestOutcome with ``statistic = n_test * FSSD^2`` on the test split,
@@ -219,47 +218,47 @@ def fssd_test(
         True
     """
     x64, s64 = _data_and_scores(x, s, min_n=4, what="the FSSD test")
-    n, d = x64.shape
-    n_locations = integer(n_locations, "n_locations", minimum=1)
-    train_fraction = probability(train_fraction, "train_fraction")
-    opt_steps = integer(opt_steps, "opt_steps", minimum=0)
-    n_simulate = integer(n_simulate, "n_simulate", minimum=1)
-    learning_rate = positive_float(learning_rate, "learning_rate")
-    reg = nonneg_float(reg, "reg")
+    n_locations, opt_steps = integer(n_locations, "n_locations", minimum=1), integer(opt_steps, "opt_steps", minimum=0)
+    train_fraction, n_simulate = probability(train_fraction, "train_fraction"), integer(n_simulate, "n_simulate", minimum=1)
+    learning_rate, reg = positive_float(learning_rate, "learning_rate"), nonneg_float(reg, "reg")
     as_generator(generator=generator)
     kernel = _kernel(kernel)
-    v0 = None if locations is None else _check_locations(locations, d, x64.device)
+    v0 = None if locations is None else _check_locations(locations, x64.shape[1], x64.device)
     h0 = None if bandwidth is None else positive_float(bandwidth, "bandwidth")
 
-    train, test = _split_indices(n, train_fraction, generator)
+    train, test = _split_indices(x64.shape[0], train_fraction, generator)
     x_tr, s_tr = x64[train.to(x64.device)], s64[train.to(x64.device)]
     x_te, s_te = x64[test.to(x64.device)], s64[test.to(x64.device)]
-    J = n_locations if v0 is None else v0.shape[0]
-    _guard(kernel, x_tr, s_tr, x_te.shape[0], J, opt_steps, reg, max_seconds, max_memory_gb)
-    if v0 is None:
-        v0 = _gaussian_locations(x_tr, n_locations, generator)
-    if h0 is None:
-        h0 = _start(kernel, x_tr)
+    _guard(kernel, x_tr, s_tr, x_te.shape[0], n_locations if v0 is None else v0.shape[0], opt_steps, reg,
+           max_seconds, max_memory_gb)
+    v0 = _gaussian_locations(x_tr, n_locations, generator) if v0 is None else v0
+    h0 = _start(kernel, x_tr) if h0 is None else h0
     crit_init, crit_opt, v_opt, h_opt = _optimize_locations(kernel, x_tr, s_tr, v0, h0, reg, opt_steps, learning_rate)
 
     tau = _features(kernel.with_bandwidth(h_opt), x_te, s_te, v_opt)
-    n_te = tau.shape[0]
     fssd2 = _fssd2_unbiased(tau)
-    stat = float(n_te * fssd2)
-    if stat <= 0 and not bool((tau != tau[0]).any()):  # a null of all-zero eigenvalues: p = 1 says nothing
-        raise FloatingPointError(
-            f"the FSSD features on the {n_te} test points are all equal (zero variance), so the test is undefined: "
-            f"the bandwidth ({h_opt:.3g}) is far from the scale of the data, or the data have no spread; "
-            "give another bandwidth or check x"
-        )
+    stat = _statistic(tau, fssd2, h_opt)
     pvalue = _simulated_pvalue(tau, stat, n_simulate, generator)
     details: dict[str, Any] = dict(
         kernel=repr(kernel), locations=v_opt.cpu(), bandwidth=h_opt, power_criterion_init=crit_init,
-        power_criterion_opt=crit_opt,
-        fssd2=float(fssd2), n_train=int(train.numel()), n_test=n_te, n_locations=int(v_opt.shape[0]),
-        opt_steps=opt_steps, n_simulate=n_simulate,
+        power_criterion_opt=crit_opt, fssd2=float(fssd2), n_train=int(train.numel()), n_test=tau.shape[0],
+        n_locations=int(v_opt.shape[0]), opt_steps=opt_steps, n_simulate=n_simulate,
     )
     return TestOutcome(statistic=stat, pvalue=pvalue, details=details)
+
+
+def _statistic(tau: Tensor, fssd2: Tensor, bandwidth: float) -> float:
+    """n_test · FSSD²; features all equal (a null of all-zero eigenvalues, where p = 1 says
+    nothing) raise ``FloatingPointError``."""
+    n_te = tau.shape[0]
+    stat = float(n_te * fssd2)
+    if stat <= 0 and not bool((tau != tau[0]).any()):
+        raise FloatingPointError(
+            f"the FSSD features on the {n_te} test points are all equal (zero variance), so the test is undefined: "
+            f"the bandwidth ({bandwidth:.3g}) is far from the scale of the data, or the data have no spread; "
+            "give another bandwidth or check x"
+        )
+    return stat
 
 
 def _guard(kernel: Any, x_tr: Tensor, s_tr: Tensor, n_test: int, J: int, opt_steps: int, reg: float,

@@ -214,6 +214,25 @@ def _guard(kernels: Sequence[Any], x64: Tensor, s64: Tensor, n_draws: int, incom
           device=x64.device, max_seconds=max_seconds, max_memory_gb=max_memory_gb, advice=advice)
 
 
+def _checked(x: Any, s: Any) -> tuple[Tensor, Tensor]:
+    """KSDAgg's data and scores, float64 on the data's device (the caller refuses non-finite
+    scores after its other checks)."""
+    x64 = _float64_matrix(x, "x", min_rows=2, what="KSDAgg")
+    s64 = as_data(s, "s", tensors_only=True, dtype=torch.float64, finite=False).detach()
+    if s64.shape != x64.shape:
+        raise ValueError(f"x and s must both have shape (n, d) with n >= 2, got {tuple(x.shape)} and {tuple(s.shape)}")
+    return x64, s64.to(x64.device)
+
+
+def _check_counts(n_bootstrap: Any, n_correction: Any, incomplete: Any) -> None:
+    for name, value in (("n_bootstrap", n_bootstrap), ("n_correction", n_correction)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if incomplete is not None and (isinstance(incomplete, bool) or not isinstance(incomplete, int) or incomplete < 1):
+        raise ValueError(
+            f"incomplete must be None or a positive int (the number R of sub-diagonals), got {incomplete!r}")
+
+
 def ksdagg_test(
     x: Tensor,
     s: Tensor,
@@ -256,19 +275,10 @@ def ksdagg_test(
         level-corrected p-value, and details: kernel, bandwidths, per-bandwidth statistics and
         p-values, the number of pairs used.
     """
-    x64 = _float64_matrix(x, "x", min_rows=2, what="KSDAgg")
-    s64 = as_data(s, "s", tensors_only=True, dtype=torch.float64, finite=False).detach()  # inf: see below
+    x64, s64 = _checked(x, s)
     n = x64.shape[0]
-    if s64.shape != x64.shape:
-        raise ValueError(f"x and s must both have shape (n, d) with n >= 2, got {tuple(x.shape)} and {tuple(s.shape)}")
-    s64 = s64.to(x64.device)
     kernel = _collection(kernel, bandwidths, exponents)
-    for name, value in (("n_bootstrap", n_bootstrap), ("n_correction", n_correction)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if incomplete is not None and (isinstance(incomplete, bool) or not isinstance(incomplete, int) or incomplete < 1):
-        raise ValueError(
-            f"incomplete must be None or a positive int (the number R of sub-diagonals), got {incomplete!r}")
+    _check_counts(n_bootstrap, n_correction, incomplete)
     if not bool(torch.isfinite(s64).all()):
         raise FloatingPointError("KSDAgg statistics are not finite: check the model's scores for inf/NaN")
     kernels = kernel.resolve(x64)

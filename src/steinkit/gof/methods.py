@@ -20,6 +20,7 @@ from .lksd import lksd_test
 from .lsd import LSDOptions, lsd_tests
 from .registry import GofMethod, register, registered
 from .sequential import sequential_witness_test
+from .witnesses import WitnessOptions, witness_tests
 
 __all__ = ["BUILTIN"]
 
@@ -44,6 +45,9 @@ register(GofMethod("ksdagg-inc", "KSDAgg with incomplete U-statistics over R = 2
 register(GofMethod("ksd-seq", "sequential kernel Stein witness test: each of 8 folds tested by the witness of the "
                               "folds before it, over 6 bandwidths", sequential_witness_test,
                    statistic=f"the largest over bandwidths of the weighted fold z statistics; {_LARGER}"))
+register(GofMethod("witnesses", "trained critic, random-feature critic, linear and kernel Stein witnesses scored on "
+                                "the same folds, one level-corrected maximum", witness_tests, WitnessOptions,
+                   batched=True, statistic=f"the largest of the members' standardised fold statistics (z); {_LARGER}"))
 
 BUILTIN: tuple[str, ...] = tuple(registered())
 """The methods registered above, in order."""

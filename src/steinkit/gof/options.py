@@ -28,7 +28,7 @@ import inspect
 import re
 from typing import Any, Callable
 
-__all__ = ["options_from", "option_names", "option_help", "is_options"]
+__all__ = ["options_from", "option_names", "option_help", "is_options", "SettingsDefault", "with_settings_fields"]
 
 _SKIPPED = ("generator",)  # given by the front end from seed=, never an option
 
@@ -101,3 +101,38 @@ def options_from(fn: Callable, name: str | None = None) -> type:
         specs.append((p.name, Any if p.annotation is p.empty else p.annotation, spec))
     cls_name = name or "".join(w.capitalize() for w in _target(fn).__name__.split("_")) + "Options"
     return dataclasses.make_dataclass(cls_name, specs, frozen=True)
+
+
+class SettingsDefault:
+    """The default of a settings field among a method's options: the method's settings decide it.
+
+    Example:
+        >>> SettingsDefault("the protocol's")
+        <the protocol's>
+    """
+
+    def __init__(self, whose: str) -> None:
+        self.whose = whose
+
+    def __repr__(self) -> str:
+        return f"<{self.whose}>"
+
+
+def with_settings_fields(name: str, base: type, settings: type, default: SettingsDefault, module: str) -> type:
+    """A frozen dataclass ``name`` with ``base``'s fields and every field of the dataclass
+    ``settings`` (help texts kept), each of the latter defaulting to ``default``.
+
+    Example:
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Call:
+        ...     progress: bool = False
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Fit:
+        ...     lr: float = dataclasses.field(default=1e-3, metadata={"help": "step size"})
+        >>> Options = with_settings_fields("Options", Call, Fit, SettingsDefault("the fit's"), __name__)
+        >>> Options(lr=0.1), option_help(Options)["lr"]
+        (Options(progress=False, lr=0.1), 'step size')
+    """
+    fields = [(f.name, f.type, dataclasses.field(default=default, metadata={"help": f.metadata.get("help", "")}))
+              for f in dataclasses.fields(settings)]
+    return dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True, namespace={"__module__": module})

@@ -5,15 +5,16 @@ The user-facing :class:`~steinkit.gof.api.GofResult` of :func:`steinkit.gof_test
 from it (adding the method, the level and the verdict).
 
 Example:
-    >>> TestOutcome(statistic=3.2, pvalue=0.01, details={"bandwidth": 1.0}).pvalue
-    0.01
+    >>> statistic, pvalue = TestOutcome(statistic=3.2, pvalue=0.01, details={"bandwidth": 1.0})
+    >>> statistic, pvalue
+    (3.2, 0.01)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = ["TestOutcome", "normal_sf"]
 
@@ -36,6 +37,10 @@ class TestOutcome:
     pvalue: float
     details: dict[str, Any] = field(default_factory=dict)
     critic: Any = None
+
+    def __iter__(self) -> Iterator[float]:
+        """Unpacks as ``(statistic, pvalue)``, as :class:`~steinkit.results.TestResult` does."""
+        return iter((self.statistic, self.pvalue))
 
 
 def normal_sf(t: float) -> float:

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -41,18 +42,50 @@ from ..heldout import Problem
 from ..kernels import IMQ, Bandwidths, as_kernel
 from ..prequential import fit_sequential_critics, sequential_feature_terms
 from ..settings import LEARNED_TEST, CriticSettings, settings_from
-from ..validation import one_of
+from ..validation import flag, one_of, positive_int, wrong_type
 from .aggregate import max_normal_pvalue
-from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _fold_statistics, _weighted
+from .options import SettingsDefault, with_settings_fields
+from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _contributions, _fold_statistics, _weighted
 from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
-__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "witness_tests"]
+__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "WitnessOptions", "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "kernel")
 DEFAULT_MEMBERS = MEMBERS
 DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
 """The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
+
+
+@dataclass(frozen=True)
+class _WitnessCall:
+    """The witness test's options other than the critic settings (checked when made)."""
+
+    members: tuple[str, ...] = field(default=DEFAULT_MEMBERS, metadata={"help": f"the witness families, of {MEMBERS}"})
+    kernel: Any = field(default=DEFAULT_KERNEL, metadata={
+        "help": "the kernel member's Stein kernel (steinkit.kernels; default IMQ at 2^-5..2^0 times the median "
+                "distance)"})
+    kernel_basis: int = field(default=4096, metadata={
+        "help": "the kernel witness uses at most this many of the earlier folds' points (its cost: n times this)"})
+    settings: CriticSettings | None = field(
+        default=None, metadata={"help": "the trained and features members' CriticSettings; default LEARNED_TEST"})
+    progress: bool = field(default=False, metadata={"help": "show a progress bar while the trained member fits"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.members, str) or not all(isinstance(m, str) for m in self.members):
+            raise wrong_type("members", f"a sequence of names from {MEMBERS}", self.members)
+        for m in self.members:
+            one_of(m, "members", MEMBERS)
+        flag(self.progress, "progress")
+        positive_int(self.kernel_basis, "kernel_basis")
+        if self.settings is not None and not isinstance(self.settings, CriticSettings):
+            raise wrong_type("settings", "a CriticSettings", self.settings)
+
+
+WitnessOptions = with_settings_fields("WitnessOptions", _WitnessCall, CriticSettings,
+                                      SettingsDefault("LEARNED_TEST's"), __name__)
+WitnessOptions.__doc__ = """The options of the witness-family test (:func:`witness_tests`): members, kernel,
+settings, progress, and every :class:`~steinkit.settings.CriticSettings` field (default: LEARNED_TEST's)."""
 
 
 def _shuffled(problem: Problem) -> tuple[Tensor, Tensor]:
@@ -81,35 +114,24 @@ def _linear_terms(x: Tensor, s: Tensor, folds: int) -> Tensor:
     return torch.stack(out)
 
 
-def _kernel_terms(x: Tensor, s: Tensor, folds: int, kernel: Any) -> dict[str, Tensor]:
-    """Per bandwidth, (folds − 1, m) terms of the kernel witness of the folds before each fold."""
+def _kernel_terms(x: Tensor, s: Tensor, folds: int, kernel: Any, basis: int) -> dict[str, Tensor]:
+    """Per bandwidth, (folds − 1, m) terms of the kernel witness of the folds before each fold
+    (of their first ``basis`` points: the data are shuffled, so any fixed subset of the past is
+    a valid witness, and the cost is linear in n)."""
     m = x.shape[0] // folds
     kernels = kernel.resolve(x[:m])
-    rows = [kernel_witness_terms(kernels, x[:k * m], s[:k * m], x[k * m:(k + 1) * m], s[k * m:(k + 1) * m]).cpu()
+    rows = [kernel_witness_terms(kernels, x[:min(k * m, basis)], s[:min(k * m, basis)], x[k * m:(k + 1) * m],
+                                 s[k * m:(k + 1) * m]).cpu()
             for k in range(1, folds)]
     terms = torch.stack(rows, 1)  # (bandwidths, folds − 1, m)
     return {f"kernel {float(k.bandwidth):.4g}": t for k, t in zip(kernels, terms)}
-
-
-def _shares(terms: Tensor, n: int) -> Tensor:
-    """Unit vector of each point's share of z = Σ_k w_k t_k over the n shuffled points (zero on
-    the first fold and the remainder); inner products of two estimate their correlation."""
-    h = terms.detach().to("cpu", torch.float64)
-    folds, m = h.shape
-    w = torch.arange(1, folds + 1, dtype=torch.float64).sqrt()
-    std = h.std(1, keepdim=True)
-    share = torch.where(std > 0, w[:, None] * (h - h.mean(1, keepdim=True)) / std.clamp(min=1e-300), 0.0)
-    out = torch.zeros(n, dtype=torch.float64)
-    out[m:(folds + 1) * m] = share.reshape(-1)
-    norm = out.norm()
-    return out / norm if norm > 0 else out
 
 
 def _outcome(members: dict[str, Tensor], n: int, seed: int) -> TestOutcome:
     names = list(members)
     fold_t = {name: _fold_statistics(terms) for name, terms in members.items()}
     z = torch.stack([_weighted(fold_t[name]) for name in names])
-    shares = torch.stack([_shares(members[name], n) for name in names])
+    shares = torch.stack([_contributions(members[name], n) for name in names])
     corr = shares @ shares.T
     z_max, p = max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(seed + 3))
     strongest = names[int(z.argmax())]
@@ -125,6 +147,7 @@ def witness_tests(
     *,
     members: Sequence[str] = DEFAULT_MEMBERS,
     kernel: Any = DEFAULT_KERNEL,
+    kernel_basis: int = 4096,
     progress: bool = False,
     **overrides: Any,
 ) -> list[TestOutcome]:
@@ -137,6 +160,8 @@ def witness_tests(
             one hidden layer).
         members: which witness families to aggregate, a subset of :data:`MEMBERS`.
         kernel: the kernel member's Stein kernel (a collection of bandwidths for several statistics).
+        kernel_basis: the kernel member's witness of the earlier folds uses at most this many of
+            their points (the first; the data are shuffled), so its cost grows as n·kernel_basis.
         progress: show a progress bar while the trained member fits.
         **overrides: :class:`~steinkit.settings.CriticSettings` fields to change.
 
@@ -164,7 +189,7 @@ def witness_tests(
             if "linear" in members:
                 out["linear"] = _linear_terms(x, s, FEATURE_FOLDS)
             if "kernel" in members:
-                out.update(_kernel_terms(x, s, FEATURE_FOLDS, kernel))
+                out.update(_kernel_terms(x, s, FEATURE_FOLDS, kernel, positive_int(kernel_basis, "kernel_basis")))
         for name, terms in out.items():
             if not bool(torch.isfinite(terms).all()):
                 raise FloatingPointError(f"the {name} witness's Stein terms are not finite: check the model's scores "

@@ -165,22 +165,14 @@ class GaussianBernoulliRBM(nn.Module):
         x0: Tensor | None = None,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        r"""Run ``n`` independent blocked Gibbs chains for ``burn_in`` sweeps; return their last ``x``, (n, dx).
+        """Run ``n`` independent blocked Gibbs chains for ``burn_in`` sweeps; return their last ``x``, (n, dx).
 
-        One sweep draws :math:`h \mid x` then :math:`x \mid h`. Chains start at ``x0`` (n, dx), by
+        One sweep draws h | x then x | h (:func:`_gibbs`). Chains start at ``x0`` (n, dx), by
         default N(0, I) draws, and all advance together as matrix products on preallocated
         buffers (no per-chain Python work). Runs under ``torch.no_grad()``; the same
         ``generator`` state gives the same samples. The chains run on ``device`` (default: where
         ``x0`` lives, else where the RBM's parameters are), with ``generator`` there; the RBM
         itself is not moved.
-
-        How a sweep is computed. With :math:`h = 2u - 1`, :math:`u \in \{0, 1\}^{d_h}`:
-        :math:`b + \tfrac12 B h = (b - \tfrac12 B 1) + B u` and the logits of :math:`u` are
-        :math:`y = 2(\tfrac12 B^T x + c) = B^T x + 2c`. Between sweeps ``x`` enters only through
-        ``y``, so when :math:`d_h < d_x` the intermediate sweeps draw ``y`` directly,
-        :math:`y \mid u \sim N(B^T(b - \tfrac12 B 1) + 2c + B^T B u,\; B^T B)`, with :math:`d_h`
-        instead of :math:`d_x` normal draws (an exact reformulation of the same chain; random
-        numbers dominate the cost). The last sweep draws ``x`` itself.
 
         Example:
             >>> rbm = GaussianBernoulliRBM.random(3, 2, generator=torch.Generator().manual_seed(0))
@@ -192,54 +184,65 @@ class GaussianBernoulliRBM(nn.Module):
         device = as_device(device, x0 if isinstance(x0, Tensor) else self.B)
         generator_on(generator, device)
         B, b, c = (t.detach().to(device) for t in (self.B, self.b, self.c))
-        dtype = B.dtype
-        dx, dh = self.dim, self.hidden_dim
+        dx = self.dim
         with torch.no_grad():
             if x0 is None:
-                x = torch.randn(n, dx, generator=generator, dtype=dtype, device=device)
+                x = torch.randn(n, dx, generator=generator, dtype=B.dtype, device=device)
             else:
                 if not isinstance(x0, Tensor):
                     raise wrong_type("x0", f"a torch.Tensor of shape ({n}, {dx})", x0)
                 if x0.shape != (n, dx):
                     raise ValueError(f"x0 must have shape ({n}, {dx}), got {tuple(x0.shape)}")
-                x = x0.detach().to(dtype=dtype, device=device, copy=True)
-            if burn_in == 0:
-                return x
-            two_c = 2.0 * c
-            x_bias = b - 0.5 * B.sum(1)  # mean of x given u = 0
-            B_T = B.T.contiguous()
-            y = torch.addmm(two_c, x, B)  # logits of u given x0
-            uniform = torch.empty_like(y)
-            u = torch.empty_like(y)
-            noise = torch.empty_like(x)
-            projected = dh < dx and burn_in > 1
-            if projected:
-                gram = (B_T.double() @ B.double())  # B^T B, the covariance of y given u
-                evals, evecs = torch.linalg.eigh(gram)
-                factor_T = (evecs * evals.clamp_min(0).sqrt()).T.to(dtype)  # L^T with L L^T = B^T B
-                gram = gram.to(dtype)
-                y_bias = x_bias @ B + two_c
-                noise_y = torch.empty_like(y)
-                tmp = torch.empty_like(y)
-            for step in range(burn_in):
-                # u | x: u_j = 1 with probability sigmoid(y_j).
-                torch.sigmoid(y, out=y)
-                uniform.uniform_(generator=generator)
-                torch.lt(uniform, y, out=u)  # writes 0.0 / 1.0 straight into the float buffer
-                last = step == burn_in - 1
-                if projected and not last:
-                    # y | u ~ N(y_bias + B^T B u, B^T B), drawn as y_bias + L z + B^T B u.
-                    noise_y.normal_(generator=generator)
-                    torch.addmm(y_bias, noise_y, factor_T, out=tmp)
-                    torch.addmm(tmp, u, gram, out=y)
-                else:
-                    # x | u ~ N(x_bias + B u, I).
-                    noise.normal_(generator=generator)
-                    noise.add_(x_bias)
-                    torch.addmm(noise, u, B_T, out=x)
-                    if not last:
-                        torch.addmm(two_c, x, B, out=y)
-            return x
+                x = x0.detach().to(dtype=B.dtype, device=device, copy=True)
+            return x if burn_in == 0 else _gibbs(x, B, b, c, burn_in, generator)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, hidden_dim={self.hidden_dim}"
+
+
+def _gibbs(x: Tensor, B: Tensor, b: Tensor, c: Tensor, burn_in: int, generator: torch.Generator | None) -> Tensor:
+    r"""``burn_in`` >= 1 blocked Gibbs sweeps from the chains' states ``x`` (n, dx), overwritten.
+
+    With :math:`h = 2u - 1`, :math:`u \in \{0, 1\}^{d_h}`: :math:`b + \tfrac12 B h = (b - \tfrac12 B 1) + B u`
+    and the logits of :math:`u` are :math:`y = 2(\tfrac12 B^T x + c) = B^T x + 2c`. Between sweeps
+    ``x`` enters only through ``y``, so when :math:`d_h < d_x` the intermediate sweeps draw ``y``
+    directly, :math:`y \mid u \sim N(B^T(b - \tfrac12 B 1) + 2c + B^T B u,\; B^T B)`, with
+    :math:`d_h` instead of :math:`d_x` normal draws (an exact reformulation of the same chain;
+    random numbers dominate the cost). The last sweep draws ``x`` itself.
+    """
+    dtype, (dx, dh) = B.dtype, B.shape
+    two_c = 2.0 * c
+    x_bias = b - 0.5 * B.sum(1)  # mean of x given u = 0
+    B_T = B.T.contiguous()
+    y = torch.addmm(two_c, x, B)  # logits of u given x0
+    uniform = torch.empty_like(y)
+    u = torch.empty_like(y)
+    noise = torch.empty_like(x)
+    projected = dh < dx and burn_in > 1
+    if projected:
+        gram = (B_T.double() @ B.double())  # B^T B, the covariance of y given u
+        evals, evecs = torch.linalg.eigh(gram)
+        factor_T = (evecs * evals.clamp_min(0).sqrt()).T.to(dtype)  # L^T with L L^T = B^T B
+        gram = gram.to(dtype)
+        y_bias = x_bias @ B + two_c
+        noise_y = torch.empty_like(y)
+        tmp = torch.empty_like(y)
+    for step in range(burn_in):
+        # u | x: u_j = 1 with probability sigmoid(y_j).
+        torch.sigmoid(y, out=y)
+        uniform.uniform_(generator=generator)
+        torch.lt(uniform, y, out=u)  # writes 0.0 / 1.0 straight into the float buffer
+        last = step == burn_in - 1
+        if projected and not last:
+            # y | u ~ N(y_bias + B^T B u, B^T B), drawn as y_bias + L z + B^T B u.
+            noise_y.normal_(generator=generator)
+            torch.addmm(y_bias, noise_y, factor_T, out=tmp)
+            torch.addmm(tmp, u, gram, out=y)
+        else:
+            # x | u ~ N(x_bias + B u, I).
+            noise.normal_(generator=generator)
+            noise.add_(x_bias)
+            torch.addmm(noise, u, B_T, out=x)
+            if not last:
+                torch.addmm(two_c, x, B, out=y)
+    return x

@@ -21,13 +21,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .base import Problem, model_of
+from .catalog import FAMILIES, null
 from .distributions import (Banana, GaussianMixture, Laplace, LinearMap, RBMData, SinhArcsinh, SinPerturbed,
                             SkewNormal, StudentT)
-from .families import (banana, heavy_model, laplace, mixture, mixture_missing, mixture_weights, mode_means, null,
+from .families import (banana, heavy_model, laplace, mixture, mixture_missing, mixture_weights, mode_means,
                        rbm, sin_perturbed, sinh_arcsinh, skew_normal, student_t)
+from .rbm_benchmark import derive_seed, rbm_problem
 from .gaussian import ar1_cov, gaussian_ar1, gaussian_correlation, gaussian_diagonal, gaussian_mean, gaussian_scale
 
 __all__ = [
@@ -35,26 +35,5 @@ __all__ = [
     "gaussian_ar1", "rbm", "student_t", "laplace", "mixture", "heavy_model", "banana", "skew_normal",
     "sinh_arcsinh", "sin_perturbed", "mixture_weights", "mixture_missing", "null", "mode_means", "ar1_cov",
     "model_of", "StudentT", "Laplace", "GaussianMixture", "Banana", "SkewNormal", "SinhArcsinh", "SinPerturbed",
-    "LinearMap", "RBMData",
+    "LinearMap", "RBMData", "rbm_problem", "derive_seed",
 ]
-
-FAMILIES: dict[str, Callable[..., Problem]] = {
-    "gaussian-mean": gaussian_mean,
-    "gaussian-scale": gaussian_scale,
-    "gaussian-correlation": gaussian_correlation,
-    "gaussian-diagonal": gaussian_diagonal,
-    "gaussian-ar1": gaussian_ar1,
-    "rbm": rbm,
-    "student-t": student_t,
-    "laplace": laplace,
-    "mixture": mixture,
-    "heavy-model": heavy_model,
-    "banana": banana,
-    "skew-normal": skew_normal,
-    "sinh-arcsinh": sinh_arcsinh,
-    "sin-perturbed": sin_perturbed,
-    "mixture-weights": mixture_weights,
-    "mixture-missing": mixture_missing,
-    "null": null,
-}
-"""Every family by name, each a function of the dimension (first argument) and its parameters."""

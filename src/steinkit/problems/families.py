@@ -2,29 +2,28 @@
 
 Each family is a function of the dimension d first, then its parameters (a *strength* where one
 makes sense: 0, or ν = ∞, gives p = q), returning a :class:`~steinkit.problems.Problem`.
-:func:`null` turns any family's data distribution into a null problem (the model is p itself).
+:func:`~steinkit.problems.null` turns any family's data distribution into a null problem.
 
 Example:
-    >>> prob = null(10, "banana", curvature=1.0)
-    >>> prob.null, prob.name
-    (True, 'null(d=10, of=banana, curvature=1)')
+    >>> prob = banana(10, curvature=1.0)
+    >>> prob.family, prob.d, prob.null
+    ('banana', 10, False)
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
 from ..models import Gaussian, GaussianBernoulliRBM
-from ..validation import fraction, nonneg_float, nonneg_int, positive_float, positive_int, real, wrong_type
-from .base import Problem, model_of
+from ..validation import fraction, nonneg_float, nonneg_int, positive_float, positive_int, real
+from .base import Problem
 from .distributions import (Banana, GaussianMixture, Laplace, LinearMap, RBMData, SinhArcsinh, SinPerturbed,
                             SkewNormal, StudentT)
 
 __all__ = ["rbm", "student_t", "laplace", "mixture", "heavy_model", "banana", "skew_normal", "sinh_arcsinh",
-           "sin_perturbed", "mixture_weights", "mixture_missing", "mode_means", "null"]
+           "sin_perturbed", "mixture_weights", "mixture_missing", "mode_means"]
 
 
 def _standard_normal(d: int) -> Gaussian:
@@ -167,21 +166,3 @@ def mixture_missing(d: int, weight: float = 0.1, modes: int = 3, radius: float =
     model = GaussianMixture(means[:-1], torch.ones(modes - 1))
     return Problem("mixture-missing", d, model, data, {"weight": weight, "modes": modes, "radius": radius},
                    0.0 if weight == 0 else None)
-
-
-def null(d: int, of: str, **params: Any) -> Problem:
-    """A null problem: the data distribution of family ``of`` (with ``params``) as both p and q.
-
-    Example:
-        >>> null(3, "gaussian-ar1", rho=0.5).exact_fisher
-        0.0
-    """
-    from . import FAMILIES
-
-    if not isinstance(of, str):
-        raise wrong_type("of", "a family name", of)
-    if of not in FAMILIES or of == "null":
-        raise ValueError(f"of must name a family of steinkit.problems.FAMILIES other than 'null', got {of!r}")
-    prob = FAMILIES[of](d, **params)
-    return Problem("null", prob.d, model_of(prob.data), prob.data, {"of": of, **prob.params}, 0.0)
-

@@ -12,6 +12,14 @@ listing every difference; :func:`resume_note` is the line a resumed run prints.
 :func:`load_checkpoint` reports a file it cannot read (empty, truncated, not a torch file,
 Python objects inside) as a ``ValueError`` naming the path and what to do.
 
+Resuming (``train(..., checkpoint=path, resume=True)`` with an existing file) prints ``resuming
+from step N of M (PATH)`` (unless ``progress=False``) and runs up to ``steps``, which may grow;
+new learning rates replace the saved ones, and a new seed is unused (the checkpoint's random
+state continues); the line lists such changes. A checkpoint of another run (method, model
+shape, number of data rows, or a setting that shapes the trajectory: ``batch_size``, ``betas``,
+``lr_decay``, ``batch_order``, the method's own such as ``lam``, ``critic_steps``, ``trace``,
+``n_probes``, ``eps``) raises ``ValueError`` listing every difference as ``setting: saved -> now``.
+
 Example:
     >>> import tempfile, os, torch
     >>> path = os.path.join(tempfile.mkdtemp(), "run.pt")

@@ -19,12 +19,24 @@ from typing import Any, Callable
 
 from ..validation import fraction, one_of, positive_float, positive_int
 
-__all__ = ["TrainSettings", "LR_DECAYS", "BATCH_ORDERS", "TRACES"]
+__all__ = ["TrainSettings", "FROM_SETTINGS", "LR_DECAYS", "BATCH_ORDERS", "TRACES"]
 
 LR_DECAYS: tuple[str, ...] = ("constant", "cosine")
 BATCH_ORDERS: tuple[str, ...] = ("replacement", "epochs")
 TRACES: tuple[str, ...] = ("hutchinson", "exact")
 _ON_NAN: tuple[str, ...] = ("raise", "stop")
+
+
+class _FromSettings:
+    """The default of a :func:`~steinkit.train.train` keyword that is a :class:`TrainSettings`
+    field: the value of its ``settings=`` (or the field's default), so that only the keywords
+    a call names override ``settings``."""
+
+    def __repr__(self) -> str:
+        return "<from settings>"
+
+
+FROM_SETTINGS: Any = _FromSettings()
 
 
 def _betas(value: Any) -> tuple[float, float]:

@@ -55,7 +55,7 @@ from .distributed import Diverged, World
 from .modules import NCELoss
 from .objectives import METHODS, Objective, make_objective
 from .schedule import checkpoints, learning_rate, records
-from .settings import LR_DECAYS, TrainSettings
+from .settings import FROM_SETTINGS, LR_DECAYS, TrainSettings
 from ..validation import wrong_type
 from .state import EvalFn, TrainState, new_state
 
@@ -125,99 +125,64 @@ def train(
     data: Tensor,
     *,
     method: str | Objective = "lsd",
-    steps: int | None = None,
-    batch_size: int = 100,
-    lr: float = 1e-3,
-    betas: tuple[float, float] = (0.5, 0.9),
-    lr_decay: str = "constant",
-    batch_order: str = "replacement",
+    settings: TrainSettings | None = None,
+    steps: int = FROM_SETTINGS, batch_size: int = FROM_SETTINGS, lr: float = FROM_SETTINGS,
+    betas: tuple[float, float] = FROM_SETTINGS, lr_decay: str = FROM_SETTINGS, batch_order: str = FROM_SETTINGS,
+    critic_steps: int = FROM_SETTINGS, critic_lr: float | None = FROM_SETTINGS, lam: float = FROM_SETTINGS,
+    trace: str = FROM_SETTINGS, n_probes: int = FROM_SETTINGS, eps: float = FROM_SETTINGS,
+    checkpoint_every: int | None = FROM_SETTINGS, log_every: int | None = FROM_SETTINGS,
+    eval_every: int | None = FROM_SETTINGS, on_nan: str = FROM_SETTINGS, max_loss_ratio: float | None = FROM_SETTINGS,
     critic: nn.Module | None = None,
-    critic_steps: int = 5,
-    critic_lr: float | None = None,
-    lam: float = 0.5,
-    trace: str = "hutchinson",
-    n_probes: int = 1,
-    eps: float = 0.1,
     checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
     resume: bool = True,
     eval_fn: EvalFn | None = None,
-    eval_every: int | None = None,
-    log_every: int | None = None,
-    on_nan: str = "raise",
-    max_loss_ratio: float | None = 1e8,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     progress: bool = True,
     distributed: bool | None = None,
-    settings: TrainSettings | None = None,
     device: torch.device | str | None = None,
 ) -> TrainResult:
     """Train an unnormalized model on ``data`` with LSD (Algorithm 3) or a baseline.
 
     Arguments:
-        model: an ``nn.Module`` with an int ``dim`` and what the method calls: ``score``
-            (``lsd``, ``ssm``: differentiable in the parameters, for ``ssm`` also in x) or
-            ``log_prob`` (``ml`` also needs ``normalized = True``). Trained in place.
+        model: an ``nn.Module`` with an int ``dim`` and what the method calls: ``score`` (``lsd``,
+            ``ssm``) or ``log_prob`` (``ml`` also needs ``normalized = True``). Trained in place.
         data: training data, (n, model.dim), finite; cast to the model's dtype.
         method: ``"lsd"``, ``"ml"``, ``"ssm"``, ``"nce"``, ``"cnce"`` or an
             :class:`~steinkit.train.objectives.Objective` (e.g. ``LSDOracle(p)``).
+        settings, steps, ..., max_loss_ratio: a :class:`~steinkit.train.settings.TrainSettings`
+            (its fields say what each does), and its fields one by one. Every field the call
+            names overrides ``settings``' value; without ``settings``, ``steps`` is required.
         critic: the LSD critic (default ``MLPCritic(model.dim)``, initialised from the generator).
-        steps, batch_size, lr, betas, lr_decay, batch_order, critic_steps, critic_lr, lam,
-            trace, n_probes, eps, checkpoint_every, log_every, eval_every, on_nan,
-            max_loss_ratio: the fields of :class:`~steinkit.train.settings.TrainSettings`
-            (``steps`` is required), or all at once as ``settings=``. When a step diverges (a
-            non-finite loss or gradient, or ``|loss|`` above ``max_loss_ratio`` times
-            ``max(1, |first loss|)``, 1e8 by default), ``on_nan="raise"`` raises
-            :class:`TrainingDiverged`; ``"stop"`` warns and returns ``diverged_at``.
-        checkpoint: a file path, written atomically every ``checkpoint_every`` steps (default
-            ``min(1000, max(1, steps // 10))``) and at the end (by rank 0); a directory, or a
-            path that cannot be written, is refused before training.
-        resume: ``True``: continue from ``checkpoint`` if it exists, printing ``resuming from
-            step N of M (PATH)`` (unless ``progress=False``), up to ``steps`` (which may grow; new
-            learning rates replace the saved ones; a new seed is unused, as the checkpoint's
-            random state continues; the line lists such changes). A checkpoint of another run (method, model
-            shape, number of data rows, or a setting that shapes the trajectory: ``batch_size``,
-            ``betas``, ``lr_decay``, ``batch_order``, the method's own such as ``lam``,
-            ``critic_steps``, ``trace``, ``n_probes``, ``eps``), or a file that cannot be read,
-            raises ``ValueError`` naming the path and listing every difference as ``setting:
-            saved -> now``. ``False``: start afresh, overwriting it.
+        checkpoint, resume: a file written atomically every ``checkpoint_every`` steps and at the
+            end; ``resume=True`` continues from it when it exists, ``False`` overwrites it (what
+            a resumed run may change: :mod:`steinkit.train.checkpoint`).
         eval_fn: ``eval_fn(model)`` -> float (recorded as ``"eval"``) or dict of floats, called
             at step 0, every ``eval_every`` steps and at the end.
-        generator, seed: the source of every random draw; give one or neither (then a seed is
-            drawn from torch's global generator).
+        generator, seed: the source of every random draw; give one or neither.
         progress: show a progress bar and the resume line (rank 0).
         distributed: use DDP (:mod:`steinkit.train.distributed`); ``None``: if
             ``torch.distributed`` is initialised with more than one process.
-        device: where to train, e.g. ``"cuda"`` or, under DDP, ``f"cuda:{local_rank}"``. The
-            model and the critic are moved there in place (they are trained in place), the data
-            are copied there, and a ``seed`` gives a generator there (a given ``generator`` must
-            already be there). Default: where the model's parameters are, as before the call
-            (training never moves a model you placed). On the CPU the answer is the same
-            whichever way the device is given.
+        device: where to train; the model and the critic move there in place, the data are
+            copied there. Default: where the model's parameters are.
 
     Returns:
-        A :class:`TrainResult`.
+        A :class:`TrainResult`. A diverging step is not applied: :class:`TrainingDiverged` is
+        raised, or with ``on_nan="stop"`` a warning, and the result says ``diverged_at``.
 
     Example:
         >>> from steinkit.critics import MLPCritic
         >>> from steinkit.models import MLPEnergy
         >>> x = torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
         >>> ebm = MLPEnergy(2, hidden=16).init_base(x)
-        >>> res = train(ebm, x, method="lsd", steps=5, critic=MLPCritic(2, hidden=16),
-        ...             critic_steps=2, seed=0, progress=False)
-        >>> res.steps, res.critic is not None
-        (5, True)
-        >>> train(ebm, x, method="ssm", settings=TrainSettings(steps=3), progress=False).steps
-        3
+        >>> train(ebm, x, steps=5, critic=MLPCritic(2, hidden=16), critic_steps=2, progress=False).steps
+        5
+        >>> train(ebm, x, method="ssm", settings=TrainSettings(steps=3), steps=2, progress=False).steps
+        2
     """
+    keywords = {name: value for name, value in locals().items() if name in _FIELDS}  # before any other local
+    settings = _settings(settings, keywords)
     objective = make_objective(method, critic)
-    settings = _settings(settings, dict(
-        steps=steps, batch_size=batch_size, lr=lr, betas=betas, lr_decay=lr_decay, batch_order=batch_order,
-        critic_steps=critic_steps, critic_lr=critic_lr, lam=lam, trace=trace, n_probes=n_probes, eps=eps,
-        checkpoint_every=checkpoint_every, log_every=log_every, eval_every=eval_every, on_nan=on_nan,
-        max_loss_ratio=max_loss_ratio,
-    ))  # fmt: skip
     if eval_fn is not None and not callable(eval_fn):
         raise wrong_type("eval_fn", "callable", eval_fn)
     if not isinstance(resume, bool):
@@ -236,19 +201,20 @@ def train(
     return _result(state, objective, start, diverged_at, path)
 
 
+#: The :class:`TrainSettings` fields, each also a keyword of :func:`train`.
+_FIELDS = tuple(f.name for f in fields(TrainSettings))
+
+
 def _settings(settings: TrainSettings | None, keywords: dict[str, Any]) -> TrainSettings:
-    """``settings``, or the settings the keywords give; refuses both at once."""
+    """``settings`` (or the defaults) with every keyword the caller wrote put over it."""
+    given = {name: value for name, value in keywords.items() if value is not FROM_SETTINGS}
     if settings is None:
-        if keywords["steps"] is None:
+        if "steps" not in given:
             raise TypeError("train() needs steps= (the number of model updates) or settings=")
-        return TrainSettings(**keywords)
+        return TrainSettings(**given)
     if not isinstance(settings, TrainSettings):
         raise wrong_type("settings", "a TrainSettings", settings)
-    defaults = {f.name: f.default for f in fields(TrainSettings)} | {"steps": None}
-    clash = [k for k, v in keywords.items() if v != defaults[k]]
-    if clash:
-        raise TypeError(f"give {', '.join(clash)} inside settings= (settings.replace(...)), not also as keywords")
-    return settings
+    return settings.replace(**given)
 
 
 def _start(

@@ -1,0 +1,81 @@
+"""Which members should the witness-family test aggregate? Every subset, scored from one panel run.
+
+A ``witnesses`` row of the power panel's store keeps each member's z statistic and their
+estimated correlation, so the test restricted to a subset S of the members is recomputed exactly
+from the row: max_{m ∈ S} z_m with the p-value of the maximum under the correlation's S × S
+block (the same seed as the test). This prints, for each cell of the chosen half, the rejection
+rate of every subset, and per subset its worst shortfall against the best single competitor
+(KSDAgg, KSD-Seq, the learned sequential protocol) in standard errors.
+
+Usage: python benchmarks/power_panel_members.py STORE [--half tuning]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from power_panel import ALPHA, HALVES, Store
+from steinkit.gof.aggregate import max_normal_pvalue
+
+COMPETITORS = ("ksdagg", "ksd-seq", "lsd:sequential")
+GROUPS = {"trained": ("trained",), "features": ("features",), "linear": ("linear",), "kernel": None}
+
+
+def member_groups(names: list[str]) -> dict[str, list[int]]:
+    """The four families' statistic indices (the kernel family has one statistic per bandwidth)."""
+    out: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        out.setdefault(name if name in GROUPS and GROUPS[name] else "kernel", []).append(i)
+    return out
+
+
+def subset_pvalue(row: dict, subset: tuple[str, ...]) -> float:
+    """The p-value of the test restricted to the families in ``subset``."""
+    names = list(row["members"]["statistics"])
+    idx = [i for fam, ids in member_groups(names).items() if fam in subset for i in ids]
+    z = torch.tensor([row["members"]["statistics"][names[i]] for i in idx], dtype=torch.float64)
+    corr = torch.tensor(row["members"]["correlation"], dtype=torch.float64)[idx][:, idx]
+    return max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(row["rep"] + 3))[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--half", default="tuning", choices=tuple(HALVES))
+    args = parser.parse_args()
+    store = Store(args.store)
+    store.refresh()
+    subsets = [s for k in range(1, 5) for s in itertools.combinations(("trained", "features", "linear", "kernel"), k)]
+    worst = {s: math.inf for s in subsets}
+    for cell in HALVES[args.half]:
+        rows = [r for r in store.rows if r["cell_key"] == cell.key]
+        wit = [r for r in rows if r["method"] == "witnesses" and "members" in r]
+        if not wit:
+            continue
+        best, best_se = 0.0, 0.0
+        for m in COMPETITORS:
+            rs = [r["reject"] for r in rows if r["method"] == m]
+            if rs and sum(rs) / len(rs) >= best:
+                best = sum(rs) / len(rs)
+                best_se = math.sqrt(max(best * (1 - best), 1e-4) / len(rs))
+        rates = {}
+        for s in subsets:
+            rate = sum(subset_pvalue(r, s) < ALPHA for r in wit) / len(wit)
+            se = math.sqrt(max(rate * (1 - rate), 1e-4) / len(wit))
+            rates[s] = rate
+            if not cell.null:
+                worst[s] = min(worst[s], (rate - best) / math.hypot(se, best_se))
+        print(json.dumps({"cell": cell.name, "reps": len(wit), "best_competitor": round(best, 3),
+                          **{"+".join(s): round(v, 3) for s, v in rates.items()}}))
+    for s in sorted(subsets, key=lambda s: -worst[s]):
+        print(f"{'+'.join(s):32s} worst shortfall against the best competitor: {worst[s]:+.2f} SE")
+
+
+if __name__ == "__main__":
+    main()
