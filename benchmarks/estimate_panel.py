@@ -138,7 +138,8 @@ def _fmt(v: float) -> str:
 
 def report(args: argparse.Namespace) -> None:
     rows = [r for r in load(args.store) if r["settings"] == fingerprint(args.settings)]
-    lines = [f"Settings: `{fingerprint(args.settings)}`; λ = {LAM}; cells: family × d × n, each repeated with its own data and "
+    lines = ["# The estimate panel (issue 24): the default estimate against the truth", "",
+             f"Settings: `{fingerprint(args.settings)}`; λ = {LAM}; cells: family × d × n, each repeated with its own data and "
              "seed. *right*: within 15% of the truth or within 3 standard errors; *over*: above the truth by more "
              "than 3 standard errors. Command: `python benchmarks/estimate_panel.py STORE --half all` then "
              "`--report`.", ""]

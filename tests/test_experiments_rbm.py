@@ -132,7 +132,8 @@ def test_power_run_writes_results_and_resumes(tmp_path, monkeypatch):
     numbers = saved["results"]
     assert numbers["rows"] == report["results"]["rows"] and saved["settings"] == tiny.to_dict()
     assert saved["command"].startswith("steinkit reproduce rbm-power --out") and "--dims 5:3" in saved["command"]
-    assert saved["verdict"].split(":")[0] in ("replicates", "does not replicate")
+    assert saved["verdict"].startswith("no verdict: 2 repetitions are too few")   # a rate from 2 reps judges nothing
+    assert "preset, changed:" in saved["budget"] and "reps 2" in saved["budget"] and "minus 0.05" in saved["verdict_rule"]
     assert len(numbers["rows"]) == 8 * 2  # methods x sigmas
     for row in numbers["rows"]:
         assert set(row) >= {"method", "dx", "dh", "sigma", "reps", "rejection_rate", "stderr"}

@@ -89,7 +89,8 @@ class Witness:
 
     @property
     def bound(self) -> Tensor:
-        """2(terms − λ‖f(x)‖²), (n,): its mean is a lower bound of the optimal critic's LSD."""
+        """The penalised terms 2(terms − λ‖f(x)‖²), (n,), whose mean is a lower bound of the optimal
+        critic's LSD."""
         return 2 * (self.terms - self.lam * self.field.pow(2).sum(1))
 
     def worst(self, k: int) -> Tensor:

@@ -116,7 +116,7 @@ def plot_images(witnesses: Witness | Mapping[str, Witness], path: str | os.PathL
         row[0].imshow(mean_x, cmap="gray")
         limit = float(abs(mean_f).max()) or 1.0
         image = row[1].imshow(mean_f, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        label = f"{name}: " if name else ""
+        label = f"{name}\n" if name else ""   # the model's name on a line of its own: long names fit
         row[0].set_title(f"{label}mean of the {len(worst)} worst-fitted points", fontsize=9)
         row[1].set_title(f"{label}mean critic there", fontsize=9)
         for ax in row:

@@ -1,8 +1,9 @@
 """The paper's experiments as runnable reproductions (``steinkit reproduce NAME --out DIR``).
 
 Each reproduction is a module with:
-  * ``NAME`` (its command name), ``DESCRIPTION`` (one line) and ``PAPER_CLAIM`` (the claim of
-    the paper it checks, shown beside our numbers in ``docs/results.md``);
+  * ``NAME`` (its command name), ``DESCRIPTION`` (one line), ``PAPER_CLAIM`` (the claim of
+    the paper it checks, shown beside our numbers in ``docs/results.md``) and ``VERDICT_RULE``
+    (the rule, with its threshold, that its one-line verdict applies);
   * ``Settings``: a frozen :class:`~steinkit.experiments.settings.ReproductionSettings`
     dataclass, with its ``FULL`` and ``QUICK`` presets; the command-line options are generated
     from it;

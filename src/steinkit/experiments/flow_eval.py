@@ -52,6 +52,8 @@ PAPER_CLAIM = (
     "Figure 7: across the checkpoints of a Glow-like flow trained on MNIST, LSD goes down throughout "
     "training, tracking the negative log-likelihood, while score matching is not highly correlated with it."
 )
+VERDICT_RULE = ("replicates when LSD's Spearman correlation with bits/dim over the checkpoints is at least 0.9 and "
+                "above score matching's")
 SETUP_NOTE = (
     "The paper's data, MNIST, cannot be obtained on this machine; Fashion-MNIST stands in (`--dataset "
     "mnist --data-root DIR` runs the paper's data from its IDX files)."

@@ -33,6 +33,8 @@ PAPER_CLAIM = (
     "Figure 3: for 100-D Gaussians differing in mean or in scale, the learned critic's LSD approaches "
     "the optimal critic's closed-form value E‖s_q − s_p‖²/(2λ)."
 )
+VERDICT_RULE = ("replicates when the learned LSD is within 5% of the closed form for both pairs "
+                "(|relative error| < 0.05)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,8 @@ PAPER_CLAIM = (
     "Figure 8: as D grows from 5 to 50, LSD closely tracks maximum likelihood's test log-likelihood, "
     "while the other unnormalized methods (SSM, NCE, CNCE) fall behind or diverge."
 )
+VERDICT_RULE = ("replicates when, at every D and for every source, LSD's mean test log-likelihood is within 1% of "
+                "ML's ((ML − LSD)/|ML| < 0.01)")
 _LABELS = {"ml": "Max. Likelihood", "lsd": "LSD", "ssm": "Score Matching (SSM)", "nce": "NCE", "cnce": "CNCE",
            "lsd_oracle": "LSD, exact critic (diagnostic)"}
 #: Every method of the sweep, in the paper's order: the trainer's five and ``lsd_oracle``.

@@ -98,6 +98,8 @@ PAPER_CLAIM = (
     "Section 8.2 and Appendix C: LSD trains deep energy-based models and Gaussian-Bernoulli RBMs on MNIST and "
     "Fashion-MNIST without sampling during training; SGLD and Gibbs samples of the trained models resemble the data."
 )
+VERDICT_RULE = ("no pass/fail threshold: the verdict says how training ended and on how many of three figures "
+                "(confidence, class entropy, Fréchet distance) each model's samples beat the Gaussian base")
 SETUP_NOTE = (
     "Fashion-MNIST only (MNIST cannot be obtained on this machine; `--dataset mnist --data-root DIR` "
     "reads its IDX files); the quick preset trains for about one epoch where the paper trains for 100. Sample "

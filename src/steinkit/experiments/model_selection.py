@@ -34,6 +34,8 @@ PAPER_CLAIM = (
     "Figure 10: with 100 training examples the critic over-fits (its training LSD passes the true Stein "
     "discrepancy) and the validation variance grows; variance-aware selection picks the best critic."
 )
+VERDICT_RULE = ("replicates when the training LSD passes the true value and the critic selected by mean − std has a "
+                "fresh LSD within 25% of the truth and no farther from it than the critic selected by the mean")
 _DIM = 10
 
 

@@ -48,6 +48,7 @@ PAPER_CLAIM = (
     "Figure 6: LSD grows reliably with the perturbation from 0, approaching the optimal critic's value, and "
     "is more certain and more discriminative for small perturbations than the kernel discrepancies."
 )
+VERDICT_RULE = "replicates when the learned LSD rises strictly with σ for every RBM of the run"
 EVAL_METHODS = ("lsd", "ksd", "lksd", "theory")
 _LABELS = {"lsd": "LSD (learned critic)", "theory": "optimal critic E‖s_q−s_p‖²/2λ",
            "ksd": "KSD² (quadratic)", "lksd": "KSD² (linear)"}

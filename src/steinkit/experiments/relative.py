@@ -72,6 +72,9 @@ PAPER_CLAIM = (
     "relative_test's default for differentiable scores (optimal: the exact optimal-critic terms) and names the "
     "learned critic (lsd) when its size is above the bound."
 )
+VERDICT_RULE = ("holds when the judged method's size over the mirror pairs (or the equal pairs where H0 holds) is at "
+                "most α + 2 binomial standard errors and its power at the closest ordered pair above σ = 0 is at "
+                "least that of comparing two separate estimates")
 SETUP_NOTE = ("the flow-checkpoint pairs need a finished flow-eval run: `steinkit reproduce flow-eval --out DIR` "
               "first, then `--flow-run DIR` here")
 REL_METHODS = ("lsd", "optimal", "separate")

@@ -49,6 +49,8 @@ PAPER_CLAIM = (
     "Figure 4: deep EBMs (an MLP energy times a learned Gaussian) trained with LSD learn the densities "
     "of 2-D toy data sets."
 )
+VERDICT_RULE = ("replicates when the LSD EBM's held-out log-likelihood beats the Gaussian fit's on every data set; "
+                "partly replicates when on some, does not when on none")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -259,7 +259,7 @@ def ksdagg_test(
             kernel object (:mod:`steinkit.kernels`) whose bandwidth is the collection, e.g.
             :data:`DEFAULT_KERNEL` ``= IMQ(bandwidth=Bandwidths.powers_of_two(-20, 0))``.
         n_bootstrap: wild-bootstrap draws B1 for each bandwidth's p-value. The aggregated
-            p-value cannot fall below about |Λ|/(B1 + 1) times the chance that one of the
+            p-value cannot fall below about ``|Λ|/(B1 + 1)`` times the chance that one of the
             bandwidths' null draws tops all B1 others; 2000 (the authors' package default)
             resolves p-values near 0.01, 500 (the papers' experiments) only near 0.03.
         n_correction: wild-bootstrap draws B2 for the level correction.
@@ -271,7 +271,7 @@ def ksdagg_test(
             the memory available; None: no limit).
 
     Returns:
-        An outcome with ``statistic`` = min_λ p_λ·|Λ| (smaller is stronger evidence), the
+        An outcome with ``statistic`` = ``min_λ p_λ·|Λ|`` (smaller is stronger evidence), the
         level-corrected p-value, and details: kernel, bandwidths, per-bandwidth statistics and
         p-values, the number of pairs used.
     """

@@ -54,4 +54,4 @@ FAMILIES: dict[str, Callable[..., Problem]] = {
     "mixture-missing": mixture_missing,
     "null": null,
 }
-"""Every family by name: a function of the dimension (first argument) and its parameters."""
+"""Every family by name, each a function of the dimension (first argument) and its parameters."""

@@ -140,7 +140,7 @@ class TrainSettings:
 
     @property
     def checkpoint_interval(self) -> int:
-        """Steps between checkpoints: ``checkpoint_every``, or ``min(1000, max(1, steps // 10))``."""
+        """Steps between checkpoints, ``checkpoint_every`` or else ``min(1000, max(1, steps // 10))``."""
         return min(1000, max(1, self.steps // 10)) if self.checkpoint_every is None else self.checkpoint_every
 
     @property
