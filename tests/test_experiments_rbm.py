@@ -134,14 +134,16 @@ def test_power_run_writes_results_and_resumes(tmp_path, monkeypatch):
     assert saved["command"].startswith("steinkit reproduce rbm-power --out") and "--dims 5:3" in saved["command"]
     assert saved["verdict"].startswith("no verdict: 2 repetitions are too few")   # a rate from 2 reps judges nothing
     assert "preset, changed:" in saved["budget"] and "reps 2" in saved["budget"] and "minus 0.05" in saved["verdict_rule"]
-    assert len(numbers["rows"]) == 8 * 2  # methods x sigmas
+    methods = len(tiny.methods)
+    assert methods == len(rbm_power.reproduction_methods())  # every registered method and the variant
+    assert len(numbers["rows"]) == methods * 2  # methods x sigmas
     for row in numbers["rows"]:
         assert set(row) >= {"method", "dx", "dh", "sigma", "reps", "rejection_rate", "stderr"}
         assert row["reps"] == 2 and 0 <= row["rejection_rate"] <= 1 and (row["dx"], row["dh"]) == (5, 3)
     assert numbers["all_methods_saw_same_data"] is True
     assert "| LSD |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "figure5.png").stat().st_size > 1000
-    assert len(TrialStore(tmp_path / "trials.sqlite")) == numbers["n_trials"] == 8 * 2 * 2
+    assert len(TrialStore(tmp_path / "trials.sqlite")) == numbers["n_trials"] == methods * 2 * 2
     monkeypatch.setattr(rbm_power, "run_trial", _refuse)  # a rerun must not run any trial
     assert rbm_power.run(tiny, tmp_path, QUIET)["results"]["rows"] == numbers["rows"]
 

@@ -49,12 +49,14 @@ from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _contributions
 from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
-__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "WitnessOptions", "witness_tests"]
+__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "WitnessOptions", "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "kernel")
 DEFAULT_MEMBERS = MEMBERS
 DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
 """The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
+KERNEL_BASIS = 1024
+"""The kernel member's witness uses at most this many of the earlier folds' points."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class _WitnessCall:
     kernel: Any = field(default=DEFAULT_KERNEL, metadata={
         "help": "the kernel member's Stein kernel (steinkit.kernels; default IMQ at 2^-5..2^0 times the median "
                 "distance)"})
-    kernel_basis: int = field(default=4096, metadata={
+    kernel_basis: int = field(default=KERNEL_BASIS, metadata={
         "help": "the kernel witness uses at most this many of the earlier folds' points (its cost: n times this)"})
     settings: CriticSettings | None = field(
         default=None, metadata={"help": "the trained and features members' CriticSettings; default LEARNED_TEST"})
@@ -147,7 +149,7 @@ def witness_tests(
     *,
     members: Sequence[str] = DEFAULT_MEMBERS,
     kernel: Any = DEFAULT_KERNEL,
-    kernel_basis: int = 4096,
+    kernel_basis: int = KERNEL_BASIS,
     progress: bool = False,
     **overrides: Any,
 ) -> list[TestOutcome]:
