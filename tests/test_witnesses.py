@@ -68,3 +68,17 @@ def test_the_kernel_basis_caps_the_past_points_the_kernel_witness_uses():
     assert capped.statistic != full.statistic
     with pytest.raises(ValueError, match="kernel_basis"):
         witness_tests([(as_score(lambda z: -z), x, 0)], members=["kernel"], kernel_basis=0)
+
+
+def test_the_kernel_member_tests_a_prefix_of_the_shuffled_points():
+    """kernel_points >= n changes nothing; a prefix gives the kernel witness test of those points,
+    its share vector zero on the rest, so the correlation with the other members stays aligned."""
+    x = torch.randn(400, 2, generator=gen(6)) * 1.2
+    problems = [(as_score(lambda z: -z), x, 5)]
+    full = witness_tests(problems, members=["kernel", "linear"])[0]
+    assert witness_tests(problems, members=["kernel", "linear"], kernel_points=400)[0].statistic == full.statistic
+    part = witness_tests(problems, members=["kernel", "linear"], kernel_points=160)[0]
+    assert part.details["statistics"]["linear"] == full.details["statistics"]["linear"]
+    assert part.details["statistics"] != full.details["statistics"]
+    corr = torch.tensor(part.details["correlation"])
+    torch.testing.assert_close(torch.diagonal(corr), torch.ones(corr.shape[0], dtype=corr.dtype))

@@ -49,7 +49,7 @@ from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _contributions
 from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
-__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "WitnessOptions", "witness_tests"]
+__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS", "WitnessOptions", "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "kernel")
 DEFAULT_MEMBERS = MEMBERS
@@ -57,6 +57,8 @@ DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
 """The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
 KERNEL_BASIS = 1024
 """The kernel member's witness uses at most this many of the earlier folds' points."""
+KERNEL_POINTS = 65536
+"""The kernel member tests the first this many shuffled points (its folds are theirs)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class _WitnessCall:
                 "distance)"})
     kernel_basis: int = field(default=KERNEL_BASIS, metadata={
         "help": "the kernel witness uses at most this many of the earlier folds' points (its cost: n times this)"})
+    kernel_points: int = field(default=KERNEL_POINTS, metadata={
+        "help": "the kernel member tests at most this many of the (shuffled) points, so its cost stops growing"})
     settings: CriticSettings | None = field(
         default=None, metadata={"help": "the trained and features members' CriticSettings; default LEARNED_TEST"})
     progress: bool = field(default=False, metadata={"help": "show a progress bar while the trained member fits"})
@@ -80,6 +84,7 @@ class _WitnessCall:
             one_of(m, "members", MEMBERS)
         flag(self.progress, "progress")
         positive_int(self.kernel_basis, "kernel_basis")
+        positive_int(self.kernel_points, "kernel_points")
         if self.settings is not None and not isinstance(self.settings, CriticSettings):
             raise wrong_type("settings", "a CriticSettings", self.settings)
 
@@ -150,6 +155,7 @@ def witness_tests(
     members: Sequence[str] = DEFAULT_MEMBERS,
     kernel: Any = DEFAULT_KERNEL,
     kernel_basis: int = KERNEL_BASIS,
+    kernel_points: int = KERNEL_POINTS,
     progress: bool = False,
     **overrides: Any,
 ) -> list[TestOutcome]:
@@ -164,6 +170,8 @@ def witness_tests(
         kernel: the kernel member's Stein kernel (a collection of bandwidths for several statistics).
         kernel_basis: the kernel member's witness of the earlier folds uses at most this many of
             their points (the first; the data are shuffled), so its cost grows as n·kernel_basis.
+        kernel_points: the kernel member tests the first this many shuffled points only (its
+            eight folds are theirs), so its cost is bounded whatever n; the other members use all.
         progress: show a progress bar while the trained member fits.
         **overrides: :class:`~steinkit.settings.CriticSettings` fields to change.
 
@@ -191,7 +199,9 @@ def witness_tests(
             if "linear" in members:
                 out["linear"] = _linear_terms(x, s, FEATURE_FOLDS)
             if "kernel" in members:
-                out.update(_kernel_terms(x, s, FEATURE_FOLDS, kernel, positive_int(kernel_basis, "kernel_basis")))
+                cap = positive_int(kernel_points, "kernel_points")  # a prefix keeps the share vectors aligned
+                out.update(_kernel_terms(x[:cap], s[:cap], FEATURE_FOLDS, kernel,
+                                         positive_int(kernel_basis, "kernel_basis")))
         for name, terms in out.items():
             if not bool(torch.isfinite(terms).all()):
                 raise FloatingPointError(f"the {name} witness's Stein terms are not finite: check the model's scores "
