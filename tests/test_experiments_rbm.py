@@ -51,7 +51,8 @@ def test_parse_dims():
 
 def test_trial_configs_cover_the_sweep_lsd_first():
     cfgs = rbm_power.trial_configs(rbm_power.FULL.replace(dims=("50", "100"), reps=5, batch=2))
-    assert len(cfgs) == 8 * 2 * 3 * 5  # methods (lsd, lsd-paper, 6 kernel tests) x dims x blocks x sigmas
+    assert len(cfgs) == len(rbm_power.TEST_METHODS) * 2 * 3 * 5  # every method and lsd-paper x dims x blocks x sigmas
+    assert rbm_power.FULL.methods == rbm_power.TEST_METHODS
     assert [c["reps"] for c in cfgs[:3]] == [[0, 1], [0, 1], [0, 1]]
     assert {tuple(c["reps"]) for c in cfgs} == {(0, 1), (2, 3), (4,)}
     n_lsd = sum(c["method"].startswith("lsd") for c in cfgs)
