@@ -116,7 +116,7 @@ def test_gof_test_settings_equal_keywords():
     c = sk.gof_test(MODEL, x, "lsd", seed=1, protocol="paper", **FAST)
     d = sk.gof_test(MODEL, x, "lsd", seed=1, protocol="paper", settings=TEST.replace(**FAST))
     assert (c.statistic, c.pvalue) == (d.statistic, d.pvalue)
-    with pytest.raises(TypeError, match="applies to method='lsd' only"):
+    with pytest.raises(TypeError, match="settings applies to method='lsd'/'witnesses' only, not 'ksd'"):
         sk.gof_test(MODEL, x, "ksd", settings=TEST)
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['n_iter'\] for method 'lsd'"):
         sk.gof_test(MODEL, x, "lsd", n_iter=3)

@@ -184,7 +184,7 @@ def describe_methods(width: int = 79) -> str:
 
     Example:
         >>> print(describe_methods().splitlines()[0])  # doctest: +ELLIPSIS
-        lsd*: learned Stein discrepancy test...
+        lsd: learned Stein discrepancy test...
     """
     lines = []
     for m in _REGISTRY.values():
