@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["integrated_time", "integrated_times", "batch_size", "batch_means", "BatchMeans"]
+__all__ = ["integrated_time", "integrated_times", "batch_size", "batch_means", "BatchMeans", "debiased"]
 
 #: batches are at least this many integrated autocorrelation times long
 BATCH_TIMES = 5.0
@@ -148,3 +148,18 @@ def batch_means(values: Tensor, batches: int, weights: Tensor | None = None) -> 
     if weights is not None:
         df = float(max(1.0, min(batches, float(total * total / (w * w).sum())) - 1.0))
     return BatchMeans(mean, var.sqrt(), batches, n // batches, df)
+
+
+def debiased(bm: BatchMeans, tau: float) -> BatchMeans:
+    """``bm`` with its standard errors inflated by √(m/(m − τ)): batch means of m draws
+    underestimate the long-run variance by about τ/m for a series of AR(1) type, which a test
+    reading the t tails feels; with batches shorter than 2τ (too few effective draws), by √2.
+
+    Example:
+        >>> bm = BatchMeans(torch.zeros(1), torch.ones(1), batches=10, size=50, df=9.0)
+        >>> round(float(debiased(bm, 10.0).stderr[0]) ** 2, 4)     # 50/(50 − 10)
+        1.25
+    """
+    m = bm.size
+    inflate = math.sqrt(m / (m - tau)) if m > 2 * tau else math.sqrt(2.0)
+    return bm._replace(stderr=bm.stderr * inflate)

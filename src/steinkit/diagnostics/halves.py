@@ -2,8 +2,9 @@ r"""The batch-means test of chains: Stein features fixed on one half, tested on 
 
 One half of a chain fixes the three Stein features of :mod:`~steinkit.diagnostics.features`
 (E_p h = 0 under the target whatever that half is); the other half's feature means are
-studentised by batch means (:mod:`~steinkit.diagnostics.autocorr`, batches of m ≥ 5τ̂ draws) and
-referred to Student's t; both directions, Bonferroni over the six member tests.
+studentised by batch means (:mod:`~steinkit.diagnostics.autocorr`, batches of m ≥ 5τ̂ draws, the
+variance inflated by m/(m − τ̂), its first-order bias) and referred to Student's t; both
+directions, Bonferroni over the six member tests.
 
 *Pooled*: the features come from all first halves together; the chains' second-half means are
 combined in proportion to their lengths (or weights), their variances added, with Welch's
@@ -37,7 +38,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .autocorr import BatchMeans, batch_means, batch_size, integrated_times
+from .autocorr import BatchMeans, batch_means, batch_size, debiased, integrated_times
 from .features import MEMBERS, TWO_SIDED, Reference, reference, stein_features
 from .results import ChainQuality
 
@@ -81,7 +82,7 @@ def _analyse(f: Tensor, y: Tensor, w: Tensor | None) -> tuple[BatchMeans, float]
     integrated time of the features and of the coordinates there."""
     tau = max(float(integrated_times(f.T).max()), float(integrated_times(y.T).max()))
     b, _ = batch_size(f.shape[0], tau)
-    return batch_means(f, b, w), tau
+    return debiased(batch_means(f, b, w), tau), tau
 
 
 def side(ref: Reference, y: Tensor, sy: Tensor, w: Tensor | None) -> tuple[Side, Tensor]:
@@ -175,12 +176,8 @@ def disagreement(seconds: Sequence[Tensor], features: Sequence[Tensor], weights:
     summaries = []
     for c in range(C):
         g = torch.cat([seconds[c].to(torch.float64), features[c]], 1)
-        b, m = batch_size(g.shape[0], taus[c])
-        bm = batch_means(g, b, None if weights is None else weights[c])
-        # batch means of size m underestimate a long-run variance by about τ/m (AR(1)-type series);
-        # these tests look far into the t tails (Bonferroni over (d + 3) · chains), so undo it
-        inflate = math.sqrt(m / (m - taus[c])) if m > 2 * taus[c] else math.sqrt(2.0)
-        summaries.append(bm._replace(stderr=bm.stderr * inflate))
+        b, _ = batch_size(g.shape[0], taus[c])
+        summaries.append(debiased(batch_means(g, b, None if weights is None else weights[c]), taus[c]))
 
     def raw(c: int, active: list[int]) -> float:
         others = [o for o in active if o != c]

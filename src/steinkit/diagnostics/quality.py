@@ -8,8 +8,8 @@ of a 20-d Gaussian gives p = 5·10⁻⁵); this one is valid for autocorrelated 
 ``method="batch-means"`` (the default, :mod:`~steinkit.diagnostics.halves`): one half of a chain
 fixes three Stein features (location, a weighted scale field, the IMQ kernel witness), each with
 mean zero under p; under H0 the other half's feature means are centred, and by the Markov chain
-central limit theorem each is studentised by batch means (batches of m ≥ 5τ̂ draws, τ̂ Geyer's
-integrated autocorrelation time) and referred to Student's t. Location and kernel members are
+central limit theorem each is studentised by batch means (batches of m ≥ 5τ̂ draws, variance
+debiased by m/(m − τ̂), τ̂ Geyer's integrated autocorrelation time) and referred to Student's t. Location and kernel members are
 one-sided, scale two-sided; both directions (a burn-in left in the first half is caught too);
 Bonferroni over the six. The **discrepancy** is the kernel members' mean, the cross U-statistic
 estimate of KSD²(q, p) (one bandwidth for every chain, so chains compare), with its batch-means
