@@ -11,7 +11,9 @@ scores fold k + 1 with a witness built from folds 1..k only:
   fold 1), f = W ψ with W = mean_past[s ψᵀ + J_ψᵀ] (8 folds): the Stein witness of mean and
   covariance;
 * ``"kernel"``: the kernel Stein witness mean_past u(x_j, ·) of :mod:`steinkit.gof.sequential`
-  over IMQ bandwidths 2^ℓ·λ_med, ℓ = −5..0 (λ_med from fold 1), one statistic per bandwidth (8 folds).
+  over IMQ bandwidths 2^ℓ·λ_med, ℓ = −5..0 (λ_med from fold 1), one statistic per bandwidth (8 folds
+  of the first :data:`KERNEL_POINTS` shuffled points, each witness of at most :data:`KERNEL_BASIS`
+  earlier points, so its cost stops growing with n).
 
 A member's statistic is z = Σ_k w_k t_k/‖w‖ over its folds (t_k the studentised mean of fold k's
 terms, w_k = √(k − 1)): given the past, each fold's terms have mean zero under H0, so z tends to
@@ -49,7 +51,8 @@ from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _contributions
 from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
-__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS", "WitnessOptions", "witness_tests"]
+__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS", "WitnessOptions",
+           "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "kernel")
 DEFAULT_MEMBERS = MEMBERS
@@ -92,7 +95,7 @@ class _WitnessCall:
 WitnessOptions = with_settings_fields("WitnessOptions", _WitnessCall, CriticSettings,
                                       SettingsDefault("LEARNED_TEST's"), __name__)
 WitnessOptions.__doc__ = """The options of the witness-family test (:func:`witness_tests`): members, kernel,
-settings, progress, and every :class:`~steinkit.settings.CriticSettings` field (default: LEARNED_TEST's)."""
+kernel_basis, kernel_points, settings, progress, and every :class:`~steinkit.settings.CriticSettings` field (default: LEARNED_TEST's)."""
 
 
 def _shuffled(problem: Problem) -> tuple[Tensor, Tensor]:
