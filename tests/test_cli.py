@@ -47,6 +47,18 @@ def test_test_command_lsd_with_options_and_class(files, capsys):
     assert "LSD test" in capsys.readouterr().out
 
 
+def test_test_command_default_with_witness_options(files, capsys):
+    """The default (witness) test takes its own options and the critic's beside them."""
+    code = main(["test", "--model", f"{files}/mymodel.py:Shifted", "--data", f"{files}/samples.npy", "--json",
+                 "--option", "kernel_points=100", "--option", "members=[\"kernel\", \"trained\"]",
+                 "--option", "n_iters=30", "--option", "hidden=8"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    names = out["details"]["members"]  # the trained critic, then one statistic per kernel bandwidth
+    assert out["method"] == "witnesses" and names[0] == "trained"
+    assert len(names) == 7 and all(name.startswith("kernel ") for name in names[1:])
+
+
 def test_evaluate_command(files, capsys):
     code = main(["evaluate", "--model", f"{files}/mymodel.py:Shifted", "--data", f"{files}/samples.npy",
                  "--option", "n_iters=60", "--option", "hidden=16", "--json"])

@@ -60,7 +60,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     x = load_tensor(args.data)  # a float32 .npy stays memory-mapped
     long = True  # a method whose time is not predicted shows its progress bar, if it has one
     if method.name in ("lsd", "witnesses"):
-        from .settings import LEARNED_TEST, TEST
+        from .settings import LEARNED_TEST, TEST, field_names
 
         from .gof.lsd import DEFAULT_PROTOCOL
 
@@ -70,7 +70,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         trains = protocol != "features" and "trained" in options.get("members", ("trained",))
         long = trains and (  # the features protocol trains nothing, in seconds at n = 10^6
             _announce_fit_time("test", [model], x, defaults,
-                               {k: v for k, v in options.items() if k not in ("members", "kernel", "kernel_basis")},
+                               {k: v for k, v in options.items() if k in (*field_names(), "progress", "protocol")},
                                args.seed, protocol))
     if "progress" in method.option_names():
         options.setdefault("progress", not args.json and long)
