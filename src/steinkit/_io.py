@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from ._optional import paper_module
 
-__all__ = ["prepare_out", "write_json", "json_text", "pyplot", "markdown_table"]
+__all__ = ["prepare_out", "write_json", "json_text", "pyplot", "save_figure", "markdown_table"]
 
 
 def prepare_out(out: str | os.PathLike, name: str = "out") -> Path:
@@ -94,3 +94,10 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def save_figure(fig: Any, path: Any, dpi: int = 120) -> None:
+    """Lay out ``fig``, write it to ``path`` and close it (matplotlib keeps open figures)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)

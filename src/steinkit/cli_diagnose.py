@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._argtypes import typed
-from ._io import json_text, prepare_out, pyplot
+from ._io import json_text, prepare_out, pyplot, save_figure
 from .user_inputs import UserInputError, load_object, load_samples
 
 __all__ = ["add_parser", "load_chains", "plot_history"]
@@ -77,9 +77,7 @@ def plot_history(result: Any, path: str) -> None:
     ax.set_ylabel("KSD² estimate ± stderr")
     ax.set_title("Stein discrepancy as draws accumulate")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 
 from .evaluate import CROSSFIT_MAX_N, compare
-from ._io import markdown_table, prepare_out, pyplot, write_json
+from ._io import markdown_table, prepare_out, pyplot, save_figure, write_json
 from ._optional import paper_module
 from .models import GaussianBernoulliRBM
 from .settings import ESTIMATE, CriticSettings
@@ -143,6 +143,4 @@ def _plot(path: Path, sigmas, models, rows, theory) -> None:
     ax.set_ylabel("Stein discrepancy")
     ax.set_title("Perturbed RBMs ranked by LSD")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from ..models import LinearICA
 from ..train import METHODS, LSDOracle, train
+from .._io import save_figure
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep, trial_folder
 from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
@@ -299,7 +300,5 @@ def _plot_curves(runs, rows, dim: int, sources: Sequence[str], methods: Sequence
         ax.set_xlabel("iteration")
         ax.set_ylabel("test log-likelihood per example")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

@@ -22,6 +22,7 @@ import torch
 from ..critics import MLPCritic
 from ..fit import fit_critic
 from ..stein import stein_terms
+from .._io import save_figure
 from .report import markdown_table, pyplot, write_report
 from .runner import sweep
 from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
@@ -122,7 +123,5 @@ def _plot(path: Path, history: list[dict[str, Any]], truth: float, best: int) ->
     axes[0].plot(its, [h["fresh_lsd"] for h in history], color="g", label="LSD on fresh data")
     axes[0].set_ylabel("LSD")
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
