@@ -28,7 +28,8 @@ FAST = dict(n_iters=40, hidden=16, val_every=20)
 MODEL = sk.models.Gaussian(torch.zeros(2), torch.eye(2))
 
 
-NEW_FIELDS_OFF = dict(folds=1, patience=None, standardize=False, refit=False, value="mean")
+NEW_FIELDS_OFF = dict(folds=1, patience=None, standardize=False, refit=False, coordinate_features=False,
+                      value="mean")
 
 
 def test_named_values_hold_the_old_defaults():

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ._tangent import TangentMLP
+from .coordinate_features import N_FEATURES, coordinate_features
 from .validation import as_device, fraction, one_of, positive_int
 
 __all__ = ["MLPCritic", "swish"]
@@ -130,6 +131,8 @@ class MLPCritic(nn.Module):
             self.biases.append(nn.Parameter(b.to(device)))
         lead = (n_critics,) if n_critics else ()
         self.skip = nn.Parameter(torch.zeros(*lead, dim, dim, dtype=dtype, device=device)) if skip else None
+        self.coord: nn.Parameter | None
+        self.register_parameter("coord", None)
         self.register_buffer("loc", None)
         self.register_buffer("scale", None)
         if (loc is None) != (scale is None):
@@ -158,6 +161,31 @@ class MLPCritic(nn.Module):
         self.loc, self.scale = loc.clone(), scale.clone()
         return self
 
+    def add_coordinate_features(self) -> MLPCritic:
+        """Add the per-coordinate features of :mod:`steinkit.coordinate_features` to the output, with
+        weights ``coord`` ((d, M), or (K, d, M)) zero at first; returns self.
+
+        Example:
+            >>> c = MLPCritic(2, hidden=4, generator=torch.Generator().manual_seed(0))
+            >>> x = torch.randn(3, 2)
+            >>> torch.equal(c.add_coordinate_features()(x), c(x)), tuple(c.coord.shape)
+            (True, (2, 7))
+        """
+        if self.coord is None:
+            w = self.weights[0]
+            lead = (self.n_critics,) if self.n_critics else ()
+            self.coord = nn.Parameter(torch.zeros(*lead, self.dim, N_FEATURES, dtype=w.dtype, device=w.device))
+        return self
+
+    def _coordinate_part(self, z: Tensor, s_w: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The coordinate features' output Σ_m α_jm u_m(z)_j and their Stein terms (exact trace)."""
+        assert self.coord is not None
+        u, du = coordinate_features(z)
+        coord = self.coord.unsqueeze(-3)
+        g = (u * coord).sum(-1)
+        diag = (du * coord).sum(-1)
+        return g, (s_w * g).sum(-1) + (diag if w is None else diag * w).sum(-1)
+
     def _inputs(self, x: Tensor) -> Tensor:
         return x if self.loc is None else (x - self.loc) / self.scale
 
@@ -184,6 +212,8 @@ class MLPCritic(nn.Module):
         w = self.weights[0]
         lone = MLPCritic(self.dim, self.hidden, self.n_layers, self.dropout, generator=torch.Generator().manual_seed(0),
                          dtype=w.dtype, device=w.device, skip=self.skip is not None)  # overwritten below
+        if self.coord is not None:
+            lone.add_coordinate_features()
         with torch.no_grad():
             for mine, theirs in zip(lone.parameters(), self.parameters()):
                 mine.copy_(theirs[k] if self.n_critics else theirs)
@@ -205,6 +235,8 @@ class MLPCritic(nn.Module):
         g = a @ self.weights[-1].transpose(-1, -2) + self.biases[-1].unsqueeze(-2)
         if self.skip is not None:
             g = g + z @ self.skip.transpose(-1, -2)
+        if self.coord is not None:
+            g = g + (coordinate_features(z)[0] * self.coord.unsqueeze(-3)).sum(-1)
         return self._outputs(g)
 
     def _dropout_masks(self, lead: torch.Size, n: int, generator: Generators) -> list[Tensor]:
@@ -266,6 +298,9 @@ class MLPCritic(nn.Module):
         s_w = scores if self.scale is None else scores / self.scale  # = w ⊙ s_z
         if trace == "exact":
             terms, g = self._exact_terms(z, s_w, generator, w)
+            if self.coord is not None:
+                g_c, terms_c = self._coordinate_part(z, s_w, w)
+                terms, g = terms + terms_c, g + g_c
             return terms, self._outputs(g)
         one_of(trace, "trace", ("hutchinson", "exact"))
         n = x.shape[-2]
@@ -283,7 +318,11 @@ class MLPCritic(nn.Module):
         lead = jv.shape[:-2]
         left = probes.expand_as(jv) if w is None else probes.expand_as(jv) * w
         quad = (left * jv).sum(-1).reshape(*lead, n_probes, n).mean(-2)
-        return (s_w * g).sum(-1) + quad, self._outputs(g)
+        terms = (s_w * g).sum(-1) + quad
+        if self.coord is not None:
+            g_c, terms_c = self._coordinate_part(z, s_w, w)
+            terms, g = terms + terms_c, g + g_c
+        return terms, self._outputs(g)
 
     def _exact_terms(
         self, x: Tensor, scores: Tensor, generator: Generators, w: Tensor | None = None

@@ -41,7 +41,7 @@ from torch import Tensor
 from .critics import MLPCritic
 from .fit import VALIDATION_ROWS, chunked_terms, critic_step
 from .heldout import Problem, check_problems, critic_ensemble
-from .last_layer import _RIDGE_EXPONENTS, witness_sums
+from .last_layer import _CV_FOLDS, _RIDGE_EXPONENTS, _Moments, _factor, _finish, witness_sums
 from .settings import ESTIMATE, LEARNED_TEST, TEST, CriticSettings, sized_for
 from .splits import split_sizes
 
@@ -121,16 +121,26 @@ class _Timer:
     def refit(self, n_train: int, n_val: int) -> float:
         """Seconds of the closed-form last layer of the whole ensemble (:func:`~steinkit.last_layer.
         refit_last_layer`): the moments over the training rows and, per ridge tried, a solve and
-        the float64 terms on the validation rows."""
+        the float64 terms on the validation rows (a grid of two ridges, then the coordinate
+        features' ridge)."""
         lone = self.critic().member(0).double()
+        if self.cfg.coordinate_features:
+            lone.add_coordinate_features()
         x64, s64 = self.xr.double(), self.sr.double()
-        per_row = _seconds(lambda: lone.stein_terms(x64, s64, trace="exact"), 1) / x64.shape[0]
-        k = self.cfg.hidden + self.d + 1  # type: ignore[operator]  # features, skip, bias
-        system = torch.eye(k, dtype=torch.float64) + 0.01
-        rhs = torch.ones(k, self.d, dtype=torch.float64)
-        solve = _seconds(lambda: torch.linalg.solve(system, rhs), 1)
-        trials = len(_RIDGE_EXPONENTS) ** 2  # a ridge for the features and one for the skip
-        return self.members * (2 * per_row * n_train + trials * (solve + per_row * min(n_val, VALIDATION_ROWS)))
+        rows = x64.shape[0]
+        per_row = _seconds(lambda: lone.stein_terms(x64, s64, trace="exact"), 1) / rows
+        moments = _Moments.sums(lone, x64, s64).mix(None, 1.0 / rows)
+        moments_per_row = _seconds(lambda: _Moments.sums(lone, x64, s64), 1) / rows
+        ridge = torch.ones(moments.c.shape[0], dtype=torch.float64)
+        factor = _seconds(lambda: _factor(moments, 0.5, ridge, 1e-8, False), 1)
+        validate = per_row * min(n_val, VALIDATION_ROWS)
+        total = len(_RIDGE_EXPONENTS) ** 2 * (factor + validate)
+        if self.cfg.coordinate_features:  # the cross-validated choice of the features' ridge, then the fit
+            with_features = _seconds(lambda: _factor(moments, 0.5, ridge, 1e-8), 1)
+            products = _factor(moments, 0.5, ridge, 1e-8)
+            finish = _seconds(lambda: _finish(moments, 0.5, *products, 0, 1e-8), 1)
+            total += (_CV_FOLDS + 1) * with_features + (_CV_FOLDS * (len(_RIDGE_EXPONENTS) + 1) + 1) * finish
+        return self.members * (moments_per_row * n_train + total)
 
 
 def _rows(t: Tensor, rows: int) -> Tensor:

@@ -148,6 +148,8 @@ def _fit_parts(
     fit = fit_critic(critic, x_parts[0], s_parts[0], x_parts[1], s_parts[1], cfg, generator=generators,
                      progress=progress, callback=keep if snapshots else None)
     if cfg.refit:  # on every training row, the ridge chosen on at most VALIDATION_ROWS validation rows
+        if cfg.coordinate_features:
+            fit.critic.add_coordinate_features()
         refit_last_layer(fit.critic, x_parts[0], s_parts[0], x_parts[1][..., :VALIDATION_ROWS, :],
                          s_parts[1][..., :VALIDATION_ROWS, :], cfg.lam)
     terms, sq_norms = chunked_terms(fit.critic, x_parts[2], s_parts[2])

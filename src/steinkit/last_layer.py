@@ -29,6 +29,7 @@ import itertools
 import torch
 from torch import Tensor
 
+from .coordinate_features import N_FEATURES, coordinate_features
 from .critics import MLPCritic, swish
 
 __all__ = ["features", "witness_sums", "with_last_layer", "feature_witness", "refit_last_layer"]
@@ -156,67 +157,193 @@ def _mean_feature_jacobian(critic: MLPCritic, z: Tensor) -> Tensor:
 _REFIT_CHUNK = 16384
 
 
-def _moments(lone: MLPCritic, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-    """Sums over the rows of (x, s) of B = s_z ψᵀ + J_ψᵀ and C = ψψᵀ, ψ = [φ(z), z if skip, 1]."""
-    z = lone._inputs(x)
-    s_z = s * (1.0 if lone.scale is None else lone.scale)  # the score in z
-    n, d = z.shape
-    ones = torch.ones(n, 1, dtype=z.dtype, device=z.device)
-    psi = torch.cat([features(lone, x)] + ([z] if lone.skip is not None else []) + [ones], 1)
-    jac = [n * _mean_feature_jacobian(lone, z).T]
-    if lone.skip is not None:
-        jac.append(n * torch.eye(d, dtype=z.dtype, device=z.device))
-    jac.append(torch.zeros(d, 1, dtype=z.dtype, device=z.device))
-    return s_z.T @ psi + torch.cat(jac, 1), psi.T @ psi
+class _Moments:
+    """Means (or sums) over data rows of the last layer's quadratic objective, ψ = [φ(z), z if skip, 1]
+    shared by every output and u_j = the coordinate features of output j (when the critic has them):
+    b = s_z ψᵀ + J_ψᵀ (d, k), c = ψψᵀ (k, k), bu = s_z,j u_j + ∂_j u_j (d, M), g = ψ u_jᵀ (k, d, M),
+    du = u_j u_jᵀ (d, M, M)."""
+
+    FIELDS = ("b", "c", "bu", "g", "du")
+
+    def __init__(self, b: Tensor, c: Tensor, bu: Tensor | None = None, g: Tensor | None = None,
+                 du: Tensor | None = None) -> None:
+        self.b, self.c, self.bu, self.g, self.du = b, c, bu, g, du
+
+    @classmethod
+    def sums(cls, lone: MLPCritic, x: Tensor, s: Tensor) -> _Moments:
+        """The sums over the rows of (x, s)."""
+        z = lone._inputs(x)
+        s_z = s * (1.0 if lone.scale is None else lone.scale)  # the score in z
+        n, d = z.shape
+        ones = torch.ones(n, 1, dtype=z.dtype, device=z.device)
+        psi = torch.cat([features(lone, x)] + ([z] if lone.skip is not None else []) + [ones], 1)
+        jac = [n * _mean_feature_jacobian(lone, z).T]
+        if lone.skip is not None:
+            jac.append(n * torch.eye(d, dtype=z.dtype, device=z.device))
+        jac.append(torch.zeros(d, 1, dtype=z.dtype, device=z.device))
+        out = cls(s_z.T @ psi + torch.cat(jac, 1), psi.T @ psi)
+        if lone.coord is not None:
+            u, du = coordinate_features(z)
+            out.bu, out.g = (s_z.unsqueeze(-1) * u + du).sum(0), torch.einsum("nk,njm->kjm", psi, u)
+            out.du = torch.einsum("njm,njl->jml", u, u)
+        return out
+
+    def mix(self, other: _Moments | None, a: float, b: float = 0.0) -> _Moments:
+        """a·self + b·other, field by field (other None: a·self)."""
+        fields = [getattr(self, f) for f in self.FIELDS]
+        theirs = [None if other is None else getattr(other, f) for f in self.FIELDS]
+        return _Moments(*[None if m is None else a * m + (0.0 if t is None else b * t) for m, t in zip(fields, theirs)])
+
+
+def _moments(lone: MLPCritic, x: Tensor, s: Tensor) -> _Moments:
+    """The means of :class:`_Moments` over the rows of (x, s), a chunk of rows at a time."""
+    n, d = x.shape
+    rows = _REFIT_CHUNK if lone.coord is None else max(256, min(_REFIT_CHUNK, 2**22 // (d * N_FEATURES)))
+    total = _Moments.sums(lone, x[:rows], s[:rows])
+    for start in range(rows, n, rows):
+        total = total.mix(_Moments.sums(lone, x[start:start + rows], s[start:start + rows]), 1.0, 1.0)
+    return total.mix(None, 1.0 / n)
+
+
+def _factor(m: _Moments, lam: float, ridge: Tensor, jitter: float, coordinates: bool = True
+            ) -> tuple[Tensor, Tensor | None]:
+    """A⁻¹bᵀ (k, d) and A⁻¹g (k, d, M) (None without coordinate features or ``coordinates``),
+    A = 2λC + 2·diag(ridge)."""
+    k = m.c.shape[0]
+    eye = torch.eye(k, dtype=m.c.dtype, device=m.c.device)
+    chol = torch.linalg.cholesky(2 * lam * m.c + 2 * torch.diag(ridge) + jitter * eye)
+    if m.g is None or not coordinates:
+        return torch.cholesky_solve(m.b.T, chol), None
+    d = m.b.shape[0]
+    solved = torch.cholesky_solve(torch.cat([m.b.T, m.g.reshape(k, -1)], 1), chol)
+    return solved[:, :d], solved[:, d:].reshape(m.g.shape)
+
+
+def _finish(m: _Moments, lam: float, a_b: Tensor, a_g: Tensor | None, coord_exp: int | None, jitter: float
+            ) -> tuple[Tensor, Tensor | None]:
+    """θ (d, k) and the coordinate weights α (d, M), from :func:`_factor`'s products; α is None
+    when ``coord_exp`` is None (no coordinate features). Output j solves
+    [[A, 2λG_j], [2λG_jᵀ, 2λD_j + 2Γ_j]] [θ_j; α_j] = [b_j; bu_j] by its Schur complement; Γ_j is
+    10^coord_exp times diag(D_j), feature by feature."""
+    if coord_exp is None or a_g is None:
+        return a_b.T, None
+    diag = torch.diagonal(m.du, dim1=-2, dim2=-1)
+    block = 2 * lam * m.du + torch.diag_embed(2 * 10.0**coord_exp * diag + jitter)
+    schur = block - (2 * lam) ** 2 * torch.einsum("kjm,kjl->jml", m.g, a_g)
+    rhs = m.bu - 2 * lam * torch.einsum("kjm,kj->jm", m.g, a_b)
+    alpha = torch.linalg.solve(schur, rhs.unsqueeze(-1)).squeeze(-1)
+    return a_b.T - 2 * lam * torch.einsum("kjm,jm->jk", a_g, alpha), alpha
+
+
+def _solve(m: _Moments, lam: float, ridge: Tensor, coord_exp: int | None, jitter: float
+           ) -> tuple[Tensor, Tensor | None]:
+    """The last layer maximising mean(T) − λ·mean‖g‖² − ridge terms: :func:`_finish` of :func:`_factor`."""
+    return _finish(m, lam, *_factor(m, lam, ridge, jitter, coord_exp is not None), coord_exp, jitter)
+
+
+def _mean_and_square(m: _Moments, theta: Tensor, alpha: Tensor | None, w: Tensor) -> tuple[float, float]:
+    """The mean Stein term and mean ‖f‖² of last layer (θ, α) under moments m (w: 1/scale² per output)."""
+    mean = (w * (theta * m.b).sum(-1)).sum()
+    square = (w * ((theta @ m.c) * theta).sum(-1)).sum()
+    if alpha is not None:
+        mean = mean + (w * (alpha * m.bu).sum(-1)).sum()
+        square = square + (w * (2 * torch.einsum("jk,kjm,jm->j", theta, m.g, alpha)
+                                + torch.einsum("jm,jml,jl->j", alpha, m.du, alpha))).sum()
+    return float(mean), float(square)
+
+
+_CV_FOLDS = 5
+
+
+def _fold_moments(lone: MLPCritic, x: Tensor, s: Tensor) -> tuple[_Moments, list[tuple[_Moments, int]]]:
+    """The means over all rows, and over each of :data:`_CV_FOLDS` consecutive parts with its size."""
+    n = x.shape[0]
+    cuts = [round(i * n / _CV_FOLDS) for i in range(_CV_FOLDS + 1)]
+    parts = [(_moments(lone, x[a:b], s[a:b]), b - a) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    full = parts[0][0].mix(None, parts[0][1] / n)
+    for part, rows in parts[1:]:
+        full = full.mix(part, 1.0, rows / n)
+    return full, parts
+
+
+def _coordinate_ridge(lone: MLPCritic, full: _Moments, parts: list[tuple[_Moments, int]], lam: float,
+                      ridge: Tensor, jitter: float) -> int | None:
+    """The coordinate features' ridge exponent (None: leave them out) with the largest cross-validated
+    penalised objective m̄ − λv̄ over the training rows' parts (:func:`_fold_moments`), the other
+    ridges fixed. The features are fixed functions, so unlike the network's, their fit can be judged
+    on the rows the network was trained on, which are many more than the validation rows; the
+    penalised objective, unlike the value at the best scale, marks down a fit whose size is noise."""
+    n = sum(rows for _, rows in parts)
+    w = torch.ones(lone.dim, dtype=full.c.dtype) if lone.scale is None else lone.scale.pow(-2).to(full.c.dtype)
+    choices: list[int | None] = [None, *_RIDGE_EXPONENTS]
+    sums = {e: [0.0, 0.0] for e in choices}
+    for part, rows in parts:
+        rest = full.mix(part, n / (n - rows), -rows / (n - rows))
+        a_b, a_g = _factor(rest, lam, ridge, jitter)
+        for e in choices:
+            mean, square = _mean_and_square(part, *_finish(rest, lam, a_b, a_g, e, jitter), w)
+            sums[e][0] += rows * mean / n
+            sums[e][1] += rows * square / n
+    return max(choices, key=lambda e: sums[e][0] - lam * sums[e][1])
 
 
 def _refit_member(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val: Tensor, s_val: Tensor,
-                  lam: float) -> tuple[Tensor, dict]:
-    """The closed-form last layer of one lone critic (float64): returns θ = [W, L, b] (d, k)
-    and the chosen ridge exponents with their validation value."""
+                  lam: float) -> tuple[Tensor, Tensor | None, dict]:
+    """The closed-form last layer of one lone critic (float64): θ = [W, L, b] (d, k), the coordinate
+    features' weights (d, M) or None, and the chosen ridge exponents with their validation value."""
     from .stein import scaled_lsd
 
     dt = torch.float64
     with torch.no_grad():
         lone = critic.double()
-        n, d, h = x_train.shape[0], x_train.shape[1], lone.hidden
-        B = C = 0.0
-        for start in range(0, n, _REFIT_CHUNK):  # sums over the rows, a chunk at a time
-            B_part, C_part = _moments(lone, x_train[start:start + _REFIT_CHUNK].to(dt),
-                                      s_train[start:start + _REFIT_CHUNK].to(dt))
-            B, C = B + B_part, C + C_part
-        B, C = B / n, C / n  # (d, k) and (k, k): mean(T) = <θ, B>, mean ‖g‖² = Σ_j θ_j C θ_jᵀ
+        h, d = lone.hidden, lone.dim
+        x_train, s_train = x_train.to(dt), s_train.to(dt)
+        if lone.coord is None:
+            m, parts = _moments(lone, x_train, s_train), []
+        else:
+            m, parts = _fold_moments(lone, x_train, s_train)
         groups = [(0, h)] + ([(h, d)] if lone.skip is not None else [])
-        unit = [float(torch.diagonal(C)[a:a + m].mean()) for a, m in groups]
+        unit = [float(torch.diagonal(m.c)[a:a + w].mean()) for a, w in groups]
         trial = copy.deepcopy(lone).eval()
         x_val, s_val = x_val.to(dt), s_val.to(dt)
-        jitter = 1e-10 * (1.0 + float(torch.diagonal(C).mean())) * torch.eye(C.shape[0], dtype=dt, device=C.device)
+        jitter = 1e-10 * (1.0 + float(torch.diagonal(m.c).mean()))
 
-        def value(exps: tuple[int, ...]) -> tuple[float, Tensor]:
-            ridge = torch.zeros(C.shape[0], dtype=dt, device=C.device)
-            for (a, m), e, u in zip(groups, exps, unit):
-                ridge[a:a + m] = 10.0**e * u
-            theta = torch.linalg.solve(2 * lam * C + 2 * torch.diag(ridge) + jitter, B.T).T
-            _set_last(trial, theta, h, d)
+        def ridge_of(exps: tuple[int, ...]) -> Tensor:
+            ridge = torch.zeros(m.c.shape[0], dtype=dt, device=m.c.device)
+            for (a, w), e, u in zip(groups, exps, unit):
+                ridge[a:a + w] = 10.0**e * u
+            return ridge
+
+        def value(exps: tuple[int, ...]) -> float:
+            _set_last(trial, *_solve(m, lam, ridge_of(exps), None, jitter), h, d)
             terms, f = trial.stein_terms(x_val, s_val, trace="exact")
-            return float(scaled_lsd(terms, f.pow(2).sum(-1), lam)[0]), theta
+            return float(scaled_lsd(terms, f.pow(2).sum(-1), lam)[0])
 
+        # the network's and the skip's ridges on the validation rows; then the coordinate features'
         tried = {exps: value(exps) for exps in itertools.product(_RIDGE_EXPONENTS, repeat=len(groups))}
-        chosen = max(tried, key=lambda e: tried[e][0])
-        return tried[chosen][1], {"ridge_exponents": chosen, "val_value": tried[chosen][0]}
+        best = max(tried, key=lambda e: tried[e])
+        coord_exp = None if lone.coord is None else _coordinate_ridge(lone, m, parts, lam, ridge_of(best), jitter)
+        theta, alpha = _solve(m, lam, ridge_of(best), coord_exp, jitter)
+        return theta, alpha, {"ridge_exponents": best, "coordinate_ridge_exponent": coord_exp,
+                              "val_value": tried[best]}
 
 
-def _set_last(critic: MLPCritic, theta: Tensor, h: int, d: int) -> None:
-    """Write θ = [W (d, h), L (d, d) if the critic has a skip, b (d,)] into a lone critic."""
-    critic.weights[-1].copy_(theta[:, :h])
+def _set_last(critic: MLPCritic, theta: Tensor, alpha: Tensor | None, h: int, d: int, k: int | None = None) -> None:
+    """Write θ = [W (d, h), L (d, d) if the critic has a skip, b (d,)] and the coordinate weights α
+    (zero when None) into a lone critic, or into member ``k`` of an ensemble."""
+    at = (lambda p: p) if k is None else (lambda p: p[k])  # noqa: E731
+    at(critic.weights[-1]).copy_(theta[:, :h])
     if critic.skip is not None:
-        critic.skip.copy_(theta[:, h:h + d])
-    critic.biases[-1].copy_(theta[:, -1])
+        at(critic.skip).copy_(theta[:, h:h + d])
+    at(critic.biases[-1]).copy_(theta[:, -1])
+    if critic.coord is not None:
+        at(critic.coord).copy_(0.0 if alpha is None else alpha)
 
 
 def refit_last_layer(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val: Tensor, s_val: Tensor,
                      lam: float) -> list[dict]:
-    """Re-solve the critic's last layer, skip connection and output bias in closed form, in place.
+    """Re-solve the critic's last layer, skip connection, output bias and coordinate features (when it
+    has them: :meth:`~steinkit.critics.MLPCritic.add_coordinate_features`) in closed form, in place.
 
     With the hidden features φ fixed, the penalised objective mean(T) − λ·mean‖f‖² on the
     training data is a concave quadratic in the last layer θ = [W, L, b] (g = Wφ(z) + Lz + b):
@@ -225,7 +352,10 @@ def refit_last_layer(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val:
     on output j multiply its terms, penalty and ridge alike, and cancel). Γ is zero on b and 10^e
     times the features' mean square on the hidden
     features and, separately, on the skip (e = −6..4): the pair whose critic has the largest LSD
-    at its best scale (:func:`~steinkit.stein.scaled_lsd`) on the validation data. An ensemble
+    at its best scale (:func:`~steinkit.stein.scaled_lsd`) on the validation data. The coordinate
+    features u_j of output j join ψ for that output alone, with a ridge of 10^e times each one's
+    mean square, e chosen after the others by cross-validation on the training data
+    (:func:`_coordinate_ridge`), or left out. An ensemble
     is refitted member by member (inputs with a leading K axis, or shared).
 
     Returns:
@@ -245,16 +375,11 @@ def refit_last_layer(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val:
     out = []
     for k in range(critic.n_critics or 1):
         part = (lambda t: t[k] if critic.n_critics and t.dim() == 3 else t)
-        theta, info = _refit_member(critic.member(k), part(x_train), part(s_train), part(x_val), part(s_val), lam)
-        theta = theta.to(critic.weights[-1].dtype)
-        h, d = critic.hidden, critic.dim
+        theta, alpha, info = _refit_member(critic.member(k), part(x_train), part(s_train), part(x_val),
+                                           part(s_val), lam)
+        dtype = critic.weights[-1].dtype
         with torch.no_grad():
-            if critic.n_critics:
-                critic.weights[-1][k].copy_(theta[:, :h])
-                if critic.skip is not None:
-                    critic.skip[k].copy_(theta[:, h:h + d])
-                critic.biases[-1][k].copy_(theta[:, -1])
-            else:
-                _set_last(critic, theta, h, d)
+            _set_last(critic, theta.to(dtype), None if alpha is None else alpha.to(dtype), critic.hidden, critic.dim,
+                      k if critic.n_critics else None)
         out.append(info)
     return out

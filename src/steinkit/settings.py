@@ -100,6 +100,12 @@ class CriticSettings:
         metadata=_help("give the critic a linear skip connection and, after fitting, re-solve its last layer, skip "
                        "and bias in closed form (ridge chosen on the validation split)"),
     )
+    coordinate_features: bool = field(
+        default=False,
+        metadata=_help("with refit (ignored without): add per-coordinate features (a per-coordinate scale, soft steps, an even "
+                       "term, radial shrinkage; steinkit.coordinate_features) to the closed-form last layer, "
+                       "with their own ridge"),
+    )
     value: str = field(
         default="mean",
         metadata=_help("what an estimate reports: 'mean' (the critic's mean Stein term, Algorithm 1) or 'scaled' "
@@ -126,6 +132,7 @@ class CriticSettings:
             "patience": None if self.patience is None else positive_int(self.patience, "patience"),
             "standardize": flag(self.standardize, "standardize"),
             "refit": flag(self.refit, "refit"),
+            "coordinate_features": flag(self.coordinate_features, "coordinate_features"),
             "value": one_of(self.value, "value", VALUES),
         }
         for name, value in checked.items():
@@ -215,13 +222,14 @@ with the largest validation mean − std of its Stein terms (Appendix A), its me
 
 ESTIMATE = CriticSettings(
     hidden=None, n_iters=2000, lr=2e-3, batch_size=1024, val_every=10, patience=10, selection="penalised",
-    standardize=True, refit=True, value="scaled", folds=5,
+    standardize=True, refit=True, coordinate_features=True, value="scaled", folds=5,
 )
 """The default estimate (:func:`steinkit.stein_discrepancy`, :func:`steinkit.compare`): cross-fitted
 over 5 folds (one 80/10/10 split above :data:`steinkit.evaluate.CROSSFIT_MAX_N` points); per fold a
 critic of :func:`auto_hidden` width on standardised inputs, Adam on batches of up to 1024 points, the
 critic with the largest validation penalised objective (every 10 steps, stopping after 10 without a
-better one, at most 2000 steps), its last layer and a linear skip re-solved in closed form, and its
+better one, at most 2000 steps), its last layer, a linear skip and per-coordinate features
+(:mod:`steinkit.coordinate_features`) solved in closed form, and its
 value at the penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`)."""
 
 TEST = CriticSettings(objective="power", selection="power", dropout=0.5, weight_decay=5e-4)
