@@ -19,41 +19,19 @@ import numpy as np
 
 from ._argtypes import typed
 from ._io import json_text, prepare_out, pyplot, save_figure
-from .user_inputs import UserInputError, load_object, load_samples
+from .user_inputs import UserInputError, _file_and_key, _read_array, load_object, load_samples
 
 __all__ = ["add_parser", "load_chains", "plot_history"]
 
 
 def load_chains(path: str) -> np.ndarray:
     """Draws from a file: (chains, n, d) or (n, d) from .npy/.npz, (n, d) from .csv/.txt."""
-    key = None
-    file_part = path
-    if ".npz:" in path:
-        file_part, key = path.split(".npz:", 1)
-        file_part += ".npz"
-    file = Path(file_part)
+    file, key = _file_and_key(path)
     if file.suffix not in (".npy", ".npz"):
         return load_samples(path)
     if not file.is_file():
         raise UserInputError(f"--draws file {file} does not exist")
-    try:
-        if file.suffix == ".npy":
-            data = np.load(file, allow_pickle=False)
-        else:
-            with np.load(file, allow_pickle=False) as archive:
-                names = list(archive.files)
-                if key is None and len(names) != 1:
-                    raise UserInputError(f"--draws file {file} holds {len(names)} arrays {names}: pick one as {file}:NAME")
-                key = names[0] if key is None else key
-                if key not in names:
-                    raise UserInputError(f"--draws file {file} has no array {key!r}; it holds {names}")
-                data = archive[key]
-    except (OSError, EOFError, ValueError) as err:
-        if isinstance(err, UserInputError):
-            raise
-        raise UserInputError(f"--draws file {file} cannot be read as {file.suffix}: {err}") from err
-    if data.ndim == 1:
-        data = data[:, None]
+    data = _read_array(file, key, "--draws")
     if data.ndim not in (2, 3) or not np.issubdtype(data.dtype, np.number):
         raise UserInputError(f"--draws file {file} must hold numbers of shape (chains, n, d) or (n, d), "
                              f"got {data.dtype} of shape {data.shape}")

@@ -97,17 +97,41 @@ def _text_table(file: Path) -> np.ndarray:
             raise UserInputError(f"--data file {file} is not a table of numbers ({first})") from first
 
 
-def _archive_array(file: Path, key: str | None) -> np.ndarray:
-    with np.load(file) as archive:
+def _archive_array(file: Path, key: str | None, option: str) -> np.ndarray:
+    with np.load(file, allow_pickle=False) as archive:
         names = list(archive.files)
         if key is None and len(names) != 1:
-            raise UserInputError(
-                f"--data file {file} holds {len(names)} arrays {names}: pick one as {file}:NAME"
-            )
+            raise UserInputError(f"{option} file {file} holds {len(names)} arrays {names}: pick one as {file}:NAME")
         key = names[0] if key is None else key
         if key not in names:
-            raise UserInputError(f"--data file {file} has no array {key!r}; it holds {names}")
+            raise UserInputError(f"{option} file {file} has no array {key!r}; it holds {names}")
         return archive[key]
+
+
+def _file_and_key(path: str) -> tuple[Path, str | None]:
+    """The file of ``path`` and the array that ``file.npz:key`` picks in it (None: none picked)."""
+    key = None
+    if ".npz:" in path:
+        path, key = path.split(".npz:", 1)
+        path += ".npz"
+    return Path(path), key
+
+
+def _read_array(file: Path, key: str | None, option: str, *, mmap_mode: str | None = None) -> np.ndarray:
+    """The array in a .npy, .npz, .csv or .txt file, a 1-D one as a column; a file that cannot be
+    read is a :class:`UserInputError` naming ``option``."""
+    try:
+        if file.suffix == ".npy":
+            data = np.load(file, mmap_mode=mmap_mode, allow_pickle=False)
+        elif file.suffix == ".npz":
+            data = _archive_array(file, key, option)
+        else:
+            data = _text_table(file)
+    except (OSError, EOFError, ValueError) as err:
+        if isinstance(err, UserInputError):
+            raise
+        raise UserInputError(f"{option} file {file} cannot be read as {file.suffix}: {err}") from err
+    return data[:, None] if data.ndim == 1 else data
 
 
 def load_samples(path: str) -> np.ndarray:
@@ -117,28 +141,12 @@ def load_samples(path: str) -> np.ndarray:
     copy-on-write (``np.load(mmap_mode="c")``): nothing is read until used, and nothing written
     to the array reaches the file.
     """
-    key = None
-    if ".npz:" in path:
-        path, key = path.split(".npz:", 1)
-        path += ".npz"
-    file = Path(path)
+    file, key = _file_and_key(path)
     if not file.is_file():
         raise UserInputError(f"--data file {file} does not exist")
     if file.suffix not in _SUFFIXES:
         raise UserInputError(f"--data file {file} must end in one of {_SUFFIXES}")
-    try:
-        if file.suffix == ".npy":  # memory-mapped: rows are read from the file when used
-            data = np.load(file, mmap_mode="c", allow_pickle=False)
-        elif file.suffix == ".npz":
-            data = _archive_array(file, key)
-        else:
-            data = _text_table(file)
-    except (OSError, EOFError, ValueError) as err:
-        if isinstance(err, UserInputError):
-            raise
-        raise UserInputError(f"--data file {file} cannot be read as {file.suffix}: {err}") from err
-    if data.ndim == 1:
-        data = data[:, None]
+    data = _read_array(file, key, "--data", mmap_mode="c")  # a .npy is read from the file when used
     if data.ndim != 2 or data.shape[0] == 0:
         raise UserInputError(f"--data file {file} must hold an (n, d) array with n >= 1, got shape {data.shape}")
     if not np.issubdtype(data.dtype, np.number):

@@ -313,6 +313,16 @@ def _resolve_kernel(
     return k, x64, s64, details
 
 
+def _estimate_inputs(x: Any, s: Any, kernel: Any, bandwidth: Any, *, min_n: int, what: str) -> tuple[Any, Tensor, Tensor]:
+    """Checked inputs of a KSD estimate: (the kernel, Gaussian when None, with its one bandwidth
+    from ``bandwidth`` as in :func:`_resolve_kernel` without "learn"; x64; s64)."""
+    x64, s64 = _data_and_scores(x, s, min_n=min_n, what=what)
+    kernel = as_kernel(Gaussian() if kernel is None else kernel)
+    k, x64, s64, _ = _resolve_kernel(kernel, bandwidth, x64, s64, learn=None, train_fraction=0.0, generator=None,
+                                     min_test=min_n, what=what)
+    return k, x64, s64
+
+
 def _shown(bandwidth: Any) -> Any:
     """A bandwidth as a plain value for a test's details (a float, or a tuple for a sum)."""
     if isinstance(bandwidth, (tuple, list)):

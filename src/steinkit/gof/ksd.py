@@ -33,7 +33,8 @@ from torch import Tensor
 from ..kernels import Gaussian, as_kernel
 from ..validation import as_generator, integer, probability
 from .cost import DEFAULT_MAX_SECONDS, LINEAR_ADVICE, check_limits, guard, stein_rates, symmetric_pairs
-from .kernels import _data_and_scores, _generator_device, _resolve_kernel, _search_inputs, search_bandwidth
+from .kernels import (_data_and_scores, _estimate_inputs, _generator_device, _resolve_kernel, _search_inputs,
+                      search_bandwidth)
 from .outcome import TestOutcome
 from .quadratic import block_bytes, block_rows, symmetric_sums
 
@@ -134,10 +135,7 @@ def ksd_estimate(x: Tensor, s: Tensor, *, kernel: Any = None, bandwidth: float |
         >>> v_off > v_fit
         True
     """
-    x64, s64 = _data_and_scores(x, s, min_n=2, what="the KSD estimate")
-    kernel = as_kernel(Gaussian() if kernel is None else kernel)
-    k, x64, s64, _ = _resolve_kernel(kernel, bandwidth, x64, s64, learn=None, train_fraction=0.0, generator=None,
-                                     min_test=2, what="the KSD estimate")
+    k, x64, s64 = _estimate_inputs(x, s, kernel, bandwidth, min_n=2, what="the KSD estimate")
     value, rows = _u_stat_and_row_means(k, x64 - x64.mean(0), s64)
     stderr = 2.0 * rows.std(unbiased=True) / math.sqrt(x64.shape[0])
     return float(value), float(stderr)

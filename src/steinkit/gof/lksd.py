@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..kernels import Gaussian, as_kernel
 from ..validation import as_generator
-from .kernels import _data_and_scores, _resolve_kernel, _search_inputs, search_bandwidth
+from .kernels import _data_and_scores, _estimate_inputs, _resolve_kernel, _search_inputs, search_bandwidth
 from .outcome import TestOutcome, normal_sf
 
 __all__ = ["lksd_test", "lksd_estimate", "learn_lksd_bandwidth"]
@@ -83,14 +83,7 @@ def learn_lksd_bandwidth(
 def lksd_estimate(x: Tensor, s: Tensor, *, kernel: Any = None, bandwidth: float | None = None) -> tuple[float, float]:
     """Linear-time KSD^2 estimate ``mean(h)`` with standard error ``std(h) / sqrt(m)``.
 
-    Arguments:
-        x: data, shape (n, d), n >= 4.
-        s: scores at x, shape (n, d).
-        kernel: a Stein kernel with one bandwidth, or its name; None: the Gaussian kernel.
-        bandwidth: kernel bandwidth; None uses the kernel's (the median heuristic by default).
-
-    Returns:
-        (value, stderr) as floats.
+    Arguments and return as :func:`steinkit.gof.ksd.ksd_estimate`, with n >= 4 rows of x.
 
     Example:
         >>> import torch
@@ -99,10 +92,7 @@ def lksd_estimate(x: Tensor, s: Tensor, *, kernel: Any = None, bandwidth: float 
         >>> v > 3 * se
         True
     """
-    x64, s64 = _data_and_scores(x, s, min_n=_MIN_N, what="the linear KSD estimate")
-    kernel = as_kernel(Gaussian() if kernel is None else kernel)
-    k, x64, s64, _ = _resolve_kernel(kernel, bandwidth, x64, s64, learn=None, train_fraction=0.0, generator=None,
-                                     min_test=_MIN_N, what="the linear KSD estimate")
+    k, x64, s64 = _estimate_inputs(x, s, kernel, bandwidth, min_n=_MIN_N, what="the linear KSD estimate")
     vals = _pair_terms(k, x64, s64)
     return float(vals.mean()), float(vals.std(unbiased=True) / math.sqrt(vals.numel()))
 
