@@ -37,7 +37,7 @@ __all__ = ["main", "run_one", "LINEAR", "N_GRID", "D_GRID"]
 
 N_GRID = (1_000, 10_000, 100_000, 1_000_000)
 D_GRID = (2, 8, 32, 128, 512, 1024)
-LINEAR = ("lsd", "lksd", "fssd", "ksdagg-inc")
+LINEAR = ("witnesses", "lsd", "lksd", "fssd", "ksdagg-inc")
 """Methods whose cost is linear in n (run up to ``--linear-max-n``; the others up to ``--max-n``)."""
 _ROOT = Path(__file__).resolve().parents[1]
 
