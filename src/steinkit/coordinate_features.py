@@ -20,10 +20,12 @@ Example:
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import Tensor
 
-__all__ = ["coordinate_features", "FEATURE_NAMES", "N_FEATURES"]
+__all__ = ["coordinate_features", "feature_pairs", "FEATURE_NAMES", "N_FEATURES"]
 
 _RADIAL = (0.1, 1.0)  # the offsets c of z_j/(c + r)
 FEATURE_NAMES = ("z", "tanh(z)", "tanh(3z)", "tanh(10z)", "log cosh(z)") + tuple(f"z/({c:g} + r)" for c in _RADIAL)
@@ -32,16 +34,23 @@ N_FEATURES = len(FEATURE_NAMES)
 
 def coordinate_features(z: Tensor) -> tuple[Tensor, Tensor]:
     """The features u (…, n, d, M) at z (…, n, d) and their diagonal derivatives ∂u_m(z)_j/∂z_j."""
-    t1, t3, t10 = torch.tanh(z), torch.tanh(3 * z), torch.tanh(10 * z)
-    u = [z, t1, t3, t10, _log_cosh(z)]
-    du = [torch.ones_like(z), 1 - t1 * t1, 3 * (1 - t3 * t3), 10 * (1 - t10 * t10), t1]
+    pairs = list(feature_pairs(z))
+    return torch.stack([u for u, _ in pairs], -1), torch.stack([du for _, du in pairs], -1)
+
+
+def feature_pairs(z: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+    """Feature by feature, u_m(z) and ∂u_m(z)_j/∂z_j, each shaped like z (one at a time: a critic
+    evaluates them without holding all M)."""
+    yield z, torch.ones_like(z)
+    for k in (1.0, 3.0, 10.0):
+        t = torch.tanh(k * z)
+        yield t, k * (1 - t * t)
+    yield _log_cosh(z), torch.tanh(z)
     d = z.shape[-1]
     r = z.pow(2).mean(-1, keepdim=True)
     for c in _RADIAL:
         inv = 1.0 / (c + r)
-        u.append(z * inv)
-        du.append(inv - (2.0 / d) * z * z * inv * inv)
-    return torch.stack(u, -1), torch.stack(du, -1)
+        yield z * inv, inv - (2.0 / d) * z * z * inv * inv
 
 
 def _log_cosh(z: Tensor) -> Tensor:

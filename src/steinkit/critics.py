@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ._tangent import TangentMLP
-from .coordinate_features import N_FEATURES, coordinate_features
+from .coordinate_features import N_FEATURES, feature_pairs
 from .validation import as_device, fraction, one_of, positive_int
 
 __all__ = ["MLPCritic", "swish"]
@@ -180,10 +180,11 @@ class MLPCritic(nn.Module):
     def _coordinate_part(self, z: Tensor, s_w: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
         """The coordinate features' output Σ_m α_jm u_m(z)_j and their Stein terms (exact trace)."""
         assert self.coord is not None
-        u, du = coordinate_features(z)
         coord = self.coord.unsqueeze(-3)
-        g = (u * coord).sum(-1)
-        diag = (du * coord).sum(-1)
+        g = diag = 0.0
+        for m, (u, du) in enumerate(feature_pairs(z)):  # one feature at a time: memory as z's
+            g, diag = g + u * coord[..., m], diag + du * coord[..., m]
+        assert isinstance(g, Tensor) and isinstance(diag, Tensor)
         return g, (s_w * g).sum(-1) + (diag if w is None else diag * w).sum(-1)
 
     def _inputs(self, x: Tensor) -> Tensor:
@@ -236,7 +237,7 @@ class MLPCritic(nn.Module):
         if self.skip is not None:
             g = g + z @ self.skip.transpose(-1, -2)
         if self.coord is not None:
-            g = g + (coordinate_features(z)[0] * self.coord.unsqueeze(-3)).sum(-1)
+            g = g + self._coordinate_part(z, z, None)[0]
         return self._outputs(g)
 
     def _dropout_masks(self, lead: torch.Size, n: int, generator: Generators) -> list[Tensor]:
