@@ -268,23 +268,27 @@ def _fold_moments(lone: MLPCritic, x: Tensor, s: Tensor) -> tuple[_Moments, list
 
 def _coordinate_ridge(lone: MLPCritic, full: _Moments, parts: list[tuple[_Moments, int]], lam: float,
                       ridge: Tensor, jitter: float) -> int | None:
-    """The coordinate features' ridge exponent (None: leave them out) with the largest cross-validated
-    penalised objective m̄ − λv̄ over the training rows' parts (:func:`_fold_moments`), the other
-    ridges fixed. The features are fixed functions, so unlike the network's, their fit can be judged
+    """The coordinate features' ridge exponent with the largest cross-validated penalised objective
+    m − λv over the training rows' parts (:func:`_fold_moments`), the other ridges fixed, among those
+    that beat leaving the features out (None) by more than one standard error of the gain over the
+    parts. The features are fixed functions, so unlike the network's, their fit can be judged
     on the rows the network was trained on, which are many more than the validation rows; the
     penalised objective, unlike the value at the best scale, marks down a fit whose size is noise."""
     n = sum(rows for _, rows in parts)
     w = torch.ones(lone.dim, dtype=full.c.dtype) if lone.scale is None else lone.scale.pow(-2).to(full.c.dtype)
     choices: list[int | None] = [None, *_RIDGE_EXPONENTS]
-    sums = {e: [0.0, 0.0] for e in choices}
+    folds = {e: [] for e in choices}  # the penalised objective on each held-out part
     for part, rows in parts:
         rest = full.mix(part, n / (n - rows), -rows / (n - rows))
         a_b, a_g = _factor(rest, lam, ridge, jitter)
         for e in choices:
             mean, square = _mean_and_square(part, *_finish(rest, lam, a_b, a_g, e, jitter), w)
-            sums[e][0] += rows * mean / n
-            sums[e][1] += rows * square / n
-    return max(choices, key=lambda e: sums[e][0] - lam * sums[e][1])
+            folds[e].append(mean - lam * square)
+    base = torch.tensor(folds[None], dtype=torch.float64)
+    gains = {e: torch.tensor(folds[e], dtype=torch.float64) - base for e in _RIDGE_EXPONENTS}
+    # the features only where they beat leaving them out by more than a standard error of the gain
+    kept = [e for e, g in gains.items() if float(g.mean()) > float(g.std() / len(g) ** 0.5)]
+    return max(kept, key=lambda e: float(gains[e].mean())) if kept else None
 
 
 def _refit_member(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val: Tensor, s_val: Tensor,

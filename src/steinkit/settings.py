@@ -15,7 +15,7 @@ Example:
     >>> ESTIMATE.replace(iters=5)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    TypeError: unknown CriticSettings field(s) ['iters']; valid: ['batch_size', 'dropout', ...]
+    TypeError: unknown CriticSettings field(s) ['iters']; valid: ['batch_size', 'coordinate_features', ...]
 """
 
 from __future__ import annotations
