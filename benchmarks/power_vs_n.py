@@ -11,8 +11,8 @@ Every method runs ``sk.gof_test(q_σ, x[:n], method=..., seed=r)`` at α = .05; 
 default method (the registry's), KSDAggInc (500 + 500 draws, as the paper's benchmark), LKSD and
 FSSD. One JSON line per (method, n, σ, repetition) goes to the store (``--store``): a rerun skips
 what it holds, so the run can be stopped and resumed, and pieces (``--n``, ``--reps``,
-``--methods``) can run apart. A test the cost guard refuses is stored as ``refused``; any other
-error as ``error`` (both count as no rejection in the power, and are reported).
+``--first-rep``, ``--methods``) can run apart, in processes sharing the store. A test the cost
+guard refuses is stored as ``refused``; any other error as ``error`` (both count as no rejection in the power, and are reported).
 
 ``--report`` writes the table (``docs/power_vs_n.md``) and the figure
 (``docs/figures/power_vs_n.png``) from the store and prints a JSON summary last.
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
     done = {_key(r) for r in _load(store)}
     commit = _commit()
     for n in args.n:
-        for rep in range(args.reps):
+        for rep in range(args.first_rep, args.first_rep + args.reps):
             x = None
             for sigma in args.sigmas:
                 model = None
@@ -194,6 +194,8 @@ def main() -> None:
     ap.add_argument("--n-max", type=lambda s: int(float(s)), default=NS[-1],
                     help="chains sampled per repetition (the tests at smaller n use the first n)")
     ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--first-rep", type=int, default=0,
+                    help="run repetitions first-rep .. first-rep + reps − 1 (processes sharing a store take disjoint ranges)")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[SIGMA, 0.0])
     ap.add_argument("--methods", nargs="+", default=None, help="default: the default method, ksdagg-inc, lksd, fssd")
     ap.add_argument("--store", default="out/power_vs_n.jsonl")
