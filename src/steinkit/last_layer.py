@@ -294,9 +294,7 @@ def _coordinate_ridge(lone: MLPCritic, full: _Moments, parts: list[tuple[_Moment
 def _refit_member(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val: Tensor, s_val: Tensor,
                   lam: float) -> tuple[Tensor, Tensor | None, dict]:
     """The closed-form last layer of one lone critic (float64): θ = [W, L, b] (d, k), the coordinate
-    features' weights (d, M) or None, and the chosen ridge exponents with their validation value."""
-    from .stein import scaled_lsd
-
+    features' weights (d, M) or None, and the chosen ridge exponents with their validation objective."""
     dt = torch.float64
     with torch.no_grad():
         lone = critic.double()
@@ -321,15 +319,15 @@ def _refit_member(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val: Te
         def value(exps: tuple[int, ...]) -> float:
             _set_last(trial, *_solve(m, lam, ridge_of(exps), None, jitter), h, d)
             terms, f = trial.stein_terms(x_val, s_val, trace="exact")
-            return float(scaled_lsd(terms, f.pow(2).sum(-1), lam)[0])
+            return float(terms.mean() - lam * f.pow(2).sum(-1).mean())
 
-        # the network's and the skip's ridges on the validation rows; then the coordinate features'
+        # the network's and the skip's ridges by the validation rows' penalised objective; then the coordinate features'
         tried = {exps: value(exps) for exps in itertools.product(_RIDGE_EXPONENTS, repeat=len(groups))}
         best = max(tried, key=lambda e: tried[e])
         coord_exp = None if lone.coord is None else _coordinate_ridge(lone, m, parts, lam, ridge_of(best), jitter)
         theta, alpha = _solve(m, lam, ridge_of(best), coord_exp, jitter)
         return theta, alpha, {"ridge_exponents": best, "coordinate_ridge_exponent": coord_exp,
-                              "val_value": tried[best]}
+                              "val_objective": tried[best]}
 
 
 def _set_last(critic: MLPCritic, theta: Tensor, alpha: Tensor | None, h: int, d: int, k: int | None = None) -> None:
@@ -355,15 +353,16 @@ def refit_last_layer(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val:
     the maximiser under a ridge Γ is θ = B (2λC + 2Γ)⁻¹ (a standardised critic's weights 1/scale_j²
     on output j multiply its terms, penalty and ridge alike, and cancel). Γ is zero on b and 10^e
     times the features' mean square on the hidden
-    features and, separately, on the skip (e = −6..4): the pair whose critic has the largest LSD
-    at its best scale (:func:`~steinkit.stein.scaled_lsd`) on the validation data. The coordinate
+    features and, separately, on the skip (e = −6..4): the pair whose critic has the largest
+    penalised objective mean(T) − λ·mean‖f‖² on the validation data (as fitted: the value at the
+    best scale would forgive a fit whose size is noise). The coordinate
     features u_j of output j join ψ for that output alone, with a ridge of 10^e times each one's
     mean square, e chosen after the others by cross-validation on the training data
     (:func:`_coordinate_ridge`), or left out. An ensemble
     is refitted member by member (inputs with a leading K axis, or shared).
 
     Returns:
-        One dict per member: the chosen ridge exponents and their validation value.
+        One dict per member: the chosen ridge exponents and their penalised objective on the validation data.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
