@@ -39,25 +39,13 @@ from ..models.flows import GlowFlow
 from ..train import save_checkpoint, train
 from ..train.losses import ssm_terms
 from ..validation import positive_int
-from .report import markdown_table, pyplot, write_report
+from .report import markdown_table, pyplot
+from .reproduction import Reproduction
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, keyed_on, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, keyed_on, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "train_trial",
-           "evaluate_trial", "FlowScore", "score_matching_terms"]
-
-NAME = "flow-eval"
-DESCRIPTION = "Figure 7: bits/dim, LSD and score matching across a Glow-like flow's checkpoints"
-PAPER_CLAIM = (
-    "Figure 7: across the checkpoints of a Glow-like flow trained on MNIST, LSD goes down throughout "
-    "training, tracking the negative log-likelihood, while score matching is not highly correlated with it."
-)
-VERDICT_RULE = ("replicates when LSD's Spearman correlation with bits/dim over the checkpoints is at least 0.9 and "
-                "above score matching's")
-SETUP_NOTE = (
-    "The paper's data, MNIST, cannot be obtained on this machine; Fashion-MNIST stands in (`--dataset "
-    "mnist --data-root DIR` runs the paper's data from its IDX files)."
-)
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "train_trial", "evaluate_trial", "FlowScore",
+           "score_matching_terms"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,12 +307,27 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
           r["score_matching"], r["score_matching_stderr"]] for r in rows])
     rho_table = markdown_table(["against bits/dim", "Spearman rho", "p-value"],
                                [[k, v["rho"], v["pvalue"]] for k, v in spearman.items()])
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
-        seconds=seconds["total"], verdict=verdict, numbers=numbers,
+    return REPRODUCTION.write_report(
+        out, settings, seconds=seconds["total"], verdict=verdict, numbers=numbers,
         tables=[("Checkpoints", table), ("Rank correlation with bits/dim", rho_table)],
         figures=[_plot(rows, spearman, out / "flow_eval.png", settings), out / "samples.png"],
     )
+
+
+REPRODUCTION = Reproduction(
+    name="flow-eval",
+    description="Figure 7: bits/dim, LSD and score matching across a Glow-like flow's checkpoints",
+    paper_claim=("Figure 7: across the checkpoints of a Glow-like flow trained on MNIST, LSD goes down "
+                 "throughout training, tracking the negative log-likelihood, while score matching is not highly "
+                 "correlated with it."),
+    verdict_rule=("replicates when LSD's Spearman correlation with bits/dim over the checkpoints is at least 0.9 "
+                  "and above score matching's"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+    setup_note=("The paper's data, MNIST, cannot be obtained on this machine; Fashion-MNIST stands in "
+                "(`--dataset mnist --data-root DIR` runs the paper's data from its IDX files)."),
+)
 
 
 def _spearman(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

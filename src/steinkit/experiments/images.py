@@ -81,30 +81,15 @@ from ._images_report import (
     study_plot,
     training_curve_plot,
 )
-from .report import markdown_table, write_report
+from .report import markdown_table
+from .reproduction import Reproduction
 from .runner import sweep, trial_folder
 from .sample_quality import classifier_accuracy, load_classifier, save_classifier, train_classifier, unit_pixels
-from .settings import ReproductionSettings, RunOptions, command_line, keyed_on, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, keyed_on, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "stage_trial", "classifier_trial",
-           "quality_trial", "CURVE_EPOCHS", "curve_steps", "curve_name"]
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "stage_trial", "classifier_trial", "quality_trial",
+           "CURVE_EPOCHS", "curve_steps", "curve_name"]
 
-NAME = "images"
-DESCRIPTION = (
-    "Sec. 8.2 / App. B.6, C: deep EBM and Gaussian-Bernoulli RBM trained by LSD on images; "
-    "SGLD and Gibbs sample grids, sampler study"
-)
-PAPER_CLAIM = (
-    "Section 8.2 and Appendix C: LSD trains deep energy-based models and Gaussian-Bernoulli RBMs on MNIST and "
-    "Fashion-MNIST without sampling during training; SGLD and Gibbs samples of the trained models resemble the data."
-)
-VERDICT_RULE = ("no pass/fail threshold: the verdict says how training ended and on how many of three figures "
-                "(confidence, class entropy, Fréchet distance) each model's samples beat the Gaussian base")
-SETUP_NOTE = (
-    "Fashion-MNIST only (MNIST cannot be obtained on this machine; `--dataset mnist --data-root DIR` "
-    "reads its IDX files); the quick preset trains for about one epoch where the paper trains for 100. Sample "
-    "quality is measured by a classifier the run trains on the training images (no downloaded network)."
-)
 
 _EBM_ONLY = ("epochs", "ebm_steps", "ebm_hidden", "critic_hidden", "critic_steps", "lr", "sgld_steps",
              "sgld_step_size", "sgld_noise", "sgld_noise_alt")
@@ -491,12 +476,30 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
                                            else ("rbm_samples.png", "rbm_sample_means.png"))]
     main += quality_grids
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
-        seconds=time.perf_counter() - start, verdict=report_verdict(stages, quality, settings), numbers=numbers,
-        tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]]
+    return REPRODUCTION.write_report(
+        out, settings, seconds=time.perf_counter() - start, verdict=report_verdict(stages, quality, settings),
+        numbers=numbers, tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]]
         + ([quality_curve_plot(out / "quality_curve.png", quality)] if quality.get("curve") else []),
     )
+
+
+REPRODUCTION = Reproduction(
+    name="images",
+    description=("Sec. 8.2 / App. B.6, C: deep EBM and Gaussian-Bernoulli RBM trained by LSD on images; SGLD and "
+                 "Gibbs sample grids, sampler study"),
+    paper_claim=("Section 8.2 and Appendix C: LSD trains deep energy-based models and Gaussian-Bernoulli RBMs on "
+                 "MNIST and Fashion-MNIST without sampling during training; SGLD and Gibbs samples of the "
+                 "trained models resemble the data."),
+    verdict_rule=("no pass/fail threshold: the verdict says how training ended and on how many of three figures "
+                  "(confidence, class entropy, Fréchet distance) each model's samples beat the Gaussian base"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+    setup_note=("Fashion-MNIST only (MNIST cannot be obtained on this machine; `--dataset mnist --data-root DIR` "
+                "reads its IDX files); the quick preset trains for about one epoch where the paper trains for "
+                "100. Sample quality is measured by a classifier the run trains on the training images (no "
+                "downloaded network)."),
+)
 
 
 def curve_name(epochs: float) -> str:

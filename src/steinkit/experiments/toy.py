@@ -36,21 +36,12 @@ from ..critics import MLPCritic
 from ..data.toy import TOY_DATASETS, sample_toy
 from ..models import Gaussian, MLPEnergy
 from ..train import train
-from .report import markdown_table, pyplot, write_json, write_report
+from .report import markdown_table, pyplot, write_json
+from .reproduction import Reproduction
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial",
-           "trial_configs", "grid_log_density"]
-
-NAME = "toy"
-DESCRIPTION = "Figure 4: deep EBMs on 2-D toy densities trained with LSD"
-PAPER_CLAIM = (
-    "Figure 4: deep EBMs (an MLP energy times a learned Gaussian) trained with LSD learn the densities "
-    "of 2-D toy data sets."
-)
-VERDICT_RULE = ("replicates when the LSD EBM's held-out log-likelihood beats the Gaussian fit's on every data set; "
-                "partly replicates when on some, does not when on none")
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "run_trial", "trial_configs", "grid_log_density"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,10 +182,22 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
              "Each set keeps the run (first-layer gain, model steps) with the best validation log-likelihood; "
              "the last columns give every run's.\n\n")
     figure = _figure([r for r in rows if r["seed"] == settings.seed], settings.box, out, out / "toy_densities.png")
-    return write_report(out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-                        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
-                        numbers={"rows": rows, "runs": runs},
-                        tables=[("Held-out log-likelihood per example", intro + table)], figures=[figure])
+    return REPRODUCTION.write_report(out, settings, seconds=time.perf_counter() - start, verdict=_verdict(rows),
+                                     numbers={"rows": rows, "runs": runs},
+                                     tables=[("Held-out log-likelihood per example", intro + table)], figures=[figure])
+
+
+REPRODUCTION = Reproduction(
+    name="toy",
+    description="Figure 4: deep EBMs on 2-D toy densities trained with LSD",
+    paper_claim=("Figure 4: deep EBMs (an MLP energy times a learned Gaussian) trained with LSD learn the "
+                 "densities of 2-D toy data sets."),
+    verdict_rule=("replicates when the LSD EBM's held-out log-likelihood beats the Gaussian fit's on every data "
+                  "set; partly replicates when on some, does not when on none"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+)
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:
