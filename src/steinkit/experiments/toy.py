@@ -39,20 +39,27 @@ from ..train import train
 from .report import markdown_table, pyplot, write_json
 from .reproduction import Reproduction
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, field_names, setting, trial_device
 
 __all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "run_trial", "trial_configs", "grid_log_density"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings(ReproductionSettings):
-    """Settings of the Figure-4 reproduction; every set is trained for each (gain, steps) pair."""
+class Sweep(ReproductionSettings):
+    """What the trials vary: the set, the training length, the first-layer gain and the seed."""
 
     datasets: tuple[Literal[TOY_DATASETS], ...] = setting(TOY_DATASETS, "toy sets")
     steps: tuple[int, ...] = setting((2_000, 10_000), "training lengths in model updates", minimum=1)
     first_layer_gains: tuple[float, ...] = setting(
         (1.0, 3.0), "factors on the energy's first-layer initialisation", minimum=1e-12)
     seeds: int = setting(1, "number of seeds: seed, seed + 1, ...", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """What every trial trains and scores with; a trial's config holds these settings and its own
+    set, first-layer gain, length and seed."""
+
     batch_size: int = setting(100, "mini-batch size", minimum=1)
     critic_steps: int = setting(5, "critic updates per model update", minimum=1)
     lam: float = setting(10.0, "L2 weight λ of the critic", minimum=1e-12)
@@ -66,12 +73,19 @@ class Settings(ReproductionSettings):
     grid: int = setting(300, "grid points per axis of that square", minimum=2)
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings(Training, Sweep):
+    """Settings of the Figure-4 reproduction: every set is trained for each (gain, steps) pair. The
+    sweep's settings come first, then the trials' (a dataclass takes its bases' fields from the last
+    base to the first)."""
+
+
 FULL = Settings()
 #: Only the 2000-step runs (10,000 critic + 2,000 model updates, about the 10,000 alternating
 #: iterations of the authors' script); its trials are the full preset's 2000-step trials.
 QUICK = Settings(steps=(2_000,))
 
-_PER_TRIAL = ("datasets", "steps", "first_layer_gains", "seeds", "seed")
+_TRAINING = field_names(Training)
 
 
 def trial_configs(s: Settings) -> list[dict[str, Any]]:
@@ -81,7 +95,7 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
         >>> len(trial_configs(FULL)), trial_configs(QUICK)[0] in trial_configs(FULL)
         (32, True)
     """
-    shared = {k: v for k, v in s.to_dict().items() if k not in _PER_TRIAL}
+    shared = {k: getattr(s, k) for k in _TRAINING}
     configs = [{**shared, "dataset": name, "first_layer_gain": gain, "steps": steps, "seed": seed}
                for seed in range(s.seed, s.seed + s.seeds) for name in dict.fromkeys(s.datasets)
                for gain, steps in _pairs(s)]
