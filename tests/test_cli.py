@@ -138,7 +138,9 @@ def test_every_registered_experiment_has_a_reproduce_command(capsys):
 
     for name in EXPERIMENTS:
         module = get_experiment(name)
-        assert module.NAME == name and module.DESCRIPTION
+        declared = module.REPRODUCTION
+        assert declared.name == name and declared.description
+        assert (declared.full, declared.quick, declared.run) == (module.FULL, module.QUICK, module.run)
         with pytest.raises(SystemExit) as exc:
             main(["reproduce", name, "--help"])
         assert exc.value.code == 0

@@ -27,13 +27,14 @@ def _refuse(config):
 
 @pytest.mark.parametrize("mod", [rbm_power, rbm_eval])
 def test_registry_and_generated_options(mod):
-    assert get_experiment(mod.NAME) is mod and mod.NAME in ("rbm-power", "rbm-eval") and mod.PAPER_CLAIM
-    args = build_parser().parse_args(["reproduce", mod.NAME, "--out", "x", "--jobs", "2", "--dims", "50", "100:10",
+    name = mod.REPRODUCTION.name
+    assert get_experiment(name) is mod and name in ("rbm-power", "rbm-eval") and mod.REPRODUCTION.paper_claim
+    args = build_parser().parse_args(["reproduce", name, "--out", "x", "--jobs", "2", "--dims", "50", "100:10",
                                       "--sigmas", "0", "0.01"])
     settings, options = settings_from_args(args, mod.FULL, mod.QUICK), run_options_from_args(args)
     assert settings.dims == ("50:40", "100:10") and settings.sigmas == (0.0, 0.01) and settings.pairs[1] == (100, 10)
     assert options.jobs == 2 and options.backend == "loky" and settings.n == mod.FULL.n == 1000
-    quick = settings_from_args(build_parser().parse_args(["reproduce", mod.NAME, "--out", "x", "--quick"]),
+    quick = settings_from_args(build_parser().parse_args(["reproduce", name, "--out", "x", "--quick"]),
                                mod.FULL, mod.QUICK)
     assert quick == mod.QUICK and quick.dims == ("50:40",) and mod.FULL.dims == ("50:40", "100:80", "200:100")
 

@@ -17,7 +17,8 @@ TINY = relative.QUICK.replace(dims=("5:3",), sigmas=(0.0, 0.5), reps=2, batch=1,
 
 
 def test_registered_with_generated_options():
-    assert get_experiment("relative") is relative and relative.PAPER_CLAIM and relative.SETUP_NOTE
+    assert get_experiment("relative") is relative
+    assert relative.REPRODUCTION.paper_claim and relative.REPRODUCTION.setup_note
     args = build_parser().parse_args(["reproduce", "relative", "--out", "x", "--quick", "--sigmas", "0", "0.02"])
     s = settings_from_args(args, relative.FULL, relative.QUICK)
     assert s.sigmas == (0.0, 0.02) and s.reps == relative.QUICK.reps and s.dims == ("50:40",)

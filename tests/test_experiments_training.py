@@ -33,7 +33,8 @@ def _parse(module, argv):
 def test_experiment_modules_follow_the_protocol():
     for name, module in (("ica", ica), ("toy", toy)):
         assert get_experiment(name) is module
-        assert module.NAME == name and module.DESCRIPTION and module.PAPER_CLAIM
+        declared = module.REPRODUCTION
+        assert declared.name == name and declared.description and declared.paper_claim
         assert isinstance(module.FULL, module.Settings) and isinstance(module.QUICK, module.Settings)
         ns = build_parser().parse_args(["reproduce", name, "--out", "x", "--jobs", "1"])
         assert ns.jobs == 1

@@ -156,7 +156,9 @@ def test_a_changed_setting_never_reuses_a_stale_result(
 
 
 def test_training_trial_key_holds_only_training_settings() -> None:
-    assert set(flow_eval._TRAIN_FIELDS) <= {f.name for f in dataclasses.fields(flow_eval.Settings)}
+    training = {f.name for f in dataclasses.fields(flow_eval.FlowTraining)}
+    assert set(flow_eval._train_config(TINY)) == training | {"trial"}
+    assert training < {f.name for f in dataclasses.fields(flow_eval.Settings)}
     assert flow_eval._train_config(TINY) == flow_eval._train_config(TINY.replace(lam=2.0, sm_probes=3))
 
 

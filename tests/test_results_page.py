@@ -3,6 +3,7 @@ and gives no verdict on a run whose repetitions are too few to judge (issue 28, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from steinkit.cli import main
-from steinkit.experiments import EXPERIMENTS, get_experiment, gaussian_critic, rbm_power
+from steinkit.experiments import EXPERIMENTS, get_reproduction, gaussian_critic, rbm_power
 from steinkit.experiments.report import build_results_page, too_few_repetitions, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,15 +40,27 @@ def test_the_path_check_leaves_fractions_and_relative_paths_alone(line):
 
 def test_every_reproduction_states_the_rule_of_its_verdict():
     for name in EXPERIMENTS:
-        rule = get_experiment(name).VERDICT_RULE
+        rule = get_reproduction(name).verdict_rule
         assert isinstance(rule, str) and len(rule) > 30, name
+
+
+def test_a_declaration_writes_the_report_of_its_run(tmp_path):
+    declared = gaussian_critic.REPRODUCTION
+    settings = gaussian_critic.QUICK.replace(dim=5)
+    report = declared.write_report(tmp_path, settings, seconds=1.0, verdict="replicates", numbers={"x": 1})
+    assert report["experiment"] == "gaussian-critic" and report["settings"] == settings.to_dict()
+    assert report["command"] == f"steinkit reproduce gaussian-critic --out {tmp_path} --quick --dim 5"
+    assert report["verdict_rule"] == declared.verdict_rule and report["budget"] == "quick preset, changed: dim 5"
+    with pytest.raises(TypeError, match="quick preset of 'x' is a Settings, its full preset a Settings"):
+        dataclasses.replace(declared, name="x", quick=rbm_power.QUICK)
 
 
 def _fake_run(out: Path, module, settings, verdict: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "plot.png").write_bytes(b"\x89PNG")
-    command = f"steinkit reproduce {module.NAME} --out {out}" + (" --quick" if settings == module.QUICK else "")
-    write_report(out, name=module.NAME, command=command, settings=settings.to_dict(), seconds=3.0,
+    name = module.REPRODUCTION.name
+    command = f"steinkit reproduce {name} --out {out}" + (" --quick" if settings == module.QUICK else "")
+    write_report(out, name=name, command=command, settings=settings.to_dict(), seconds=3.0,
                  verdict=verdict, numbers={}, tables=[("Numbers", "| x |\n|---|\n| 1 |\n")], figures=[out / "plot.png"])
     return out
 

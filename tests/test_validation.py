@@ -60,6 +60,7 @@ def test_kernel_rule_makes_a_float64_copy():
         (v.nonneg_float, -0.1, ValueError, "k must be a finite number >= 0"),
         (v.fraction, 1.0, ValueError, r"k must lie in \[0, 1\)"),
         (v.probability, 0.0, ValueError, r"k must lie in \(0, 1\)"),
+        (v.probability, float("nan"), ValueError, r"k must lie in \(0, 1\), got nan"),
         (v.probability, False, TypeError, r"k must be a float in \(0, 1\)"),
         (v.real, float("nan"), ValueError, "k must be finite"),
         (v.seed_value, 1.5, TypeError, "k must be an int"),

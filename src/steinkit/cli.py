@@ -265,15 +265,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import get_experiment
+    from .experiments import get_reproduction
     from .experiments.settings import run_options_from_args, settings_from_args
 
     require_paper(f"steinkit reproduce {args.experiment}")  # before any trial runs
-    module = get_experiment(args.experiment)
-    settings = settings_from_args(args, module.FULL, module.QUICK)
+    reproduction = get_reproduction(args.experiment)
+    settings = settings_from_args(args, reproduction.full, reproduction.quick)
     options = run_options_from_args(args)
     prepare_out(args.out, "--out")
-    report = module.run(settings, Path(args.out), options)
+    report = reproduction.run(settings, Path(args.out), options)
     print(f"{report['verdict']}\nresults in {args.out}")
     return 0
 
@@ -309,7 +309,7 @@ def _add_test_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``steinkit`` command."""
-    from .experiments import EXPERIMENTS, get_experiment
+    from .experiments import EXPERIMENTS, get_reproduction
     from .experiments.settings import add_run_arguments, add_setting_arguments
 
     from . import __version__
@@ -371,10 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="run one of the paper's experiments")
     rep_sub = rep.add_subparsers(dest="experiment", required=True)
     for exp_name in EXPERIMENTS:
-        module = get_experiment(exp_name)
-        p = rep_sub.add_parser(exp_name, help=module.DESCRIPTION, description=module.DESCRIPTION)
+        reproduction = get_reproduction(exp_name)
+        p = rep_sub.add_parser(exp_name, help=reproduction.description, description=reproduction.description)
         p.add_argument("--out", required=True, help="output folder for results.json and figures")
-        add_setting_arguments(p, module.FULL, module.QUICK)
+        add_setting_arguments(p, reproduction.full, reproduction.quick)
         add_run_arguments(p)
         p.set_defaults(func=_cmd_reproduce)
     res = sub.add_parser("results", help="gather reproductions' reports into one markdown page")

@@ -1,4 +1,8 @@
-"""Building blocks of the image reproduction: data spaces, segmented training, sampling helpers.
+"""Building blocks of the image reproductions: the image-data settings, data spaces, segmented
+training, sampling helpers.
+
+:class:`ImageData` holds the settings ``images`` and ``flow-eval`` share: which images, where
+their files are, and the logit transform's squeeze ``alpha``.
 
 A *space* maps 8-bit pixels to the space a model lives in and back:
 
@@ -21,21 +25,38 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..data import dequantize, inverse_logit, logit
 from ..train import TrainResult, load_checkpoint, save_checkpoint, train
+from .settings import ReproductionSettings, setting
 
-__all__ = ["SPACES", "Space", "make_space", "train_in_segments", "snapshot_path", "summarize_history"]
+__all__ = ["ImageData", "SPACES", "Space", "make_space", "train_in_segments", "snapshot_path", "summarize_history"]
 
 SPACES: tuple[str, ...] = ("logit", "standardized")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData(ReproductionSettings):
+    """Settings of a reproduction on images: the data set, the folder of its IDX files and the
+    squeeze ``alpha`` of the logit transform (Appendix B.6.2), which must lie in [0, 0.5)."""
+
+    dataset: Literal["fashion-mnist", "mnist", "digits"] = setting("fashion-mnist", "training/test images")
+    data_root: str = setting("", "folder with the IDX files (needed for mnist; empty: the dataset's standard place)")
+    alpha: float = setting(0.0, "logit squeeze alpha (the paper uses 0)", minimum=0.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.alpha >= 0.5:
+            raise ValueError(f"alpha must lie in [0, 0.5), got {self.alpha!r}")
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,9 @@ def flow_run_rows(run: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
     if not path.is_file():
         raise ValueError(f"flow_run must be a finished flow-eval output folder: {path} does not exist")
     saved = json.loads(path.read_text())
-    if saved.get("experiment") != flow_eval.NAME:
-        raise ValueError(f"flow_run {run} holds a {saved.get('experiment')!r} run, not {flow_eval.NAME!r}")
+    expected = flow_eval.REPRODUCTION.name
+    if saved.get("experiment") != expected:
+        raise ValueError(f"flow_run {run} holds a {saved.get('experiment')!r} run, not {expected!r}")
     rows = [{"step": r["step"], "bits_per_dim": r["bits_per_dim"]} for r in saved["results"]["rows"]]
     return saved["settings"], rows
 

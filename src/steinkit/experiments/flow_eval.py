@@ -26,7 +26,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,34 +39,22 @@ from ..models.flows import GlowFlow
 from ..train import save_checkpoint, train
 from ..train.losses import ssm_terms
 from ..validation import positive_int
-from .report import markdown_table, pyplot, write_report
+from ._images_common import ImageData
+from .report import markdown_table, pyplot
+from .reproduction import Reproduction
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, keyed_on, setting, trial_device
+from .settings import RunOptions, field_names, keyed_on, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "train_trial",
-           "evaluate_trial", "FlowScore", "score_matching_terms"]
-
-NAME = "flow-eval"
-DESCRIPTION = "Figure 7: bits/dim, LSD and score matching across a Glow-like flow's checkpoints"
-PAPER_CLAIM = (
-    "Figure 7: across the checkpoints of a Glow-like flow trained on MNIST, LSD goes down throughout "
-    "training, tracking the negative log-likelihood, while score matching is not highly correlated with it."
-)
-VERDICT_RULE = ("replicates when LSD's Spearman correlation with bits/dim over the checkpoints is at least 0.9 and "
-                "above score matching's")
-SETUP_NOTE = (
-    "The paper's data, MNIST, cannot be obtained on this machine; Fashion-MNIST stands in (`--dataset "
-    "mnist --data-root DIR` runs the paper's data from its IDX files)."
-)
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "train_trial", "evaluate_trial", "FlowScore",
+           "score_matching_terms"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings(ReproductionSettings):
-    """Settings of the Figure-7 reproduction (defaults: the paper's Appendix B.3)."""
+class FlowTraining(ImageData):
+    """What trains the flow (defaults: the paper's Appendix B.3): the images, the flow, its
+    optimiser and the steps at which it is kept. The training trial's key holds these settings
+    only, so a run that changes an evaluation setting reuses the trained flow."""
 
-    dataset: Literal["fashion-mnist", "mnist", "digits"] = setting("fashion-mnist", "training/test images")
-    data_root: str = setting("", "folder with the IDX files (needed for mnist; empty: the standard place)")
-    alpha: float = setting(0.0, "logit squeeze alpha (paper: 0)", minimum=0.0)
     n_stages: int = setting(3, "flow stages", minimum=1)
     n_blocks: int = setting(4, "coupling blocks per stage", minimum=1)
     hidden_channels: int = setting(128, "channels of the coupling networks", minimum=1)
@@ -74,6 +62,19 @@ class Settings(ReproductionSettings):
     lr: float = setting(1e-4, "flow Adam learning rate", minimum=1e-12)
     checkpoint_steps: tuple[int, ...] = setting(tuple(1000 * k for k in range(1, 11)),
                                                 "training steps at which to keep a checkpoint", minimum=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        steps = self.checkpoint_steps
+        if len(steps) < 2 or list(steps) != sorted(set(steps)):
+            raise ValueError(f"checkpoint_steps must be at least two strictly increasing steps, got {steps!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(FlowTraining):
+    """Settings of the Figure-7 reproduction (defaults: the paper's Appendix B.3): the flow's training
+    and how each checkpoint is scored."""
+
     split: tuple[float, ...] = setting((0.8, 0.1, 0.1), "critic train/validation/test parts of the test set",
                                        minimum=1e-12)
     lam: float = setting(0.5, "critic L2 weight lambda", minimum=1e-12)
@@ -88,13 +89,8 @@ class Settings(ReproductionSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        steps = self.checkpoint_steps
-        if len(steps) < 2 or list(steps) != sorted(set(steps)):
-            raise ValueError(f"checkpoint_steps must be at least two strictly increasing steps, got {steps!r}")
         if len(self.split) != 3:
             raise ValueError(f"split must be three positive fractions, got {self.split!r}")
-        if self.alpha >= 0.5:
-            raise ValueError(f"alpha must lie in [0, 0.5), got {self.alpha!r}")
 
 
 FULL = Settings()
@@ -102,8 +98,7 @@ FULL = Settings()
 QUICK = FULL.replace(hidden_channels=32, lr=1e-3, checkpoint_steps=(25, 50, 75, 100, 150, 200, 300, 450, 650, 1000),
                      critic_passes=16, critic_standardize=True, sm_probes=4, chunk_size=500)
 
-_TRAIN_FIELDS = ("seed", "dataset", "data_root", "alpha", "n_stages", "n_blocks", "hidden_channels", "batch_size",
-                 "lr", "checkpoint_steps")
+_TRAIN_FIELDS = field_names(FlowTraining)
 
 
 class FlowScore:
@@ -319,12 +314,27 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
           r["score_matching"], r["score_matching_stderr"]] for r in rows])
     rho_table = markdown_table(["against bits/dim", "Spearman rho", "p-value"],
                                [[k, v["rho"], v["pvalue"]] for k, v in spearman.items()])
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
-        seconds=seconds["total"], verdict=verdict, numbers=numbers,
+    return REPRODUCTION.write_report(
+        out, settings, seconds=seconds["total"], verdict=verdict, numbers=numbers,
         tables=[("Checkpoints", table), ("Rank correlation with bits/dim", rho_table)],
         figures=[_plot(rows, spearman, out / "flow_eval.png", settings), out / "samples.png"],
     )
+
+
+REPRODUCTION = Reproduction(
+    name="flow-eval",
+    description="Figure 7: bits/dim, LSD and score matching across a Glow-like flow's checkpoints",
+    paper_claim=("Figure 7: across the checkpoints of a Glow-like flow trained on MNIST, LSD goes down "
+                 "throughout training, tracking the negative log-likelihood, while score matching is not highly "
+                 "correlated with it."),
+    verdict_rule=("replicates when LSD's Spearman correlation with bits/dim over the checkpoints is at least 0.9 "
+                  "and above score matching's"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+    setup_note=("The paper's data, MNIST, cannot be obtained on this machine; Fashion-MNIST stands in "
+                "(`--dataset mnist --data-root DIR` runs the paper's data from its IDX files)."),
+)
 
 
 def _spearman(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

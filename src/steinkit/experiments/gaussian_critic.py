@@ -21,20 +21,12 @@ import torch
 
 from ..critics import MLPCritic
 from ..stein import critic_objective
-from .report import markdown_table, pyplot, write_report
+from .report import markdown_table, pyplot
+from .reproduction import Reproduction
 from .runner import sweep
-from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial"]
-
-NAME = "gaussian-critic"
-DESCRIPTION = "Figure 3: learned LSD between 100-D Gaussians against the closed-form optimum"
-PAPER_CLAIM = (
-    "Figure 3: for 100-D Gaussians differing in mean or in scale, the learned critic's LSD approaches "
-    "the optimal critic's closed-form value E‖s_q − s_p‖²/(2λ)."
-)
-VERDICT_RULE = ("replicates when the learned LSD is within 5% of the closed form for both pairs "
-                "(|relative error| < 0.05)")
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "run_trial"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,12 +111,24 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
         ["q differs in", "closed form", "learned LSD", "± stderr", "relative error"],
         [[n, p["closed_form"], p["learned"], p["stderr"], p["relative_error"]] for n, p in pairs.items()],
     )
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=verdict,
+    return REPRODUCTION.write_report(
+        out, settings, seconds=time.perf_counter() - start, verdict=verdict,
         numbers={"pairs": pairs, "curve": curve}, tables=[("Learned against closed-form LSD", table)],
         figures=[figure],
     )
+
+
+REPRODUCTION = Reproduction(
+    name="gaussian-critic",
+    description="Figure 3: learned LSD between 100-D Gaussians against the closed-form optimum",
+    paper_claim=("Figure 3: for 100-D Gaussians differing in mean or in scale, the learned critic's LSD "
+                 "approaches the optimal critic's closed-form value E‖s_q − s_p‖²/(2λ)."),
+    verdict_rule=("replicates when the learned LSD is within 5% of the closed form for both pairs "
+                  "(|relative error| < 0.05)"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+)
 
 
 def _plot(path: Path, curve: list[dict[str, Any]], truth: list[float]) -> Path:

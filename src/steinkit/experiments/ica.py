@@ -36,21 +36,14 @@ from torch import Tensor
 from ..models import LinearICA
 from ..train import METHODS, LSDOracle, train
 from .._io import save_figure
-from .report import markdown_table, pyplot, write_report
+from .report import markdown_table, pyplot
+from .reproduction import Reproduction
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "ALL_METHODS", "run",
-           "run_trial", "trial_configs", "grid", "make_problem"]
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "ALL_METHODS", "run", "run_trial", "trial_configs", "grid",
+           "make_problem"]
 
-NAME = "ica"
-DESCRIPTION = "Figure 8: linear ICA trained by ML, LSD, SSM, NCE and CNCE over D"
-PAPER_CLAIM = (
-    "Figure 8: as D grows from 5 to 50, LSD closely tracks maximum likelihood's test log-likelihood, "
-    "while the other unnormalized methods (SSM, NCE, CNCE) fall behind or diverge."
-)
-VERDICT_RULE = ("replicates when, at every D and for every source, LSD's mean test log-likelihood is within 1% of "
-                "ML's ((ML − LSD)/|ML| < 0.01)")
 _LABELS = {"ml": "Max. Likelihood", "lsd": "LSD", "ssm": "Score Matching (SSM)", "nce": "NCE", "cnce": "CNCE",
            "lsd_oracle": "LSD, exact critic (diagnostic)"}
 #: Every method of the sweep, in the paper's order: the trainer's five and ``lsd_oracle``.
@@ -270,9 +263,21 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     numbers = {"methods": methods, "init": "identity matrix for every method, dimension and seed", "rows": rows,
                "gap_to_ml": gaps, "ssm_runs": ssm, "n_runs": len(runs),
                "run_seconds_total": sum(r["seconds"] for r in runs)}
-    return write_report(out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-                        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(gaps),
-                        numbers=numbers, tables=tables, figures=[figure])
+    return REPRODUCTION.write_report(out, settings, seconds=time.perf_counter() - start, verdict=_verdict(gaps),
+                                     numbers=numbers, tables=tables, figures=[figure])
+
+
+REPRODUCTION = Reproduction(
+    name="ica",
+    description="Figure 8: linear ICA trained by ML, LSD, SSM, NCE and CNCE over D",
+    paper_claim=("Figure 8: as D grows from 5 to 50, LSD closely tracks maximum likelihood's test "
+                 "log-likelihood, while the other unnormalized methods (SSM, NCE, CNCE) fall behind or diverge."),
+    verdict_rule=("replicates when, at every D and for every source, LSD's mean test log-likelihood is within 1% "
+                  "of ML's ((ML − LSD)/|ML| < 0.01)"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+)
 
 
 def _plot_curves(runs, rows, dim: int, sources: Sequence[str], methods: Sequence[str], path: Path) -> Path:

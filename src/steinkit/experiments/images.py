@@ -57,7 +57,7 @@ from ..data import load_image_dataset, make_image_grid, save_image_grid
 from ..models import GaussianBernoulliRBM, MLPEnergy
 from ..samplers import sgld
 from ..train import load_checkpoint
-from ._images_common import Space, make_space, snapshot_path, summarize_history, train_in_segments
+from ._images_common import ImageData, Space, make_space, snapshot_path, summarize_history, train_in_segments
 from ._images_quality import (
     STABLE_MARGIN,
     check_quality_size,
@@ -81,53 +81,35 @@ from ._images_report import (
     study_plot,
     training_curve_plot,
 )
-from .report import markdown_table, write_report
+from .report import markdown_table
+from .reproduction import Reproduction
 from .runner import sweep, trial_folder
 from .sample_quality import classifier_accuracy, load_classifier, save_classifier, train_classifier, unit_pixels
-from .settings import ReproductionSettings, RunOptions, command_line, keyed_on, setting, trial_device
+from .settings import RunOptions, field_names, keyed_on, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "stage_trial", "classifier_trial",
-           "quality_trial", "CURVE_EPOCHS", "curve_steps", "curve_name"]
-
-NAME = "images"
-DESCRIPTION = (
-    "Sec. 8.2 / App. B.6, C: deep EBM and Gaussian-Bernoulli RBM trained by LSD on images; "
-    "SGLD and Gibbs sample grids, sampler study"
-)
-PAPER_CLAIM = (
-    "Section 8.2 and Appendix C: LSD trains deep energy-based models and Gaussian-Bernoulli RBMs on MNIST and "
-    "Fashion-MNIST without sampling during training; SGLD and Gibbs samples of the trained models resemble the data."
-)
-VERDICT_RULE = ("no pass/fail threshold: the verdict says how training ended and on how many of three figures "
-                "(confidence, class entropy, Fréchet distance) each model's samples beat the Gaussian base")
-SETUP_NOTE = (
-    "Fashion-MNIST only (MNIST cannot be obtained on this machine; `--dataset mnist --data-root DIR` "
-    "reads its IDX files); the quick preset trains for about one epoch where the paper trains for 100. Sample "
-    "quality is measured by a classifier the run trains on the training images (no downloaded network)."
-)
-
-_EBM_ONLY = ("epochs", "ebm_steps", "ebm_hidden", "critic_hidden", "critic_steps", "lr", "sgld_steps",
-             "sgld_step_size", "sgld_noise", "sgld_noise_alt")
-_RBM_ONLY = ("rbm_hidden", "rbm_epochs", "rbm_steps", "rbm_lr", "rbm_critic_hidden", "rbm_critic_steps", "rbm_space",
-             "rbm_init_std", "gibbs_steps")
-_QUALITY_ONLY = ("n_quality", "classifier_epochs")
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "stage_trial", "classifier_trial", "quality_trial",
+           "CURVE_EPOCHS", "curve_steps", "curve_name"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings(ReproductionSettings):
-    """Settings of the image reproduction: the paper's B.6 / C.3 (batch size, RBM run length and RBM
-    critic are not stated there: 100, 100 epochs and the EBM's critic are our choices)."""
+class Shared(ImageData):
+    """The settings both stages train with: the images (``alpha`` 1e-6 keeps the logit finite), the
+    stages to run, the data sizes, the batch size, the critic's L2 penalty and the dequantization."""
 
-    dataset: Literal["fashion-mnist", "mnist", "digits"] = setting("fashion-mnist", "training/test images")
-    data_root: str = setting("", "folder with the IDX files (empty: the dataset's standard place)")
+    alpha: float = setting(1e-6, "logit squeeze alpha (the paper uses 0)", minimum=0.0)
     stages: tuple[Literal["ebm", "rbm"], ...] = setting(("ebm", "rbm"), "what to run")
     n_train: int = setting(0, "use the first N training images (0: all)", minimum=0)
     n_test: int = setting(2000, "test images for the held-out LSD", minimum=1)
     n_samples: int = setting(100, "images per sample grid", minimum=1)
     batch_size: int = setting(100, "mini-batch size", minimum=1)
     lam: float = setting(10.0, "critic L2 penalty lambda, EBM and RBM", minimum=1e-12)
-    alpha: float = setting(1e-6, "logit squeeze alpha (the paper uses 0)", minimum=0.0)
     segment_epochs: float = setting(1.0, "epochs between fresh dequantization noise", minimum=1e-12)
+
+
+@dataclasses.dataclass(frozen=True)
+class EBMStage:
+    """The EBM stage's own settings (B.6): its length, the energy and its critic, the SGLD sampler."""
+
     epochs: float = setting(100.0, "EBM training epochs (used when ebm_steps is 0)", minimum=0.0)
     ebm_steps: int = setting(0, "EBM model updates (0: from epochs)", minimum=0)
     ebm_hidden: int = setting(1000, "energy MLP width", minimum=1)
@@ -138,6 +120,12 @@ class Settings(ReproductionSettings):
     sgld_step_size: float = setting(1.0, "SGLD step size eps", minimum=1e-12)
     sgld_noise: float = setting(0.01, "SGLD noise std sigma", minimum=0.0)
     sgld_noise_alt: float = setting(0.1, "second sigma of the sampler study", minimum=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RBMStage:
+    """The RBM stage's own settings (C.3): its length, the RBM and its critic, the Gibbs sampler."""
+
     rbm_hidden: int = setting(100, "RBM hidden units", minimum=1)
     rbm_epochs: float = setting(100.0, "RBM training epochs (used when rbm_steps is 0)", minimum=0.0)
     rbm_steps: int = setting(0, "RBM model updates (0: from rbm_epochs)", minimum=0)
@@ -147,18 +135,39 @@ class Settings(ReproductionSettings):
     rbm_space: Literal["logit", "standardized"] = setting("logit", "RBM data space")
     rbm_init_std: float = setting(0.01, "std of the RBM's initial weights B", minimum=0.0)
     gibbs_steps: int = setting(2000, "Gibbs sweeps for the RBM samples", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityMeasure:
+    """How the samples' quality is measured. No stage's trial key holds these: changing them
+    measures again without training again."""
+
     n_quality: int = setting(1000, "samples per setting for the quality figures", minimum=2)
     classifier_epochs: int = setting(5, "training epochs of the quality classifier", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(QualityMeasure, RBMStage, EBMStage, Shared):
+    """Settings of the image reproduction: the paper's B.6 / C.3 (batch size, RBM run length and RBM
+    critic are not stated there: 100, 100 epochs and the EBM's critic are our choices).
+
+    Its fields are its groups' in the order :class:`Shared`, :class:`EBMStage`, :class:`RBMStage`,
+    :class:`QualityMeasure` (a dataclass takes its bases' fields from the last base to the first).
+    A stage's trial key holds the shared settings and its own group's (:func:`_stage_config`).
+    """
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for steps, epochs in (("ebm_steps", "epochs"), ("rbm_steps", "rbm_epochs")):
             if getattr(self, steps) == 0 and getattr(self, epochs) <= 0:
                 raise ValueError(f"{epochs} must be > 0 (or give {steps}), got {getattr(self, epochs)!r}")
-        if self.alpha >= 0.5:
-            raise ValueError(f"alpha must be in [0, 0.5), got {self.alpha!r}")
         if self.n_train == 1:
             raise ValueError("n_train must be 0 (all) or >= 2, got 1")
+
+
+_EBM_ONLY = field_names(EBMStage)
+_RBM_ONLY = field_names(RBMStage)
+_QUALITY_ONLY = field_names(QualityMeasure)
 
 
 FULL = Settings()
@@ -491,12 +500,30 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
     main = [g for name in stages for g in (("ebm_samples.png", "ebm_sampler_study.png") if name == "ebm"
                                            else ("rbm_samples.png", "rbm_sample_means.png"))]
     main += quality_grids
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)), settings=settings.to_dict(),
-        seconds=time.perf_counter() - start, verdict=report_verdict(stages, quality, settings), numbers=numbers,
-        tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]]
+    return REPRODUCTION.write_report(
+        out, settings, seconds=time.perf_counter() - start, verdict=report_verdict(stages, quality, settings),
+        numbers=numbers, tables=tables, figures=[out / f for f in ["data.png", *main, "training_curves.png"]]
         + ([quality_curve_plot(out / "quality_curve.png", quality)] if quality.get("curve") else []),
     )
+
+
+REPRODUCTION = Reproduction(
+    name="images",
+    description=("Sec. 8.2 / App. B.6, C: deep EBM and Gaussian-Bernoulli RBM trained by LSD on images; SGLD and "
+                 "Gibbs sample grids, sampler study"),
+    paper_claim=("Section 8.2 and Appendix C: LSD trains deep energy-based models and Gaussian-Bernoulli RBMs on "
+                 "MNIST and Fashion-MNIST without sampling during training; SGLD and Gibbs samples of the "
+                 "trained models resemble the data."),
+    verdict_rule=("no pass/fail threshold: the verdict says how training ended and on how many of three figures "
+                  "(confidence, class entropy, Fréchet distance) each model's samples beat the Gaussian base"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+    setup_note=("Fashion-MNIST only (MNIST cannot be obtained on this machine; `--dataset mnist --data-root DIR` "
+                "reads its IDX files); the quick preset trains for about one epoch where the paper trains for "
+                "100. Sample quality is measured by a classifier the run trains on the training images (no "
+                "downloaded network)."),
+)
 
 
 def curve_name(epochs: float) -> str:

@@ -23,20 +23,13 @@ from ..critics import MLPCritic
 from ..fit import fit_critic
 from ..stein import stein_terms
 from .._io import save_figure
-from .report import markdown_table, pyplot, write_report
+from .report import markdown_table, pyplot
+from .reproduction import Reproduction
 from .runner import sweep
-from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial"]
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "run_trial"]
 
-NAME = "model-selection"
-DESCRIPTION = "Figure 10: train/val LSD mean ± std over training and the mean − std selection"
-PAPER_CLAIM = (
-    "Figure 10: with 100 training examples the critic over-fits (its training LSD passes the true Stein "
-    "discrepancy) and the validation variance grows; variance-aware selection picks the best critic."
-)
-VERDICT_RULE = ("replicates when the training LSD passes the true value and the critic selected by mean − std has a "
-                "fresh LSD within 25% of the truth and no farther from it than the critic selected by the mean")
 _DIM = 10
 
 
@@ -97,12 +90,26 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
                f"{best:.4g}, selection by the mean one with {by_mean:.4g}")
     table = markdown_table(["critic", "iteration", "LSD on fresh data", "true LSD"],
                            [[k.replace("_", " "), v["iteration"], v["fresh_lsd"], truth] for k, v in chosen.items()])
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=verdict, numbers=numbers,
+    return REPRODUCTION.write_report(
+        out, settings, seconds=time.perf_counter() - start, verdict=verdict, numbers=numbers,
         tables=[("Selected critics", table)],
         figures=[_plot(out / "figure10.png", history, truth, result["best_iteration"])],
     )
+
+
+REPRODUCTION = Reproduction(
+    name="model-selection",
+    description="Figure 10: train/val LSD mean ± std over training and the mean − std selection",
+    paper_claim=("Figure 10: with 100 training examples the critic over-fits (its training LSD passes the true "
+                 "Stein discrepancy) and the validation variance grows; variance-aware selection picks the best "
+                 "critic."),
+    verdict_rule=("replicates when the training LSD passes the true value and the critic selected by mean − std "
+                  "has a fresh LSD within 25% of the truth and no farther from it than the critic selected by "
+                  "the mean"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+)
 
 
 def _plot(path: Path, history: list[dict[str, Any]], truth: float, best: int) -> Path:

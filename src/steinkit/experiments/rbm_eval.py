@@ -35,20 +35,12 @@ from ..gof.lksd import learn_lksd_bandwidth, lksd_estimate
 from ..stein import optimal_lsd
 from ..problems.rbm_benchmark import derive_seed, rbm_problem
 from .rbm_power import RBMSweep, sigma_figure, sigma_tables
-from .report import write_report
+from .reproduction import Reproduction
 from .runner import sweep
-from .settings import RunOptions, command_line, setting, trial_device
+from .settings import RunOptions, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "EVAL_METHODS", "Settings", "FULL", "QUICK", "trial_configs",
-           "run_trial", "run"]
+__all__ = ["REPRODUCTION", "EVAL_METHODS", "Settings", "FULL", "QUICK", "trial_configs", "run_trial", "run"]
 
-NAME = "rbm-eval"
-DESCRIPTION = "Figure 6: LSD vs learned-bandwidth KSD/linear KSD vs the optimal-critic value for perturbed RBMs"
-PAPER_CLAIM = (
-    "Figure 6: LSD grows reliably with the perturbation from 0, approaching the optimal critic's value, and "
-    "is more certain and more discriminative for small perturbations than the kernel discrepancies."
-)
-VERDICT_RULE = "replicates when the learned LSD rises strictly with σ for every RBM of the run"
 EVAL_METHODS = ("lsd", "ksd", "lksd", "theory")
 _LABELS = {"lsd": "LSD (learned critic)", "theory": "optimal critic E‖s_q−s_p‖²/2λ",
            "ksd": "KSD² (quadratic)", "lksd": "KSD² (linear)"}
@@ -80,8 +72,8 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
     """One config per (dx, dh, seed, σ)."""
     lsd = {"n_iters": s.n_iters, "hidden": s.hidden, "dropout": float(s.dropout), "weight_decay": float(s.weight_decay)}
     return [
-        {"experiment": NAME, "dx": dx, "dh": dh, "sigma": sigma, "seed": seed, "n": s.n, "burn_in": s.burn_in,
-         "lam": float(s.lam), "lsd": lsd, "kernel_train": float(s.kernel_train)}
+        {"experiment": REPRODUCTION.name, "dx": dx, "dh": dh, "sigma": sigma, "seed": seed, "n": s.n,
+         "burn_in": s.burn_in, "lam": float(s.lam), "lsd": lsd, "kernel_train": float(s.kernel_train)}
         for dx, dh in s.pairs
         for seed in range(s.seed, s.seed + s.rbms)
         for sigma in s.sigmas
@@ -162,10 +154,22 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
         rows, ("dx", "dh", "seed"), lambda sub: f"dx = {sub[0]['dx']}, dh = {sub[0]['dh']}, seed {sub[0]['seed']}: "
         "discrepancy of q_σ from samples of p (value ± σ/√n_eval)", _LABELS.get,
         lambda r: f"{r['value']:.4g} ± {r['stderr']:.2g}")
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
+    return REPRODUCTION.write_report(
+        out, settings, seconds=time.perf_counter() - start, verdict=_verdict(rows),
         numbers={"rows": rows, "n_trials": len(configs)}, tables=tables,
         figures=[sigma_figure(out / "figure6.png", rows, "value", (("lsd", "theory"), ("ksd", "lksd")),
                               ("LSD", "KSD² (learned bandwidth)"), _LABELS.__getitem__, 0.0)],
     )
+
+
+REPRODUCTION = Reproduction(
+    name="rbm-eval",
+    description="Figure 6: LSD vs learned-bandwidth KSD/linear KSD vs the optimal-critic value for perturbed RBMs",
+    paper_claim=("Figure 6: LSD grows reliably with the perturbation from 0, approaching the optimal critic's "
+                 "value, and is more certain and more discriminative for small perturbations than the kernel "
+                 "discrepancies."),
+    verdict_rule="replicates when the learned LSD rises strictly with σ for every RBM of the run",
+    full=FULL,
+    quick=QUICK,
+    run=run,
+)

@@ -35,26 +35,17 @@ from .._optional import paper_module
 from ..gof import METHODS, get_method, gof_tests
 from ..gof.lsd import DEFAULT_PROTOCOL
 from ..problems.rbm_benchmark import derive_seed, rbm_problem
-from .report import markdown_table, write_report
+from .report import markdown_table
+from .reproduction import Reproduction
 from .runner import sweep
-from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "PAPER_DIMS", "SIGMAS", "TEST_METHODS", "VARIANTS",
+__all__ = ["REPRODUCTION", "PAPER_DIMS", "SIGMAS", "TEST_METHODS", "VARIANTS",
            "reproduction_methods",
            "RBMSweep", "Settings", "FULL", "QUICK",
            "parse_dims", "trial_configs", "run_trial", "summarize", "run",
            "sigma_tables", "sigma_figure"]
 
-NAME = "rbm-power"
-DESCRIPTION = ("Figure 5: rejection rates of LSD/KSD/LKSD/FSSD/KSDAgg/KSD-Seq tests against perturbed "
-               "Gaussian-Bernoulli RBMs")
-PAPER_CLAIM = (
-    "Figure 5: the LSD test performs comparably to the linear-time kernel tests at 50 dimensions and "
-    "dominates them as the dimension grows, matching the quadratic-time KSD test."
-)
-VERDICT_RULE = ("replicates when, at the largest dx, the learned test's mean power over σ > 0 (Algorithm 2's, "
-                "lsd-paper, when it ran, else lsd) is at least the best linear-time test's (LKSD, FSSD) minus 0.05; "
-                "the size at σ = 0 is reported beside it, not judged")
 PAPER_DIMS: dict[int, int] = {50: 40, 100: 80, 200: 100}
 SIGMAS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.04, 0.06)
 VARIANTS: dict[str, str] = {"lsd-paper": "lsd"}
@@ -154,8 +145,8 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
                "ksd": {"bandwidth": s.kernel_bandwidth, "n_bootstrap": s.n_bootstrap},
                **{m: {"n_bootstrap": 500, "n_correction": 500} for m in ("ksdagg", "ksdagg-inc")}}  # the papers' B1, B2
     return [
-        {"experiment": NAME, "method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": block, "n": s.n,
-         "burn_in": s.burn_in, "alpha": float(s.alpha), "seed": s.seed, "options": options.get(method, {})}
+        {"experiment": REPRODUCTION.name, "method": method, "dx": dx, "dh": dh, "sigma": sigma, "reps": block,
+         "n": s.n, "burn_in": s.burn_in, "alpha": float(s.alpha), "seed": s.seed, "options": options.get(method, {})}
         for method in sorted(s.methods, key=lambda m: not get_method(VARIANTS.get(m, m)).batched)
         for dx, dh in s.pairs
         for block in blocks
@@ -269,11 +260,25 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
         f"{settings.alpha:g} ± binomial stderr ({'/'.join(map(str, sorted({r['reps'] for r in sub})))} repetitions)",
         str.upper, lambda r: f"{r['rejection_rate']:.2f} ± {r['stderr']:.2f}",
         ("s/test", lambda cells: f"{sum(c['mean_seconds'] for c in cells) / len(cells):.2f}"))
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
+    return REPRODUCTION.write_report(
+        out, settings, seconds=time.perf_counter() - start, verdict=_verdict(rows),
         numbers={"rows": rows, "all_methods_saw_same_data": all(same_data), "n_trials": len(configs)},
         tables=tables, figures=[sigma_figure(out / "figure5.png", rows, "rejection_rate", [settings.methods],
                                             [f"rejection rate (α = {settings.alpha:g})"], str.upper,
                                             settings.alpha, ylim=(-0.03, 1.03))],
     )
+
+
+REPRODUCTION = Reproduction(
+    name="rbm-power",
+    description=("Figure 5: rejection rates of LSD/KSD/LKSD/FSSD/KSDAgg/KSD-Seq tests against perturbed "
+                 "Gaussian-Bernoulli RBMs"),
+    paper_claim=("Figure 5: the LSD test performs comparably to the linear-time kernel tests at 50 dimensions "
+                 "and dominates them as the dimension grows, matching the quadratic-time KSD test."),
+    verdict_rule=("replicates when, at the largest dx, the learned test's mean power over σ > 0 (Algorithm 2's, "
+                  "lsd-paper, when it ran, else lsd) is at least the best linear-time test's (LKSD, FSSD) minus "
+                  "0.05; the size at σ = 0 is reported beside it, not judged"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+)

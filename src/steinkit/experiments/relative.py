@@ -57,26 +57,14 @@ from ..witness_plots import plot_field
 from ..problems.rbm_benchmark import derive_seed, rbm_problem
 from .rbm_power import RBMSweep
 from ._relative_flows import flow_configs, flow_pairs, flow_run_rows, flow_summary, flow_table, flow_trial, flow_witness
-from .report import markdown_table, write_report
+from .report import markdown_table
+from .reproduction import Reproduction
 from .runner import sweep
-from .settings import RunOptions, command_line, setting, trial_device
+from .settings import RunOptions, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "SETUP_NOTE", "REL_METHODS", "PAIR_KINDS", "Settings", "FULL", "QUICK",
+__all__ = ["REPRODUCTION", "REL_METHODS", "PAIR_KINDS", "Settings", "FULL", "QUICK",
            "model_pairs", "flow_pairs", "trial_configs", "run_trial", "summarize", "run"]
 
-NAME = "relative"
-DESCRIPTION = "Relative tests: is the less perturbed RBM better? Power, and the size for equally perturbed pairs"
-PAPER_CLAIM = (
-    "Not a claim of the paper (issue 15): a relative test scored on shared points tells which of two models fits "
-    "better with a valid p-value, more often than comparing two estimates' error bars. The verdict judges "
-    "relative_test's default for differentiable scores (optimal: the exact optimal-critic terms) and names the "
-    "learned critic (lsd) when its size is above the bound."
-)
-VERDICT_RULE = ("holds when the judged method's size over the mirror pairs (or the equal pairs where H0 holds) is at "
-                "most α + 2 binomial standard errors and its power at the closest ordered pair above σ = 0 is at "
-                "least that of comparing two separate estimates")
-SETUP_NOTE = ("the flow-checkpoint pairs need a finished flow-eval run: `steinkit reproduce flow-eval --out DIR` "
-              "first, then `--flow-run DIR` here")
 REL_METHODS = ("lsd", "optimal", "separate")
 _LAM = 0.5
 
@@ -129,10 +117,9 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
     """One config per (dx, dh) and block of ``batch`` repetitions."""
     blocks = [list(range(r, min(r + s.batch, s.reps))) for r in range(0, s.reps, s.batch)]
     return [
-        {"experiment": NAME, "dx": dx, "dh": dh, "reps": block, "sigmas": list(s.sigmas), "pairs": list(PAIR_KINDS),
-         "n": s.n,
-         "burn_in": s.burn_in, "n_iters": s.n_iters, "hidden": s.hidden, "methods": list(s.methods),
-         "alpha": float(s.alpha), "seed": s.seed}
+        {"experiment": REPRODUCTION.name, "dx": dx, "dh": dh, "reps": block, "sigmas": list(s.sigmas),
+         "pairs": list(PAIR_KINDS), "n": s.n, "burn_in": s.burn_in, "n_iters": s.n_iters, "hidden": s.hidden,
+         "methods": list(s.methods), "alpha": float(s.alpha), "seed": s.seed}
         for dx, dh in s.pairs
         for block in blocks
     ]
@@ -358,9 +345,26 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
                                   [[r["model"], f"{r['value']:.3g} ± {r['stderr']:.2g}"] for r in toy if "model" in r])
                    + "\n" + "".join(f"{r['better']} better than {r['worse']}: p = {r['pvalue']:.3g}\n"
                                    for r in toy if "better" in r)))
-    return write_report(
-        out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows, settings.alpha),
+    return REPRODUCTION.write_report(
+        out, settings, seconds=time.perf_counter() - start, verdict=_verdict(rows, settings.alpha),
         numbers={"rows": rows, "toy_witness": toy, "n_trials": len(configs), "flow_pairs": flows}, tables=tables,
         figures=[_figure(out / "relative.png", rows, settings.alpha), toy_path, *figures],
     )
+
+
+REPRODUCTION = Reproduction(
+    name="relative",
+    description="Relative tests: is the less perturbed RBM better? Power, and the size for equally perturbed pairs",
+    paper_claim=("Not a claim of the paper (issue 15): a relative test scored on shared points tells which of "
+                 "two models fits better with a valid p-value, more often than comparing two estimates' error "
+                 "bars. The verdict judges relative_test's default for differentiable scores (optimal: the exact "
+                 "optimal-critic terms) and names the learned critic (lsd) when its size is above the bound."),
+    verdict_rule=("holds when the judged method's size over the mirror pairs (or the equal pairs where H0 holds) "
+                  "is at most α + 2 binomial standard errors and its power at the closest ordered pair above "
+                  "σ = 0 is at least that of comparing two separate estimates"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+    setup_note=("the flow-checkpoint pairs need a finished flow-eval run: `steinkit reproduce flow-eval "
+                "--out DIR` first, then `--flow-run DIR` here"),
+)

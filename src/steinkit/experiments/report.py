@@ -7,7 +7,7 @@ Every reproduction ends with :func:`write_report`, which writes into its output 
 * ``results.md``: the same as markdown (command, verdict, tables, figures).
 
 Each report says which budget ran (:func:`budget`: the quick or the full preset, and any setting
-changed from it) and states the rule its verdict applies (the module's ``VERDICT_RULE``). A run
+changed from it) and states the rule its verdict applies (its declaration's ``verdict_rule``). A run
 whose rejection rates rest on too few repetitions to tell a test's size from twice its level
 (:func:`too_few_repetitions`) gets no verdict, only its numbers.
 
@@ -37,9 +37,12 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .._io import markdown_table, pyplot, write_json
+
+if TYPE_CHECKING:
+    from .reproduction import Reproduction
 
 __all__ = ["pyplot", "write_json", "markdown_table", "write_report", "build_results_page", "budget",
            "too_few_repetitions", "verdict_rule", "portable_path"]
@@ -116,20 +119,21 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def _module(name: str) -> Any:
-    from . import EXPERIMENTS, get_experiment
+def _reproduction(name: str) -> Reproduction | None:
+    """The declaration of reproduction ``name`` (:mod:`.reproduction`), None for a name not registered."""
+    from . import EXPERIMENTS, get_reproduction
 
-    return get_experiment(name) if name in EXPERIMENTS else None
+    return get_reproduction(name) if name in EXPERIMENTS else None
 
 
 def verdict_rule(name: str) -> str:
-    """The rule a reproduction's verdict applies, with its threshold (the module's ``VERDICT_RULE``).
+    """The rule a reproduction's verdict applies, with its threshold (its declaration's ``verdict_rule``).
 
     Example:
         >>> verdict_rule("gaussian-critic")
         'replicates when the learned LSD is within 5% of the closed form for both pairs (|relative error| < 0.05)'
     """
-    return getattr(_module(name), "VERDICT_RULE", "")
+    return getattr(_reproduction(name), "verdict_rule", "")
 
 
 def budget(name: str, settings: Mapping[str, Any]) -> str:
@@ -143,11 +147,11 @@ def budget(name: str, settings: Mapping[str, Any]) -> str:
         >>> budget("rbm-power", rbm_power.FULL.replace(reps=50).to_dict())
         'full preset, changed: reps 50'
     """
-    module = _module(name)
-    if module is None or not hasattr(module, "FULL"):
+    reproduction = _reproduction(name)
+    if reproduction is None:
         return ""
     settings = dict(settings)
-    presets = {"quick": module.QUICK.to_dict(), "full": module.FULL.to_dict()}
+    presets = {"quick": reproduction.quick.to_dict(), "full": reproduction.full.to_dict()}
 
     def changed(preset: Mapping[str, Any]) -> list[str]:
         keys = list(dict.fromkeys([*preset, *settings]))
@@ -237,14 +241,14 @@ def build_results_page(run_dirs: Sequence[Path], out: Path) -> str:
     """Gather the reports of ``run_dirs`` into the markdown page ``out`` and return its text.
 
     Reports appear in the order of :data:`steinkit.experiments.EXPERIMENTS` (the paper's
-    figures), each under the paper's claim (the experiment module's ``PAPER_CLAIM``); their
-    figures are copied to ``out.parent / "figures" / <run folder name>``; a module's optional
-    ``SETUP_NOTE`` says how our set-up differs from the paper's. Each section gives the command
+    figures), each under the paper's claim (its declaration's ``paper_claim``); their figures are
+    copied to ``out.parent / "figures" / <run folder name>``; a declaration's ``setup_note``, when
+    it has one, says how our set-up differs from the paper's. Each section gives the command
     with the run folder as :func:`portable_path` shows it, the run's budget, its verdict and the
     rule the verdict applies; a run with too few repetitions to judge gets no verdict. A folder
     without a ``results.json`` raises a ``ValueError`` naming it.
     """
-    from . import EXPERIMENTS, get_experiment
+    from . import EXPERIMENTS, get_reproduction
 
     reports = []
     for run_dir in run_dirs:
@@ -265,16 +269,15 @@ def build_results_page(run_dirs: Sequence[Path], out: Path) -> str:
         "",
     ]
     for run_dir, report in reports:
-        module = get_experiment(report["experiment"])
+        reproduction = get_reproduction(report["experiment"])
         figure_dir = out.parent / "figures" / run_dir.name
         figure_dir.mkdir(parents=True, exist_ok=True)
         for fig in report.get("figures", []):
             shutil.copyfile(run_dir / fig, figure_dir / fig)
         body = (run_dir / "results.md").read_text(encoding="utf-8")
         body = re.sub(r"(!\[[^\]]*\]\()", rf"\1figures/{run_dir.name}/", body)  # image links only
-        note = getattr(module, "SETUP_NOTE", "")
-        sections += [f"## {report['experiment']}", "", f"**Paper:** {module.PAPER_CLAIM}", ""]
-        sections += [f"**Here:** {note}", ""] if note else []
+        sections += [f"## {report['experiment']}", "", f"**Paper:** {reproduction.paper_claim}", ""]
+        sections += [f"**Here:** {reproduction.setup_note}", ""] if reproduction.setup_note else []
         sections += _header(report, _portable_command(report["command"], run_dir))
         sections += [("\n" + _tables_and_figures(body)).replace("\n#", "\n##").strip("\n"), ""]
     text = "\n".join(sections).rstrip("\n") + "\n"

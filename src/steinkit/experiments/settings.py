@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import dataclasses
 import math
-import sys
 import typing
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, TypeVar, get_args, get_origin
 
@@ -55,6 +54,7 @@ __all__ = [
     "run_options_from_args",
     "describe_quick",
     "command_line",
+    "field_names",
     "keyed_on",
     "trial_device",
 ]
@@ -76,8 +76,9 @@ def setting(default: Any, help: str, *, minimum: float | None = None,  # noqa: A
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
-    module = sys.modules.get(cls.__module__)
-    return typing.get_type_hints(cls, globalns=vars(module) if module else None)
+    """The field types of a settings class, each base's annotations read in that base's own module
+    (a group of settings may come from another module)."""
+    return typing.get_type_hints(cls)
 
 
 def _element(annotation: Any) -> tuple[Any, bool]:
@@ -125,6 +126,19 @@ class ReproductionSettings:
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-friendly dict (tuples become lists)."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def field_names(group: type) -> tuple[str, ...]:
+    """The names of the fields a settings class or group of settings declares, its bases' included.
+
+    A reproduction whose trials are keyed on part of its settings declares that part as a group
+    (a dataclass its ``Settings`` derives from) and keys the trials on the group's names.
+
+    Example:
+        >>> field_names(ReproductionSettings)
+        ('seed',)
+    """
+    return tuple(f.name for f in dataclasses.fields(group))
 
 
 def _jsonable(value: Any) -> Any:

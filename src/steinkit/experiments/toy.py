@@ -36,32 +36,30 @@ from ..critics import MLPCritic
 from ..data.toy import TOY_DATASETS, sample_toy
 from ..models import Gaussian, MLPEnergy
 from ..train import train
-from .report import markdown_table, pyplot, write_json, write_report
+from .report import markdown_table, pyplot, write_json
+from .reproduction import Reproduction
 from .runner import sweep, trial_folder
-from .settings import ReproductionSettings, RunOptions, command_line, setting, trial_device
+from .settings import ReproductionSettings, RunOptions, field_names, setting, trial_device
 
-__all__ = ["NAME", "DESCRIPTION", "PAPER_CLAIM", "Settings", "FULL", "QUICK", "run", "run_trial",
-           "trial_configs", "grid_log_density"]
-
-NAME = "toy"
-DESCRIPTION = "Figure 4: deep EBMs on 2-D toy densities trained with LSD"
-PAPER_CLAIM = (
-    "Figure 4: deep EBMs (an MLP energy times a learned Gaussian) trained with LSD learn the densities "
-    "of 2-D toy data sets."
-)
-VERDICT_RULE = ("replicates when the LSD EBM's held-out log-likelihood beats the Gaussian fit's on every data set; "
-                "partly replicates when on some, does not when on none")
+__all__ = ["REPRODUCTION", "Settings", "FULL", "QUICK", "run", "run_trial", "trial_configs", "grid_log_density"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings(ReproductionSettings):
-    """Settings of the Figure-4 reproduction; every set is trained for each (gain, steps) pair."""
+class Sweep(ReproductionSettings):
+    """What the trials vary: the set, the training length, the first-layer gain and the seed."""
 
     datasets: tuple[Literal[TOY_DATASETS], ...] = setting(TOY_DATASETS, "toy sets")
     steps: tuple[int, ...] = setting((2_000, 10_000), "training lengths in model updates", minimum=1)
     first_layer_gains: tuple[float, ...] = setting(
         (1.0, 3.0), "factors on the energy's first-layer initialisation", minimum=1e-12)
     seeds: int = setting(1, "number of seeds: seed, seed + 1, ...", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """What every trial trains and scores with; a trial's config holds these settings and its own
+    set, first-layer gain, length and seed."""
+
     batch_size: int = setting(100, "mini-batch size", minimum=1)
     critic_steps: int = setting(5, "critic updates per model update", minimum=1)
     lam: float = setting(10.0, "L2 weight λ of the critic", minimum=1e-12)
@@ -75,12 +73,19 @@ class Settings(ReproductionSettings):
     grid: int = setting(300, "grid points per axis of that square", minimum=2)
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings(Training, Sweep):
+    """Settings of the Figure-4 reproduction: every set is trained for each (gain, steps) pair. The
+    sweep's settings come first, then the trials' (a dataclass takes its bases' fields from the last
+    base to the first)."""
+
+
 FULL = Settings()
 #: Only the 2000-step runs (10,000 critic + 2,000 model updates, about the 10,000 alternating
 #: iterations of the authors' script); its trials are the full preset's 2000-step trials.
 QUICK = Settings(steps=(2_000,))
 
-_PER_TRIAL = ("datasets", "steps", "first_layer_gains", "seeds", "seed")
+_TRAINING = field_names(Training)
 
 
 def trial_configs(s: Settings) -> list[dict[str, Any]]:
@@ -90,7 +95,7 @@ def trial_configs(s: Settings) -> list[dict[str, Any]]:
         >>> len(trial_configs(FULL)), trial_configs(QUICK)[0] in trial_configs(FULL)
         (32, True)
     """
-    shared = {k: v for k, v in s.to_dict().items() if k not in _PER_TRIAL}
+    shared = {k: getattr(s, k) for k in _TRAINING}
     configs = [{**shared, "dataset": name, "first_layer_gain": gain, "steps": steps, "seed": seed}
                for seed in range(s.seed, s.seed + s.seeds) for name in dict.fromkeys(s.datasets)
                for gain, steps in _pairs(s)]
@@ -191,10 +196,22 @@ def run(settings: Settings, out: str | Path, options: RunOptions = RunOptions())
              "Each set keeps the run (first-layer gain, model steps) with the best validation log-likelihood; "
              "the last columns give every run's.\n\n")
     figure = _figure([r for r in rows if r["seed"] == settings.seed], settings.box, out, out / "toy_densities.png")
-    return write_report(out, name=NAME, command=command_line(NAME, settings, FULL, QUICK, out=str(out)),
-                        settings=settings.to_dict(), seconds=time.perf_counter() - start, verdict=_verdict(rows),
-                        numbers={"rows": rows, "runs": runs},
-                        tables=[("Held-out log-likelihood per example", intro + table)], figures=[figure])
+    return REPRODUCTION.write_report(out, settings, seconds=time.perf_counter() - start, verdict=_verdict(rows),
+                                     numbers={"rows": rows, "runs": runs},
+                                     tables=[("Held-out log-likelihood per example", intro + table)], figures=[figure])
+
+
+REPRODUCTION = Reproduction(
+    name="toy",
+    description="Figure 4: deep EBMs on 2-D toy densities trained with LSD",
+    paper_claim=("Figure 4: deep EBMs (an MLP energy times a learned Gaussian) trained with LSD learn the "
+                 "densities of 2-D toy data sets."),
+    verdict_rule=("replicates when the LSD EBM's held-out log-likelihood beats the Gaussian fit's on every data "
+                  "set; partly replicates when on some, does not when on none"),
+    full=FULL,
+    quick=QUICK,
+    run=run,
+)
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:

@@ -75,13 +75,13 @@ def nonneg_int(value: Any, name: str) -> int:
     return integer(value, name, minimum=0)
 
 
-def _real_or_nan(value: Any, name: str) -> float:
+def _real_or_nan(value: Any, name: str, expected: str = "a real number") -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1 or value.is_complex():
             raise ValueError(f"{name} must be a real scalar, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise wrong_type(name, "a real number", value)
+        raise wrong_type(name, expected, value)
     return float(value)
 
 
@@ -98,10 +98,17 @@ def real(value: Any, name: str) -> float:
     return value
 
 
-def _at_least(value: Any, name: str, low: float, strict: bool) -> float:
-    v = _real_or_nan(value, name)
-    if not (math.isfinite(v) and (v > low if strict else v >= low)):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
+def _within(value: Any, name: str, low: float, high: float, *, open_low: bool,
+            expected: str = "a real number") -> float:
+    """``value`` as a finite float above ``low`` (or at it, unless ``open_low``) and below ``high``
+    (infinite: no upper bound); ``expected`` names what a value of the wrong type should have been."""
+    v = _real_or_nan(value, name, expected)
+    if not (math.isfinite(v) and (v > low if open_low else v >= low) and v < high):
+        if math.isinf(high):
+            rule = f"be a finite number {'>' if open_low else '>='} {low:g}"
+        else:
+            rule = f"lie in {'(' if open_low else '['}{low:g}, {high:g})"
+        raise ValueError(f"{name} must {rule}, got {value!r}")
     return v
 
 
@@ -112,7 +119,7 @@ def positive_float(value: Any, name: str) -> float:
         >>> positive_float(0.5, "lam")
         0.5
     """
-    return _at_least(value, name, 0.0, strict=True)
+    return _within(value, name, 0.0, math.inf, open_low=True)
 
 
 def nonneg_float(value: Any, name: str) -> float:
@@ -122,7 +129,7 @@ def nonneg_float(value: Any, name: str) -> float:
         >>> nonneg_float(0, "weight_decay")
         0.0
     """
-    return _at_least(value, name, 0.0, strict=False)
+    return _within(value, name, 0.0, math.inf, open_low=False)
 
 
 def fraction(value: Any, name: str) -> float:
@@ -132,10 +139,7 @@ def fraction(value: Any, name: str) -> float:
         >>> fraction(0.5, "dropout")
         0.5
     """
-    v = real(value, name)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
-    return v
+    return _within(value, name, 0.0, 1.0, open_low=False)
 
 
 def probability(value: Any, name: str) -> float:
@@ -145,14 +149,9 @@ def probability(value: Any, name: str) -> float:
         >>> probability(1.0, "alpha")
         Traceback (most recent call last):
         ...
-        ValueError: alpha must lie in (0, 1), strictly between 0 and 1, got 1.0
+        ValueError: alpha must lie in (0, 1), got 1.0
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise wrong_type(name, "a float in (0, 1)", value)
-    v = float(value)
-    if not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must lie in (0, 1), strictly between 0 and 1, got {value!r}")
-    return v
+    return _within(value, name, 0.0, 1.0, open_low=True, expected="a float in (0, 1)")
 
 
 def one_of(value: Any, name: str, choices: Sequence[Any]) -> Any:
