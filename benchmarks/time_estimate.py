@@ -1,6 +1,7 @@
 """Predicted against actual seconds of the learned test and estimate (issue 26 item 4: within 30%).
 
-For each case (what, n, d, scale) the data are n draws of N(0, scale² I_d) against the model
+For each case (what: test, the LSD test; witnesses, the default witness-family test; estimate;
+and n, d, scale) the data are n draws of N(0, scale² I_d) against the model
 N(0, I_d); the script predicts the call's seconds with :mod:`steinkit.fit_time` (as the CLI does
 before it starts), runs the call, and prints one JSON line: predicted, actual, their ratio, and
 for an estimate the steps its early stopping actually took (``fit_time.expected_steps`` predicts them).
@@ -22,13 +23,15 @@ import time
 import torch
 
 import steinkit as sk
-from steinkit.fit_time import estimate_seconds, lsd_test_seconds
+from steinkit.fit_time import estimate_seconds, lsd_test_seconds, witness_test_seconds
 from steinkit.scores import as_score
 
 __all__ = ["main", "DEFAULT_CASES"]
 
 DEFAULT_CASES = (
     ("test", 1000, 20, 1.02), ("test", 20000, 20, 1.02), ("test", 100000, 20, 1.02), ("test", 5000, 50, 1.02),
+    ("witnesses", 1000, 20, 1.02), ("witnesses", 20000, 20, 1.02), ("witnesses", 100000, 20, 1.02),
+    ("witnesses", 5000, 50, 1.02),
     ("estimate", 1000, 5, 1.02), ("estimate", 5000, 20, 1.02), ("estimate", 5000, 20, 1.2),
     ("estimate", 20000, 20, 1.02), ("estimate", 50000, 20, 1.02),
 )
@@ -39,12 +42,13 @@ def run_case(what: str, n: int, d: int, scale: float) -> dict:
     model = sk.models.Gaussian(torch.zeros(d), torch.eye(d))
     problems = [(as_score(model), x, 0)]
     start = time.perf_counter()
-    predicted = lsd_test_seconds(problems) if what == "test" else estimate_seconds(problems)
+    predicted = {"test": lambda: lsd_test_seconds(problems), "witnesses": lambda: witness_test_seconds(problems),
+                 "estimate": lambda: estimate_seconds(problems)}[what]()
     predict_seconds = time.perf_counter() - start
     start = time.perf_counter()
     row = {"what": what, "n": n, "d": d, "scale": scale}
-    if what == "test":
-        res = sk.gof_test(model, x, "lsd")
+    if what in ("test", "witnesses"):
+        res = sk.gof_test(model, x, "lsd" if what == "test" else "witnesses")
         row["pvalue"] = res.pvalue
     else:
         est = sk.stein_discrepancy(model, x)

@@ -151,6 +151,7 @@ def test_progress_bar_only_for_long_runs(files, capsys, monkeypatch, seconds, sh
 
     calls = []
     monkeypatch.setattr(fit_time, "lsd_test_seconds", lambda *a, **k: seconds)
+    monkeypatch.setattr(fit_time, "witness_test_seconds", lambda *a, **k: seconds)
     monkeypatch.setattr(fit_time, "estimate_seconds", lambda *a, **k: seconds)
     monkeypatch.setattr(steinkit.gof, "gof_test", lambda *a, **k: calls.append(k) or gof_test(*a, **k))
     argv = ["--model", f"{files}/mymodel.py:model", "--data", f"{files}/x32.npy", "--option", "n_iters=30",
@@ -193,3 +194,26 @@ def test_the_time_estimate_counts_folds_models_and_early_stopping(monkeypatch):
     # the learned test: three prequential stages of n_iters // 3 steps, one critic per problem
     assert fit_time.lsd_test_seconds(one, LEARNED_TEST.replace(n_iters=90, hidden=8), "sequential") == 90
     assert fit_time.lsd_test_seconds(two, LEARNED_TEST.replace(n_iters=90, hidden=8)) == 2 * 90
+
+
+def test_the_witness_test_time_counts_its_members(monkeypatch):
+    """With every timed call costing one second, the prediction counts rows and pairs as the test
+    does: the learned members as the LSD test's protocol, the scores at the shuffled points per
+    row, the linear witness per row, and the kernel witness per (earlier point, tested point)
+    pair of its seven scored eighths, each against at most kernel_basis earlier points."""
+    monkeypatch.setattr(fit_time, "_seconds", lambda fn, repeats: 1.0)
+    protocols = []
+    monkeypatch.setattr(fit_time, "lsd_test_seconds", lambda p, s, protocol, **k: protocols.append(protocol) or 7.0)
+    x = torch.randn(500, 2, generator=gen(0))
+    one = [(as_score(lambda z: -z), x, 0)]
+    score = 1.0  # one second for the 500 rows timed, 500 rows scored
+    assert fit_time.witness_test_seconds(one, members=["linear"]) == pytest.approx(score + 1.0)
+    m = 500 // 8  # the kernel member's eighths; one timed fold pair is 250 x 250
+    pairs = sum(min(k * m, 1024) * m for k in range(1, 8))
+    assert fit_time.witness_test_seconds(one, members=["kernel"]) == pytest.approx(score + pairs / 250**2)
+    assert fit_time.witness_test_seconds(one, members=["kernel"], kernel_basis=100) == pytest.approx(
+        score + sum(min(k * m, 100) * m for k in range(1, 8)) / (100 * 250))
+    assert fit_time.witness_test_seconds(one, members=["trained", "features"]) == 7.0
+    assert fit_time.witness_test_seconds(one, members=["trained"]) == 7.0
+    assert protocols == ["combined", "sequential"]
+

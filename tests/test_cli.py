@@ -158,8 +158,9 @@ def _estimate(err: str) -> float:
     """The seconds of the 'about N s here' line on stderr."""
     import re
 
-    match = re.search(r"steinkit: the LSD (?:test|estimate) fits (?:a \d+x\d+ critic|\d+ \d+x\d+ critics \([^)]*\)) "
-                      r"for (?:up to )?\d+ steps: about ([\d.]+) (s|min) here", err)
+    match = re.search(r"steinkit: the (?:LSD test|LSD estimate|witness-family test) fits "
+                      r"(?:a \d+x\d+ critic|\d+ \d+x\d+ critics \([^)]*\)) for (?:up to )?\d+ steps: "
+                      r"about ([\d.]+) (s|min) here", err)
     assert match, err
     return float(match.group(1)) * (60 if match.group(2) == "min" else 1)
 

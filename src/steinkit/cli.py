@@ -64,13 +64,13 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
         from .gof.lsd import DEFAULT_PROTOCOL
 
-        # the witness family's one trained member is the sequential protocol's critic
-        protocol = options.get("protocol", DEFAULT_PROTOCOL) if method.name == "lsd" else "sequential"
+        protocol = options.get("protocol", DEFAULT_PROTOCOL) if method.name == "lsd" else "witnesses"
         defaults = TEST if protocol == "paper" else LEARNED_TEST
         trains = protocol != "features" and "trained" in options.get("members", ("trained",))
         long = trains and (  # the features protocol trains nothing, in seconds at n = 10^6
             _announce_fit_time("test", [model], x, defaults,
-                               {k: v for k, v in options.items() if k in (*field_names(), "progress", "protocol")},
+                               {k: v for k, v in options.items() if k in (*field_names(), "progress", "protocol",
+                                                                          *_WITNESS_OPTIONS)},
                                args.seed, protocol))
     if "progress" in method.option_names():
         options.setdefault("progress", not args.json and long)
@@ -139,6 +139,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The witness-family test's options that change its time but are not critic settings.
+_WITNESS_OPTIONS = ("members", "kernel", "kernel_basis", "kernel_points")
+
 #: What a quicker critic fit uses (suggested when the settings are larger).
 _QUICK = {"n_iters": 200, "hidden": 64}
 
@@ -146,16 +149,17 @@ _QUICK = {"n_iters": 200, "hidden": 64}
 def _announce_fit_time(what: str, models: Sequence[Any], x: Any, defaults: Any, options: dict[str, Any],
                        seed: int, protocol: str | None = None) -> bool:
     """Say on stderr, before the fit starts, about how long the LSD test (``what == "test"``, with
-    ``protocol``) or estimate (one critic per model, and per fold when cross-fitted) will take here
-    (:mod:`steinkit.fit_time`) and which options shorten it. Returns whether it is long enough for a
+    ``protocol``; "witnesses": the witness-family test) or estimate (one critic per model, and per
+    fold when cross-fitted) will take here (:mod:`steinkit.fit_time`) and which options shorten it. Returns whether it is long enough for a
     progress bar (:data:`~steinkit.fit_time.PROGRESS_SECONDS` or more)."""
     from .evaluate import CROSSFIT_MAX_N
-    from .fit_time import PROGRESS_SECONDS, estimate_seconds, lsd_test_seconds
+    from .fit_time import PROGRESS_SECONDS, estimate_seconds, lsd_test_seconds, witness_test_seconds
     from .scores import as_score
     from .settings import auto_hidden, settings_from
     from .validation import as_data
 
-    cfg = settings_from(None, defaults, {k: v for k, v in options.items() if k not in ("progress", "protocol")})
+    cfg = settings_from(None, defaults, {k: v for k, v in options.items()
+                                         if k not in ("progress", "protocol", *_WITNESS_OPTIONS)})
     data = as_data(x, "x")
     problems = []
     for model in models:
@@ -164,6 +168,9 @@ def _announce_fit_time(what: str, models: Sequence[Any], x: Any, defaults: Any, 
         problems.append((score, data, seed))
 
     def predict(settings: Any) -> float:
+        if what == "test" and protocol == "witnesses":
+            extra = {k: v for k, v in options.items() if k in _WITNESS_OPTIONS}
+            return witness_test_seconds(problems, settings, **extra)
         if what == "test":
             return lsd_test_seconds(problems, settings, protocol or "combined")
         return estimate_seconds(problems, settings)
@@ -176,7 +183,8 @@ def _announce_fit_time(what: str, models: Sequence[Any], x: Any, defaults: Any, 
         f"a {cfg.n_layers}x{hidden} critic"
     steps = f"up to {cfg.n_iters}" if cfg.patience is not None else str(cfg.n_iters)
     seconds = predict(cfg)
-    line = (f"steinkit: the LSD {what} fits {critics} for {steps} steps: "
+    label = "witness-family test" if protocol == "witnesses" else f"LSD {what}"
+    line = (f"steinkit: the {label} fits {critics} for {steps} steps: "
             f"about {_duration(seconds)} here (timed from a few steps)")
     quick = {k: v for k, v in _QUICK.items() if (hidden if k == "hidden" else getattr(cfg, k)) > v}
     if quick:

@@ -14,6 +14,8 @@ closed-form pieces, and the model's score per row; then it counts them as the ca
 * :func:`lsd_test_seconds` (the LSD test, by protocol): the prequential stages of the trained critic
   (4 folds, a third of the steps each, on the folds so far), the random-feature witness (8 folds),
   or the held-out protocols' single fit with their validations.
+* :func:`witness_test_seconds` (the default test): the LSD test's trained and random-feature
+  members, plus the linear and kernel witnesses of the shuffled points.
 
 Everything is timed on copies (its own critic, optimiser and generators), nothing is drawn from
 torch's global generator, so the call that follows is unchanged.
@@ -45,8 +47,8 @@ from .last_layer import _CV_FOLDS, _RIDGE_EXPONENTS, _Moments, _factor, _finish,
 from .settings import ESTIMATE, LEARNED_TEST, TEST, CriticSettings, sized_for
 from .splits import split_sizes
 
-__all__ = ["fit_seconds", "estimate_seconds", "lsd_test_seconds", "expected_steps", "EXPECTED_BEST",
-           "PROGRESS_SECONDS"]
+__all__ = ["fit_seconds", "estimate_seconds", "lsd_test_seconds", "witness_test_seconds", "expected_steps",
+           "EXPECTED_BEST", "PROGRESS_SECONDS"]
 
 PROGRESS_SECONDS = 10.0
 """The command line shows a progress bar when a fit is predicted to take at least this long."""
@@ -247,6 +249,51 @@ def lsd_test_seconds(problems: Sequence[Problem], settings: CriticSettings | Non
     if protocol == "aggregated":
         total += validations * per_row * n_test  # every stopping point's terms on the test half
     return total + per_row * (n_test + min(n_train, VALIDATION_ROWS))
+
+
+def witness_test_seconds(problems: Sequence[Problem], settings: CriticSettings | None = None, *,
+                         members: Sequence[str] | None = None, kernel: object = None, kernel_basis: int | None = None,
+                         kernel_points: int | None = None, steps: int = 3) -> float:
+    """About how many seconds the witness-family test (:func:`steinkit.gof.witnesses.witness_tests`,
+    the default test) takes here with these options (None: the test's defaults): its trained and
+    features members as the LSD test's protocols, the scores at the shuffled points, the linear
+    witness per row, and the kernel witness per (earlier point, tested point) pair.
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> x = torch.randn(400, 2, generator=torch.Generator().manual_seed(0))
+        >>> witness_test_seconds([(as_score(lambda z: -z), x, 0)], LEARNED_TEST.replace(n_iters=30)) > 0
+        True
+    """
+    from .gof import witnesses as W
+    from .gof.lsd import FEATURE_FOLDS
+    from .kernels import as_kernel
+
+    chosen = W.DEFAULT_MEMBERS if members is None else tuple(members)
+    basis = W.KERNEL_BASIS if kernel_basis is None else kernel_basis
+    tested = W.KERNEL_POINTS if kernel_points is None else kernel_points
+    _members(problems)  # checks them
+    n = problems[0][1].shape[0]
+    learned = [m for m in ("trained", "features") if m in chosen]
+    protocol = "combined" if len(learned) == 2 else "sequential" if learned == ["trained"] else "features"
+    total = lsd_test_seconds(problems, settings, protocol, steps=steps) if learned else 0.0
+    if "linear" in chosen or "kernel" in chosen:
+        score, x, _ = problems[0]
+        rows = min(n, _TIMED_ROWS)
+        xr = x[:rows].double()
+        with torch.no_grad():
+            sr = score(xr).double()
+            total += _seconds(lambda: score(x[:rows]), 1) / rows * n * len(problems)
+            if "linear" in chosen:
+                total += _seconds(lambda: W._linear_terms(xr, sr, FEATURE_FOLDS), 1) / rows * n * len(problems)
+            if "kernel" in chosen:
+                half = rows // 2  # one earlier fold against one tested fold: half² pairs
+                per_pair = _seconds(lambda: W._kernel_terms(xr, sr, 2, as_kernel(kernel or W.DEFAULT_KERNEL), basis),
+                                    1) / (min(half, basis) * half)
+                m = min(n, tested) // FEATURE_FOLDS
+                pairs = sum(min(k * m, basis) * m for k in range(1, FEATURE_FOLDS))
+                total += per_pair * pairs * len(problems)
+    return total
 
 
 def fit_seconds(
