@@ -52,7 +52,8 @@ def main() -> None:
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     print(json.dumps({"method": args.method, "n": n, "d": args.d, "threads": args.threads,
-                      "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "peak_rss_gb": round(peak_gb, 2), **outcome}))
+                      "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "peak_rss_gb": round(peak_gb, 2),
+                      **outcome}))
 
 
 if __name__ == "__main__":

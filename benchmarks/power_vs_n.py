@@ -12,7 +12,8 @@ default method (the registry's), KSDAggInc (500 + 500 draws, as the paper's benc
 FSSD. One JSON line per (method, n, σ, repetition) goes to the store (``--store``): a rerun skips
 what it holds, so the run can be stopped and resumed, and pieces (``--n``, ``--reps``,
 ``--first-rep``, ``--methods``) can run apart, in processes sharing the store. A test the cost
-guard refuses is stored as ``refused``; any other error as ``error`` (both count as no rejection in the power, and are reported).
+guard refuses is stored as ``refused``; any other error as ``error`` (both count as no rejection
+in the power, and are reported).
 
 ``--report`` writes the table (``docs/power_vs_n.md``) and the figure
 (``docs/figures/power_vs_n.png``) from the store and prints a JSON summary last.
@@ -195,7 +196,8 @@ def main() -> None:
                     help="chains sampled per repetition (the tests at smaller n use the first n)")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--first-rep", type=int, default=0,
-                    help="run repetitions first-rep .. first-rep + reps − 1 (processes sharing a store take disjoint ranges)")
+                    help="run repetitions first-rep .. first-rep + reps − 1 "
+                         "(processes sharing a store take disjoint ranges)")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[SIGMA, 0.0])
     ap.add_argument("--methods", nargs="+", default=None, help="default: the default method, ksdagg-inc, lksd, fssd")
     ap.add_argument("--store", default="out/power_vs_n.jsonl")

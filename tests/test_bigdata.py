@@ -216,4 +216,3 @@ def test_the_witness_test_time_counts_its_members(monkeypatch):
     assert fit_time.witness_test_seconds(one, members=["trained", "features"]) == 7.0
     assert fit_time.witness_test_seconds(one, members=["trained"]) == 7.0
     assert protocols == ["combined", "sequential"]
-

@@ -150,8 +150,9 @@ def _announce_fit_time(what: str, models: Sequence[Any], x: Any, defaults: Any, 
                        seed: int, protocol: str | None = None) -> bool:
     """Say on stderr, before the fit starts, about how long the LSD test (``what == "test"``, with
     ``protocol``; "witnesses": the witness-family test) or estimate (one critic per model, and per
-    fold when cross-fitted) will take here (:mod:`steinkit.fit_time`) and which options shorten it. Returns whether it is long enough for a
-    progress bar (:data:`~steinkit.fit_time.PROGRESS_SECONDS` or more)."""
+    fold when cross-fitted) will take here (:mod:`steinkit.fit_time`) and which options shorten it.
+    Returns whether it is long enough for a progress bar
+    (:data:`~steinkit.fit_time.PROGRESS_SECONDS` or more)."""
     from .evaluate import CROSSFIT_MAX_N
     from .fit_time import PROGRESS_SECONDS, estimate_seconds, lsd_test_seconds, witness_test_seconds
     from .scores import as_score

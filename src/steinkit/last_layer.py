@@ -321,7 +321,8 @@ def _refit_member(critic: MLPCritic, x_train: Tensor, s_train: Tensor, x_val: Te
             terms, f = trial.stein_terms(x_val, s_val, trace="exact")
             return float(terms.mean() - lam * f.pow(2).sum(-1).mean())
 
-        # the network's and the skip's ridges by the validation rows' penalised objective; then the coordinate features'
+        # the network's and the skip's ridges by the validation rows' penalised objective; then the
+        # coordinate features'
         tried = {exps: value(exps) for exps in itertools.product(_RIDGE_EXPONENTS, repeat=len(groups))}
         best = max(tried, key=lambda e: tried[e])
         coord_exp = None if lone.coord is None else _coordinate_ridge(lone, m, parts, lam, ridge_of(best), jitter)
