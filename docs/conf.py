@@ -65,7 +65,7 @@ myst_substitutions = {
 # (tests/test_docs.py builds into a fresh folder with "force").
 nb_execution_mode = os.environ.get("STEINKIT_DOCS_EXECUTE", "cache")
 nb_execution_cache_path = str(HERE / "_build" / ".jupyter_cache")
-nb_execution_timeout = 180          # seconds per cell
+nb_execution_timeout = 600          # seconds per cell: the 2-D EBM tutorial trains about a minute idle, over 3 under load
 nb_execution_raise_on_error = True  # a failing tutorial fails the build
 nb_execution_show_tb = True
 nb_merge_streams = True
