@@ -48,31 +48,6 @@ def studentised(terms: Tensor) -> Tensor:
     return torch.where(std > 0, t, flat)
 
 
-def skew_corrected(t: Tensor, terms: Tensor) -> Tensor:
-    """Hall's (1992) monotone transform of studentised means t (one per row of ``terms``, m
-    columns) by each row's sample skewness γ: t + a t² + a² t³/3 + γ/(6√m), a = γ/(3√m).
-
-    A t of skewed terms is itself skewed: for left-skewed terms the mean and the spread move
-    together, so t leans right and an upper-tail test rejects too often. The transform removes the
-    m^{-1/2} term of t's Edgeworth expansion, so its normal tail is right to O(1/m); it increases
-    with t, so a strong signal stays strong. An infinite t (no spread) is kept.
-
-    Example:
-        >>> rows = torch.tensor([[-3.0, 1.0, 1.0, 1.0], [3.0, -1.0, -1.0, -1.0]], dtype=torch.float64)
-        >>> t = torch.tensor([1.645, 1.645], dtype=torch.float64)
-        >>> lo, hi = skew_corrected(t, rows).tolist()     # left-skewed row down, right-skewed up
-        >>> lo < 1.645 < hi
-        True
-    """
-    m = terms.shape[-1]
-    c = terms - terms.mean(-1, keepdim=True)
-    m2 = (c * c).mean(-1)
-    skew = torch.where(m2 > 0, (c ** 3).mean(-1) / m2.clamp(min=1e-300) ** 1.5, torch.zeros_like(m2))
-    a = skew / (3 * math.sqrt(m))
-    out = t + a * t * t + a * a * t ** 3 / 3 + skew / (6 * math.sqrt(m))
-    return torch.where(torch.isfinite(t), out, t)
-
-
 def max_t_pvalue(
     terms: Tensor, *, generator: torch.Generator | None = None, n_draws: int = 20000
 ) -> tuple[float, float, Tensor]:

@@ -52,7 +52,7 @@ from ..scores import Score
 from ..settings import LEARNED_TEST, TEST, CriticSettings, settings_from
 from ..validation import flag, one_of, wrong_type
 from ..witness import FittedCritic
-from .aggregate import max_normal_pvalue, max_t_pvalue, skew_corrected
+from .aggregate import max_normal_pvalue, max_t_pvalue
 from .outcome import TestOutcome, normal_sf
 from .options import SettingsDefault, with_settings_fields
 
@@ -168,11 +168,9 @@ def _contributions(terms: Tensor, n: int) -> Tensor:
 
 
 def _fold_statistics(terms: Tensor) -> Tensor:
-    """Each fold's t = √m · mean/std with its skewness removed
-    (:func:`~steinkit.gof.aggregate.skew_corrected`), (folds, m) -> (folds,) (float64)."""
-    h = terms.double()
-    t = torch.tensor([_statistic(float(r.mean()), float(r.std()), r.shape[0]) for r in h], dtype=torch.float64)
-    return skew_corrected(t, h)
+    """t_k = √m · mean/std of each fold's terms, (folds, m) -> (folds,) (float64)."""
+    return torch.tensor([_statistic(float(r.mean()), float(r.std()), r.shape[0]) for r in terms.double()],
+                        dtype=torch.float64)
 
 
 def _weighted(t: Tensor) -> Tensor:

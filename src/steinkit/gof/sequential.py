@@ -6,7 +6,7 @@ critic of the folds before it: the kernel Stein witness f(y) = mean_j [s(x_j) k(
 Stein terms at y are mean_j u(x_j, y) with u the Stein kernel. For each bandwidth λ of a small
 collection 2^ℓ·λ_med (λ_med from fold 1, IMQ kernel: :data:`DEFAULT_KERNEL`; any Stein kernel
 of :mod:`steinkit.kernels` may replace it) the fold gives t_k = √m · mean/std of its
-terms, with their skewness removed (:func:`~steinkit.gof.aggregate.skew_corrected`), and the folds combine as z = Σ_k w_k t_k / √(Σ_k w_k²) with fixed weights w_k = √(k − 1).
+terms, and the folds combine as z = Σ_k w_k t_k / √(Σ_k w_k²) with fixed weights w_k = √(k − 1).
 
 Why the null holds: given folds 1..k−1 the witness is a fixed function, so under H0 its terms on
 the independent fold k are i.i.d. with mean zero (Stein's identity) and the vector of t_k over
@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..kernels import IMQ, Bandwidths, as_kernel
 from ..validation import as_data, positive_int
-from .aggregate import max_normal_pvalue, skew_corrected, studentised, term_correlation
+from .aggregate import max_normal_pvalue, studentised, term_correlation
 from .cost import DEFAULT_MAX_SECONDS, LINEAR_ADVICE, check_limits, guard, stein_rates
 from .kernels import _float64_matrix, _generator_device, _shown
 from .outcome import TestOutcome
@@ -161,7 +161,7 @@ def sequential_witness_test(
             raise FloatingPointError(
                 f"the witness's Stein terms on fold {k + 1} have no spread: the data have repeated rows; check x")
         weight = math.sqrt(k)
-        total += weight * skew_corrected(studentised(terms), terms)
+        total += weight * studentised(terms)
         covariance += k * term_correlation(terms)
         weight_sq += k
     z = total / math.sqrt(weight_sq)

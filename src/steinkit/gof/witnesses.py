@@ -16,7 +16,7 @@ scores fold k + 1 with a witness built from folds 1..k only:
   earlier points, so its cost stops growing with n).
 
 A member's statistic is z = Σ_k w_k t_k/‖w‖ over its folds (t_k the studentised mean of fold k's
-terms with their skewness removed, :func:`~steinkit.gof.aggregate.skew_corrected`; w_k = √(k − 1)): given the past, each fold's terms have mean zero under H0, so z tends to
+terms, w_k = √(k − 1)): given the past, each fold's terms have mean zero under H0, so z tends to
 N(0, 1), and the members' z tend jointly to N(0, R). R is estimated point by point: each z is a
 sum over the shuffled points of shares w_k(h_i − h̄_k)/(√m σ_k); the inner product of two members'
 share vectors estimates their correlation (the eighths nest in the quarters, so trained and 8-fold
