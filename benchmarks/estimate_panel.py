@@ -98,7 +98,8 @@ def run_cell(name: str, family: str, params: dict, d: int, n: int, rep: int, set
             "settings": fingerprint(settings_name), "truth": true, "value": est.value, "stderr": est.stderr,
             "mean": est.mean, "objective": est.objective, "train_value": est.train_value,
             "overfit": est.overfit, "best_iteration": est.best_iteration, "hidden": est.hidden,
-            "cpu_seconds": seconds}
+            "cpu_seconds": seconds, "source": est.source, "scaled": list(est.scaled), "linear": list(est.linear),
+            "coordinate": list(est.coordinate)}
 
 
 def judge(row: dict) -> tuple[bool, bool]:

@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 
 from .heldout import HeldOutFit, fit_crossfit_critics, fit_heldout_critics
+from .feature_bounds import coordinate_lsd, linear_lsd
 from .gof.outcome import normal_sf
 from .relative import exact_terms, holm, paired_test, penalised_terms
-from .scores import as_scores
+from .scores import as_scores, score_rows
 from .settings import ESTIMATE, CriticSettings, settings_from
 from .stein import scaled_lsd
 from .splits import split_data
@@ -45,10 +46,11 @@ class DiscrepancyEstimate:
 
     Attributes:
         value: the estimate of E_p‖s_q − s_p‖²/(2λ), the LSD of the λ-penalised optimal critic
-            (Eq. 9), from the test split: with ``value="scaled"`` (the default) the fitted
-            critic's LSD at its penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`),
-            which is never above that target in expectation; with ``value="mean"``
-            (Algorithm 1) the critic's mean Stein term, as fitted.
+            (Eq. 9), from the test split: with ``value="scaled"`` the fitted critic's LSD at
+            its penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`), which is never above
+            that target in expectation; with ``value="bound"`` (the default) whichever of that,
+            ``linear`` and ``coordinate`` has the largest value less one standard error; with
+            ``value="mean"`` (Algorithm 1) the critic's mean Stein term, as fitted.
         stderr: its standard error.
         n_test: size of the test split.
         lam: the L2 weight λ the critic was fitted with.
@@ -64,8 +66,16 @@ class DiscrepancyEstimate:
             standard errors: the critic learned little that generalises, and the value is a loose
             lower bound (with ``kind="mean"``, a critic that ran away).
         hidden: the critic's hidden width.
-        kind: ``"scaled"`` or ``"mean"``: what ``value`` is.
-        fold_values: with cross-fitting (``folds`` > 1), each fold's value; ``value`` is their mean.
+        kind: ``"scaled"``, ``"bound"`` or ``"mean"``: the setting that made ``value``.
+        fold_values: with cross-fitting (``folds`` > 1), each fold's critic's value (``scaled``
+            or ``mean``); the critic's value is their mean.
+        scaled: the critic's value at its best scale (the folds' mean) and its standard error.
+        linear: with ``value="bound"``, the best linear critic's LSD by a U-statistic
+            (:func:`steinkit.feature_bounds.linear_lsd`) and its standard error; nan when the data
+            are too few for a linear map in d dimensions.
+        coordinate: with ``value="bound"``, the same for the per-coordinate critics of
+            :func:`steinkit.feature_bounds.coordinate_lsd`.
+        source: ``"critic"``, ``"linear"`` or ``"coordinate"``: which of them ``value`` is.
     """
 
     value: float
@@ -82,6 +92,10 @@ class DiscrepancyEstimate:
     hidden: int = 0
     kind: str = "scaled"
     fold_values: tuple[float, ...] = ()
+    scaled: tuple[float, float] = (float("nan"), float("nan"))
+    linear: tuple[float, float] = (float("nan"), float("nan"))
+    coordinate: tuple[float, float] = (float("nan"), float("nan"))
+    source: str = "critic"
 
     def __str__(self) -> str:
         note = " (limited by the data: a loose lower bound)" if self.overfit else ""
@@ -238,7 +252,7 @@ def _estimates(
     else:
         fits = [[fit] for fit in fit_heldout_critics(problems, settings, progress=progress, device=device,
                                                       keep_critics=return_critic)]
-    out = [_estimate(folds, sc, settings) for folds, sc in zip(fits, scores)]
+    out = [_estimate(folds, sc, settings, x, seed) for folds, sc in zip(fits, scores)]
     overfit = [e for e in out if e.overfit]
     if overfit:
         warnings.warn(
@@ -249,15 +263,18 @@ def _estimates(
     return out, [torch.cat([penalised_terms(fit, settings.lam) for fit in folds]) for folds in fits]
 
 
-def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings) -> DiscrepancyEstimate:
+def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings, x: Tensor | None = None,
+              seed: int = 0) -> DiscrepancyEstimate:
     """The estimate of one model from its critics' test terms, one critic per fold: the mean of
     the folds' values, with the standard error of a mean of independent folds (float64: squares
-    of large terms overflow float32)."""
+    of large terms overflow float32); with ``value="bound"``, whichever of that and the
+    U-statistics of :mod:`steinkit.feature_bounds` on the data x (when given) has the largest
+    value − stderr."""
     lam = settings.lam
     values, variances = [], []
     for fit in folds:
         terms, sq_norms = fit.test_terms.double(), fit.test_sq_norms.double()
-        if settings.value == "scaled":
+        if settings.value in ("scaled", "bound"):
             fold_value, fold_se = scaled_lsd(terms, sq_norms, lam)
         else:
             fold_value, fold_se = terms.mean(), terms.std() / terms.shape[0] ** 0.5
@@ -268,13 +285,23 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings)
     n_test = terms.shape[0]
     objective = float(penalised.mean())
     value, stderr = sum(values) / len(values), sum(variances) ** 0.5 / len(values)
-    train_value = sum(fit.train_scaled if settings.value == "scaled" else fit.train_mean for fit in folds) / len(folds)
+    scaled, nan = (value, stderr), (float("nan"), float("nan"))
+    bounds = {"critic": scaled}
+    if settings.value == "bound" and x is not None:
+        rows = (lambda z: score_rows(score, z))  # noqa: E731
+        bounds["linear"] = linear_lsd(x, rows, lam, seed=seed) or nan
+        bounds["coordinate"] = coordinate_lsd(x, rows, lam, seed=seed) or nan
+    # the bound with the largest value less one standard error: a noisy bound wins only by a margin
+    source = max((k for k in bounds if bounds[k][0] == bounds[k][0]), key=lambda k: bounds[k][0] - bounds[k][1])
+    value, stderr = bounds[source]
+    train_value = sum(fit.train_mean if settings.value == "mean" else fit.train_scaled for fit in folds) / len(folds)
     overfit = train_value - value > 3 * stderr and value < train_value / 2
     first = folds[0]
     critic = None if first.critic is None else FittedCritic(first.critic, score, lam, first.best_iteration)
     return DiscrepancyEstimate(value, stderr, n_test, lam, first.best_iteration, first.history, critic,
                                float(terms.mean()), objective, train_value, bool(overfit), first.hidden, settings.value,
-                               tuple(values) if len(values) > 1 else ())
+                               tuple(values) if len(values) > 1 else (), scaled, bounds.get("linear", nan),
+                               bounds.get("coordinate", nan), source)
 
 
 def stein_discrepancy(

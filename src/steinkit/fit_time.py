@@ -10,7 +10,7 @@ closed-form pieces, and the model's score per row; then it counts them as the ca
   ensemble; early stopping (``patience``) makes the number of steps data dependent, so it is
   predicted from :data:`EXPECTED_BEST` (measured: docs/bigdata.md); validations on at
   most :data:`~steinkit.fit.VALIDATION_ROWS` rows each; the closed-form refit's ridge search; the
-  test terms.
+  test terms; the feature-class bounds of :mod:`steinkit.feature_bounds`.
 * :func:`lsd_test_seconds` (the LSD test, by protocol): the prequential stages of the trained critic
   (4 folds, a third of the steps each, on the folds so far), the random-feature witness (8 folds),
   or the held-out protocols' single fit with their validations.
@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from .critics import MLPCritic
+from .feature_bounds import coordinate_lsd, linear_lsd
 from .fit import VALIDATION_ROWS, chunked_terms, critic_step
 from .heldout import Problem, check_problems, critic_ensemble
 from .last_layer import _CV_FOLDS, _RIDGE_EXPONENTS, _Moments, _factor, _finish, witness_sums
@@ -83,6 +84,7 @@ class _Timer:
         with torch.no_grad():
             self.sr = score(self.xr)
         self.score_per_row = _seconds(lambda: score(self.xr), 1) / rows * len(problems)
+        self.n_problems = len(problems)
         self.seeds = [seed + k for k in range(members)]
         self._steps: dict[int, float] = {}
 
@@ -113,6 +115,13 @@ class _Timer:
         """Seconds per row of the exact-trace terms of the whole ensemble (no gradients)."""
         critic = self.critic(cfg).eval()
         return _seconds(lambda: chunked_terms(critic, self.xr, self.sr), 1) / self.xr.shape[0]
+
+    def bounds_per_row(self) -> float:
+        """Seconds per row of the feature-class bounds of every model (:mod:`steinkit.feature_bounds`),
+        with their two more passes over the models' scores."""
+        lam = self.cfg.lam
+        bounds = _seconds(lambda: (linear_lsd(self.xr, self.sr, lam), coordinate_lsd(self.xr, self.sr, lam)), 1)
+        return bounds / self.xr.shape[0] * self.n_problems + 2 * self.score_per_row
 
     def witness_per_row(self, cfg: CriticSettings) -> float:
         """Seconds per row of the random-feature witness: its sums and its exact-trace terms."""
@@ -205,6 +214,8 @@ def estimate_seconds(problems: Sequence[Problem], settings: CriticSettings | Non
     if cfg.refit:
         total += timer.refit(n_train, n_val)
     total += per_row * (n_test + min(n_train, VALIDATION_ROWS))  # the test terms and the training value
+    if cfg.value == "bound":
+        total += timer.bounds_per_row() * n
     return total
 
 

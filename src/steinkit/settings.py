@@ -31,7 +31,7 @@ __all__ = ["CriticSettings", "ESTIMATE", "PAPER_ESTIMATE", "TEST", "LEARNED_TEST
            "SELECTIONS", "TRACES", "VALUES", "field_names", "settings_from", "sized_for", "auto_hidden"]
 
 OBJECTIVES = ("lsd", "power")
-VALUES = ("mean", "scaled")
+VALUES = ("mean", "scaled", "bound")
 SELECTIONS = ("mean-std", "power", "mean", "penalised", "last")
 TRACES = ("hutchinson", "exact")
 
@@ -108,8 +108,11 @@ class CriticSettings:
     )
     value: str = field(
         default="mean",
-        metadata=_help("what an estimate reports: 'mean' (the critic's mean Stein term, Algorithm 1) or 'scaled' "
-                       "(the critic at its penalty-optimal scale, never above the optimal critic's LSD)"),
+        metadata=_help("what an estimate reports: 'mean' (the critic's mean Stein term, Algorithm 1), 'scaled' "
+                       "(the critic at its penalty-optimal scale, never above the optimal critic's LSD) or 'bound' "
+                       "(whichever of 'scaled' and the LSDs of the best linear and per-coordinate critics by "
+                       "U-statistics, steinkit.feature_bounds, has the largest value less one standard error: "
+                       "lower bounds of the optimal critic's LSD)"),
     )
 
     def __post_init__(self) -> None:
@@ -222,15 +225,17 @@ with the largest validation mean − std of its Stein terms (Appendix A), its me
 
 ESTIMATE = CriticSettings(
     hidden=None, n_iters=2000, lr=2e-3, batch_size=1024, val_every=10, patience=10, selection="penalised",
-    standardize=True, refit=True, coordinate_features=True, value="scaled", folds=5,
+    standardize=True, refit=True, coordinate_features=True, value="bound", folds=5,
 )
 """The default estimate (:func:`steinkit.stein_discrepancy`, :func:`steinkit.compare`): cross-fitted
 over 5 folds (one 80/10/10 split above :data:`steinkit.evaluate.CROSSFIT_MAX_N` points); per fold a
 critic of :func:`auto_hidden` width on standardised inputs, Adam on batches of up to 1024 points, the
 critic with the largest validation penalised objective (every 10 steps, stopping after 10 without a
 better one, at most 2000 steps), its last layer, a linear skip and per-coordinate features
-(:mod:`steinkit.coordinate_features`) solved in closed form, and its
-value at the penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`)."""
+(:mod:`steinkit.coordinate_features`) solved in closed form; it reports whichever of the critic's value
+at the penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`) and the LSDs of the best linear and
+per-coordinate critics (:mod:`steinkit.feature_bounds`), all lower bounds of the target, has the
+largest value less one standard error."""
 
 TEST = CriticSettings(objective="power", selection="power", dropout=0.5, weight_decay=5e-4)
 """Algorithm 2 (the LSD goodness-of-fit test): power objective and selection, dropout .5,

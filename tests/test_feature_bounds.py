@@ -1,0 +1,104 @@
+"""The feature-class bounds of the LSD (steinkit.feature_bounds) against closed forms."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+import steinkit as sk
+from steinkit.feature_bounds import coordinate_lsd, linear_lsd
+from steinkit.problems import FAMILIES
+
+LAM = 0.5
+
+
+def _gaussian_truth(model_cov: torch.Tensor, d: int, shift: float = 0.0) -> float:
+    """E‖s_q − s_p‖²/(2λ) for data N(0, I) and model N(shift·1/√d, model_cov), by Monte Carlo-free algebra."""
+    prec = torch.linalg.inv(model_cov.double())
+    a = prec - torch.eye(d, dtype=torch.float64)  # s_q − s_p = −(prec − I)x + prec·μ
+    mu = torch.full((d,), shift / d**0.5, dtype=torch.float64)
+    b = prec @ mu
+    return float((torch.trace(a @ a.T) + b @ b) / (2 * LAM))
+
+
+@pytest.mark.parametrize("d,n", [(5, 200), (20, 400), (40, 1000)])
+def test_linear_bound_is_unbiased_for_gaussian_pairs(d: int, n: int) -> None:
+    # correlated model covariance plus a mean shift: s_q − s_p is linear, so the class holds f*
+    g = torch.Generator().manual_seed(d)
+    w = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
+    cov = torch.eye(d, dtype=torch.float64) + 0.5 * (w @ w.T)
+    mu = torch.full((d,), 0.5 / d**0.5, dtype=torch.float64)
+    truth = _gaussian_truth(cov, d, shift=0.5)
+    prec = torch.linalg.inv(cov)
+    values, zs = [], []
+    for rep in range(30):
+        x = torch.randn(n, d, generator=g, dtype=torch.float64)
+        value, se = linear_lsd(x, -(x - mu) @ prec, LAM, seed=rep)
+        values.append(value)
+        zs.append((value - truth) / se)
+    mean = statistics.mean(values)
+    spread = statistics.stdev(values) / len(values) ** 0.5
+    assert abs(mean - truth) < 3 * spread + 0.02 * truth, (mean, truth, spread)
+    assert 0.4 < statistics.stdev(zs) < 1.3  # the jackknife's error bar is of the right size (conservative)
+
+
+def test_bounds_match_a_closed_form_scale_misfit() -> None:
+    d, n = 20, 2000
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    truth = _gaussian_truth(2 * torch.eye(d), d)  # N(0, I) data, N(0, 2I) model: d/4
+    for bound in (linear_lsd, coordinate_lsd):
+        value, se = bound(x, -x / 2, LAM)
+        assert abs(value - truth) < 3 * se + 0.05 * truth, (bound.__name__, value, se, truth)
+
+
+def test_linear_bound_finds_nothing_the_class_cannot_hold() -> None:
+    # Laplace data against N(0, I): s_q − s_p = −x + √2·sign(x) is odd and has no linear part
+    # with any weight: the linear bound is near 0 while the coordinate class (steps) finds most of it
+    prob = FAMILIES["laplace"](5)
+    x = prob.sample(4000, seed=1)
+    s = prob.model.score(x)
+    truth = prob.lsd(LAM, n_mc=200_000)
+    linear, linear_se = linear_lsd(x, s, LAM)
+    coordinate, coordinate_se = coordinate_lsd(x, s, LAM)
+    assert linear < 0.1 * truth and linear < truth - 3 * linear_se
+    assert coordinate > 0.6 * truth and coordinate < truth + 3 * coordinate_se
+
+
+def test_too_few_rows_for_a_linear_map_give_none() -> None:
+    x = torch.randn(100, 60, generator=torch.Generator().manual_seed(0))
+    assert linear_lsd(x, -x, LAM) is None
+    assert coordinate_lsd(x, -x, LAM) is not None  # 8 features per output need few rows
+
+
+def test_a_score_function_reads_the_rows_in_blocks_with_the_same_answer() -> None:
+    x = torch.randn(500, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    seen = []
+
+    def score(rows: torch.Tensor) -> torch.Tensor:
+        seen.append(rows.shape[0])
+        return -(rows - 0.3)
+
+    assert linear_lsd(x, score, LAM) == pytest.approx(linear_lsd(x, -(x - 0.3), LAM), rel=1e-12)
+    assert max(seen) <= 500 // 5 // 20 + 1
+
+
+def test_bad_lambda_is_named() -> None:
+    x = torch.randn(50, 2)
+    with pytest.raises(ValueError, match="lam"):
+        linear_lsd(x, -x, 0.0)
+
+
+def test_the_default_estimate_reports_its_bounds_and_which_one_it_is() -> None:
+    d = 20
+    x = torch.randn(1000, d, generator=torch.Generator().manual_seed(0))
+    est = sk.stein_discrepancy(sk.models.Gaussian(torch.zeros(d), 2 * torch.eye(d)), x, seed=0,
+                               n_iters=50)
+    assert est.source in ("critic", "linear", "coordinate")
+    chosen = {"critic": est.scaled, "linear": est.linear, "coordinate": est.coordinate}[est.source]
+    assert (est.value, est.stderr) == pytest.approx(chosen)
+    for other in (est.scaled, est.linear, est.coordinate):
+        assert est.value - est.stderr >= other[0] - other[1] - 1e-12
+    truth = d / 4
+    assert abs(est.value - truth) < 0.15 * truth  # the issue's example: 503 with Algorithm 1's settings
