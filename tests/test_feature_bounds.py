@@ -99,6 +99,6 @@ def test_the_default_estimate_reports_its_bounds_and_which_one_it_is() -> None:
     chosen = {"critic": est.scaled, "linear": est.linear, "coordinate": est.coordinate}[est.source]
     assert (est.value, est.stderr) == pytest.approx(chosen)
     for other in (est.scaled, est.linear, est.coordinate):
-        assert est.value - est.stderr >= other[0] - other[1] - 1e-12
+        assert not est.value < other[0]  # the largest (nan where a bound is missing)
     truth = d / 4
     assert abs(est.value - truth) < 0.15 * truth  # the issue's example: 503 with Algorithm 1's settings

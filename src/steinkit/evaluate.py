@@ -48,8 +48,8 @@ class DiscrepancyEstimate:
         value: the estimate of E_p‖s_q − s_p‖²/(2λ), the LSD of the λ-penalised optimal critic
             (Eq. 9), from the test split: with ``value="scaled"`` the fitted critic's LSD at
             its penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`), which is never above
-            that target in expectation; with ``value="bound"`` (the default) whichever of that,
-            ``linear`` and ``coordinate`` has the largest value less one standard error; with
+            that target in expectation; with ``value="bound"`` (the default) the largest of that,
+            ``linear`` and ``coordinate``; with
             ``value="mean"`` (Algorithm 1) the critic's mean Stein term, as fitted.
         stderr: its standard error.
         n_test: size of the test split.
@@ -99,7 +99,8 @@ class DiscrepancyEstimate:
 
     def __str__(self) -> str:
         note = " (limited by the data: a loose lower bound)" if self.overfit else ""
-        return f"LSD = {self.value:.4g} ± {self.stderr:.2g} (n_test={self.n_test}, λ={self.lam}){note}"
+        source = "" if self.kind != "bound" or self.source == "critic" else f", the {self.source} critics' bound"
+        return f"LSD = {self.value:.4g} ± {self.stderr:.2g} (n_test={self.n_test}, λ={self.lam}{source}){note}"
 
 
 @dataclass(frozen=True)
@@ -267,9 +268,8 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
               seed: int = 0) -> DiscrepancyEstimate:
     """The estimate of one model from its critics' test terms, one critic per fold: the mean of
     the folds' values, with the standard error of a mean of independent folds (float64: squares
-    of large terms overflow float32); with ``value="bound"``, whichever of that and the
-    U-statistics of :mod:`steinkit.feature_bounds` on the data x (when given) has the largest
-    value − stderr."""
+    of large terms overflow float32); with ``value="bound"``, the largest of that and the
+    U-statistics of :mod:`steinkit.feature_bounds` on the data x (when given)."""
     lam = settings.lam
     values, variances = [], []
     for fit in folds:
@@ -291,8 +291,7 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
         rows = (lambda z: score_rows(score, z))  # noqa: E731
         bounds["linear"] = linear_lsd(x, rows, lam, seed=seed) or nan
         bounds["coordinate"] = coordinate_lsd(x, rows, lam, seed=seed) or nan
-    # the bound with the largest value less one standard error: a noisy bound wins only by a margin
-    source = max((k for k in bounds if bounds[k][0] == bounds[k][0]), key=lambda k: bounds[k][0] - bounds[k][1])
+    source = max((k for k in bounds if bounds[k][0] == bounds[k][0]), key=lambda k: bounds[k][0])
     value, stderr = bounds[source]
     train_value = sum(fit.train_mean if settings.value == "mean" else fit.train_scaled for fit in folds) / len(folds)
     overfit = train_value - value > 3 * stderr and value < train_value / 2

@@ -110,9 +110,8 @@ class CriticSettings:
         default="mean",
         metadata=_help("what an estimate reports: 'mean' (the critic's mean Stein term, Algorithm 1), 'scaled' "
                        "(the critic at its penalty-optimal scale, never above the optimal critic's LSD) or 'bound' "
-                       "(whichever of 'scaled' and the LSDs of the best linear and per-coordinate critics by "
-                       "U-statistics, steinkit.feature_bounds, has the largest value less one standard error: "
-                       "lower bounds of the optimal critic's LSD)"),
+                       "(the largest of 'scaled' and the LSDs of the best linear and per-coordinate critics by "
+                       "U-statistics, steinkit.feature_bounds: lower bounds of the optimal critic's LSD)"),
     )
 
     def __post_init__(self) -> None:
@@ -232,10 +231,9 @@ over 5 folds (one 80/10/10 split above :data:`steinkit.evaluate.CROSSFIT_MAX_N` 
 critic of :func:`auto_hidden` width on standardised inputs, Adam on batches of up to 1024 points, the
 critic with the largest validation penalised objective (every 10 steps, stopping after 10 without a
 better one, at most 2000 steps), its last layer, a linear skip and per-coordinate features
-(:mod:`steinkit.coordinate_features`) solved in closed form; it reports whichever of the critic's value
-at the penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`) and the LSDs of the best linear and
-per-coordinate critics (:mod:`steinkit.feature_bounds`), all lower bounds of the target, has the
-largest value less one standard error."""
+(:mod:`steinkit.coordinate_features`) solved in closed form; it reports the largest of three lower bounds
+of the target: the critic's value at the penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`)
+and the LSDs of the best linear and per-coordinate critics (:mod:`steinkit.feature_bounds`)."""
 
 TEST = CriticSettings(objective="power", selection="power", dropout=0.5, weight_decay=5e-4)
 """Algorithm 2 (the LSD goodness-of-fit test): power objective and selection, dropout .5,
