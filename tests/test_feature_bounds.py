@@ -102,3 +102,14 @@ def test_the_default_estimate_reports_its_bounds_and_which_one_it_is() -> None:
         assert not est.value < other[0]  # the largest (nan where a bound is missing)
     truth = d / 4
     assert abs(est.value - truth) < 0.15 * truth  # the issue's example: 503 with Algorithm 1's settings
+
+
+def test_a_constant_coordinate_is_left_out_of_the_features() -> None:
+    x = torch.randn(2000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    s = -x / 2
+    with_constant = torch.cat([x, torch.ones(2000, 1, dtype=torch.float64)], 1)
+    s_constant = torch.cat([s, torch.zeros(2000, 1, dtype=torch.float64)], 1)  # the model's score there: 0
+    assert linear_lsd(with_constant, s_constant, LAM) == pytest.approx(linear_lsd(x, s, LAM), rel=1e-9)
+    # the radial features' ‖z‖²/d counts the constant coordinate, so the class differs a little
+    value, se = coordinate_lsd(with_constant, s_constant, LAM)
+    assert abs(value - 0.75) < 3 * se  # d/4 over the three coordinates that vary

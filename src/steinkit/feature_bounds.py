@@ -59,25 +59,38 @@ Scores = Tensor | Callable[[Tensor], Tensor]
 Sums = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-def _linear_sums(x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-    """Σ_i τ_i (d, K), τ = s [x, 1]ᵀ + [I, 0], and Σ_i ψ_iψ_iᵀ (K, K), ψ = [x, 1], over the rows."""
-    n, d = x.shape
-    psi = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)
-    tau = s.T @ psi
-    tau[:, :d] += n * torch.eye(d, dtype=x.dtype)
-    return tau, psi.T @ psi
+def _linear_sums(keep: Tensor) -> Sums:
+    """The linear class's sums over the rows: Σ_i τ_i (d, K), τ = s [x_keep, 1]ᵀ + [I_keep, 0], and
+    Σ_i ψ_iψ_iᵀ (K, K), ψ = [x_keep, 1], on the coordinates ``keep`` (a bool mask: those that vary)."""
+    def sums(x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        n = x.shape[0]
+        psi = torch.cat([x[:, keep], torch.ones(n, 1, dtype=x.dtype)], 1)
+        tau = s.T @ psi
+        tau[:, :-1] += n * torch.eye(x.shape[1], dtype=x.dtype)[:, keep]
+        return tau, psi.T @ psi
+    return sums
 
 
-def _coordinate_sums(loc: Tensor, scale: Tensor) -> Sums:
-    """The per-coordinate class's sums: Σ_i τ_ij (d, K) and Σ_i ψ_ijψ_ijᵀ (d, K, K), ψ_j = [u(z)_j, 1]."""
+def _coordinate_sums(loc: Tensor, scale: Tensor, keep: Tensor) -> Sums:
+    """The per-coordinate class's sums: Σ_i τ_ij (d, K) and Σ_i ψ_ijψ_ijᵀ (d, K, K), ψ_j = [u(z)_j, 1];
+    an output j outside ``keep`` (a coordinate that does not vary) has τ_j = 0 and C_j = I."""
     def sums(x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         z = (x - loc) / scale
         u, du = coordinate_features(z)  # (n, d, M)
         ones = torch.ones(*u.shape[:-1], 1, dtype=u.dtype)
         psi = torch.cat([u, ones], -1)
         tau = (s.unsqueeze(-1) * psi).sum(0) + torch.cat([du, 0 * ones], -1).sum(0) / scale.reshape(-1, 1)
-        return tau, torch.einsum("njk,njl->jkl", psi, psi)
+        c = torch.einsum("njk,njl->jkl", psi, psi)
+        tau[~keep] = 0.0
+        c[~keep] = x.shape[0] * torch.eye(psi.shape[-1], dtype=x.dtype)
+        return tau, c
     return sums
+
+
+def _varying(x: Tensor) -> Tensor:
+    """The coordinates of x (n, d) that take more than one value: a constant one has no spread for
+    a feature to use (and the data no density there), so the bounds leave it out."""
+    return (x.detach().amax(0) > x.detach().amin(0)).cpu()
 
 
 def _fold(tau: Tensor, rows: Tensor, c_rest: Tensor, n_rest: int, lam: float, ridge: float = 0.0
@@ -146,8 +159,9 @@ def linear_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int
     standard error, from data x (n, d) and the model's scores s at x (or a function giving the
     scores of a block of rows); None when the data are too few for the d² coefficients of a
     linear map (each fold's complement below 2(d + 1) + 2 rows). Rows are assigned to folds at
-    random with ``seed``; they are read a group at a time (float64), so memory stays bounded."""
-    return _class_lsd(x, s, lam, _linear_sums, folds, groups, seed)
+    random with ``seed``; they are read a group at a time (float64), so memory stays bounded.
+    Coordinates that do not vary are left out of the features."""
+    return _class_lsd(x, s, lam, _linear_sums(_varying(x)), folds, groups, seed)
 
 
 def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
@@ -164,5 +178,7 @@ def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups:
         >>> abs(value - float(truth)) < 3 * se
         True
     """
-    loc, scale = x.detach().mean(0).double().cpu(), x.detach().std(0).double().cpu().clamp_min(1e-12)
-    return _class_lsd(x, s, lam, _coordinate_sums(loc, scale), folds, groups, seed, ridge)
+    keep = _varying(x)
+    loc, scale = x.detach().mean(0).double().cpu(), x.detach().std(0).double().cpu()
+    scale = torch.where(keep, scale, torch.ones_like(scale))
+    return _class_lsd(x, s, lam, _coordinate_sums(loc, scale, keep), folds, groups, seed, ridge)
