@@ -52,8 +52,8 @@ COORDINATE_RIDGE = 0.1
 """The per-coordinate class's ridge, relative to each feature's mean square. Its features are
 nearly collinear in high dimension (z_j/(c + ‖z‖²/d) and z_j when ‖z‖²/d is about 1), and the
 inverse of their second moments turns the Stein terms' noise along those directions into a
-noisy bound (d = 20, truth 5.05: 6.7 ± 2.4 without a ridge, 4.9 ± .41 with this one). A ridge
-only lowers the class's value, so the bound stays a lower bound."""
+noisy bound; a ridge only lowers the class's value, so the bound stays a lower bound. Chosen on
+the estimate panel's tuning half (docs/estimate.md)."""
 
 Scores = Tensor | Callable[[Tensor], Tensor]
 Sums = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
