@@ -113,3 +113,18 @@ def test_a_constant_coordinate_is_left_out_of_the_features() -> None:
     # the radial features' ‖z‖²/d counts the constant coordinate, so the class differs a little
     value, se = coordinate_lsd(with_constant, s_constant, LAM)
     assert abs(value - 0.75) < 3 * se  # d/4 over the three coordinates that vary
+
+
+def test_the_bound_rules_benchmark_scores_a_rule_as_the_panel_does() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from estimate_bound_rules import score
+
+    rows = [{"truth": 1.0, "scaled": [0.5, 0.1]}]
+    found = [{"linear": (1.0, 0.05), 0.1: (2.0, 1.5)}]
+    largest = score(rows, found, 0.1, 0.0)  # 2.0 ± 1.5: within 3 stderr, 100% above the truth
+    assert largest == {"right": 1, "within 10%": 0, "above 15%": 1, "above 1 stderr": 0, "over": 0}
+    margin = score(rows, found, 0.1, 1.0)   # 2.0 − 1.5 < 1.0 − .05: the linear bound, on the truth
+    assert margin == {"right": 1, "within 10%": 1, "above 15%": 0, "above 1 stderr": 0, "over": 0}

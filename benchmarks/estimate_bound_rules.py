@@ -1,0 +1,74 @@
+"""How the default estimate's choice among its lower bounds was made (issue 24), re-run from a store.
+
+The default estimate reports the largest of three lower bounds of the LSD: the fitted critic's
+value at its best scale and two U-statistic bounds that need no fit
+(:mod:`steinkit.feature_bounds`). The per-coordinate bound's ridge and the rule that picks among
+the bounds were chosen on the tuning half of the estimate panel: for every cell of an
+``estimate_panel.py`` store, this script redraws the cell's data (same seed), computes the bounds
+at several ridges, and scores each (ridge, rule) pair by the panel's criteria against the stored
+critic value (``scaled``, or ``value`` in a store made with ``value="scaled"``). Rules: the
+largest value, or the largest value less k standard errors.
+
+Usage:
+  python benchmarks/estimate_bound_rules.py STORE [--half tuning] [--ridges 0 0.01 0.1 1] [--ks 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from estimate_panel import HALVES, LAM, load, problem
+from steinkit.feature_bounds import coordinate_lsd, linear_lsd
+from steinkit.scores import as_scores, score_rows
+
+
+def bounds(row: dict, ridges: list[float]) -> dict:
+    """The cell's linear bound and its per-coordinate bound at each ridge, on the cell's own data."""
+    prob = problem(row["family"], row["params"], row["d"])
+    x = prob.sample(row["n"], seed=1000 * row["rep"] + 17)  # estimate_panel.run_cell's data
+    s = score_rows(as_scores([prob.model], x.device)[0], x)
+    out = {"linear": linear_lsd(x, s, LAM, seed=row["rep"])}
+    for ridge in ridges:
+        out[ridge] = coordinate_lsd(x, s, LAM, seed=row["rep"], ridge=ridge)
+    return out
+
+
+def score(rows: list[dict], found: list[dict], ridge: float, k: float) -> dict:
+    """Right / within 10% / above by > 15% / above by > 1 stderr / over (> 3 stderr), for one (ridge, rule)."""
+    tally = {"right": 0, "within 10%": 0, "above 15%": 0, "above 1 stderr": 0, "over": 0}
+    for row, b in zip(rows, found):
+        critic = tuple(row["scaled"]) if "scaled" in row else (row["value"], row["stderr"])
+        candidates = [critic] + [c for c in (b["linear"], b[ridge]) if c is not None]
+        value, stderr = max(candidates, key=lambda c: c[0] - k * c[1])
+        err, truth = value - row["truth"], row["truth"]
+        tally["right"] += abs(err) <= 0.15 * abs(truth) or abs(err) <= 3 * stderr
+        tally["within 10%"] += abs(err) <= 0.1 * abs(truth)
+        tally["above 15%"] += err > 0.15 * abs(truth)
+        tally["above 1 stderr"] += err > stderr
+        tally["over"] += err > 3 * stderr
+    return tally
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--half", choices=list(HALVES), default="tuning")
+    parser.add_argument("--ridges", type=float, nargs="+", default=[0.0, 0.01, 0.1, 1.0])
+    parser.add_argument("--ks", type=float, nargs="+", default=[0.0, 1.0, 2.0])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    names = {name for name, _, _ in HALVES[args.half]}
+    rows = [r for r in load(args.store) if r["name"] in names]
+    found = [bounds(r, args.ridges) for r in rows]
+    print(f"{len(rows)} estimates ({args.half} half)")
+    for ridge in args.ridges:
+        for k in args.ks:
+            print(json.dumps({"ridge": ridge, "rule": f"largest value - {k:g} stderr", **score(rows, found, ridge, k)}))
+
+
+if __name__ == "__main__":
+    main()
