@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .heldout import HeldOutFit, fit_crossfit_critics, fit_heldout_critics
-from .feature_bounds import coordinate_lsd, linear_lsd
+from .feature_bounds import feature_bounds
 from .gof.outcome import normal_sf
 from .relative import exact_terms, holm, paired_test, penalised_terms
 from .scores import as_scores, score_rows
@@ -288,9 +288,8 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
     scaled, nan = (value, stderr), (float("nan"), float("nan"))
     bounds = {"critic": scaled}
     if settings.value == "bound" and x is not None:
-        rows = (lambda z: score_rows(score, z))  # noqa: E731
-        bounds["linear"] = linear_lsd(x, rows, lam, seed=seed) or nan
-        bounds["coordinate"] = coordinate_lsd(x, rows, lam, seed=seed) or nan
+        found = feature_bounds(x, lambda z: score_rows(score, z), lam, seed=seed)
+        bounds.update({name: bound or nan for name, bound in found.items()})
     source = max((k for k in bounds if bounds[k][0] == bounds[k][0]), key=lambda k: bounds[k][0])
     value, stderr = bounds[source]
     train_value = sum(fit.train_mean if settings.value == "mean" else fit.train_scaled for fit in folds) / len(folds)

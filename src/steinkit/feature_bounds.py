@@ -15,7 +15,7 @@ for L when the features are Gaussian (the factor makes E[M_j] = C_j⁻¹: the me
 Wishart matrix) and close to it otherwise. The folds' values are averaged; the standard error is
 the jackknife's over each fold's groups. A class with K > N/2 − 1 gives no value (None).
 
-Two classes (:func:`linear_lsd`, :func:`coordinate_lsd`):
+Two classes (:func:`linear_lsd`, :func:`coordinate_lsd`; both from one pass: :func:`feature_bounds`):
 
 - linear critics f(x) = Wx + c (ψ = [x, 1] shared by every output, K = d + 1): exact for every
   Gaussian model against Gaussian data;
@@ -43,7 +43,7 @@ from torch import Tensor
 from .coordinate_features import coordinate_features
 from .validation import positive_float
 
-__all__ = ["linear_lsd", "coordinate_lsd", "GROUPS", "FOLDS", "COORDINATE_RIDGE"]
+__all__ = ["linear_lsd", "coordinate_lsd", "feature_bounds", "GROUPS", "FOLDS", "COORDINATE_RIDGE"]
 
 FOLDS = 5
 GROUPS = 20
@@ -122,35 +122,50 @@ def _fold(tau: Tensor, rows: Tensor, c_rest: Tensor, n_rest: int, lam: float, ri
     return value, float(((g - 1) / g * (loo - loo.mean()).pow(2).sum()).sqrt())
 
 
-def _class_lsd(x: Tensor, s: Scores, lam: float, sums: Sums, folds: int, groups: int, seed: int,
-               ridge: float = 0.0) -> tuple[float, float] | None:
-    """The cross-fitted U-statistic (module docstring) of the class whose per-row sums ``sums`` gives."""
+def _class_lsds(x: Tensor, s: Scores, lam: float, classes: dict[str, tuple[Sums, float]], folds: int, groups: int,
+                seed: int) -> dict[str, tuple[float, float] | None]:
+    """The cross-fitted U-statistic (module docstring) of each class (its per-row sums and its
+    ridge), from one pass over the rows: each group's scores are computed once for all classes."""
     positive_float(lam, "lam")
     n = x.shape[0]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
     bounds = [round(k * n / folds) for k in range(folds + 1)]
-    per_fold = []  # (group τ sums (G, d, K), group sizes (G,), Σψψᵀ of the fold)
+    per_fold: dict[str, list] = {name: [] for name in classes}  # (group τ sums (G, d, K), Σψψᵀ of the fold)
+    sizes = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         m = b - a
         g = max(2, min(groups, m // 2))
         cuts = [a + round(i * m / g) for i in range(g + 1)]
-        taus, cs = [], []
+        found: dict[str, list] = {name: [] for name in classes}
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             rows = order[lo:hi]
             xs = x[rows].detach()
             ss = (s[rows] if isinstance(s, Tensor) else s(xs)).detach()
-            tau, c = sums(xs.double().cpu(), ss.double().cpu())
-            taus.append(tau)
-            cs.append(c)
-        sizes = torch.tensor([hi - lo for lo, hi in zip(cuts[:-1], cuts[1:])], dtype=torch.float64)
-        per_fold.append((torch.stack(taus), sizes, sum(cs)))
-    total = sum(c for _, _, c in per_fold)
-    results = [r for (tau, sizes, c), a, b in zip(per_fold, bounds[:-1], bounds[1:])
-               if (r := _fold(tau, sizes, total - c, n - (b - a), lam, ridge)) is not None]
-    if not results:
-        return None
-    value = sum(v for v, _ in results) / len(results)
-    return value, sum(e * e for _, e in results) ** 0.5 / len(results)
+            xs, ss = xs.double().cpu(), ss.double().cpu()
+            for name, (sums, _) in classes.items():
+                found[name].append(sums(xs, ss))
+        for name, pairs in found.items():
+            per_fold[name].append((torch.stack([tau for tau, _ in pairs]), sum(c for _, c in pairs)))
+        sizes.append(torch.tensor([hi - lo for lo, hi in zip(cuts[:-1], cuts[1:])], dtype=torch.float64))
+    out: dict[str, tuple[float, float] | None] = {}
+    for name, (_, ridge) in classes.items():
+        total = sum(c for _, c in per_fold[name])
+        results = [r for (tau, c), rows, a, b in zip(per_fold[name], sizes, bounds[:-1], bounds[1:])
+                   if (r := _fold(tau, rows, total - c, n - (b - a), lam, ridge)) is not None]
+        out[name] = None if not results else (sum(v for v, _ in results) / len(results),
+                                              sum(e * e for _, e in results) ** 0.5 / len(results))
+    return out
+
+
+def _linear_class(x: Tensor) -> tuple[Sums, float]:
+    return _linear_sums(_varying(x)), 0.0
+
+
+def _coordinate_class(x: Tensor, ridge: float) -> tuple[Sums, float]:
+    keep = _varying(x)
+    loc, scale = x.detach().mean(0).double().cpu(), x.detach().std(0).double().cpu()
+    scale = torch.where(keep, scale, torch.ones_like(scale))
+    return _coordinate_sums(loc, scale, keep), ridge
 
 
 def linear_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
@@ -161,7 +176,22 @@ def linear_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int
     linear map (each fold's complement below 2(d + 1) + 2 rows). Rows are assigned to folds at
     random with ``seed``; they are read a group at a time (float64), so memory stays bounded.
     Coordinates that do not vary are left out of the features."""
-    return _class_lsd(x, s, lam, _linear_sums(_varying(x)), folds, groups, seed)
+    return _class_lsds(x, s, lam, {"linear": _linear_class(x)}, folds, groups, seed)["linear"]
+
+
+def feature_bounds(x: Tensor, s: Scores, lam: float, seed: int = 0) -> dict[str, tuple[float, float] | None]:
+    """:func:`linear_lsd` and :func:`coordinate_lsd` (keys ``"linear"``, ``"coordinate"``) from
+    one pass over the rows, with the same folds and groups as each alone, so the same values; a
+    score function is called once per group for both.
+
+    Example:
+        >>> x = torch.randn(1000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        >>> both = feature_bounds(x, -x / 2, 0.5)
+        >>> both["linear"] == linear_lsd(x, -x / 2, 0.5), both["coordinate"] == coordinate_lsd(x, -x / 2, 0.5)
+        (True, True)
+    """
+    classes = {"linear": _linear_class(x), "coordinate": _coordinate_class(x, COORDINATE_RIDGE)}
+    return _class_lsds(x, s, lam, classes, FOLDS, GROUPS, seed)
 
 
 def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
@@ -178,7 +208,4 @@ def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups:
         >>> abs(value - float(truth)) < 3 * se
         True
     """
-    keep = _varying(x)
-    loc, scale = x.detach().mean(0).double().cpu(), x.detach().std(0).double().cpu()
-    scale = torch.where(keep, scale, torch.ones_like(scale))
-    return _class_lsd(x, s, lam, _coordinate_sums(loc, scale, keep), folds, groups, seed, ridge)
+    return _class_lsds(x, s, lam, {"coordinate": _coordinate_class(x, ridge)}, folds, groups, seed)["coordinate"]
