@@ -66,6 +66,20 @@ def test_linear_bound_finds_nothing_the_class_cannot_hold() -> None:
     assert coordinate > 0.6 * truth and coordinate < truth + 3 * coordinate_se
 
 
+def test_coordinate_bound_keeps_a_too_heavy_models_radial_misfit() -> None:
+    # N(0, I) data against a multivariate t₅ model, d = 50: s_q − s_p = x(1 − (ν + d)/(ν + ‖x‖²)),
+    # a small radial term beside z_j that a ridge on the raw features shrinks to a quarter of the truth
+    prob = FAMILIES["heavy-model"](50, nu=5.0)
+    truth = prob.lsd(LAM, n_mc=100_000)
+    values = []
+    for seed in range(3):
+        x = prob.sample(2000, seed=seed)
+        value, se = coordinate_lsd(x, prob.model.score(x), LAM, seed=seed)
+        assert abs(value - truth) < 3 * se, (value, se, truth)
+        values.append(value)
+    assert statistics.mean(values) > 0.75 * truth, (values, truth)
+
+
 def test_too_few_rows_for_a_linear_map_give_none() -> None:
     x = torch.randn(100, 60, generator=torch.Generator().manual_seed(0))
     assert linear_lsd(x, -x, LAM) is None
