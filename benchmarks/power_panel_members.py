@@ -7,7 +7,7 @@ block (the same seed as the test). This prints, for each cell of the chosen half
 rate of every subset, and per subset its worst shortfall against the best single competitor
 (KSDAgg, KSD-Seq, the learned sequential protocol) in standard errors.
 
-Usage: python benchmarks/power_panel_members.py STORE [--half tuning]
+Usage: python benchmarks/power_panel_members.py STORE [--half tuning] [--method witnesses@TAG] [--largest 10]
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from power_panel import ALPHA, HALVES, Store
 from steinkit.gof.aggregate import max_normal_pvalue
 
 COMPETITORS = ("ksdagg", "ksd-seq", "lsd:sequential")
-GROUPS = {"trained": ("trained",), "features": ("features",), "linear": ("linear",), "kernel": None}
+GROUPS = {"trained": ("trained",), "features": ("features",), "linear": ("linear",), "coordinate": ("coordinate",),
+          "kernel": None}
 
 
 def member_groups(names: list[str]) -> dict[str, list[int]]:
-    """The four families' statistic indices (the kernel family has one statistic per bandwidth)."""
+    """The families' statistic indices (the kernel family has one statistic per bandwidth)."""
     out: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         out.setdefault(name if name in GROUPS and GROUPS[name] else "kernel", []).append(i)
@@ -48,14 +49,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path)
     parser.add_argument("--half", default="tuning", choices=tuple(HALVES))
+    parser.add_argument("--method", default="witnesses", help="the stored method whose members to score (METHOD@TAG)")
+    parser.add_argument("--largest", type=int, default=10, help="how many subsets to list at the end, the best first")
     args = parser.parse_args()
     store = Store(args.store)
     store.refresh()
-    subsets = [s for k in range(1, 5) for s in itertools.combinations(("trained", "features", "linear", "kernel"), k)]
+    seen = next((r for r in store.rows if r["method"] == args.method and "members" in r), None)
+    if seen is None:
+        raise SystemExit(f"no {args.method} rows with members in {args.store}")
+    families = list(member_groups(list(seen["members"]["statistics"])))
+    subsets = [s for k in range(1, len(families) + 1) for s in itertools.combinations(families, k)]
     worst = {s: math.inf for s in subsets}
     for cell in HALVES[args.half]:
         rows = [r for r in store.rows if r["cell_key"] == cell.key]
-        wit = [r for r in rows if r["method"] == "witnesses" and "members" in r]
+        wit = [r for r in rows if r["method"] == args.method and "members" in r]
         if not wit:
             continue
         best, best_se = 0.0, 0.0
@@ -73,7 +80,7 @@ def main() -> None:
                 worst[s] = min(worst[s], (rate - best) / math.hypot(se, best_se))
         print(json.dumps({"cell": cell.name, "reps": len(wit), "best_competitor": round(best, 3),
                           **{"+".join(s): round(v, 3) for s, v in rates.items()}}))
-    for s in sorted(subsets, key=lambda s: -worst[s]):
+    for s in sorted(subsets, key=lambda s: -worst[s])[:args.largest]:
         print(f"{'+'.join(s):32s} worst shortfall against the best competitor: {worst[s]:+.2f} SE")
 
 

@@ -10,7 +10,8 @@ import torch
 from steinkit.gof.lsd import _weighted
 from steinkit.gof.outcome import normal_sf
 from steinkit.gof.sequential import sequential_witness_test
-from steinkit.gof.witnesses import _linear_terms, _outcome, witness_tests
+from steinkit.coordinate_class import CoordinateClass
+from steinkit.gof.witnesses import _coordinate_terms, _linear_terms, _outcome, witness_tests
 from steinkit.scores import as_score
 
 from helpers import gen
@@ -39,6 +40,41 @@ def test_linear_witness_is_the_closed_form_of_the_folds_before():
     W = (s[:2 * m].T @ psi(x[:2 * m])) / (2 * m) + jac   # the witness of folds 1-2, scoring fold 3
     expected = (s[2 * m:3 * m] * (psi(x[2 * m:3 * m]) @ W.T)).sum(1) + (W * jac).sum()
     torch.testing.assert_close(terms[1], expected)
+
+
+def test_coordinate_witness_is_the_ridged_closed_form_of_the_folds_before():
+    x = torch.randn(400, 3, generator=gen(5), dtype=torch.float64)
+    s = -x / (1 + x * x)
+    terms = _coordinate_terms(x, s, 8, ridge=0.1)
+    m = 50
+    cls = CoordinateClass.fit(x[:m])
+    tau, psi = cls.terms(x[:3 * m], s[:3 * m])   # the witness of folds 1-3, scoring fold 4
+    c = torch.einsum("njk,njl->jkl", psi, psi) / (3 * m)
+    c = c + torch.diag_embed(0.1 * torch.diagonal(c, dim1=-2, dim2=-1))
+    theta = torch.linalg.solve(c, tau.mean(0).unsqueeze(-1)).squeeze(-1)
+    expected = torch.einsum("ndk,dk->n", cls.terms(x[3 * m:4 * m], s[3 * m:4 * m])[0], theta)
+    torch.testing.assert_close(terms[2], expected)
+    later = x.clone()
+    later[5 * m:] += 1.0   # folds 6-8 changed: the terms of folds 2-5 use folds 1-5 only
+    torch.testing.assert_close(_coordinate_terms(later, s, 8)[:4], terms[:4])
+
+
+def test_coordinate_member_holds_its_level_and_finds_laplace_tails():
+    # under H0 its z is N(0, 1): Gaussian data against their model, 300 data sets
+    g = gen(6)
+    zs = []
+    for rep in range(300):
+        x = torch.randn(400, 4, generator=g, dtype=torch.float64) * 2.0 + 1.0
+        zs.append(float(_weighted(torch.tensor([math.sqrt(50) * float(r.mean() / r.std())
+                                                for r in _coordinate_terms(x, -(x - 1.0) / 4.0, 8)]))))
+    rate = sum(z > 1.645 for z in zs) / len(zs)
+    assert rate < 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300), rate
+    assert abs(sum(zs) / len(zs)) < 3 / math.sqrt(300) + 0.05
+    # Laplace data (unit variance) against N(0, I): the steps tanh(k z) hold the optimal critic
+    u = torch.rand(400, 10, generator=gen(7), dtype=torch.float64) - 0.5
+    lap = -(2**-0.5) * u.sign() * torch.log1p(-2 * u.abs())   # inverse CDF, scale 1/√2
+    out = witness_tests([(as_score(lambda z: -z), lap, 0)], members=["coordinate"])[0]
+    assert out.statistic > 3 and out.pvalue < 0.01
 
 
 def test_the_kernel_member_is_ksd_seq_on_the_same_folds():

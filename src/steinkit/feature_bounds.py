@@ -20,9 +20,8 @@ Two classes (:func:`linear_lsd`, :func:`coordinate_lsd`; both from one pass: :fu
 - linear critics f(x) = Wx + c (ψ = [x, 1] shared by every output, K = d + 1): exact for every
   Gaussian model against Gaussian data;
 - per-coordinate critics f_j = Σ_m α_jm u_m(z)_j + c_j on the coordinate features of
-  :mod:`steinkit.coordinate_features` (K = 8 per output; z standardised by all rows' mean and
-  std; each feature but z less its least-squares fit on [1, z_j], which leaves the class as it
-  is; a ridge, :data:`COORDINATE_RIDGE`): scales, steps, skew and radial shrinkage, e.g. heavy
+  :mod:`steinkit.coordinate_features` (K = 8 per output, :class:`~steinkit.coordinate_class.CoordinateClass`
+  fitted to all rows; a ridge, :data:`COORDINATE_RIDGE`): scales, steps, skew and radial shrinkage, e.g. heavy
   tails, coordinate by coordinate.
 
 Example:
@@ -41,7 +40,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .coordinate_features import N_FEATURES, coordinate_features
+from .coordinate_class import CoordinateClass, varying
 from .validation import positive_float
 
 __all__ = ["linear_lsd", "coordinate_lsd", "feature_bounds", "GROUPS", "FOLDS", "COORDINATE_RIDGE"]
@@ -71,51 +70,6 @@ def _linear_sums(keep: Tensor) -> Sums:
         tau[:, :-1] += n * torch.eye(x.shape[1], dtype=x.dtype)[:, keep]
         return tau, psi.T @ psi
     return sums
-
-
-def _coordinate_sums(loc: Tensor, scale: Tensor, keep: Tensor, shift: Tensor, slope: Tensor) -> Sums:
-    """The per-coordinate class's sums: Σ_i τ_ij (d, K) and Σ_i ψ_ijψ_ijᵀ (d, K, K), ψ_j = [v(z)_j, 1]
-    with v_m = u_m − shift_m − slope_m·z (the features less their least-squares fit on [1, z_j],
-    (d, M) each; zero for u_0 = z); an output j outside ``keep`` (a coordinate that does not vary)
-    has τ_j = 0 and C_j = I."""
-    def sums(x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-        z = (x - loc) / scale
-        u, du = coordinate_features(z)  # (n, d, M)
-        u, du = u - shift - slope * z.unsqueeze(-1), du - slope
-        ones = torch.ones(*u.shape[:-1], 1, dtype=u.dtype)
-        psi = torch.cat([u, ones], -1)
-        tau = (s.unsqueeze(-1) * psi).sum(0) + torch.cat([du, 0 * ones], -1).sum(0) / scale.reshape(-1, 1)
-        c = torch.einsum("njk,njl->jkl", psi, psi)
-        tau[~keep] = 0.0
-        c[~keep] = x.shape[0] * torch.eye(psi.shape[-1], dtype=x.dtype)
-        return tau, c
-    return sums
-
-
-def _fit_on_z(x: Tensor, loc: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """Each coordinate feature's least-squares fit a + b·z_j over all rows of x, as (a, b), each
-    (d, M); z has mean 0 over the rows, so a is the feature's mean and b = mean(u·z)/mean(z²). Rows
-    are read in blocks of about 2²² feature values; u_0 = z keeps a = b = 0."""
-    d = x.shape[1]
-    step = max(1, 2**22 // (d * N_FEATURES))
-    total = torch.zeros(d, N_FEATURES, dtype=torch.float64)
-    cross = torch.zeros_like(total)
-    square = torch.zeros(d, 1, dtype=torch.float64)
-    for lo in range(0, x.shape[0], step):
-        z = ((x[lo:lo + step].detach().double().cpu() - loc) / scale).unsqueeze(-1)
-        u, _ = coordinate_features(z.squeeze(-1))
-        total += u.sum(0)
-        cross += (u * z).sum(0)
-        square += z.pow(2).sum(0)
-    shift, slope = total / x.shape[0], cross / square.clamp_min(1e-300)
-    shift[:, 0], slope[:, 0] = 0.0, 0.0
-    return shift, slope
-
-
-def _varying(x: Tensor) -> Tensor:
-    """The coordinates of x (n, d) that take more than one value: a constant one has no spread for
-    a feature to use (and the data no density there), so the bounds leave it out."""
-    return (x.detach().amax(0) > x.detach().amin(0)).cpu()
 
 
 def _fold(tau: Tensor, rows: Tensor, c_rest: Tensor, n_rest: int, lam: float, ridge: float = 0.0
@@ -183,14 +137,11 @@ def _class_lsds(x: Tensor, s: Scores, lam: float, classes: dict[str, tuple[Sums,
 
 
 def _linear_class(x: Tensor) -> tuple[Sums, float]:
-    return _linear_sums(_varying(x)), 0.0
+    return _linear_sums(varying(x)), 0.0
 
 
 def _coordinate_class(x: Tensor, ridge: float) -> tuple[Sums, float]:
-    keep = _varying(x)
-    loc, scale = x.detach().mean(0).double().cpu(), x.detach().std(0).double().cpu()
-    scale = torch.where(keep, scale, torch.ones_like(scale))
-    return _coordinate_sums(loc, scale, keep, *_fit_on_z(x, loc, scale)), ridge
+    return CoordinateClass.fit(x).sums, ridge
 
 
 def linear_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,

@@ -10,6 +10,10 @@ scores fold k + 1 with a witness built from folds 1..k only:
 * ``"linear"``: the closed-form witness of the linear features ψ(x) = [(x − μ)/σ, 1] (μ, σ from
   fold 1), f = W ψ with W = mean_past[s ψᵀ + J_ψᵀ] (8 folds): the Stein witness of mean and
   covariance;
+* ``"coordinate"``: the closed-form witness of the per-coordinate class of
+  :class:`~steinkit.coordinate_class.CoordinateClass` (fitted to fold 1: per-coordinate rescalings,
+  steps, an even term and radial shrinkage), θ_j = (C_j + ridge·diag C_j)⁻¹b_j from the past
+  folds' mean Stein coefficients b_j and second moments C_j (8 folds): heavy or light tails, skew;
 * ``"kernel"``: the kernel Stein witness mean_past u(x_j, ·) of :mod:`steinkit.gof.sequential`
   over IMQ bandwidths 2^ℓ·λ_med, ℓ = −5..0 (λ_med from fold 1), one statistic per bandwidth (8 folds
   of the first :data:`KERNEL_POINTS` shuffled points, each witness of at most :data:`KERNEL_BASIS`
@@ -40,6 +44,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..coordinate_class import CoordinateClass
+from ..coordinate_features import N_FEATURES
+from ..feature_bounds import COORDINATE_RIDGE
 from ..heldout import Problem
 from ..kernels import IMQ, Bandwidths, as_kernel
 from ..prequential import fit_sequential_critics, sequential_feature_terms
@@ -54,8 +61,8 @@ from .sequential import _terms as kernel_witness_terms
 __all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS", "WitnessOptions",
            "witness_tests"]
 
-MEMBERS = ("trained", "features", "linear", "kernel")
-DEFAULT_MEMBERS = MEMBERS
+MEMBERS = ("trained", "features", "linear", "coordinate", "kernel")
+DEFAULT_MEMBERS = ("trained", "features", "linear", "kernel")
 DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
 """The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
 KERNEL_BASIS = 1024
@@ -121,6 +128,27 @@ def _linear_terms(x: Tensor, s: Tensor, folds: int) -> Tensor:
         W = sums / (k * m)
         fold = slice(k * m, (k + 1) * m)
         out.append((s[fold] * (psi[fold] @ W.T)).sum(1) + (W * jac).sum())
+    return torch.stack(out)
+
+
+def _coordinate_terms(x: Tensor, s: Tensor, folds: int, ridge: float = COORDINATE_RIDGE) -> Tensor:
+    """(folds − 1, m) terms of the per-coordinate class's witness of the folds before each fold:
+    θ_j = (C_j + ridge·diag C_j)⁻¹b_j from their mean τ_j and ψ_jψ_jᵀ (the class fitted to fold 1),
+    read about 2²² feature values at a time."""
+    m = x.shape[0] // folds
+    cls = CoordinateClass.fit(x[:m])
+    step = max(1, 2**22 // (x.shape[1] * (N_FEATURES + 1)))
+    tau_sum, c_sum, out = 0.0, 0.0, []
+    for k in range(1, folds):
+        for lo in range((k - 1) * m, k * m, step):
+            tau, c = cls.sums(x[lo:min(lo + step, k * m)], s[lo:min(lo + step, k * m)])
+            tau_sum, c_sum = tau_sum + tau, c_sum + c
+        c = c_sum / (k * m)
+        c = c + torch.diag_embed(ridge * torch.diagonal(c, dim1=-2, dim2=-1))
+        theta = torch.linalg.solve(c, (tau_sum / (k * m)).unsqueeze(-1)).squeeze(-1)  # (d, K)
+        out.append(torch.cat([torch.einsum("ndk,dk->n", cls.terms(x[lo:min(lo + step, (k + 1) * m)],
+                                                                  s[lo:min(lo + step, (k + 1) * m)])[0], theta)
+                              for lo in range(k * m, (k + 1) * m, step)]))
     return torch.stack(out)
 
 
@@ -197,10 +225,12 @@ def witness_tests(
         for out, terms in zip(per_problem, feats):
             out["features"] = terms
     for out, problem in zip(per_problem, problems):
-        if "linear" in members or "kernel" in members:
+        if {"linear", "coordinate", "kernel"} & set(members):
             x, s = _shuffled(problem)
             if "linear" in members:
                 out["linear"] = _linear_terms(x, s, FEATURE_FOLDS)
+            if "coordinate" in members:
+                out["coordinate"] = _coordinate_terms(x, s, FEATURE_FOLDS)
             if "kernel" in members:
                 cap = positive_int(kernel_points, "kernel_points")  # a prefix keeps the share vectors aligned
                 out.update(_kernel_terms(x[:cap], s[:cap], FEATURE_FOLDS, kernel,
