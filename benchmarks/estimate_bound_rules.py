@@ -2,10 +2,11 @@
 
 The default estimate reports the largest of three lower bounds of the LSD: the fitted critic's
 value at its best scale and two U-statistic bounds that need no fit
-(:mod:`steinkit.feature_bounds`). The per-coordinate bound's ridge and the rule that picks among
-the bounds were chosen on the tuning half of the estimate panel: for every cell of an
-``estimate_panel.py`` store, this script redraws the cell's data (same seed), computes the bounds
-at several ridges, and scores each (ridge, rule) pair by the panel's criteria against the stored
+(:mod:`steinkit.feature_bounds`). The per-coordinate bound's features (raw, or less their fit on
+[1, z_j]), its ridge and the rule that picks among the bounds were chosen on the tuning half of the
+estimate panel: for every cell of an ``estimate_panel.py`` store, this script redraws the cell's
+data (same seed), computes the bounds with both kinds of features at several ridges, and scores
+each (features, ridge, rule) by the panel's criteria against the stored
 critic value (``scaled``, or ``value`` in a store made with ``value="scaled"``). Rules: the
 largest value, or the largest value less k standard errors.
 
@@ -33,12 +34,14 @@ def bounds(row: dict, ridges: list[float]) -> dict:
     s = score_rows(as_scores([prob.model], x.device)[0], x)
     out = {"linear": linear_lsd(x, s, LAM, seed=row["rep"])}
     for ridge in ridges:
-        out[ridge] = coordinate_lsd(x, s, LAM, seed=row["rep"], ridge=ridge)
+        for residual in (True, False):
+            out[ridge, residual] = coordinate_lsd(x, s, LAM, seed=row["rep"], ridge=ridge, residual=residual)
     return out
 
 
-def score(rows: list[dict], found: list[dict], ridge: float, k: float) -> dict:
-    """Right / within 10% / above by > 15% / above by > 1 stderr / over (> 3 stderr), for one (ridge, rule)."""
+def score(rows: list[dict], found: list[dict], ridge: float | tuple, k: float) -> dict:
+    """Right / within 10% / above by > 15% / above by > 1 stderr / over (> 3 stderr), for one
+    (ridge, rule); ``ridge`` is a key of ``found``'s bounds, (ridge, residual features or not)."""
     tally = {"right": 0, "within 10%": 0, "above 15%": 0, "above 1 stderr": 0, "over": 0}
     for row, b in zip(rows, found):
         critic = tuple(row["scaled"]) if "scaled" in row else (row["value"], row["stderr"])
@@ -65,9 +68,11 @@ def main() -> None:
     rows = [r for r in load(args.store) if r["name"] in names]
     found = [bounds(r, args.ridges) for r in rows]
     print(f"{len(rows)} estimates ({args.half} half)")
-    for ridge in args.ridges:
-        for k in args.ks:
-            print(json.dumps({"ridge": ridge, "rule": f"largest value - {k:g} stderr", **score(rows, found, ridge, k)}))
+    for residual in (True, False):
+        for ridge in args.ridges:
+            for k in args.ks:
+                print(json.dumps({"features": "less their fit on [1, z]" if residual else "raw", "ridge": ridge,
+                                  "rule": f"largest value - {k:g} stderr", **score(rows, found, (ridge, residual), k)}))
 
 
 if __name__ == "__main__":

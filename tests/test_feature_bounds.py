@@ -80,6 +80,16 @@ def test_coordinate_bound_keeps_a_too_heavy_models_radial_misfit() -> None:
     assert statistics.mean(values) > 0.75 * truth, (values, truth)
 
 
+def test_residual_features_span_the_same_class() -> None:
+    # less their fit on [1, z_j], the features span what they did: without a ridge the bound is the same
+    x = torch.randn(1500, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 1.5 + 0.5
+    s = -(x - 0.5) / (1 + 0.2 * x * x)
+    residual = coordinate_lsd(x, s, LAM, ridge=0.0)
+    raw = coordinate_lsd(x, s, LAM, ridge=0.0, residual=False)
+    assert residual == pytest.approx(raw, rel=1e-6)
+    assert coordinate_lsd(x, s, LAM)[0] != pytest.approx(coordinate_lsd(x, s, LAM, residual=False)[0], rel=1e-3)
+
+
 def test_too_few_rows_for_a_linear_map_give_none() -> None:
     x = torch.randn(100, 60, generator=torch.Generator().manual_seed(0))
     assert linear_lsd(x, -x, LAM) is None

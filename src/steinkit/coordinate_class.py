@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .coordinate_features import N_FEATURES, coordinate_features
+from .validation import flag
 
 __all__ = ["CoordinateClass", "varying"]
 
@@ -55,10 +56,10 @@ class CoordinateClass:
     slope: Tensor
 
     @classmethod
-    def fit(cls, x: Tensor) -> CoordinateClass:
+    def fit(cls, x: Tensor, residual: bool = True) -> CoordinateClass:
         """Standardise by the rows' mean and std (coordinates that do not vary are left out: their
         τ is 0) and fit each feature on [1, z_j] by least squares, reading about 2²² feature values
-        at a time."""
+        at a time; ``residual=False`` leaves the features as they are (shift = slope = 0)."""
         keep = varying(x)
         loc, scale = x.detach().mean(0).double().cpu(), x.detach().std(0).double().cpu()
         scale = torch.where(keep & (scale > 0), scale, torch.ones_like(scale))
@@ -77,6 +78,8 @@ class CoordinateClass:
         slope = (cross / x.shape[0] - shift * mean_z) / (square / x.shape[0] - mean_z**2).clamp_min(1e-300)
         shift = shift - slope * mean_z
         shift[:, 0], slope[:, 0] = 0.0, 0.0
+        if not flag(residual, "residual"):
+            shift, slope = torch.zeros_like(shift), torch.zeros_like(slope)
         return cls(loc, scale, keep, shift, slope)
 
     def terms(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:

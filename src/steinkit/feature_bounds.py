@@ -171,9 +171,11 @@ def feature_bounds(x: Tensor, s: Scores, lam: float, seed: int = 0) -> dict[str,
 
 
 def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
-                   seed: int = 0, ridge: float = COORDINATE_RIDGE) -> tuple[float, float] | None:
+                   seed: int = 0, ridge: float = COORDINATE_RIDGE, residual: bool = True) -> tuple[float, float] | None:
     """:func:`linear_lsd` for the per-coordinate class of :mod:`steinkit.coordinate_features`, with
-    ``ridge`` times each feature's mean square added to C's diagonal (:data:`COORDINATE_RIDGE`).
+    ``ridge`` times each feature's mean square added to C's diagonal (:data:`COORDINATE_RIDGE`);
+    ``residual=False`` takes the features as they are instead of less their fit on [1, z_j] (the
+    same class; the ridge then shrinks what they share with z_j too).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -184,4 +186,5 @@ def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups:
         >>> abs(value - float(truth)) < 3 * se
         True
     """
-    return _class_lsds(x, s, lam, {"coordinate": _coordinate_class(x, ridge)}, folds, groups, seed)["coordinate"]
+    classes = {"coordinate": (CoordinateClass.fit(x, residual=residual).sums, ridge)}
+    return _class_lsds(x, s, lam, classes, folds, groups, seed)["coordinate"]
