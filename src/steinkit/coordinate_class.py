@@ -65,15 +65,17 @@ class CoordinateClass:
         scale = torch.where(keep & (scale > 0), scale, torch.ones_like(scale))
         d = x.shape[1]
         total = torch.zeros(d, N_FEATURES, dtype=torch.float64)
-        cross, square = torch.zeros_like(total), torch.zeros(d, 1, dtype=torch.float64)
+        cross = torch.zeros_like(total)
+        first, square = torch.zeros(d, 1, dtype=torch.float64), torch.zeros(d, 1, dtype=torch.float64)
         step = max(1, _BLOCK // (d * N_FEATURES))
         for lo in range(0, x.shape[0], step):
             z = (x[lo:lo + step].detach().double().cpu() - loc) / scale
             u, _ = coordinate_features(z)
             total += u.sum(0)
             cross += (u * z.unsqueeze(-1)).sum(0)
+            first += z.sum(0).unsqueeze(-1)
             square += z.pow(2).sum(0).unsqueeze(-1)
-        mean_z = ((x.detach().double().cpu().mean(0) - loc) / scale).unsqueeze(-1)  # 0 up to rounding
+        mean_z = first / x.shape[0]  # 0 up to rounding
         shift = total / x.shape[0]
         slope = (cross / x.shape[0] - shift * mean_z) / (square / x.shape[0] - mean_z**2).clamp_min(1e-300)
         shift = shift - slope * mean_z

@@ -32,8 +32,8 @@ Example:
     >>> from steinkit.scores import as_score
     >>> x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0)) * 1.3
     >>> out = witness_tests([(as_score(lambda z: -z), x, 0)], n_iters=60, hidden=16)[0]
-    >>> out.pvalue < 0.05, len(out.details["statistics"])     # trained, features, linear, 6 kernels
-    (True, 9)
+    >>> out.pvalue < 0.05, len(out.details["statistics"])     # trained, features, linear, coordinate, 6 kernels
+    (True, 10)
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ __all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERN
            "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "coordinate", "kernel")
-DEFAULT_MEMBERS = ("trained", "features", "linear", "kernel")
+DEFAULT_MEMBERS = MEMBERS
 DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
 """The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
 KERNEL_BASIS = 1024
