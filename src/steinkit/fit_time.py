@@ -15,7 +15,7 @@ closed-form pieces, and the model's score per row; then it counts them as the ca
   (4 folds, a third of the steps each, on the folds so far), the random-feature witness (8 folds),
   or the held-out protocols' single fit with their validations.
 * :func:`witness_test_seconds` (the default test): the LSD test's trained and random-feature
-  members, plus the linear and kernel witnesses of the shuffled points.
+  members, plus the linear, per-coordinate and kernel witnesses of the shuffled points.
 
 Everything is timed on copies (its own critic, optimiser and generators), nothing is drawn from
 torch's global generator, so the call that follows is unchanged.
@@ -267,7 +267,8 @@ def witness_test_seconds(problems: Sequence[Problem], settings: CriticSettings |
     """About how many seconds the witness-family test (:func:`steinkit.gof.witnesses.witness_tests`,
     the default test) takes here with these options (None: the test's defaults): its trained and
     features members as the LSD test's protocols, the scores at the shuffled points, the linear
-    witness per row, and the kernel witness per (earlier point, tested point) pair.
+    and per-coordinate witnesses per row, and the kernel witness per (earlier point, tested point)
+    pair.
 
     Example:
         >>> from steinkit.scores import as_score
@@ -287,15 +288,16 @@ def witness_test_seconds(problems: Sequence[Problem], settings: CriticSettings |
     learned = [m for m in ("trained", "features") if m in chosen]
     protocol = "combined" if len(learned) == 2 else "sequential" if learned == ["trained"] else "features"
     total = lsd_test_seconds(problems, settings, protocol, steps=steps) if learned else 0.0
-    if "linear" in chosen or "kernel" in chosen:
+    if {"linear", "coordinate", "kernel"} & set(chosen):
         score, x, _ = problems[0]
         rows = min(n, _TIMED_ROWS)
         xr = x[:rows].double()
         with torch.no_grad():
             sr = score(xr).double()
             total += _seconds(lambda: score(x[:rows]), 1) / rows * n * len(problems)
-            if "linear" in chosen:
-                total += _seconds(lambda: W._linear_terms(xr, sr, FEATURE_FOLDS), 1) / rows * n * len(problems)
+            for name, terms in (("linear", W._linear_terms), ("coordinate", W._coordinate_terms)):
+                if name in chosen:
+                    total += _seconds(lambda: terms(xr, sr, FEATURE_FOLDS), 1) / rows * n * len(problems)
             if "kernel" in chosen:
                 half = rows // 2  # one earlier fold against one tested fold: half² pairs
                 per_pair = _seconds(lambda: W._kernel_terms(xr, sr, 2, as_kernel(kernel or W.DEFAULT_KERNEL), basis),
