@@ -77,6 +77,16 @@ def test_coordinate_member_holds_its_level_and_finds_laplace_tails():
     assert out.statistic > 3 and out.pvalue < 0.01
 
 
+def test_coordinate_member_leaves_out_features_that_two_valued_coordinates_make_zero():
+    # on {0, 1} data the steps and log cosh are functions of z_j: less their fit they vanish, and
+    # their second moments with them; they are left out instead of making C singular
+    x = (torch.rand(400, 3, generator=gen(8)) > 0.5).double()
+    cls = CoordinateClass.fit(x)
+    assert cls.used[:, 0].all() and not cls.used[:, 1:5].any()
+    assert torch.isfinite(_coordinate_terms(x, -(x - 0.5) / 0.25, 8)).all()
+    assert CoordinateClass.fit(torch.randn(400, 3, generator=gen(9))).used.all()
+
+
 def test_the_kernel_member_is_ksd_seq_on_the_same_folds():
     """With the kernel member alone, the statistic is KSD-Seq's maximum over bandwidths on the same shuffle."""
     x = torch.randn(240, 2, generator=gen(3)) * 1.2

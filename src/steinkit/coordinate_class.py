@@ -46,14 +46,17 @@ def varying(x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class CoordinateClass:
-    """The class's fixed features, fitted to some rows: ``loc``, ``scale``, ``keep`` (d,) and the
-    features' fit on [1, z_j], ``shift`` and ``slope`` (d, M); float64 on the CPU."""
+    """The class's fixed features, fitted to some rows: ``loc``, ``scale``, ``keep`` (d,), the
+    features' fit on [1, z_j], ``shift`` and ``slope`` (d, M), and ``used`` (d, M): False where a
+    feature is a function of z_j on the rows (a coordinate with two values), so that less its fit
+    it is 0 and is left out; float64 on the CPU."""
 
     loc: Tensor
     scale: Tensor
     keep: Tensor
     shift: Tensor
     slope: Tensor
+    used: Tensor
 
     @classmethod
     def fit(cls, x: Tensor, residual: bool = True) -> CoordinateClass:
@@ -65,13 +68,14 @@ class CoordinateClass:
         scale = torch.where(keep & (scale > 0), scale, torch.ones_like(scale))
         d = x.shape[1]
         total = torch.zeros(d, N_FEATURES, dtype=torch.float64)
-        cross = torch.zeros_like(total)
+        cross, power = torch.zeros_like(total), torch.zeros_like(total)
         first, square = torch.zeros(d, 1, dtype=torch.float64), torch.zeros(d, 1, dtype=torch.float64)
         step = max(1, _BLOCK // (d * N_FEATURES))
         for lo in range(0, x.shape[0], step):
             z = (x[lo:lo + step].detach().double().cpu() - loc) / scale
             u, _ = coordinate_features(z)
             total += u.sum(0)
+            power += u.pow(2).sum(0)
             cross += (u * z.unsqueeze(-1)).sum(0)
             first += z.sum(0).unsqueeze(-1)
             square += z.pow(2).sum(0).unsqueeze(-1)
@@ -80,16 +84,20 @@ class CoordinateClass:
         slope = (cross / x.shape[0] - shift * mean_z) / (square / x.shape[0] - mean_z**2).clamp_min(1e-300)
         shift = shift - slope * mean_z
         shift[:, 0], slope[:, 0] = 0.0, 0.0
+        spread = power / x.shape[0] - (total / x.shape[0]) ** 2
+        left = (power - shift * total - slope * cross) / x.shape[0]  # the fit's mean square error
+        used = left > 1e-9 * spread
+        used[:, 0] = True
         if not flag(residual, "residual"):
-            shift, slope = torch.zeros_like(shift), torch.zeros_like(slope)
-        return cls(loc, scale, keep, shift, slope)
+            shift, slope, used = torch.zeros_like(shift), torch.zeros_like(slope), torch.ones_like(used)
+        return cls(loc, scale, keep, shift, slope, used)
 
     def terms(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         """Per row, τ (n, d, K) and ψ (n, d, K) at rows x (n, d) with the model's scores s there
         (float64 on the CPU); τ_j = 0 on the coordinates left out."""
         z = (x.double().cpu() - self.loc) / self.scale
         u, du = coordinate_features(z)  # (n, d, M)
-        u, du = u - self.shift - self.slope * z.unsqueeze(-1), du - self.slope
+        u, du = (u - self.shift - self.slope * z.unsqueeze(-1)) * self.used, (du - self.slope) * self.used
         ones = torch.ones(*u.shape[:-1], 1, dtype=u.dtype)
         psi = torch.cat([u, ones], -1)
         tau = s.double().cpu().unsqueeze(-1) * psi + torch.cat([du, 0 * ones], -1) / self.scale.reshape(-1, 1)
@@ -98,8 +106,10 @@ class CoordinateClass:
 
     def sums(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         """Σ_i τ_ij (d, K) and Σ_i ψ_ijψ_ijᵀ (d, K, K) over rows x with scores s; a coordinate left
-        out has Σψψᵀ = n·I, so its (zero) coefficients solve."""
+        out, or a feature not used, has n on Σψψᵀ's diagonal, so its (zero) coefficients solve."""
         tau, psi = self.terms(x, s)
         c = torch.einsum("njk,njl->jkl", psi, psi)
+        unused = torch.cat([~self.used, torch.zeros(self.used.shape[0], 1, dtype=torch.bool)], 1)
+        c = c + x.shape[0] * torch.diag_embed(unused.double())
         c[~self.keep] = x.shape[0] * torch.eye(psi.shape[-1], dtype=psi.dtype)
         return tau.sum(0), c
