@@ -50,10 +50,13 @@ def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
     printed = out.getvalue()
     assert "reject H0" in printed.splitlines()[0] and "do not reject" not in printed.splitlines()[0]
     assert printed.splitlines()[1].startswith("LSD = ") and "A fits better" in printed.splitlines()[2]
-    value = float(re.match(r"LSD = (\S+) ±", printed.splitlines()[1]).group(1))
+    value, stderr = map(float, re.match(r"LSD = (\S+) ± (\S+) ", printed.splitlines()[1]).groups())
     x, p, q = namespace["x"], namespace["p"], namespace["q"]
     truth = float(sk.optimal_lsd(q.score(x), p.score(x), 0.5).detach())   # E‖s_q − s_p‖²/(2λ): 0.60 here
-    assert 0.5 * truth < value < truth + 0.2, (value, truth)               # a lower bound, not far below
+    # the largest of three noisy lower bounds (here .84 ± .29, the per-coordinate one): never above
+    # the truth by 3 standard errors (the estimate panel's contract), and not far below it
+    assert 0.5 * truth < value < truth + 3 * stderr, (value, stderr, truth)
+    assert stderr < 0.5 * truth, stderr                                   # an error bar that says something
 
 
 def _heldout_log_likelihood(model: sk.models.MLPEnergy, x: torch.Tensor) -> float:

@@ -140,13 +140,8 @@ def gof_test(
         method: a registered method, one of :data:`METHODS` (:mod:`steinkit.gof.registry`;
             ``steinkit test --help`` lists each with its options); None: the registry's
             :data:`~steinkit.gof.registry.DEFAULT_METHOD`, or ``"lsd"`` when ``protocol`` or
-            ``return_critic`` is given. Which to use (docs: *Choosing a test*): the default
-            ``"witnesses"`` when the alternative is unknown (on the power panel it is within noise
-            of, or above, the best single test except where the trained critic alone carries the
-            signal); ``"lsd"`` with ``protocol="sequential"`` for curved dependence or a small
-            scale error when that is the suspicion; ``"ksdagg"`` or ``"ksd-seq"`` for smooth
-            departures in low d; ``"lsd"`` with ``protocol="features"`` for the cheapest test of
-            small perturbations in high d.
+            ``return_critic`` is given. Use the default unless you suspect curved dependence or
+            a small scale error (``protocol="sequential"``); docs: *Choosing a test*.
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
