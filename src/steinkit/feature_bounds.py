@@ -140,8 +140,8 @@ def _linear_class(x: Tensor) -> tuple[Sums, float]:
     return _linear_sums(varying(x)), 0.0
 
 
-def _coordinate_class(x: Tensor, ridge: float) -> tuple[Sums, float]:
-    return CoordinateClass.fit(x).sums, ridge
+def _coordinate_class(x: Tensor, ridge: float, residual: bool = True) -> tuple[Sums, float]:
+    return CoordinateClass.fit(x, residual=residual).sums, ridge
 
 
 def linear_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
@@ -186,5 +186,5 @@ def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups:
         >>> abs(value - float(truth)) < 3 * se
         True
     """
-    classes = {"coordinate": (CoordinateClass.fit(x, residual=residual).sums, ridge)}
+    classes = {"coordinate": _coordinate_class(x, ridge, residual)}
     return _class_lsds(x, s, lam, classes, folds, groups, seed)["coordinate"]
