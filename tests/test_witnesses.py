@@ -45,7 +45,8 @@ def test_linear_witness_is_the_closed_form_of_the_folds_before():
 def test_coordinate_witness_is_the_ridged_closed_form_of_the_folds_before():
     x = torch.randn(400, 3, generator=gen(5), dtype=torch.float64)
     s = -x / (1 + x * x)
-    terms = _coordinate_terms(x, s, 8, ridge=0.1)
+    out = _coordinate_terms(x, s, 8, ridge=0.1, which=("coordinate", "pooled"))
+    terms, pooled = out["coordinate"], out["pooled"]
     m = 50
     cls = CoordinateClass.fit(x[:m])
     tau, psi = cls.terms(x[:3 * m], s[:3 * m])   # the witness of folds 1-3, scoring fold 4
@@ -54,9 +55,15 @@ def test_coordinate_witness_is_the_ridged_closed_form_of_the_folds_before():
     theta = torch.linalg.solve(c, tau.mean(0).unsqueeze(-1)).squeeze(-1)
     expected = torch.einsum("ndk,dk->n", cls.terms(x[3 * m:4 * m], s[3 * m:4 * m])[0], theta)
     torch.testing.assert_close(terms[2], expected)
+    # the pooled witness: one θ for the three coordinates, from their summed coefficients
+    c = torch.einsum("njk,njl->kl", psi, psi) / (3 * m)
+    theta = torch.linalg.solve(c + torch.diag(0.1 * torch.diagonal(c)), tau.mean(0).sum(0))
+    torch.testing.assert_close(pooled[2], torch.einsum("ndk,k->n", cls.terms(x[3 * m:4 * m], s[3 * m:4 * m])[0], theta))
     later = x.clone()
     later[5 * m:] += 1.0   # folds 6-8 changed: the terms of folds 2-5 use folds 1-5 only
-    torch.testing.assert_close(_coordinate_terms(later, s, 8)[:4], terms[:4])
+    again = _coordinate_terms(later, s, 8, which=("coordinate", "pooled"))
+    torch.testing.assert_close(again["coordinate"][:4], terms[:4])
+    torch.testing.assert_close(again["pooled"][:4], pooled[:4])
 
 
 def test_coordinate_member_holds_its_level_and_finds_laplace_tails():
@@ -66,7 +73,7 @@ def test_coordinate_member_holds_its_level_and_finds_laplace_tails():
     for rep in range(300):
         x = torch.randn(400, 4, generator=g, dtype=torch.float64) * 2.0 + 1.0
         zs.append(float(_weighted(torch.tensor([math.sqrt(50) * float(r.mean() / r.std())
-                                                for r in _coordinate_terms(x, -(x - 1.0) / 4.0, 8)]))))
+                                                for r in _coordinate_terms(x, -(x - 1.0) / 4.0, 8)["coordinate"]]))))
     rate = sum(z > 1.645 for z in zs) / len(zs)
     assert rate < 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300), rate
     assert abs(sum(zs) / len(zs)) < 3 / math.sqrt(300) + 0.05
@@ -83,7 +90,8 @@ def test_coordinate_member_leaves_out_features_that_two_valued_coordinates_make_
     x = (torch.rand(400, 3, generator=gen(8)) > 0.5).double()
     cls = CoordinateClass.fit(x)
     assert cls.used[:, 0].all() and not cls.used[:, 1:5].any()
-    assert torch.isfinite(_coordinate_terms(x, -(x - 0.5) / 0.25, 8)).all()
+    out = _coordinate_terms(x, -(x - 0.5) / 0.25, 8, which=("coordinate", "pooled"))
+    assert all(torch.isfinite(t).all() for t in out.values())
     assert CoordinateClass.fit(torch.randn(400, 3, generator=gen(9))).used.all()
 
 

@@ -105,11 +105,30 @@ class CoordinateClass:
         return tau, psi
 
     def sums(self, x: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-        """Σ_i τ_ij (d, K) and Σ_i ψ_ijψ_ijᵀ (d, K, K) over rows x with scores s; a coordinate left
-        out, or a feature not used, has n on Σψψᵀ's diagonal, so its (zero) coefficients solve."""
+        """Σ_i τ_ij (d, K) and Σ_i ψ_ijψ_ijᵀ (d, K, K) over rows x with scores s."""
         tau, psi = self.terms(x, s)
-        c = torch.einsum("njk,njl->jkl", psi, psi)
-        unused = torch.cat([~self.used, torch.zeros(self.used.shape[0], 1, dtype=torch.bool)], 1)
-        c = c + x.shape[0] * torch.diag_embed(unused.double())
-        c[~self.keep] = x.shape[0] * torch.eye(psi.shape[-1], dtype=psi.dtype)
-        return tau.sum(0), c
+        return tau.sum(0), torch.einsum("njk,njl->jkl", psi, psi)
+
+    def witness(self, tau: Tensor, c: Tensor, ridge: float) -> Tensor:
+        """The coefficients θ_j = (C_j + ridge·diag C_j)⁻¹b_j (d, K) from mean Stein coefficients b
+        (d, K) and second moments C (d, K, K), as :meth:`sums` gives them over a number of rows:
+        0 on the coordinates and features left out."""
+        c = c + torch.diag_embed(ridge * torch.diagonal(c, dim1=-2, dim2=-1))
+        out = self._pad(c, torch.diagonal(c, dim1=-2, dim2=-1) <= 0)
+        return torch.linalg.solve(out, tau.unsqueeze(-1)).squeeze(-1)
+
+    def pooled_witness(self, tau: Tensor, c: Tensor, ridge: float) -> Tensor:
+        """One θ (K,) for every coordinate from the same sums: (Σ_j C_j + ridge·diag)⁻¹Σ_j b_j,
+        0 on a feature no coordinate uses (the coordinates left out do not count)."""
+        c, tau = c[self.keep].sum(0), tau[self.keep].sum(0)
+        c = c + torch.diag(ridge * torch.diagonal(c))
+        empty = torch.diagonal(c) <= 0
+        return torch.linalg.solve(c + torch.diag(empty.double()), tau)
+
+    def _pad(self, c: Tensor, empty: Tensor) -> Tensor:
+        """C with 1 on the diagonal of each left-out coordinate, unused or empty feature, so that
+        their (zero) coefficients solve."""
+        left_out = torch.cat([~self.used, torch.zeros(self.used.shape[0], 1, dtype=torch.bool)], 1)
+        left_out = left_out | empty | ~self.keep.unsqueeze(-1)
+        c = torch.where(left_out.unsqueeze(-1) | left_out.unsqueeze(-2), torch.zeros_like(c), c)
+        return c + torch.diag_embed(left_out.double())

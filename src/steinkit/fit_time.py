@@ -288,16 +288,19 @@ def witness_test_seconds(problems: Sequence[Problem], settings: CriticSettings |
     learned = [m for m in ("trained", "features") if m in chosen]
     protocol = "combined" if len(learned) == 2 else "sequential" if learned == ["trained"] else "features"
     total = lsd_test_seconds(problems, settings, protocol, steps=steps) if learned else 0.0
-    if {"linear", "coordinate", "kernel"} & set(chosen):
+    if {"linear", "coordinate", "pooled", "kernel"} & set(chosen):
         score, x, _ = problems[0]
         rows = min(n, _TIMED_ROWS)
         xr = x[:rows].double()
         with torch.no_grad():
             sr = score(xr).double()
             total += _seconds(lambda: score(x[:rows]), 1) / rows * n * len(problems)
-            for name, terms in (("linear", W._linear_terms), ("coordinate", W._coordinate_terms)):
-                if name in chosen:
-                    total += _seconds(lambda: terms(xr, sr, FEATURE_FOLDS), 1) / rows * n * len(problems)
+            if "linear" in chosen:
+                total += _seconds(lambda: W._linear_terms(xr, sr, FEATURE_FOLDS), 1) / rows * n * len(problems)
+            which = [m for m in ("coordinate", "pooled") if m in chosen]
+            if which:
+                total += _seconds(lambda: W._coordinate_terms(xr, sr, FEATURE_FOLDS, which=which),
+                                  1) / rows * n * len(problems)
             if "kernel" in chosen:
                 half = rows // 2  # one earlier fold against one tested fold: half² pairs
                 per_pair = _seconds(lambda: W._kernel_terms(xr, sr, 2, as_kernel(kernel or W.DEFAULT_KERNEL), basis),

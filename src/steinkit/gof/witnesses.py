@@ -61,8 +61,8 @@ from .sequential import _terms as kernel_witness_terms
 __all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS", "WitnessOptions",
            "witness_tests"]
 
-MEMBERS = ("trained", "features", "linear", "coordinate", "kernel")
-DEFAULT_MEMBERS = MEMBERS
+MEMBERS = ("trained", "features", "linear", "coordinate", "pooled", "kernel")
+DEFAULT_MEMBERS = ("trained", "features", "linear", "coordinate", "kernel")
 DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
 """The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
 KERNEL_BASIS = 1024
@@ -131,25 +131,28 @@ def _linear_terms(x: Tensor, s: Tensor, folds: int) -> Tensor:
     return torch.stack(out)
 
 
-def _coordinate_terms(x: Tensor, s: Tensor, folds: int, ridge: float = COORDINATE_RIDGE) -> Tensor:
-    """(folds − 1, m) terms of the per-coordinate class's witness of the folds before each fold:
-    θ_j = (C_j + ridge·diag C_j)⁻¹b_j from their mean τ_j and ψ_jψ_jᵀ (the class fitted to fold 1),
-    read about 2²² feature values at a time."""
+def _coordinate_terms(x: Tensor, s: Tensor, folds: int, ridge: float = COORDINATE_RIDGE,
+                      which: Sequence[str] = ("coordinate",)) -> dict[str, Tensor]:
+    """(folds − 1, m) terms of the per-coordinate class's witnesses of the folds before each fold
+    (the class fitted to fold 1), read about 2²² feature values at a time, for each of ``which``:
+    ``"coordinate"``, θ_j = (C_j + ridge·diag C_j)⁻¹b_j from the past mean τ_j and ψ_jψ_jᵀ, and
+    ``"pooled"``, one θ for all coordinates from their sums (:meth:`CoordinateClass.pooled_witness`)."""
     m = x.shape[0] // folds
     cls = CoordinateClass.fit(x[:m])
+    solvers = {"coordinate": cls.witness, "pooled": lambda b, c, r: cls.pooled_witness(b, c, r).expand_as(b)}
     step = max(1, 2**22 // (x.shape[1] * (N_FEATURES + 1)))
-    tau_sum, c_sum, out = 0.0, 0.0, []
+    tau_sum, c_sum, out = 0.0, 0.0, {name: [] for name in which}
     for k in range(1, folds):
         for lo in range((k - 1) * m, k * m, step):
             tau, c = cls.sums(x[lo:min(lo + step, k * m)], s[lo:min(lo + step, k * m)])
             tau_sum, c_sum = tau_sum + tau, c_sum + c
-        c = c_sum / (k * m)
-        c = c + torch.diag_embed(ridge * torch.diagonal(c, dim1=-2, dim2=-1))
-        theta = torch.linalg.solve(c, (tau_sum / (k * m)).unsqueeze(-1)).squeeze(-1)  # (d, K)
-        out.append(torch.cat([torch.einsum("ndk,dk->n", cls.terms(x[lo:min(lo + step, (k + 1) * m)],
-                                                                  s[lo:min(lo + step, (k + 1) * m)])[0], theta)
-                              for lo in range(k * m, (k + 1) * m, step)]))
-    return torch.stack(out)
+        thetas = torch.stack([solvers[name](tau_sum / (k * m), c_sum / (k * m), ridge) for name in which])
+        fold = [torch.einsum("ndk,wdk->wn", cls.terms(x[lo:min(lo + step, (k + 1) * m)],
+                                                      s[lo:min(lo + step, (k + 1) * m)])[0], thetas)
+                for lo in range(k * m, (k + 1) * m, step)]
+        for name, terms in zip(which, torch.cat(fold, 1)):
+            out[name].append(terms)
+    return {name: torch.stack(rows) for name, rows in out.items()}
 
 
 def _kernel_terms(x: Tensor, s: Tensor, folds: int, kernel: Any, basis: int) -> dict[str, Tensor]:
@@ -225,12 +228,13 @@ def witness_tests(
         for out, terms in zip(per_problem, feats):
             out["features"] = terms
     for out, problem in zip(per_problem, problems):
-        if {"linear", "coordinate", "kernel"} & set(members):
+        if {"linear", "coordinate", "pooled", "kernel"} & set(members):
             x, s = _shuffled(problem)
             if "linear" in members:
                 out["linear"] = _linear_terms(x, s, FEATURE_FOLDS)
-            if "coordinate" in members:
-                out["coordinate"] = _coordinate_terms(x, s, FEATURE_FOLDS)
+            which = [m for m in ("coordinate", "pooled") if m in members]
+            if which:
+                out.update(_coordinate_terms(x, s, FEATURE_FOLDS, which=which))
             if "kernel" in members:
                 cap = positive_int(kernel_points, "kernel_points")  # a prefix keeps the share vectors aligned
                 out.update(_kernel_terms(x[:cap], s[:cap], FEATURE_FOLDS, kernel,
