@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from steinkit.gof.aggregate import max_t_pvalue, studentised
+from steinkit.gof.aggregate import max_normal_pvalue, max_t_pvalue, studentised
 
 from helpers import gen
 
@@ -32,6 +32,27 @@ def test_independent_statistics_get_the_sidak_correction():
     # nearly uncorrelated rows: P(max of 3 independent N(0,1) >= t) = 1 - Φ(t)^3
     exact = 1 - norm.cdf(t_max) ** 3
     assert p == pytest.approx(exact, rel=0.1)
+
+
+def test_weights_split_the_level_in_proportion():
+    z, eye = torch.tensor([2.1, 1.4, 0.3], dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+    # equal weights are the maximum itself, draw for draw
+    assert max_normal_pvalue(z, eye, weights=torch.full((3,), 7.0, dtype=torch.float64), generator=gen(8)) == \
+        max_normal_pvalue(z, eye, generator=gen(8))
+    # independent statistics: P(min Φ̄(Z_i)/ν_i ≤ c) = 1 − Π(1 − c·ν_i), c the observed minimum
+    nu = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    stat, p = max_normal_pvalue(z, eye, weights=nu, generator=gen(9), n_draws=400000)
+    c = float((torch.special.ndtr(-z) / nu).min())
+    exact = 1 - float(torch.prod(1 - (c * nu).clamp(max=1)))
+    assert stat == 2.1 and p == pytest.approx(exact, abs=4 * math.sqrt(exact / 400000))
+    # the share follows the weight: a statistic with a large share rejects where the maximum does not
+    z = torch.tensor([2.2, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    heavy = torch.tensor([5.0, 1.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    eye = torch.eye(6, dtype=torch.float64)
+    assert max_normal_pvalue(z, eye, generator=gen(10))[1] > 0.05 > \
+        max_normal_pvalue(z, eye, weights=heavy, generator=gen(10))[1]
+    with pytest.raises(ValueError, match="weights must be"):
+        max_normal_pvalue(z, eye, weights=torch.zeros(6, dtype=torch.float64))
 
 
 def test_p_values_are_uniform_under_the_null():

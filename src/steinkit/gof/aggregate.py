@@ -91,10 +91,16 @@ def term_correlation(terms: Tensor) -> Tensor:
 
 
 def max_normal_pvalue(
-    z: Tensor, corr: Tensor, *, generator: torch.Generator | None = None, n_draws: int = 20000
+    z: Tensor, corr: Tensor, *, weights: Tensor | None = None, generator: torch.Generator | None = None,
+    n_draws: int = 20000
 ) -> tuple[float, float]:
     """(max z, P(max Z ≥ max z)) for Z ~ N(0, corr), from ``n_draws`` Gaussian draws (on the
     generator's device); the p-value is (1 + #exceedances) / (1 + n_draws).
+
+    With ``weights`` ν (positive, one per statistic; their scale does not matter) the test
+    rejects for small min_i Φ̄(z_i)/ν_i instead, so that statistic i gets a share of the level in
+    proportion to ν_i (equal ν is the maximum); it returns the z of the statistic that attains
+    the minimum and P(min_i Φ̄(Z_i)/ν_i ≤ the observed one).
 
     Example:
         >>> z_max, p = max_normal_pvalue(torch.tensor([1.0, 1.0]), torch.ones(2, 2), n_draws=100000,
@@ -108,10 +114,18 @@ def max_normal_pvalue(
     if corr.shape != (z.shape[0], z.shape[0]):
         m = z.shape[0]
         raise ValueError(f"corr must be ({m}, {m}) for {m} statistics, got {tuple(corr.shape)}")
-    z_max = float(z.max())
+    if weights is not None:
+        weights = weights.detach().to("cpu", torch.float64)
+        if weights.shape != z.shape or not bool((weights > 0).all()) or not bool(torch.isfinite(weights).all()):
+            raise ValueError(f"weights must be {z.shape[0]} positive finite numbers, got {weights.tolist()}")
     evals, evecs = torch.linalg.eigh(corr)
     root = evecs * evals.clamp(min=0.0).sqrt()
     device = "cpu" if generator is None else generator.device
     draws = torch.randn(n_draws, z.shape[0], generator=generator, dtype=torch.float64, device=device).cpu() @ root.T
-    exceed = int((draws.max(1).values >= z_max).sum())
-    return z_max, (1 + exceed) / (1 + n_draws)
+    if weights is None:
+        z_max = float(z.max())
+        return z_max, (1 + int((draws.max(1).values >= z_max).sum())) / (1 + n_draws)
+    scaled = torch.special.ndtr(-z) / weights
+    observed = float(scaled.min())
+    exceed = int(((torch.special.ndtr(-draws) / weights).min(1).values <= observed).sum())
+    return float(z[scaled.argmin()]), (1 + exceed) / (1 + n_draws)
