@@ -7,7 +7,11 @@ block (the same seed as the test). This prints, for each cell of the chosen half
 rate of every subset, and per subset its worst shortfall against the best single competitor
 (KSDAgg, KSD-Seq, the learned sequential protocol) in standard errors.
 
+``--weights`` scores weighted families instead (each family's share of the level, as
+``witness_tests(weights=...)``; a family left out or at 0 is not in the test).
+
 Usage: python benchmarks/power_panel_members.py STORE [--half tuning] [--method witnesses@TAG] [--largest 10]
+       [--weights trained=5,features=1,linear=1,coordinate=1,kernel=2 ...]
 """
 
 from __future__ import annotations
@@ -24,15 +28,14 @@ from power_panel import ALPHA, HALVES, Store
 from steinkit.gof.aggregate import max_normal_pvalue
 
 COMPETITORS = ("ksdagg", "ksd-seq", "lsd:sequential")
-GROUPS = {"trained": ("trained",), "features": ("features",), "linear": ("linear",), "coordinate": ("coordinate",),
-          "kernel": None}
 
 
 def member_groups(names: list[str]) -> dict[str, list[int]]:
-    """The families' statistic indices (the kernel family has one statistic per bandwidth)."""
+    """The families' statistic indices (the kernel family has one statistic per bandwidth,
+    "kernel 0.25" and so on)."""
     out: dict[str, list[int]] = {}
     for i, name in enumerate(names):
-        out.setdefault(name if name in GROUPS and GROUPS[name] else "kernel", []).append(i)
+        out.setdefault(name.split(" ")[0], []).append(i)
     return out
 
 
@@ -45,12 +48,42 @@ def subset_pvalue(row: dict, subset: tuple[str, ...]) -> float:
     return max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(row["rep"] + 3))[1]
 
 
+def weighted_pvalue(row: dict, weights: dict[str, float]) -> float:
+    """The p-value of the test over the families with a positive weight, each with that share of
+    the level split equally among its statistics (as ``witness_tests(weights=...)``)."""
+    names = list(row["members"]["statistics"])
+    idx, nu = [], []
+    for fam, ids in member_groups(names).items():
+        if weights.get(fam, 0.0) > 0:
+            idx += ids
+            nu += [weights[fam] / len(ids)] * len(ids)
+    z = torch.tensor([row["members"]["statistics"][names[i]] for i in idx], dtype=torch.float64)
+    corr = torch.tensor(row["members"]["correlation"], dtype=torch.float64)[idx][:, idx]
+    return max_normal_pvalue(z, corr, weights=torch.tensor(nu, dtype=torch.float64),
+                             generator=torch.Generator().manual_seed(row["rep"] + 3))[1]
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """"trained=5,kernel=2" -> {"trained": 5.0, "kernel": 2.0}.
+
+    Example:
+        >>> parse_weights("trained=5,kernel=2")
+        {'trained': 5.0, 'kernel': 2.0}
+    """
+    try:
+        return {k: float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise SystemExit(f"--weights must look like trained=5,kernel=2, got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path)
     parser.add_argument("--half", default="tuning", choices=tuple(HALVES))
     parser.add_argument("--method", default="witnesses", help="the stored method whose members to score (METHOD@TAG)")
     parser.add_argument("--largest", type=int, default=10, help="how many subsets to list at the end, the best first")
+    parser.add_argument("--weights", nargs="+", type=parse_weights, default=None, metavar="NAME=W,...",
+                        help="score these weightings of the families instead of every unweighted subset")
     args = parser.parse_args()
     store = Store(args.store)
     store.refresh()
@@ -58,7 +91,12 @@ def main() -> None:
     if seen is None:
         raise SystemExit(f"no {args.method} rows with members in {args.store}")
     families = list(member_groups(list(seen["members"]["statistics"])))
-    subsets = [s for k in range(1, len(families) + 1) for s in itertools.combinations(families, k)]
+    if args.weights:
+        subsets = [tuple(f"{k}={v:g}" for k, v in w.items()) for w in args.weights]
+        score = {s: (lambda r, w=w: weighted_pvalue(r, w)) for s, w in zip(subsets, args.weights)}
+    else:
+        subsets = [s for k in range(1, len(families) + 1) for s in itertools.combinations(families, k)]
+        score = {s: (lambda r, s=s: subset_pvalue(r, s)) for s in subsets}
     worst = {s: math.inf for s in subsets}
     for cell in HALVES[args.half]:
         rows = [r for r in store.rows if r["cell_key"] == cell.key]
@@ -73,7 +111,7 @@ def main() -> None:
                 best_se = math.sqrt(max(best * (1 - best), 1e-4) / len(rs))
         rates = {}
         for s in subsets:
-            rate = sum(subset_pvalue(r, s) < ALPHA for r in wit) / len(wit)
+            rate = sum(score[s](r) < ALPHA for r in wit) / len(wit)
             se = math.sqrt(max(rate * (1 - rate), 1e-4) / len(wit))
             rates[s] = rate
             if not cell.null:

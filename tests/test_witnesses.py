@@ -11,6 +11,7 @@ from steinkit.gof.lsd import _weighted
 from steinkit.gof.outcome import normal_sf
 from steinkit.gof.sequential import sequential_witness_test
 from steinkit.coordinate_class import CoordinateClass
+from steinkit.gof.aggregate import max_normal_pvalue
 from steinkit.gof.witnesses import _coordinate_terms, _linear_terms, _outcome, witness_tests
 from steinkit.scores import as_score
 
@@ -19,14 +20,33 @@ from helpers import gen
 
 def test_one_member_gives_the_normal_p_value_and_copies_cost_nothing():
     terms = torch.randn(7, 50, generator=gen(1), dtype=torch.float64) + 0.2
-    alone = _outcome({"a": terms}, 400, seed=0)
+    alone = _outcome({"a": terms}, 400, seed=0, weights={"a": 1.0})
     z = float(_weighted(torch.tensor([math.sqrt(50) * float(r.mean() / r.std()) for r in terms],
                                      dtype=torch.float64)))
     assert alone.statistic == pytest.approx(z)
     assert alone.pvalue == pytest.approx(normal_sf(z), abs=0.01)   # 20000 Gaussian draws
-    twice = _outcome({"a": terms, "b": terms.clone()}, 400, seed=0)
+    twice = _outcome({"a": terms, "b": terms.clone()}, 400, seed=0, weights={"a": 1.0, "b": 3.0})
     assert twice.details["correlation"][0][1] == pytest.approx(1.0)
-    assert twice.pvalue == pytest.approx(alone.pvalue, abs=0.01)
+    assert twice.pvalue == pytest.approx(alone.pvalue, abs=0.01)   # whatever the shares
+
+
+def test_weights_give_each_member_its_share_and_a_members_statistics_split_it():
+    g = gen(11)
+    members = {"a": torch.randn(7, 50, generator=g, dtype=torch.float64) + 0.25,
+               "kernel 1": torch.randn(7, 50, generator=g, dtype=torch.float64),
+               "kernel 2": torch.randn(7, 50, generator=g, dtype=torch.float64)}
+    out = _outcome(members, 400, seed=0, weights={"a": 3.0, "kernel": 1.0})
+    assert out.details["weights"] == {"a": 3.0, "kernel 1": 0.5, "kernel 2": 0.5}
+    equal = _outcome(members, 400, seed=0, weights={"a": 1.0, "kernel": 2.0})   # 1 per statistic: the maximum
+    z = torch.tensor(list(equal.details["statistics"].values()), dtype=torch.float64)
+    corr = torch.tensor(equal.details["correlation"], dtype=torch.float64)
+    assert equal.pvalue == max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(3))[1]
+    assert out.pvalue < equal.pvalue   # the strong member's larger share
+    x = torch.randn(200, 2, generator=g)
+    with pytest.raises(ValueError, match="weights must give every chosen member"):
+        witness_tests([(as_score(lambda z: -z), x, 0)], members=["linear", "kernel"], weights={"linear": 1.0})
+    with pytest.raises(ValueError, match="weights"):
+        witness_tests([(as_score(lambda z: -z), x, 0)], members=["linear"], weights={"linear": 0.0})
 
 
 def test_linear_witness_is_the_closed_form_of_the_folds_before():

@@ -14,6 +14,8 @@ scores fold k + 1 with a witness built from folds 1..k only:
   :class:`~steinkit.coordinate_class.CoordinateClass` (fitted to fold 1: per-coordinate rescalings,
   steps, an even term and radial shrinkage), θ_j = (C_j + ridge·diag C_j)⁻¹b_j from the past
   folds' mean Stein coefficients b_j and second moments C_j (8 folds): heavy or light tails, skew;
+* ``"pooled"``: the same class with one θ for every coordinate, (Σ_j C_j + ridge·diag)⁻¹Σ_j b_j:
+  8 coefficients, so it finds a misfit that all coordinates share (a scale error) from fewer points;
 * ``"kernel"``: the kernel Stein witness mean_past u(x_j, ·) of :mod:`steinkit.gof.sequential`
   over IMQ bandwidths 2^ℓ·λ_med, ℓ = −5..0 (λ_med from fold 1), one statistic per bandwidth (8 folds
   of the first :data:`KERNEL_POINTS` shuffled points, each witness of at most :data:`KERNEL_BASIS`
@@ -24,22 +26,24 @@ terms, w_k = √(k − 1)): given the past, each fold's terms have mean zero und
 N(0, 1), and the members' z tend jointly to N(0, R). R is estimated point by point: each z is a
 sum over the shuffled points of shares w_k(h_i − h̄_k)/(√m σ_k); the inner product of two members'
 share vectors estimates their correlation (the eighths nest in the quarters, so trained and 8-fold
-members share points). The test rejects for max z with the p-value of the maximum under R̂
-(:func:`~steinkit.gof.aggregate.max_normal_pvalue`).
+members share points). Each member has a share of the level (:data:`DEFAULT_WEIGHTS`, split
+equally among its statistics): the test rejects for small min_i Φ̄(z_i)/ν_i, with its p-value
+under R̂ (:func:`~steinkit.gof.aggregate.max_normal_pvalue`); its statistic is that member's z.
 
 Example:
     >>> import torch
     >>> from steinkit.scores import as_score
     >>> x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0)) * 1.3
     >>> out = witness_tests([(as_score(lambda z: -z), x, 0)], n_iters=60, hidden=16)[0]
-    >>> out.pvalue < 0.05, len(out.details["statistics"])     # trained, features, linear, coordinate, 6 kernels
-    (True, 10)
+    >>> out.pvalue < 0.05, len(out.details["statistics"])     # trained, features, linear, coordinate, pooled, 6 kernels
+    (True, 11)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -51,18 +55,23 @@ from ..heldout import Problem
 from ..kernels import IMQ, Bandwidths, as_kernel
 from ..prequential import fit_sequential_critics, sequential_feature_terms
 from ..settings import LEARNED_TEST, CriticSettings, settings_from
-from ..validation import flag, one_of, positive_int, wrong_type
+from ..validation import flag, one_of, positive_float, positive_int, wrong_type
 from .aggregate import max_normal_pvalue
 from .options import SettingsDefault, with_settings_fields
 from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _contributions, _fold_statistics, _weighted
 from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
-__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS", "WitnessOptions",
+__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_WEIGHTS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS", "WitnessOptions",
            "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "coordinate", "pooled", "kernel")
-DEFAULT_MEMBERS = ("trained", "features", "linear", "coordinate", "kernel")
+DEFAULT_MEMBERS = MEMBERS
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"trained": 6.0, "features": 1.0, "linear": 1.0, "coordinate": 1.0, "pooled": 1.0, "kernel": 2.0})
+"""Each member's share of the level, relative to the others chosen (a member's statistics split
+its share equally): half to the trained critic, the most flexible class, a sixth to the kernel
+witness's bandwidths, a twelfth to each closed-form class."""
 DEFAULT_KERNEL = IMQ(bandwidth=Bandwidths.powers_of_two(-5, 0))
 """The kernel member's kernel: IMQ at 2^ℓ·λ_med, ℓ = −5..0, as KSD-Seq."""
 KERNEL_BASIS = 1024
@@ -76,6 +85,8 @@ class _WitnessCall:
     """The witness test's options other than the critic settings (checked when made)."""
 
     members: tuple[str, ...] = field(default=DEFAULT_MEMBERS, metadata={"help": f"the witness families, of {MEMBERS}"})
+    weights: Mapping[str, float] | None = field(default=None, metadata={
+        "help": "each member's share of the level, relative to the others chosen (default DEFAULT_WEIGHTS)"})
     kernel: Any = field(default=DEFAULT_KERNEL, metadata={
         "help": "the kernel member's Stein kernel (steinkit.kernels; default IMQ at 2^-5..2^0 times the median "
                 "distance)"})
@@ -92,6 +103,7 @@ class _WitnessCall:
             raise wrong_type("members", f"a sequence of names from {MEMBERS}", self.members)
         for m in self.members:
             one_of(m, "members", MEMBERS)
+        _member_weights(self.weights, self.members)
         flag(self.progress, "progress")
         positive_int(self.kernel_basis, "kernel_basis")
         positive_int(self.kernel_points, "kernel_points")
@@ -101,8 +113,21 @@ class _WitnessCall:
 
 WitnessOptions = with_settings_fields("WitnessOptions", _WitnessCall, CriticSettings,
                                       SettingsDefault("LEARNED_TEST's"), __name__)
-WitnessOptions.__doc__ = """The options of the witness-family test (:func:`witness_tests`): members, kernel,
+WitnessOptions.__doc__ = """The options of the witness-family test (:func:`witness_tests`): members, weights, kernel,
 kernel_basis, kernel_points, settings, progress, and every :class:`~steinkit.settings.CriticSettings` field (default: LEARNED_TEST's)."""
+
+
+def _member_weights(weights: Mapping[str, float] | None, members: Sequence[str]) -> dict[str, float]:
+    """The chosen members' weights (``weights`` or :data:`DEFAULT_WEIGHTS`), checked: each a positive number."""
+    chosen = DEFAULT_WEIGHTS if weights is None else weights
+    if not isinstance(chosen, Mapping):
+        raise wrong_type("weights", f"a mapping from member names of {MEMBERS} to positive numbers", weights)
+    for name in chosen:
+        one_of(name, "weights", MEMBERS)
+    missing = [m for m in members if m not in chosen]
+    if missing:
+        raise ValueError(f"weights must give every chosen member a weight; missing {missing}")
+    return {m: positive_float(chosen[m], f"weights[{m!r}]") for m in members}
 
 
 def _shuffled(problem: Problem) -> tuple[Tensor, Tensor]:
@@ -168,18 +193,20 @@ def _kernel_terms(x: Tensor, s: Tensor, folds: int, kernel: Any, basis: int) -> 
     return {f"kernel {float(k.bandwidth):.4g}": t for k, t in zip(kernels, terms)}
 
 
-def _outcome(members: dict[str, Tensor], n: int, seed: int) -> TestOutcome:
+def _outcome(members: dict[str, Tensor], n: int, seed: int, weights: Mapping[str, float]) -> TestOutcome:
     names = list(members)
     fold_t = {name: _fold_statistics(terms) for name, terms in members.items()}
     z = torch.stack([_weighted(fold_t[name]) for name in names])
     shares = torch.stack([_contributions(members[name], n) for name in names])
     corr = shares @ shares.T
-    z_max, p = max_normal_pvalue(z, corr, generator=torch.Generator().manual_seed(seed + 3))
-    strongest = names[int(z.argmax())]
+    family = [name.split(" ")[0] for name in names]  # "kernel 0.25" belongs to the kernel member
+    nu = torch.tensor([weights[f] / family.count(f) for f in family], dtype=torch.float64)
+    z_top, p = max_normal_pvalue(z, corr, weights=nu, generator=torch.Generator().manual_seed(seed + 3))
+    strongest = names[int((torch.special.ndtr(-z) / nu).argmin())]
     details = {"protocol": "witnesses", "members": names, "statistics": dict(zip(names, z.tolist())),
-               "strongest": strongest, "correlation": corr.tolist(),
+               "strongest": strongest, "correlation": corr.tolist(), "weights": dict(zip(names, nu.tolist())),
                "folds": {name: terms.shape[0] + 1 for name, terms in members.items()}}
-    return TestOutcome(statistic=z_max, pvalue=p, details=details)
+    return TestOutcome(statistic=z_top, pvalue=p, details=details)
 
 
 def witness_tests(
@@ -187,6 +214,7 @@ def witness_tests(
     settings: CriticSettings | None = None,
     *,
     members: Sequence[str] = DEFAULT_MEMBERS,
+    weights: Mapping[str, float] | None = None,
     kernel: Any = DEFAULT_KERNEL,
     kernel_basis: int = KERNEL_BASIS,
     kernel_points: int = KERNEL_POINTS,
@@ -201,6 +229,8 @@ def witness_tests(
             :data:`~steinkit.settings.LEARNED_TEST`; the features member takes its width with
             one hidden layer).
         members: which witness families to aggregate, a subset of :data:`MEMBERS`.
+        weights: each member's share of the level, relative to the others chosen (default
+            :data:`DEFAULT_WEIGHTS`); a member's statistics (the kernel's bandwidths) split its share.
         kernel: the kernel member's Stein kernel (a collection of bandwidths for several statistics).
         kernel_basis: the kernel member's witness of the earlier folds uses at most this many of
             their points (the first; the data are shuffled), so its cost grows as n·kernel_basis.
@@ -210,12 +240,14 @@ def witness_tests(
         **overrides: :class:`~steinkit.settings.CriticSettings` fields to change.
 
     Returns:
-        One outcome per problem: the largest member statistic, its level-corrected p-value, and
-        details (each member's statistic, the strongest member, their estimated correlation).
+        One outcome per problem: the z of the member with the smallest weighted p-value, the
+        level-corrected p-value, and details (each member's statistic and weight, the strongest
+        member, their estimated correlation).
     """
     members = [one_of(m, "members", MEMBERS) for m in members]
     if not members:
         raise ValueError(f"members must name at least one of {MEMBERS}")
+    nu = _member_weights(weights, members)
     cfg = settings_from(settings, LEARNED_TEST, overrides, extra=", or members, kernel, progress")
     kernel = as_kernel(kernel)
     n = problems[0][1].shape[0]
@@ -243,4 +275,4 @@ def witness_tests(
             if not bool(torch.isfinite(terms).all()):
                 raise FloatingPointError(f"the {name} witness's Stein terms are not finite: check the model's scores "
                                          "for inf/NaN, or rescale the data")
-    return [_outcome(out, n, seed) for out, (_, _, seed) in zip(per_problem, problems)]
+    return [_outcome(out, n, seed, nu) for out, (_, _, seed) in zip(per_problem, problems)]
