@@ -84,3 +84,27 @@ def test_a_tiny_run_resumes_and_reports(tmp_path):
     text = report.read_text()
     assert "| laplace |" in text and "*null*" in text and "CPU seconds per test" in text
     assert figure.stat().st_size > 0
+
+
+def test_member_scoring_reproduces_the_witness_test_from_a_stored_row():
+    # a row keeps the members' statistics and correlation: the default's p-value, and that of any
+    # subset or weighting, is recomputed from it exactly (power_panel_members.py)
+    from types import SimpleNamespace
+
+    import torch
+
+    import steinkit as sk
+    from power_panel_members import member_groups, subset_pvalue, weighted_pvalue
+    from steinkit.gof.witnesses import DEFAULT_WEIGHTS
+
+    x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0)) * 1.1
+    model = sk.models.Gaussian(torch.zeros(3), torch.eye(3))
+    row = {**pp.run_test(SimpleNamespace(model=model), x, "witnesses", 4), "rep": 4}
+    names = list(row["members"]["statistics"])
+    assert set(member_groups(names)) == set(DEFAULT_WEIGHTS)
+    assert weighted_pvalue(row, dict(DEFAULT_WEIGHTS)) == row["pvalue"]
+    even = {f: float(len(ids)) for f, ids in member_groups(names).items()}   # one per statistic
+    assert weighted_pvalue(row, even) == subset_pvalue(row, tuple(even))
+    alone = sk.gof_test(model, x, method="witnesses", seed=4, members=["linear", "kernel"],
+                        weights={"linear": 1.0, "kernel": 6.0}, n_iters=1)
+    assert subset_pvalue(row, ("linear", "kernel")) == alone.pvalue

@@ -140,8 +140,8 @@ def gof_test(
         method: a registered method, one of :data:`METHODS` (:mod:`steinkit.gof.registry`;
             ``steinkit test --help`` lists each with its options); None: the registry's
             :data:`~steinkit.gof.registry.DEFAULT_METHOD`, or ``"lsd"`` when ``protocol`` or
-            ``return_critic`` is given. Use the default unless you suspect curved dependence or
-            a small scale error (``protocol="sequential"``); docs: *Choosing a test*.
+            ``return_critic`` is given. Use the default; if you expect curved dependence
+            and nothing else, ``protocol="sequential"`` is a little stronger; docs: *Choosing a test*.
         alpha: test level in (0, 1).
         seed: seed for every random choice (splits, initialisation, probes, bootstrap).
         generator: a ``torch.Generator`` to draw that seed from instead (the call advances it).
