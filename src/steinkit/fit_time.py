@@ -15,7 +15,7 @@ closed-form pieces, and the model's score per row; then it counts them as the ca
   (4 folds, a third of the steps each, on the folds so far), the random-feature witness (8 folds),
   or the held-out protocols' single fit with their validations.
 * :func:`witness_test_seconds` (the default test): the LSD test's trained and random-feature
-  members, plus the linear, per-coordinate and kernel witnesses of the shuffled points.
+  members, plus the linear, per-coordinate (and pooled) and kernel witnesses of the shuffled points.
 
 Everything is timed on copies (its own critic, optimiser and generators), nothing is drawn from
 torch's global generator, so the call that follows is unchanged.

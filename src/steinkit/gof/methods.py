@@ -45,8 +45,9 @@ register(GofMethod("ksdagg-inc", "KSDAgg with incomplete U-statistics over R = 2
 register(GofMethod("ksd-seq", "sequential kernel Stein witness test: each of 8 folds tested by the witness of the "
                               "folds before it, over 6 bandwidths", sequential_witness_test,
                    statistic=f"the largest over bandwidths of the weighted fold z statistics; {_LARGER}"))
-register(GofMethod("witnesses", "trained critic, random-feature critic, linear, per-coordinate and kernel Stein "
-                                "witnesses scored on the same folds, one level-corrected weighted maximum", witness_tests, WitnessOptions,
+register(GofMethod("witnesses", "trained critic, random-feature critic, linear, per-coordinate, pooled per-coordinate "
+                                "and kernel Stein witnesses scored on the same folds, one level-corrected weighted "
+                                "maximum", witness_tests, WitnessOptions,
                    batched=True, statistic=f"the standardised fold statistic (z) of the member with the smallest p-value over its share of the level; {_LARGER}"))
 
 BUILTIN: tuple[str, ...] = tuple(registered())

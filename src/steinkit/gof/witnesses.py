@@ -62,8 +62,8 @@ from .lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _contributions
 from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
-__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_WEIGHTS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS", "WitnessOptions",
-           "witness_tests"]
+__all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_WEIGHTS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS",
+           "WitnessOptions", "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "coordinate", "pooled", "kernel")
 DEFAULT_MEMBERS = MEMBERS
