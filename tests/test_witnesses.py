@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from steinkit.gof.lsd import _weighted
+from steinkit.gof.lsd import _fold_statistics, _weighted
 from steinkit.gof.outcome import normal_sf
 from steinkit.gof.sequential import sequential_witness_test
 from steinkit.coordinate_class import CoordinateClass
@@ -86,22 +86,28 @@ def test_coordinate_witness_is_the_ridged_closed_form_of_the_folds_before():
     torch.testing.assert_close(again["pooled"][:4], pooled[:4])
 
 
-def test_coordinate_member_holds_its_level_and_finds_laplace_tails():
-    # under H0 its z is N(0, 1): Gaussian data against their model, 300 data sets
+def test_coordinate_members_hold_their_level_and_find_laplace_tails():
+    # under H0 each z is N(0, 1): Gaussian data against their model, 300 data sets
     g = gen(6)
-    zs = []
+    zs = {"coordinate": [], "pooled": []}
     for rep in range(300):
         x = torch.randn(400, 4, generator=g, dtype=torch.float64) * 2.0 + 1.0
-        zs.append(float(_weighted(torch.tensor([math.sqrt(50) * float(r.mean() / r.std())
-                                                for r in _coordinate_terms(x, -(x - 1.0) / 4.0, 8)["coordinate"]]))))
-    rate = sum(z > 1.645 for z in zs) / len(zs)
-    assert rate < 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300), rate
-    assert abs(sum(zs) / len(zs)) < 3 / math.sqrt(300) + 0.05
+        for name, terms in _coordinate_terms(x, -(x - 1.0) / 4.0, 8, which=tuple(zs)).items():
+            zs[name].append(float(_weighted(torch.tensor([math.sqrt(50) * float(r.mean() / r.std()) for r in terms]))))
+    for name, z in zs.items():
+        rate = sum(v > 1.645 for v in z) / len(z)
+        assert rate < 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300), (name, rate)
+        assert abs(sum(z) / len(z)) < 3 / math.sqrt(300) + 0.05, name
     # Laplace data (unit variance) against N(0, I): the steps tanh(k z) hold the optimal critic
     u = torch.rand(400, 10, generator=gen(7), dtype=torch.float64) - 0.5
     lap = -(2**-0.5) * u.sign() * torch.log1p(-2 * u.abs())   # inverse CDF, scale 1/√2
     out = witness_tests([(as_score(lambda z: -z), lap, 0)], members=["coordinate"])[0]
     assert out.statistic > 3 and out.pvalue < 0.01
+    # a scale error all 30 coordinates share (×1.08): one pooled θ finds it, 8 per coordinate hardly
+    x = torch.randn(800, 30, generator=gen(12), dtype=torch.float64) * 1.08
+    terms = _coordinate_terms(x, -x, 8, which=("coordinate", "pooled"))
+    z = {k: float(_weighted(_fold_statistics(v))) for k, v in terms.items()}
+    assert z["pooled"] > 5 and z["pooled"] > 2 * z["coordinate"], z
 
 
 def test_coordinate_member_leaves_out_features_that_two_valued_coordinates_make_zero():
