@@ -26,6 +26,7 @@ import torch
 
 from power_panel import ALPHA, HALVES, Store
 from steinkit.gof.aggregate import max_normal_pvalue
+from steinkit.gof.witnesses import statistic_weights
 
 COMPETITORS = ("ksdagg", "ksd-seq", "lsd:sequential")
 
@@ -52,14 +53,10 @@ def weighted_pvalue(row: dict, weights: dict[str, float]) -> float:
     """The p-value of the test over the families with a positive weight, each with that share of
     the level split equally among its statistics (as ``witness_tests(weights=...)``)."""
     names = list(row["members"]["statistics"])
-    idx, nu = [], []
-    for fam, ids in member_groups(names).items():
-        if weights.get(fam, 0.0) > 0:
-            idx += ids
-            nu += [weights[fam] / len(ids)] * len(ids)
+    idx = [i for fam, ids in member_groups(names).items() if weights.get(fam, 0.0) > 0 for i in ids]
     z = torch.tensor([row["members"]["statistics"][names[i]] for i in idx], dtype=torch.float64)
     corr = torch.tensor(row["members"]["correlation"], dtype=torch.float64)[idx][:, idx]
-    return max_normal_pvalue(z, corr, weights=torch.tensor(nu, dtype=torch.float64),
+    return max_normal_pvalue(z, corr, weights=statistic_weights([names[i] for i in idx], weights),
                              generator=torch.Generator().manual_seed(row["rep"] + 3))[1]
 
 

@@ -63,7 +63,7 @@ from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
 __all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_WEIGHTS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS",
-           "WitnessOptions", "witness_tests"]
+           "WitnessOptions", "statistic_weights", "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "coordinate", "pooled", "kernel")
 DEFAULT_MEMBERS = MEMBERS
@@ -128,6 +128,18 @@ def _member_weights(weights: Mapping[str, float] | None, members: Sequence[str])
     if missing:
         raise ValueError(f"weights must give every chosen member a weight; missing {missing}")
     return {m: positive_float(chosen[m], f"weights[{m!r}]") for m in members}
+
+
+def statistic_weights(names: Sequence[str], weights: Mapping[str, float]) -> Tensor:
+    """Each statistic's weight: its member's weight split equally among that member's statistics
+    (a statistic "kernel 0.25" belongs to the member "kernel").
+
+    Example:
+        >>> statistic_weights(["trained", "kernel 0.5", "kernel 1"], {"trained": 2.0, "kernel": 1.0}).tolist()
+        [2.0, 0.5, 0.5]
+    """
+    family = [name.split(" ")[0] for name in names]
+    return torch.tensor([weights[f] / family.count(f) for f in family], dtype=torch.float64)
 
 
 def _shuffled(problem: Problem) -> tuple[Tensor, Tensor]:
@@ -199,8 +211,7 @@ def _outcome(members: dict[str, Tensor], n: int, seed: int, weights: Mapping[str
     z = torch.stack([_weighted(fold_t[name]) for name in names])
     shares = torch.stack([_contributions(members[name], n) for name in names])
     corr = shares @ shares.T
-    family = [name.split(" ")[0] for name in names]  # "kernel 0.25" belongs to the kernel member
-    nu = torch.tensor([weights[f] / family.count(f) for f in family], dtype=torch.float64)
+    nu = statistic_weights(names, weights)
     z_top, p = max_normal_pvalue(z, corr, weights=nu, generator=torch.Generator().manual_seed(seed + 3))
     strongest = names[int((torch.special.ndtr(-z) / nu).argmin())]
     details = {"protocol": "witnesses", "members": names, "statistics": dict(zip(names, z.tolist())),
