@@ -13,7 +13,9 @@ estimate was chosen (Gaussian mean, scale up and down, correlation, the RBM, Stu
 anisotropic scale, Laplace data, a two-mode mixture against one mode, a model with too heavy
 tails: the last four were the first held-out half, moved here once looked at); ``heldout`` holds
 families that were not looked at until the defaults were fixed (skew-normal and sinh-arcsinh
-data, a banana, an AR(1) model, a mixture missing a mode). The report gives the two halves apart.
+data, a banana, an AR(1) model, a mixture missing a mode); ``fresh`` holds families added once
+that half had been looked at (a sin-perturbed density, a mixture with tilted weights), to judge
+later choices on. The report gives the three groups apart.
 
 Results go to a JSON-lines store (one line per finished cell), so an interrupted run resumes and
 a second process may share the store. ``--report`` writes the markdown tables and a figure.
@@ -59,8 +61,15 @@ HELDOUT = [
     ("ar1-model", "gaussian-ar1", {"rho": 0.5, "side": "model"}),
     ("missing-mode", "mixture-missing", {"weight": 0.2}),
 ]
-HALVES = {"tuning": TUNING, "heldout": HELDOUT, "all": TUNING + HELDOUT}
+# added 2026-12-07 (third session), after the held-out half had been looked at: families no choice has seen
+FRESH = [
+    ("sin-perturbed", "sin-perturbed", {"eps": 0.5, "omega": 2.0}),
+    ("mixture-weights", "mixture-weights", {"tilt": 0.5}),
+]
+HALVES = {"tuning": TUNING, "heldout": HELDOUT, "fresh": FRESH, "all": TUNING + HELDOUT + FRESH}
+GROUPS = (("tuning", TUNING), ("held-out", HELDOUT), ("fresh held-out", FRESH))
 LAM = 0.5
+RATIO_SHOWN = (-0.5, 3.0)  # the figure's range of estimate/truth: tiny truths give ratios of 100s
 
 
 def problem(family: str, params: dict, d: int) -> P.Problem:
@@ -151,7 +160,7 @@ def report(args: argparse.Namespace) -> None:
              "than 3 standard errors. Command: `python benchmarks/estimate_panel.py STORE --half all` then "
              "`--report`.", ""]
     summary = {}
-    for half, families in (("tuning", TUNING), ("held-out", HELDOUT)):
+    for half, families in GROUPS:
         names = {f[0] for f in families}
         part = [r for r in rows if r["name"] in names]
         if not part:
@@ -164,7 +173,7 @@ def report(args: argparse.Namespace) -> None:
         summary[half] = {"cells": len(part), "right": sum(j[0] for j in judged), "over": sum(j[1] for j in judged),
                          "within_10pct": within10, "worst_ratio": min(ratios), "worst": worst,
                          "max_ratio": max(ratios)}
-        lines += [f"## {half.capitalize()} families ({len(part)} estimates)", "",
+        lines += [f"## {half[0].upper() + half[1:]} families ({len(part)} estimates)", "",
                   f"- right: {summary[half]['right']}/{len(part)}; over: {summary[half]['over']}; within 10%: "
                   f"{within10:.0%}; estimate/truth from {min(ratios):.3f} to {max(ratios):.3f}; worst wrong cell: "
                   f"{worst['name']} d = {worst['d']}, n = {worst['n']} ({worst['value']:.4g} ± {worst['stderr']:.2g} "
@@ -194,19 +203,23 @@ def _figure(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, (title, families) in zip(axes, (("tuning families", TUNING), ("held-out families", HELDOUT))):
+    fig, axes = plt.subplots(1, len(GROUPS), figsize=(5 * len(GROUPS), 4), sharey=True)
+    for ax, (title, families) in zip(axes, ((f"{name} families", families) for name, families in GROUPS)):
         for i, (name, _, _) in enumerate(families):
             part = [r for r in rows if r["name"] == name and r["truth"] > 0]
-            ax.scatter([r["n"] * (1 + 0.06 * i) for r in part], [r["value"] / r["truth"] for r in part],
-                       s=[8 + r["d"] / 3 for r in part], label=name, alpha=0.7)
+            ratios = [min(max(r["value"] / r["truth"], RATIO_SHOWN[0]), RATIO_SHOWN[1]) for r in part]
+            ax.scatter([r["n"] * (1 + 0.06 * i) for r in part], ratios, s=[8 + r["d"] / 3 for r in part],
+                       label=name, alpha=0.7)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.axhspan(0.85, 1.15, color="0.9", zorder=0)
+        ax.set_ylim(RATIO_SHOWN[0] - 0.1, RATIO_SHOWN[1] + 0.1)
         ax.set_xscale("log")
+        ax.set_xticks(sorted({r["n"] for r in rows}), [str(n) for n in sorted({r["n"] for r in rows})])
+        ax.minorticks_off()
         ax.set_xlabel("n (marker size: d)")
         ax.set_title(title)
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("estimate / truth")
+    axes[0].set_ylabel(f"estimate / truth (clipped to [{RATIO_SHOWN[0]:g}, {RATIO_SHOWN[1]:g}])")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
