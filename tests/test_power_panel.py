@@ -108,3 +108,18 @@ def test_member_scoring_reproduces_the_witness_test_from_a_stored_row():
     alone = sk.gof_test(model, x, method="witnesses", seed=4, members=["linear", "kernel"],
                         weights={"linear": 1.0, "kernel": 6.0}, n_iters=1)
     assert subset_pvalue(row, ("linear", "kernel")) == alone.pvalue
+
+
+def test_stored_member_terms_reproduce_the_witness_test():
+    # fold_statistics.py rescoring stored terms: with each fold's own t it is the default test exactly
+    from types import SimpleNamespace
+
+    import fold_statistics as fs
+
+    cell = pp.Cell("tiny-scale", "scale", "gaussian-scale", 3, 400, {"factor": 1.1})
+    prob, x = pp.data(cell, 2)
+    members = fs.member_terms(cell, 2, None)
+    stored = pp.run_test(SimpleNamespace(model=prob.model), x, "witnesses", 2)
+    assert fs.combined_pvalue(members, cell.n, 2, ())[0] == stored["pvalue"]
+    once, _ = fs.combined_pvalue(members, cell.n, 2, fs.CLOSED_FORM)
+    assert 0 < once <= 1 and once != stored["pvalue"]
