@@ -21,7 +21,6 @@ Results: docs/default-test.md ("Studentising once over the folds"). Example::
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch

@@ -229,11 +229,11 @@ ESTIMATE = CriticSettings(
 """The default estimate (:func:`steinkit.stein_discrepancy`, :func:`steinkit.compare`): cross-fitted
 over 5 folds (one 80/10/10 split above :data:`steinkit.evaluate.CROSSFIT_MAX_N` points); per fold a
 critic of :func:`auto_hidden` width on standardised inputs, Adam (weight decay 1e-2, which slows the
-fit of noise enough for a strong low-dimensional misfit to be learnt in high d) on batches of up to 1024 points, the
-critic with the largest validation penalised objective (every 10 steps, stopping after 10 without a
-better one, at most 2000 steps), its last layer, a linear skip and per-coordinate features
-(:mod:`steinkit.coordinate_features`) solved in closed form; it reports the largest of three lower bounds
-of the target: the critic's value at the penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`)
+fit of noise enough for a strong low-dimensional misfit to be learnt in high d) on batches of up to
+1024 points, the critic with the largest validation penalised objective (every 10 steps, stopping
+after 10 without a better one, at most 2000 steps), its last layer, a linear skip and per-coordinate
+features (:mod:`steinkit.coordinate_features`) solved in closed form; it reports the largest of three
+lower bounds of the target: the critic's value at the penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`)
 and the LSDs of the best linear and per-coordinate critics (:mod:`steinkit.feature_bounds`)."""
 
 TEST = CriticSettings(objective="power", selection="power", dropout=0.5, weight_decay=5e-4)
