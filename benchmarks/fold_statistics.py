@@ -29,8 +29,7 @@ from torch import Tensor
 import power_panel as PP
 from steinkit.gof import witnesses as W
 from steinkit.gof.aggregate import max_normal_pvalue
-from steinkit.gof.lsd import FEATURE_FOLDS, SEQUENTIAL_FOLDS, WITNESS_LAYERS, _contributions, _fold_statistics, _weighted
-from steinkit.prequential import fit_sequential_critics, sequential_feature_terms
+from steinkit.gof.lsd import FEATURE_FOLDS, _contributions, _fold_statistics, _weighted
 from steinkit.scores import as_score
 from steinkit.settings import LEARNED_TEST
 
@@ -59,15 +58,8 @@ def summed_shares(terms: Tensor, n: int) -> Tensor:
 def member_terms(cell: PP.Cell, rep: int, cache: Path | None) -> dict[str, Tensor]:
     """Every default member's fold terms on repetition ``rep`` of ``cell`` (what witness_tests computes)."""
     prob, x = PP.data(cell, rep, cache=cache)
-    problem = (as_score(prob.model), x, rep)
-    out = {"trained": fit_sequential_critics([problem], LEARNED_TEST, SEQUENTIAL_FOLDS)[0],
-           "features": sequential_feature_terms([problem], LEARNED_TEST.replace(n_layers=WITNESS_LAYERS),
-                                                FEATURE_FOLDS)[0]}
-    xs, s = W._shuffled(problem)
-    out["linear"] = W._linear_terms(xs, s, FEATURE_FOLDS)
-    out.update(W._coordinate_terms(xs, s, FEATURE_FOLDS, which=("coordinate", "pooled")))
-    cap = W.KERNEL_POINTS
-    out.update(W._kernel_terms(xs[:cap], s[:cap], FEATURE_FOLDS, W.as_kernel(W.DEFAULT_KERNEL), W.KERNEL_BASIS))
+    out = W.member_terms([(as_score(prob.model), x, rep)], LEARNED_TEST, W.DEFAULT_MEMBERS,
+                         W.as_kernel(W.DEFAULT_KERNEL), W.KERNEL_BASIS, W.KERNEL_POINTS)[0]
     return {k: v.detach().cpu() for k, v in out.items()}
 
 

@@ -63,7 +63,7 @@ from .outcome import TestOutcome
 from .sequential import _terms as kernel_witness_terms
 
 __all__ = ["MEMBERS", "DEFAULT_MEMBERS", "DEFAULT_WEIGHTS", "DEFAULT_KERNEL", "KERNEL_BASIS", "KERNEL_POINTS",
-           "WitnessOptions", "statistic_weights", "witness_tests"]
+           "WitnessOptions", "member_terms", "statistic_weights", "witness_tests"]
 
 MEMBERS = ("trained", "features", "linear", "coordinate", "pooled", "kernel")
 DEFAULT_MEMBERS = MEMBERS
@@ -220,6 +220,46 @@ def _outcome(members: dict[str, Tensor], n: int, seed: int, weights: Mapping[str
     return TestOutcome(statistic=z_top, pvalue=p, details=details)
 
 
+def member_terms(problems: Sequence[Problem], cfg: CriticSettings, members: Sequence[str], kernel: Any,
+                 kernel_basis: int, kernel_points: int, progress: bool = False) -> list[dict[str, Tensor]]:
+    """Per problem, each chosen member's (folds − 1, m) Stein terms (the kernel's one entry per
+    bandwidth), as :func:`witness_tests` combines them; arguments as there (``members`` checked names,
+    ``cfg`` the critic settings, ``kernel`` a Stein kernel object).
+
+    Example:
+        >>> from steinkit.scores import as_score
+        >>> x = torch.randn(400, 2, generator=torch.Generator().manual_seed(0))
+        >>> out = member_terms([(as_score(lambda z: -z), x, 0)], LEARNED_TEST, ["linear"], DEFAULT_KERNEL, 1024, 65536)
+        >>> out[0]["linear"].shape
+        torch.Size([7, 50])
+    """
+    per_problem: list[dict[str, Tensor]] = [{} for _ in problems]
+    if "trained" in members:
+        for out, terms in zip(per_problem, fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)):
+            out["trained"] = terms
+    if "features" in members:
+        feats = sequential_feature_terms(problems, cfg.replace(n_layers=WITNESS_LAYERS), FEATURE_FOLDS)
+        for out, terms in zip(per_problem, feats):
+            out["features"] = terms
+    for out, problem in zip(per_problem, problems):
+        if {"linear", "coordinate", "pooled", "kernel"} & set(members):
+            x, s = _shuffled(problem)
+            if "linear" in members:
+                out["linear"] = _linear_terms(x, s, FEATURE_FOLDS)
+            which = [m for m in ("coordinate", "pooled") if m in members]
+            if which:
+                out.update(_coordinate_terms(x, s, FEATURE_FOLDS, which=which))
+            if "kernel" in members:
+                cap = positive_int(kernel_points, "kernel_points")  # a prefix keeps the share vectors aligned
+                out.update(_kernel_terms(x[:cap], s[:cap], FEATURE_FOLDS, kernel,
+                                         positive_int(kernel_basis, "kernel_basis")))
+        for name, terms in out.items():
+            if not bool(torch.isfinite(terms).all()):
+                raise FloatingPointError(f"the {name} witness's Stein terms are not finite: check the model's scores "
+                                         "for inf/NaN, or rescale the data")
+    return per_problem
+
+
 def witness_tests(
     problems: Sequence[Problem],
     settings: CriticSettings | None = None,
@@ -262,28 +302,5 @@ def witness_tests(
     cfg = settings_from(settings, LEARNED_TEST, overrides, extra=", or members, kernel, progress")
     kernel = as_kernel(kernel)
     n = problems[0][1].shape[0]
-    per_problem: list[dict[str, Tensor]] = [{} for _ in problems]
-    if "trained" in members:
-        for out, terms in zip(per_problem, fit_sequential_critics(problems, cfg, SEQUENTIAL_FOLDS, progress=progress)):
-            out["trained"] = terms
-    if "features" in members:
-        feats = sequential_feature_terms(problems, cfg.replace(n_layers=WITNESS_LAYERS), FEATURE_FOLDS)
-        for out, terms in zip(per_problem, feats):
-            out["features"] = terms
-    for out, problem in zip(per_problem, problems):
-        if {"linear", "coordinate", "pooled", "kernel"} & set(members):
-            x, s = _shuffled(problem)
-            if "linear" in members:
-                out["linear"] = _linear_terms(x, s, FEATURE_FOLDS)
-            which = [m for m in ("coordinate", "pooled") if m in members]
-            if which:
-                out.update(_coordinate_terms(x, s, FEATURE_FOLDS, which=which))
-            if "kernel" in members:
-                cap = positive_int(kernel_points, "kernel_points")  # a prefix keeps the share vectors aligned
-                out.update(_kernel_terms(x[:cap], s[:cap], FEATURE_FOLDS, kernel,
-                                         positive_int(kernel_basis, "kernel_basis")))
-        for name, terms in out.items():
-            if not bool(torch.isfinite(terms).all()):
-                raise FloatingPointError(f"the {name} witness's Stein terms are not finite: check the model's scores "
-                                         "for inf/NaN, or rescale the data")
+    per_problem = member_terms(problems, cfg, members, kernel, kernel_basis, kernel_points, progress)
     return [_outcome(out, n, seed, nu) for out, (_, _, seed) in zip(per_problem, problems)]
