@@ -1,15 +1,16 @@
-"""How the default test's members combine their folds: each fold's t summed, or one studentised sum.
+"""How the default test's members combine their folds: each fold's t summed, skew-corrected, or once.
 
 Every member of the witness-family test (``steinkit.gof.witnesses``) scores fold k + 1 with a
 witness of folds 1..k and combines its folds as z = Σ_k w_k t_k/‖w‖, t_k the fold's own
-studentised mean. With skewed terms each t_k is biased, and the biases add up over the folds. The
-alternative measured here studentises once over all folds, z = Σ_k w_k Σ_i h_ki / √(Σ_k w_k² Σ_i
-(h_ki − h̄_k)²). Three commands:
+studentised mean. With skewed terms each t_k is biased, and the biases add up over the folds. Two
+alternatives are measured: each t_k replaced by Hall's skew-corrected cubic of it
+(:func:`skew_corrected`), or one studentisation over all folds, z = Σ_k w_k Σ_i h_ki /
+√(Σ_k w_k² Σ_i (h_ki − h̄_k)²). Three commands:
 
 * ``save CELL LO HI``: every member's fold terms for repetitions LO..HI−1 of a power-panel cell
   (the panel's data, seeds and settings; one ``.pt`` file per repetition under ``--terms``);
-* ``score CELL ...``: the default test's rejection rate with each combination (the trained member,
-  the closed-form members, or all of them studentised once), and the trained member's mean z;
+* ``score CELL ...``: the default test's rejection rate with each combination of
+  :data:`COMBINATIONS`, and the trained member's mean z;
 * ``gaussian-null``: the closed-form members' z under H0 on Gaussian data (mean, sd, rate at 1.645).
 
 Results: docs/default-test.md ("Studentising once over the folds"). Example::
@@ -21,6 +22,7 @@ Results: docs/default-test.md ("Studentising once over the folds"). Example::
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
@@ -34,8 +36,12 @@ from steinkit.scores import as_score
 from steinkit.settings import LEARNED_TEST
 
 CLOSED_FORM = ("features", "linear", "coordinate", "pooled", "kernel")
-COMBINATIONS = {"each fold's t (the default)": (), "trained once": ("trained",),
-                "closed forms once": CLOSED_FORM, "all once": ("trained",) + CLOSED_FORM}
+ALL = ("trained",) + CLOSED_FORM
+COMBINATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "each fold's t (the default)": ((), ()), "trained once": (("trained",), ()),
+    "closed forms once": (CLOSED_FORM, ()), "all once": (ALL, ()),
+    "trained skew-corrected": ((), ("trained",)), "all skew-corrected": ((), ALL)}
+"""Name -> (members studentised once over their folds, members whose fold t's are skew-corrected)."""
 
 
 def summed(terms: Tensor) -> Tensor:
@@ -55,6 +61,32 @@ def summed_shares(terms: Tensor, n: int) -> Tensor:
     return out / out.norm()
 
 
+def skew_corrected(t: Tensor, skewness: Tensor, m: int) -> Tensor:
+    """Hall's (1992) monotone cubic t + c(2t² + 1) + (4/3)c²t³, c = γ/(6√m), of a studentised
+    mean t of m terms with skewness γ: N(0, 1) to order 1/√m, where t's law is off by
+    γ(2t² + 1)φ(t)/(6√m) (terms skewed to the left make a one-sided t liberal). An infinite t
+    (equal terms) stays as it is.
+
+    Example:
+        >>> skew_corrected(torch.tensor([1.645]), torch.tensor([-1.0]), 250)   # doctest: +ELLIPSIS
+        tensor([1.5781...], dtype=torch.float64)
+    """
+    c = skewness.double() / (6 * math.sqrt(m))
+    t = t.double()
+    return torch.where(t.isfinite(), t + c * (2 * t**2 + 1) + 4 / 3 * c**2 * t**3, t)
+
+
+def fold_t(terms: Tensor, skew_correction: bool) -> Tensor:
+    """Each fold's t (``lsd._fold_statistics``), skew-corrected by :func:`skew_corrected` if asked."""
+    t = _fold_statistics(terms)
+    if not skew_correction:
+        return t
+    h = terms.double()
+    std = h.std(1)
+    skew = torch.where(std > 0, ((h - h.mean(1, keepdim=True)) ** 3).mean(1) / std.clamp(min=1e-300) ** 3, 0.0)
+    return skew_corrected(t, skew, h.shape[1])
+
+
 def member_terms(cell: PP.Cell, rep: int, cache: Path | None) -> dict[str, Tensor]:
     """Every default member's fold terms on repetition ``rep`` of ``cell`` (what witness_tests computes)."""
     prob, x = PP.data(cell, rep, cache=cache)
@@ -63,12 +95,16 @@ def member_terms(cell: PP.Cell, rep: int, cache: Path | None) -> dict[str, Tenso
     return {k: v.detach().cpu() for k, v in out.items()}
 
 
-def combined_pvalue(members: dict[str, Tensor], n: int, seed: int, once: tuple[str, ...]) -> tuple[float, float]:
-    """(the default test's p-value, the trained member's z) with the members in ``once`` studentised once;
-    with ``once`` empty this is ``witnesses._outcome`` exactly (the same draws)."""
+def combined_pvalue(members: dict[str, Tensor], n: int, seed: int, once: tuple[str, ...],
+                    hall: tuple[str, ...] = ()) -> tuple[float, float]:
+    """(the default test's p-value, the trained member's z) with the members in ``once`` studentised once
+    and those in ``hall`` skew-corrected fold by fold (:func:`skew_corrected`); with both empty this is
+    ``witnesses._outcome`` exactly (the same draws)."""
     names = list(members)
     one = [name.split(" ")[0] in once for name in names]
-    z = torch.stack([summed(members[k]) if o else _weighted(_fold_statistics(members[k])) for k, o in zip(names, one)])
+    z = torch.stack([summed(members[k]) if o else
+                     _weighted(fold_t(members[k], k.split(" ")[0] in hall))
+                     for k, o in zip(names, one)])
     shares = torch.stack([summed_shares(members[k], n) if o else _contributions(members[k], n)
                           for k, o in zip(names, one)])
     nu = W.statistic_weights(names, W.DEFAULT_WEIGHTS)
@@ -96,8 +132,8 @@ def score(args: argparse.Namespace) -> None:
         z_trained: dict[str, list[float]] = {c: [] for c in COMBINATIONS}
         for path in files:
             members = torch.load(path)
-            for c, once in COMBINATIONS.items():
-                p, z = combined_pvalue(members, cell.n, int(path.stem), once)
+            for c, (once, hall) in COMBINATIONS.items():
+                p, z = combined_pvalue(members, cell.n, int(path.stem), once, hall)
                 rejected[c] += p < 0.05
                 z_trained[c].append(z)
         rates = "; ".join(f"{c}: {rejected[c] / len(files):.3f} (trained z {sum(z_trained[c]) / len(files):+.2f})"
@@ -117,6 +153,7 @@ def gaussian_null(args: argparse.Namespace) -> None:
         for name, h in terms.items():
             z.setdefault(f"{name}, each fold's t", []).append(float(_weighted(_fold_statistics(h))))
             z.setdefault(f"{name}, once", []).append(float(summed(h)))
+            z.setdefault(f"{name}, skew-corrected", []).append(float(_weighted(fold_t(h, True))))
     for name, values in z.items():
         v = torch.tensor(values)
         print(f"{name}: mean {float(v.mean()):+.3f} sd {float(v.std()):.3f} "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -123,3 +125,24 @@ def test_stored_member_terms_reproduce_the_witness_test():
     assert fs.combined_pvalue(members, cell.n, 2, ())[0] == stored["pvalue"]
     once, _ = fs.combined_pvalue(members, cell.n, 2, fs.CLOSED_FORM)
     assert 0 < once <= 1 and once != stored["pvalue"]
+    hall, _ = fs.combined_pvalue(members, cell.n, 2, (), fs.ALL)
+    assert 0 < hall <= 1 and hall != stored["pvalue"]
+
+
+def test_skew_corrected_t_holds_the_level_that_a_left_skewed_t_exceeds():
+    # 20000 folds of m = 250 centred, negated exponential terms (skewness −2): the one-sided t
+    # rejects about .063 at 1.645; Hall's cubic brings it to .05 (binomial se .0015)
+    import fold_statistics as fs
+
+    h = -(torch.empty(20000, 250, dtype=torch.float64).exponential_(generator=torch.Generator().manual_seed(3)) - 1)
+    t = 250**0.5 * h.mean(1) / h.std(1)
+    skew = ((h - h.mean(1, keepdim=True)) ** 3).mean(1) / h.std(1) ** 3
+    corrected = fs.skew_corrected(t, skew, 250)
+    assert float((t > 1.645).double().mean()) > 0.058
+    assert abs(float((corrected > 1.645).double().mean()) - 0.05) < 0.005
+    grid = torch.linspace(-30, 30, 601, dtype=torch.float64)   # monotone: its derivative is (1 + 2ct)² ≥ 0
+    assert bool((fs.skew_corrected(grid, torch.full_like(grid, -2.0), 250).diff() >= 0).all())
+    assert torch.equal(fs.fold_t(torch.ones(2, 5), True), torch.full((2,), math.inf, dtype=torch.float64))
+    even = torch.randn(3, 100, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    symmetric = torch.cat([even, -even], 1)   # zero sample skewness: the correction changes nothing
+    assert torch.allclose(fs.fold_t(symmetric, True), fs.fold_t(symmetric, False))
