@@ -27,6 +27,7 @@ CASES = {
     "mixture": lambda: P.mixture(2, 3.0),
     "heavy-model": lambda: P.heavy_model(3, 5.0),
     "banana": lambda: P.banana(3, 0.7),
+    "funnel": lambda: P.funnel(3, 0.8),
     "skew-normal": lambda: P.skew_normal(3, 3.0),
     "sinh-arcsinh": lambda: P.sinh_arcsinh(3, 0.5, 0.8),
     "sinh-arcsinh-light": lambda: P.sinh_arcsinh(2, -0.3, 1.5),
@@ -35,6 +36,7 @@ CASES = {
     "mixture-missing": lambda: P.mixture_missing(3, 0.2),
     "null-ar1": lambda: P.null(4, "gaussian-ar1", rho=0.5),
     "null-banana": lambda: P.null(3, "banana", curvature=1.0),
+    "null-funnel": lambda: P.null(3, "funnel", strength=1.0),
     "null-student-t": lambda: P.null(3, "student-t", nu=4.0, rho=0.3),
     "null-mixture": lambda: P.null(2, "mixture-weights", tilt=0.0),
     "null-skew": lambda: P.null(3, "skew-normal", alpha=3.0),
@@ -105,6 +107,10 @@ def _moments(prob: P.Problem) -> tuple[torch.Tensor, torch.Tensor] | None:
         cov = eye.clone()
         cov[1, 1] = 1 + 2 * data.b**2
         return zero, cov
+    if isinstance(data, P.Funnel):
+        cov = eye.clone()
+        cov[1, 1] = math.exp(data.a**2 / 2)
+        return zero, cov
     if isinstance(data, P.SinPerturbed):
         mean = zero.clone()
         mean[0] = data.eps * data.omega * math.exp(-data.omega**2 / 2)
@@ -166,6 +172,7 @@ def test_the_strength_moves_the_fisher_divergence_away_from_zero():
 
 @pytest.mark.parametrize("call, match", [
     (lambda: P.banana(1, 1.0), "d must be at least 2"),
+    (lambda: P.funnel(1, 1.0), "d must be at least 2"),
     (lambda: P.sin_perturbed(2, 1.5), "eps must lie"),
     (lambda: P.gaussian_ar1(3, 1.0), "rho must lie"),
     (lambda: P.gaussian_ar1(3, 0.2, side="both"), "side"),

@@ -23,17 +23,17 @@ from __future__ import annotations
 
 from .base import Problem, model_of
 from .catalog import FAMILIES, null
-from .distributions import (Banana, GaussianMixture, Laplace, LinearMap, RBMData, SinhArcsinh, SinPerturbed,
+from .distributions import (Banana, Funnel, GaussianMixture, Laplace, LinearMap, RBMData, SinhArcsinh, SinPerturbed,
                             SkewNormal, StudentT)
-from .families import (banana, heavy_model, laplace, mixture, mixture_missing, mixture_weights, mode_means,
+from .families import (banana, funnel, heavy_model, laplace, mixture, mixture_missing, mixture_weights, mode_means,
                        rbm, sin_perturbed, sinh_arcsinh, skew_normal, student_t)
 from .rbm_benchmark import derive_seed, rbm_problem
 from .gaussian import ar1_cov, gaussian_ar1, gaussian_correlation, gaussian_diagonal, gaussian_mean, gaussian_scale
 
 __all__ = [
     "Problem", "FAMILIES", "gaussian_mean", "gaussian_scale", "gaussian_correlation", "gaussian_diagonal",
-    "gaussian_ar1", "rbm", "student_t", "laplace", "mixture", "heavy_model", "banana", "skew_normal",
+    "gaussian_ar1", "rbm", "student_t", "laplace", "mixture", "heavy_model", "banana", "funnel", "skew_normal",
     "sinh_arcsinh", "sin_perturbed", "mixture_weights", "mixture_missing", "null", "mode_means", "ar1_cov",
-    "model_of", "StudentT", "Laplace", "GaussianMixture", "Banana", "SkewNormal", "SinhArcsinh", "SinPerturbed",
+    "model_of", "StudentT", "Laplace", "GaussianMixture", "Banana", "Funnel", "SkewNormal", "SinhArcsinh", "SinPerturbed",
     "LinearMap", "RBMData", "rbm_problem", "derive_seed",
 ]

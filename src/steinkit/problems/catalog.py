@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from ..validation import wrong_type
 from .base import Problem, model_of
-from .families import (banana, heavy_model, laplace, mixture, mixture_missing, mixture_weights, rbm, sin_perturbed,
-                       sinh_arcsinh, skew_normal, student_t)
+from .families import (banana, funnel, heavy_model, laplace, mixture, mixture_missing, mixture_weights, rbm,
+                       sin_perturbed, sinh_arcsinh, skew_normal, student_t)
 from .gaussian import gaussian_ar1, gaussian_correlation, gaussian_diagonal, gaussian_mean, gaussian_scale
 
 __all__ = ["FAMILIES", "null"]
@@ -47,6 +47,7 @@ FAMILIES: dict[str, Callable[..., Problem]] = {
     "mixture": mixture,
     "heavy-model": heavy_model,
     "banana": banana,
+    "funnel": funnel,
     "skew-normal": skew_normal,
     "sinh-arcsinh": sinh_arcsinh,
     "sin-perturbed": sin_perturbed,

@@ -21,7 +21,7 @@ from torch import Tensor
 from ..models import GaussianBernoulliRBM
 from ..validation import nonneg_float, positive_float, positive_int, real
 
-__all__ = ["StudentT", "Laplace", "GaussianMixture", "Banana", "SkewNormal", "SinhArcsinh", "SinPerturbed",
+__all__ = ["StudentT", "Laplace", "GaussianMixture", "Banana", "Funnel", "SkewNormal", "SinhArcsinh", "SinPerturbed",
            "LinearMap"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -270,6 +270,43 @@ class SinPerturbed:
             first.append(keep)
             have += keep.shape[0]
         x[:, 0] = torch.cat(first)[:n]
+        return x
+
+
+class Funnel:
+    """Neal's funnel in its first two coordinates: x₁ ~ N(0, 1), x₂ | x₁ ~ N(0, e^{a·x₁}), the
+    others N(0, 1) (mean 0, Var x₂ = e^{a²/2}).
+
+    log p(x) = −½x₁² − ½a·x₁ − ½x₂²e^{−a·x₁} − ½Σ_{j>2} x_j² + const.
+
+    Example:
+        >>> Funnel(2, 1.0).score(torch.tensor([[0.0, 1.0]])).tolist()   # (−a/2 + a/2·x₂², −x₂) at x₁ = 0
+        [[0.0, -1.0]]
+    """
+
+    def __init__(self, d: int, strength: float) -> None:
+        self.dim, self.a = positive_int(d, "d"), real(strength, "strength")
+        if self.dim < 2:
+            raise ValueError(f"d must be at least 2 for a funnel pair of coordinates, got {d}")
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Unnormalized log-density, (n,)."""
+        x1, x2 = x[:, 0], x[:, 1]
+        return -0.5 * (x.pow(2).sum(-1) - x2.pow(2) + self.a * x1 + x2.pow(2) * torch.exp(-self.a * x1))
+
+    def score(self, x: Tensor) -> Tensor:
+        """∇ log p, (n, d)."""
+        x1, x2 = x[:, 0], x[:, 1]
+        shrink = torch.exp(-self.a * x1)
+        s = -x.clone()
+        s[:, 0] = -x1 - 0.5 * self.a + 0.5 * self.a * x2.pow(2) * shrink
+        s[:, 1] = -x2 * shrink
+        return s
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """n draws, (n, d), float64."""
+        x = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        x[:, 1] = x[:, 1] * torch.exp(0.5 * self.a * x[:, 0])
         return x
 
 

@@ -19,10 +19,10 @@ import torch
 from ..models import Gaussian, GaussianBernoulliRBM
 from ..validation import fraction, nonneg_float, nonneg_int, positive_float, positive_int, real
 from .base import Problem
-from .distributions import (Banana, GaussianMixture, Laplace, LinearMap, RBMData, SinhArcsinh, SinPerturbed,
+from .distributions import (Banana, Funnel, GaussianMixture, Laplace, LinearMap, RBMData, SinhArcsinh, SinPerturbed,
                             SkewNormal, StudentT)
 
-__all__ = ["rbm", "student_t", "laplace", "mixture", "heavy_model", "banana", "skew_normal", "sinh_arcsinh",
+__all__ = ["rbm", "student_t", "laplace", "mixture", "heavy_model", "banana", "funnel", "skew_normal", "sinh_arcsinh",
            "sin_perturbed", "mixture_weights", "mixture_missing", "mode_means"]
 
 
@@ -98,6 +98,16 @@ def banana(d: int, curvature: float = 1.0) -> Problem:
     var = torch.ones(d)
     var[1] = 1 + 2 * data.b**2
     return Problem("banana", d, Gaussian(torch.zeros(d), torch.diag(var)), data, {"curvature": float(data.b)})
+
+
+def funnel(d: int, strength: float = 1.0) -> Problem:
+    """Curved scale: data with x₂'s spread e^{a·x₁/2} set by x₁ (Neal's funnel, a = ``strength``), model
+    the Gaussian of the same mean and covariance, N(0, diag(1, e^{a²/2}, 1, …)). Needs d ≥ 2."""
+    d = positive_int(d, "d")
+    data = Funnel(d, strength)
+    var = torch.ones(d)
+    var[1] = math.exp(data.a**2 / 2)
+    return Problem("funnel", d, Gaussian(torch.zeros(d), torch.diag(var)), data, {"strength": float(data.a)})
 
 
 def skew_normal(d: int, alpha: float = 2.0) -> Problem:
