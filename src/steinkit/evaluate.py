@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .heldout import HeldOutFit, fit_crossfit_critics, fit_heldout_critics
-from .feature_bounds import feature_bounds
+from .feature_bounds import INTERACTION_MARGIN, feature_bounds
 from .gof.outcome import normal_sf
 from .relative import exact_terms, holm, paired_test, penalised_terms
 from .scores import as_scores, score_rows
@@ -49,7 +49,7 @@ class DiscrepancyEstimate:
             (Eq. 9), from the test split: with ``value="scaled"`` the fitted critic's LSD at
             its penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`), which is never above
             that target in expectation; with ``value="bound"`` (the default) the largest of that,
-            ``linear`` and ``coordinate``; with
+            ``linear`` and ``coordinate``, or ``interaction`` where it is clearly larger; with
             ``value="mean"`` (Algorithm 1) the critic's mean Stein term, as fitted.
         stderr: its standard error.
         n_test: size of the test split.
@@ -75,7 +75,11 @@ class DiscrepancyEstimate:
             are too few for a linear map in d dimensions.
         coordinate: with ``value="bound"``, the same for the per-coordinate critics of
             :func:`steinkit.feature_bounds.coordinate_lsd`.
-        source: ``"critic"``, ``"linear"`` or ``"coordinate"``: which of them ``value`` is.
+        source: ``"critic"``, ``"linear"``, ``"coordinate"`` or ``"interaction"``: which of them
+            ``value`` is (the largest of the first three, or the fourth where its value less
+            :data:`~steinkit.feature_bounds.INTERACTION_MARGIN` standard errors is larger).
+        interaction: with ``value="bound"``, the same for the pairwise cubic critics of
+            :func:`steinkit.feature_bounds.interaction_lsd`.
     """
 
     value: float
@@ -96,6 +100,7 @@ class DiscrepancyEstimate:
     linear: tuple[float, float] = (float("nan"), float("nan"))
     coordinate: tuple[float, float] = (float("nan"), float("nan"))
     source: str = "critic"
+    interaction: tuple[float, float] = (float("nan"), float("nan"))
 
     def __str__(self) -> str:
         note = " (limited by the data: a loose lower bound)" if self.overfit else ""
@@ -269,7 +274,8 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
     """The estimate of one model from its critics' test terms, one critic per fold: the mean of
     the folds' values, with the standard error of a mean of independent folds (float64: squares
     of large terms overflow float32); with ``value="bound"``, the largest of that and the
-    U-statistics of :mod:`steinkit.feature_bounds` on the data x (when given)."""
+    linear and per-coordinate U-statistics of :mod:`steinkit.feature_bounds` on the data x (when
+    given), or the interaction one where its value less INTERACTION_MARGIN stderr is larger."""
     lam = settings.lam
     values, variances = [], []
     for fit in folds:
@@ -290,7 +296,10 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
     if settings.value == "bound" and x is not None:
         found = feature_bounds(x, lambda z: score_rows(score, z), lam, seed=seed)
         bounds.update({name: bound or nan for name, bound in found.items()})
+    interaction = bounds.pop("interaction", nan)
     source = max((k for k in bounds if bounds[k][0] == bounds[k][0]), key=lambda k: bounds[k][0])
+    if interaction[0] - INTERACTION_MARGIN * interaction[1] > bounds[source][0]:
+        bounds["interaction"], source = interaction, "interaction"
     value, stderr = bounds[source]
     train_value = sum(fit.train_mean if settings.value == "mean" else fit.train_scaled for fit in folds) / len(folds)
     overfit = train_value - value > 3 * stderr and value < train_value / 2
@@ -299,7 +308,7 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
     return DiscrepancyEstimate(value, stderr, n_test, lam, first.best_iteration, first.history, critic,
                                float(terms.mean()), objective, train_value, bool(overfit), first.hidden, settings.value,
                                tuple(values) if len(values) > 1 else (), scaled, bounds.get("linear", nan),
-                               bounds.get("coordinate", nan), source)
+                               bounds.get("coordinate", nan), source, interaction)
 
 
 def stein_discrepancy(

@@ -41,9 +41,11 @@ import torch
 from torch import Tensor
 
 from .coordinate_class import CoordinateClass, varying
+from .interaction_class import InteractionClass
 from .validation import positive_float
 
-__all__ = ["linear_lsd", "coordinate_lsd", "feature_bounds", "GROUPS", "FOLDS", "COORDINATE_RIDGE"]
+__all__ = ["linear_lsd", "coordinate_lsd", "interaction_lsd", "feature_bounds", "GROUPS", "FOLDS", "COORDINATE_RIDGE",
+           "SCREEN", "INTERACTION_MARGIN"]
 
 FOLDS = 5
 GROUPS = 20
@@ -55,6 +57,13 @@ noisy bound; a ridge only lowers the class's value, so the bound stays a lower b
 acts on each feature less its fit on [1, z_j]: on what it adds to a rescaling, so it does not
 shrink the small, signal-carrying difference between z_j/(c + ‖z‖²/d) and z_j in high dimension
 (a too-heavy-tailed model's misfit). Chosen on the estimate panel's tuning half (docs/estimate.md)."""
+
+SCREEN = 0.2
+"""The share of the rows on which the interaction class screens its partners (never scored by it)."""
+INTERACTION_MARGIN = 2.0
+"""The estimate reports the interaction bound only where its value less this many standard errors
+is above the largest of the other bounds: its class has 16 coefficients an output, and a maximum
+over bounds would otherwise pick its noise (set a priori, not tuned; docs/estimate.md)."""
 
 Scores = Tensor | Callable[[Tensor], Tensor]
 Sums = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -72,25 +81,51 @@ def _linear_sums(keep: Tensor) -> Sums:
     return sums
 
 
-def _fold(tau: Tensor, rows: Tensor, c_rest: Tensor, n_rest: int, lam: float, ridge: float = 0.0
-          ) -> tuple[float, float] | None:
+def _ridged(c: Tensor, ridge: float | Tensor) -> Tensor:
+    """C plus ``ridge`` (a number, or one per feature) times its diagonal, and a trace of 1e-12."""
+    diag = torch.diagonal(c, dim1=-2, dim2=-1)
+    return c + torch.diag_embed(ridge * diag + 1e-12 * diag.mean(-1, keepdim=True))
+
+
+def _jackknifed_inverse(c_rest: Tensor, n_rest: int, blocks: list[tuple[Tensor, int]], ridge: float | Tensor) -> Tensor:
+    """The jackknife's estimate of C⁻¹ from the other folds' Σψψᵀ (``blocks``: each fold's sum and
+    rows; c_rest, n_rest their totals): B·Ĉ⁻¹ − (B − 1)·mean_b Ĉ₋ᵦ⁻¹ over B blocks, Ĉ₋ᵦ without
+    block b. Its bias is O(1/N²) whatever the features' law, where the inverse-Wishart factor
+    corrects the O(1/N) bias for Gaussian features only. Each inverse is a pseudo-inverse over
+    eigenvalues above 1e-9 of the largest, so features that the rows make collinear (the square of
+    a two-valued coordinate) count once instead of blowing up."""
+    def inverse(c: Tensor, rows: int) -> Tensor:
+        return torch.linalg.pinv(_ridged(c / rows, ridge), rtol=1e-9, hermitian=True)
+    b = len(blocks)
+    out = b * inverse(c_rest, n_rest)
+    for c_b, n_b in blocks:
+        out = out - (b - 1) / b * inverse(c_rest - c_b, n_rest - n_b)
+    return out
+
+
+def _fold(tau: Tensor, rows: Tensor, c_rest: Tensor, n_rest: int, lam: float, ridge: float | Tensor = 0.0,
+          blocks: list[tuple[Tensor, int]] | None = None) -> tuple[float, float] | None:
     """One fold's (value, stderr) from its groups' sums of τ (G, d, K) with their row counts (G,),
     and the other folds' Σψψᵀ ((K, K) shared, or (d, K, K) per output) over their n_rest rows;
-    ``ridge`` times C's diagonal is added to C."""
+    ``ridge`` (a number, or one per feature) times C's diagonal is added to C. C⁻¹ carries the
+    inverse-Wishart factor, or with ``blocks`` (the other folds one by one) is jackknifed."""
     K = c_rest.shape[-1]
     if n_rest < 2 * K + 2:
         return None
-    c = c_rest / n_rest
-    diag = torch.diagonal(c, dim1=-2, dim2=-1)
-    c = c + torch.diag_embed(ridge * diag + 1e-12 * diag.mean(-1, keepdim=True))
-    chol = torch.linalg.cholesky(c)
     means = tau / rows.reshape(-1, 1, 1)
     g = means.shape[0]
-    if c.dim() == 2:
-        solved = torch.cholesky_solve(means.reshape(-1, K).T, chol).T.reshape(means.shape)  # b̂_g C⁻¹
+    if blocks is not None:
+        inv = _jackknifed_inverse(c_rest, n_rest, blocks, ridge)
+        solved = means @ inv if inv.dim() == 2 else torch.einsum("gdk,dkl->gdl", means, inv)
+        factor = 1.0
     else:
-        solved = torch.cholesky_solve(means.permute(1, 2, 0), chol).permute(2, 0, 1)
-    pair = torch.einsum("gdk,hdk->gh", solved, means) * (n_rest - K - 1) / n_rest / (2 * lam)
+        chol = torch.linalg.cholesky(_ridged(c_rest / n_rest, ridge))
+        if chol.dim() == 2:
+            solved = torch.cholesky_solve(means.reshape(-1, K).T, chol).T.reshape(means.shape)  # b̂_g C⁻¹
+        else:
+            solved = torch.cholesky_solve(means.permute(1, 2, 0), chol).permute(2, 0, 1)
+        factor = (n_rest - K - 1) / n_rest
+    pair = torch.einsum("gdk,hdk->gh", solved, means) * factor / (2 * lam)
     pair = (pair + pair.T) / 2
     off = pair.sum() - torch.diagonal(pair).sum()
     value = float(off / (g * (g - 1)))
@@ -101,10 +136,15 @@ def _fold(tau: Tensor, rows: Tensor, c_rest: Tensor, n_rest: int, lam: float, ri
     return value, float(((g - 1) / g * (loo - loo.mean()).pow(2).sum()).sqrt())
 
 
-def _class_lsds(x: Tensor, s: Scores, lam: float, classes: dict[str, tuple[Sums, float]], folds: int, groups: int,
+Class = tuple[Sums, float | Tensor, bool]
+"""A class's per-row sums, its ridge, and whether its C⁻¹ is jackknifed (:func:`_fold`)."""
+
+
+def _class_lsds(x: Tensor, s: Scores, lam: float, classes: dict[str, Class], folds: int, groups: int,
                 seed: int) -> dict[str, tuple[float, float] | None]:
-    """The cross-fitted U-statistic (module docstring) of each class (its per-row sums and its
-    ridge), from one pass over the rows: each group's scores are computed once for all classes."""
+    """The cross-fitted U-statistic (module docstring) of each class (its per-row sums, its ridge
+    and its inverse), from one pass over the rows: each group's scores are computed once for all
+    classes."""
     positive_float(lam, "lam")
     n = x.shape[0]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
@@ -121,27 +161,31 @@ def _class_lsds(x: Tensor, s: Scores, lam: float, classes: dict[str, tuple[Sums,
             xs = x[rows].detach()
             ss = (s[rows] if isinstance(s, Tensor) else s(xs)).detach()
             xs, ss = xs.double().cpu(), ss.double().cpu()
-            for name, (sums, _) in classes.items():
+            for name, (sums, _, _) in classes.items():
                 found[name].append(sums(xs, ss))
         for name, pairs in found.items():
             per_fold[name].append((torch.stack([tau for tau, _ in pairs]), sum(c for _, c in pairs)))
         sizes.append(torch.tensor([hi - lo for lo, hi in zip(cuts[:-1], cuts[1:])], dtype=torch.float64))
     out: dict[str, tuple[float, float] | None] = {}
-    for name, (_, ridge) in classes.items():
+    counts = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    for name, (_, ridge, jackknife) in classes.items():
         total = sum(c for _, c in per_fold[name])
-        results = [r for (tau, c), rows, a, b in zip(per_fold[name], sizes, bounds[:-1], bounds[1:])
-                   if (r := _fold(tau, rows, total - c, n - (b - a), lam, ridge)) is not None]
+        results = []
+        for k, ((tau, c), rows) in enumerate(zip(per_fold[name], sizes)):
+            blocks = [(c_f, counts[f]) for f, (_, c_f) in enumerate(per_fold[name]) if f != k] if jackknife else None
+            if (r := _fold(tau, rows, total - c, n - counts[k], lam, ridge, blocks)) is not None:
+                results.append(r)
         out[name] = None if not results else (sum(v for v, _ in results) / len(results),
                                               sum(e * e for _, e in results) ** 0.5 / len(results))
     return out
 
 
-def _linear_class(x: Tensor) -> tuple[Sums, float]:
-    return _linear_sums(varying(x)), 0.0
+def _linear_class(x: Tensor) -> Class:
+    return _linear_sums(varying(x)), 0.0, False
 
 
-def _coordinate_class(x: Tensor, ridge: float, residual: bool = True) -> tuple[Sums, float]:
-    return CoordinateClass.fit(x, residual=residual).sums, ridge
+def _coordinate_class(x: Tensor, ridge: float, residual: bool = True) -> Class:
+    return CoordinateClass.fit(x, residual=residual).sums, ridge, False
 
 
 def linear_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
@@ -157,8 +201,9 @@ def linear_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int
 
 def feature_bounds(x: Tensor, s: Scores, lam: float, seed: int = 0) -> dict[str, tuple[float, float] | None]:
     """:func:`linear_lsd` and :func:`coordinate_lsd` (keys ``"linear"``, ``"coordinate"``) from
-    one pass over the rows, with the same folds and groups as each alone, so the same values; a
-    score function is called once per group for both.
+    one pass over the rows, with the same folds and groups as each alone, so the same values (a
+    score function is called once per group for both), and :func:`interaction_lsd` (key
+    ``"interaction"``) from a second pass.
 
     Example:
         >>> x = torch.randn(1000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -167,7 +212,7 @@ def feature_bounds(x: Tensor, s: Scores, lam: float, seed: int = 0) -> dict[str,
         (True, True)
     """
     classes = {"linear": _linear_class(x), "coordinate": _coordinate_class(x, COORDINATE_RIDGE)}
-    return _class_lsds(x, s, lam, classes, FOLDS, GROUPS, seed)
+    return {**_class_lsds(x, s, lam, classes, FOLDS, GROUPS, seed), "interaction": interaction_lsd(x, s, lam, seed=seed)}
 
 
 def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
@@ -188,3 +233,40 @@ def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups:
     """
     classes = {"coordinate": _coordinate_class(x, ridge, residual)}
     return _class_lsds(x, s, lam, classes, folds, groups, seed)["coordinate"]
+
+
+def interaction_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
+                    seed: int = 0, ridge: float = 0.0, jackknife: bool = True) -> tuple[float, float] | None:
+    """:func:`linear_lsd` for the pairwise cubic class of :class:`~steinkit.interaction_class.InteractionClass`:
+    its partners are screened on a random :data:`SCREEN` of the rows (with ``seed``), and the
+    U-statistic runs on the others, so the screen's luck does not lift the bound; None with fewer
+    than two coordinates that vary or too few rows. ``loc`` and ``scale`` come from all rows. Its
+    C⁻¹ is jackknifed (``jackknife=False``: the inverse-Wishart factor, biased up for these
+    non-Gaussian features); ``ridge`` times each feature's mean square but the constant's and
+    z_j's is added to C (0 by default: a ridge shrinks a curved misfit away; docs/estimate.md).
+
+    Example:
+        >>> from steinkit.problems.distributions import Banana
+        >>> x = Banana(10, 1.0).sample(3000, generator=torch.Generator().manual_seed(1))
+        >>> var = torch.ones(10, dtype=torch.float64); var[1] = 3.0       # the moment-matched Gaussian
+        >>> value, se = interaction_lsd(x, -x / var, 0.5)                # truth 4.67: the class holds f*
+        >>> abs(value - 4.67) < 3 * se, linear_lsd(x, -x / var, 0.5)[0] < 0.5
+        (True, True)
+    """
+    positive_float(lam, "lam")
+    if int(varying(x).sum()) < 2:
+        return None
+    n = x.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1)).to(x.device)
+    cut = round(SCREEN * n)
+    if cut < 8:
+        return None
+    screen, rest = order[:cut], order[cut:]
+    xs = x[screen].detach()
+    ss = s[screen] if isinstance(s, Tensor) else s(xs)
+    cls = InteractionClass.screen(xs, ss, loc=x.detach().double().mean(0), scale=x.detach().double().std(0))
+    xr = x[rest]
+    sr = s[rest] if isinstance(s, Tensor) else s
+    ridges = torch.full((cls.size,), float(ridge), dtype=torch.float64)
+    ridges[:2] = 0.0   # the constant and z_j: the linear part stays unshrunk
+    return _class_lsds(xr, sr, lam, {"interaction": (cls.sums, ridges, jackknife)}, folds, groups, seed)["interaction"]
