@@ -208,3 +208,20 @@ def test_collinear_monomials_of_a_two_valued_coordinate_count_once() -> None:
     x[:, 2] = torch.sign(x[:, 2])
     value, se = interaction_lsd(x, -x, LAM)
     assert abs(value) < 10 and se < 1
+
+
+def test_the_screens_hotelling_statistics_by_matrix_products_match_a_direct_computation() -> None:
+    from steinkit.interaction_class import _hotelling, _partner_block
+
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(300, 4, generator=g, dtype=torch.float64)
+    s = -z * torch.tensor([1.0, 0.5, 2.0, 1.0], dtype=torch.float64) + 0.3 * z.roll(1, 1) ** 2
+    scale = torch.tensor([1.0, 2.0, 0.5, 1.5], dtype=torch.float64)
+    fast = _hotelling(z, s, scale, chunk_bytes=1)   # one output row at a time
+    for j in range(4):
+        u, du = _partner_block(z[:, j:j + 1], z)
+        tau = s[:, j, None, None] * u + du / scale[j]   # (n, d, 6), column by column
+        for k in (k for k in range(4) if k != j):   # the screen never pairs a coordinate with itself
+            b, cov = tau[:, k].mean(0), torch.cov(tau[:, k].T)
+            direct = 300 * b @ torch.linalg.solve(cov, b)
+            assert float(fast[j, k]) == pytest.approx(float(direct), rel=1e-8)

@@ -45,7 +45,7 @@ from .interaction_class import InteractionClass
 from .validation import positive_float
 
 __all__ = ["linear_lsd", "coordinate_lsd", "interaction_lsd", "feature_bounds", "GROUPS", "FOLDS", "COORDINATE_RIDGE",
-           "SCREEN", "INTERACTION_MARGIN"]
+           "SCREEN", "SCREEN_ROWS", "INTERACTION_MARGIN"]
 
 FOLDS = 5
 GROUPS = 20
@@ -60,6 +60,8 @@ shrink the small, signal-carrying difference between z_j/(c + ‖z‖²/d) and z
 
 SCREEN = 0.2
 """The share of the rows on which the interaction class screens its partners (never scored by it)."""
+SCREEN_ROWS = 2000
+"""At most this many rows screen the partners (the screen's cost grows as d²·rows)."""
 INTERACTION_MARGIN = 2.0
 """The estimate reports the interaction bound only where its value less this many standard errors
 is above the largest of the other bounds: its class has 16 coefficients an output, and a maximum
@@ -141,13 +143,15 @@ Class = tuple[Sums, float | Tensor, bool]
 
 
 def _class_lsds(x: Tensor, s: Scores, lam: float, classes: dict[str, Class], folds: int, groups: int,
-                seed: int) -> dict[str, tuple[float, float] | None]:
+                seed: int, rows: Tensor | None = None) -> dict[str, tuple[float, float] | None]:
     """The cross-fitted U-statistic (module docstring) of each class (its per-row sums, its ridge
-    and its inverse), from one pass over the rows: each group's scores are computed once for all
-    classes."""
+    and its inverse), from one pass over the rows (only those indexed by ``rows``, if given; x is
+    not copied): each group's scores are computed once for all classes."""
     positive_float(lam, "lam")
-    n = x.shape[0]
+    n = x.shape[0] if rows is None else rows.numel()
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    if rows is not None:
+        order = rows.to(x.device)[order]
     bounds = [round(k * n / folds) for k in range(folds + 1)]
     per_fold: dict[str, list] = {name: [] for name in classes}  # (group τ sums (G, d, K), Σψψᵀ of the fold)
     sizes = []
@@ -238,8 +242,8 @@ def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups:
 def interaction_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
                     seed: int = 0, ridge: float = 0.0, jackknife: bool = True) -> tuple[float, float] | None:
     """:func:`linear_lsd` for the pairwise cubic class of :class:`~steinkit.interaction_class.InteractionClass`:
-    its partners are screened on a random :data:`SCREEN` of the rows (with ``seed``), and the
-    U-statistic runs on the others, so the screen's luck does not lift the bound; None with fewer
+    its partners are screened on a random :data:`SCREEN` of the rows (with ``seed``; at most
+    :data:`SCREEN_ROWS`), and the U-statistic runs on the others, so the screen's luck does not lift the bound; None with fewer
     than two coordinates that vary or too few rows. ``loc`` and ``scale`` come from all rows. Its
     C⁻¹ is jackknifed (``jackknife=False``: the inverse-Wishart factor, biased up for these
     non-Gaussian features); ``ridge`` times each feature's mean square but the constant's and
@@ -257,16 +261,15 @@ def interaction_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups
     if int(varying(x).sum()) < 2:
         return None
     n = x.shape[0]
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1)).to(x.device)
-    cut = round(SCREEN * n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    cut = min(round(SCREEN * n), SCREEN_ROWS)
     if cut < 8:
         return None
-    screen, rest = order[:cut], order[cut:]
+    screen = order[:cut].to(x.device)
     xs = x[screen].detach()
     ss = s[screen] if isinstance(s, Tensor) else s(xs)
-    cls = InteractionClass.screen(xs, ss, loc=x.detach().double().mean(0), scale=x.detach().double().std(0))
-    xr = x[rest]
-    sr = s[rest] if isinstance(s, Tensor) else s
+    cls = InteractionClass.screen(xs, ss, loc=x.detach().mean(0).double(), scale=x.detach().std(0).double())
     ridges = torch.full((cls.size,), float(ridge), dtype=torch.float64)
     ridges[:2] = 0.0   # the constant and z_j: the linear part stays unshrunk
-    return _class_lsds(xr, sr, lam, {"interaction": (cls.sums, ridges, jackknife)}, folds, groups, seed)["interaction"]
+    classes: dict[str, Class] = {"interaction": (cls.sums, ridges, jackknife)}
+    return _class_lsds(x, s, lam, classes, folds, groups, seed, rows=order[cut:])["interaction"]
