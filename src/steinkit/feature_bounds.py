@@ -216,7 +216,8 @@ def feature_bounds(x: Tensor, s: Scores, lam: float, seed: int = 0) -> dict[str,
         (True, True)
     """
     classes = {"linear": _linear_class(x), "coordinate": _coordinate_class(x, COORDINATE_RIDGE)}
-    return {**_class_lsds(x, s, lam, classes, FOLDS, GROUPS, seed), "interaction": interaction_lsd(x, s, lam, seed=seed)}
+    found = _class_lsds(x, s, lam, classes, FOLDS, GROUPS, seed)
+    return {**found, "interaction": interaction_lsd(x, s, lam, seed=seed)}
 
 
 def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
@@ -241,10 +242,11 @@ def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups:
 
 def interaction_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
                     seed: int = 0, ridge: float = 0.0, jackknife: bool = True) -> tuple[float, float] | None:
-    """:func:`linear_lsd` for the pairwise cubic class of :class:`~steinkit.interaction_class.InteractionClass`:
-    its partners are screened on a random :data:`SCREEN` of the rows (with ``seed``; at most
-    :data:`SCREEN_ROWS`), and the U-statistic runs on the others, so the screen's luck does not lift the bound; None with fewer
-    than two coordinates that vary or too few rows. ``loc`` and ``scale`` come from all rows. Its
+    """:func:`linear_lsd` for the pairwise cubic class of
+    :class:`~steinkit.interaction_class.InteractionClass`: its partners are screened on a random
+    :data:`SCREEN` of the rows (with ``seed``; at most :data:`SCREEN_ROWS`), and the U-statistic
+    runs on the others, so the screen's luck does not lift the bound; None with fewer than two
+    coordinates that vary or too few rows. ``loc`` and ``scale`` come from all rows. Its
     C⁻¹ is jackknifed (``jackknife=False``: the inverse-Wishart factor, biased up for these
     non-Gaussian features); ``ridge`` times each feature's mean square but the constant's and
     z_j's is added to C (0 by default: a ridge shrinks a curved misfit away; docs/estimate.md).

@@ -34,6 +34,6 @@ __all__ = [
     "Problem", "FAMILIES", "gaussian_mean", "gaussian_scale", "gaussian_correlation", "gaussian_diagonal",
     "gaussian_ar1", "rbm", "student_t", "laplace", "mixture", "heavy_model", "banana", "funnel", "skew_normal",
     "sinh_arcsinh", "sin_perturbed", "mixture_weights", "mixture_missing", "null", "mode_means", "ar1_cov",
-    "model_of", "StudentT", "Laplace", "GaussianMixture", "Banana", "Funnel", "SkewNormal", "SinhArcsinh", "SinPerturbed",
-    "LinearMap", "RBMData", "rbm_problem", "derive_seed",
+    "model_of", "StudentT", "Laplace", "GaussianMixture", "Banana", "Funnel", "SkewNormal", "SinhArcsinh",
+    "SinPerturbed", "LinearMap", "RBMData", "rbm_problem", "derive_seed",
 ]
