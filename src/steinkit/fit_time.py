@@ -41,7 +41,9 @@ import torch
 from torch import Tensor
 
 from .critics import MLPCritic
-from .feature_bounds import feature_bounds
+from .coordinate_class import varying
+from .feature_bounds import SCREEN, SCREEN_ROWS, feature_bounds
+from .interaction_class import InteractionClass
 from .fit import VALIDATION_ROWS, chunked_terms, critic_step
 from .heldout import Problem, check_problems, critic_ensemble
 from .last_layer import _CV_FOLDS, _RIDGE_EXPONENTS, _Moments, _factor, _finish, witness_sums
@@ -116,11 +118,19 @@ class _Timer:
         critic = self.critic(cfg).eval()
         return _seconds(lambda: chunked_terms(critic, self.xr, self.sr), 1) / self.xr.shape[0]
 
-    def bounds_per_row(self) -> float:
-        """Seconds per row of the feature-class bounds of every model (:mod:`steinkit.feature_bounds`),
-        with their one more pass over the models' scores."""
-        bounds = _seconds(lambda: feature_bounds(self.xr, self.sr, self.cfg.lam), 1)
-        return bounds / self.xr.shape[0] * self.n_problems + self.score_per_row
+    def bounds(self, n: int) -> float:
+        """Seconds of the feature-class bounds of every model on n rows (:mod:`steinkit.feature_bounds`)
+        with their passes over the models' scores (one, and the interaction class's on the rows it
+        does not screen): the passes grow with n, the interaction screen with its capped rows."""
+        rows = self.xr.shape[0]
+        seconds = _seconds(lambda: feature_bounds(self.xr, self.sr, self.cfg.lam), 1)
+        screened = min(round(SCREEN * rows), SCREEN_ROWS)
+        screen = 0.0
+        if screened >= 8 and int(varying(self.xr).sum()) >= 2:
+            screen = _seconds(lambda: InteractionClass.screen(self.xr[:screened], self.sr[:screened]), 1)
+        per_row = max(seconds - screen, 0.0) / rows
+        screen_n = screen * min(SCREEN * n, SCREEN_ROWS) / max(screened, 1)
+        return (per_row * n + screen_n) * self.n_problems + (2 - SCREEN) * self.score_per_row * n
 
     def witness_per_row(self, cfg: CriticSettings) -> float:
         """Seconds per row of the random-feature witness: its sums and its exact-trace terms."""
@@ -214,7 +224,7 @@ def estimate_seconds(problems: Sequence[Problem], settings: CriticSettings | Non
         total += timer.refit(n_train, n_val)
     total += per_row * (n_test + min(n_train, VALIDATION_ROWS))  # the test terms and the training value
     if cfg.value == "bound":
-        total += timer.bounds_per_row() * n
+        total += timer.bounds(n)
     return total
 
 
