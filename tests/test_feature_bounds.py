@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import steinkit as sk
-from steinkit.feature_bounds import INTERACTION_MARGIN, coordinate_lsd, interaction_lsd, linear_lsd
+from steinkit.feature_bounds import GATED_MARGIN, coordinate_lsd, interaction_lsd, linear_lsd, pooled_lsd, reported
 from steinkit.interaction_class import InteractionClass, _own_block, _partner_block
 from steinkit.problems import FAMILIES
 from steinkit.scores import as_scores, score_rows
@@ -121,13 +121,14 @@ def test_the_default_estimate_reports_its_bounds_and_which_one_it_is() -> None:
     x = torch.randn(1000, d, generator=torch.Generator().manual_seed(0))
     est = sk.stein_discrepancy(sk.models.Gaussian(torch.zeros(d), 2 * torch.eye(d)), x, seed=0,
                                n_iters=50)
-    assert est.source in ("critic", "linear", "coordinate")
-    chosen = {"critic": est.scaled, "linear": est.linear, "coordinate": est.coordinate}[est.source]
-    assert (est.value, est.stderr) == pytest.approx(chosen)
+    bounds = {"critic": est.scaled, "linear": est.linear, "coordinate": est.coordinate,
+              "pooled": est.pooled, "interaction": est.interaction}
+    assert est.source == reported(bounds)
+    assert (est.value, est.stderr) == pytest.approx(bounds[est.source])
     for other in (est.scaled, est.linear, est.coordinate):
-        assert not est.value < other[0]  # the largest (nan where a bound is missing)
-    # the interaction bound is there, and not reported: its value less two stderr is below the value
-    assert est.interaction[0] - INTERACTION_MARGIN * est.interaction[1] <= est.value
+        assert not est.value < other[0]  # at least the largest ungated one (nan where a bound is missing)
+    for gated in (est.pooled, est.interaction):  # a gated bound is reported only where it clears the rest
+        assert gated[0] - GATED_MARGIN * gated[1] <= est.value
     truth = d / 4
     assert abs(est.value - truth) < 0.15 * truth  # the issue's example: 503 with Algorithm 1's settings
 
@@ -141,6 +142,9 @@ def test_a_constant_coordinate_is_left_out_of_the_features() -> None:
     # the radial features' ‖z‖²/d counts the constant coordinate, so the class differs a little
     value, se = coordinate_lsd(with_constant, s_constant, LAM)
     assert abs(value - 0.75) < 3 * se  # d/4 over the three coordinates that vary
+    value, se = pooled_lsd(with_constant, s_constant, LAM)
+    assert abs(value - 0.75) < 3 * se
+    assert abs(value - pooled_lsd(x, s, LAM)[0]) < 0.1 * se  # as without it, but for the radial features
 
 
 def test_the_bound_rules_benchmark_scores_a_rule_as_the_panel_does() -> None:
@@ -225,3 +229,41 @@ def test_the_screens_hotelling_statistics_by_matrix_products_match_a_direct_comp
             b, cov = tau[:, k].mean(0), torch.cov(tau[:, k].T)
             direct = 300 * b @ torch.linalg.solve(cov, b)
             assert float(fast[j, k]) == pytest.approx(float(direct), rel=1e-8)
+
+
+def test_pooled_bound_is_the_jackknifed_unridged_per_coordinate_bound_in_one_dimension() -> None:
+    # with one coordinate the pooled class is the per-coordinate class: the same sums, the same value
+    from steinkit.coordinate_class import CoordinateClass
+    from steinkit.feature_bounds import FOLDS, GROUPS, _class_lsds
+
+    x = FAMILIES["laplace"](1).sample(3000, seed=3)
+    s = -x
+    cls = CoordinateClass.fit(x)
+    same = _class_lsds(x, s, LAM, {"c": (cls.sums, 0.0, True)}, FOLDS, GROUPS, 0)["c"]
+    assert pooled_lsd(x, s, LAM) == pytest.approx(same, rel=1e-9)
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.0])
+def test_pooled_bound_is_unbiased_where_its_class_holds_the_optimal_critic(factor: float) -> None:
+    # N(0, I) data against N(0, factor·I): f* = x(1 − 1/factor)/(2λ) is one function of each coordinate
+    d, n = 30, 600
+    truth = d * (1 - 1 / factor) ** 2 / (2 * LAM)
+    g = torch.Generator().manual_seed(int(factor))
+    values, zs = [], []
+    for rep in range(20):
+        x = torch.randn(n, d, generator=g, dtype=torch.float64)
+        value, se = pooled_lsd(x, -x / factor, LAM, seed=rep)
+        values.append(value)
+        zs.append((value - truth) / se)
+    spread = statistics.stdev(values) / len(values) ** 0.5
+    assert abs(statistics.mean(values) - truth) < 3 * spread + 1e-12  # 0 when the model is right
+    assert 0.5 < statistics.stdev(zs) < 1.5  # its standard error is about right
+
+
+def test_a_gated_bound_is_reported_only_where_it_clears_the_others() -> None:
+    nan = (float("nan"), float("nan"))
+    plain = {"critic": (1.0, 0.1), "linear": (1.2, 0.1), "coordinate": nan}
+    assert reported(plain) == "linear"
+    assert reported({**plain, "pooled": (1.5, 0.2), "interaction": nan}) == "linear"  # 1.5 − 2·.2 < 1.2
+    assert reported({**plain, "pooled": (1.7, 0.2), "interaction": (3.0, 0.95)}) == "pooled"  # 1.3 > 1.2 > 1.1
+    assert reported({**plain, "pooled": (1.7, 0.2), "interaction": (3.0, 0.7)}) == "interaction"  # 1.6 > 1.3

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .heldout import HeldOutFit, fit_crossfit_critics, fit_heldout_critics
-from .feature_bounds import INTERACTION_MARGIN, feature_bounds
+from .feature_bounds import feature_bounds, reported
 from .gof.outcome import normal_sf
 from .relative import exact_terms, holm, paired_test, penalised_terms
 from .scores import as_scores, score_rows
@@ -49,7 +49,8 @@ class DiscrepancyEstimate:
             (Eq. 9), from the test split: with ``value="scaled"`` the fitted critic's LSD at
             its penalty-optimal scale (:func:`steinkit.stein.scaled_lsd`), which is never above
             that target in expectation; with ``value="bound"`` (the default) the largest of that,
-            ``linear`` and ``coordinate``, or ``interaction`` where it is clearly larger; with
+            ``linear`` and ``coordinate``, or ``pooled`` or ``interaction`` where it is clearly
+            larger (:func:`steinkit.feature_bounds.reported`); with
             ``value="mean"`` (Algorithm 1) the critic's mean Stein term, as fitted.
         stderr: its standard error.
         n_test: size of the test split.
@@ -70,16 +71,14 @@ class DiscrepancyEstimate:
         fold_values: with cross-fitting (``folds`` > 1), each fold's critic's value (``scaled``
             or ``mean``); the critic's value is their mean.
         scaled: the critic's value at its best scale (the folds' mean) and its standard error.
-        linear: with ``value="bound"``, the best linear critic's LSD by a U-statistic
-            (:func:`steinkit.feature_bounds.linear_lsd`) and its standard error; nan when the data
-            are too few for a linear map in d dimensions.
-        coordinate: with ``value="bound"``, the same for the per-coordinate critics of
-            :func:`steinkit.feature_bounds.coordinate_lsd`.
-        source: ``"critic"``, ``"linear"``, ``"coordinate"`` or ``"interaction"``: which of them
-            ``value`` is (the largest of the first three, or the fourth where its value less
-            :data:`~steinkit.feature_bounds.INTERACTION_MARGIN` standard errors is larger).
-        interaction: with ``value="bound"``, the same for the pairwise cubic critics of
-            :func:`steinkit.feature_bounds.interaction_lsd`.
+        linear, coordinate, pooled, interaction: with ``value="bound"``, the LSD of the best
+            critic of each class of :mod:`steinkit.feature_bounds` by a U-statistic (linear maps,
+            per-coordinate features, the same with one coefficient vector for every coordinate,
+            pairwise cubics) and its standard error; nan where the data are too few for it.
+        source: ``"critic"``, ``"linear"``, ``"coordinate"``, ``"pooled"`` or ``"interaction"``:
+            which of them ``value`` is (:func:`steinkit.feature_bounds.reported`: the largest of
+            the first three, or one of the last two where its value less
+            :data:`~steinkit.feature_bounds.GATED_MARGIN` standard errors is larger).
     """
 
     value: float
@@ -101,6 +100,7 @@ class DiscrepancyEstimate:
     coordinate: tuple[float, float] = (float("nan"), float("nan"))
     source: str = "critic"
     interaction: tuple[float, float] = (float("nan"), float("nan"))
+    pooled: tuple[float, float] = (float("nan"), float("nan"))
 
     def __str__(self) -> str:
         note = " (limited by the data: a loose lower bound)" if self.overfit else ""
@@ -275,7 +275,7 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
     the folds' values, with the standard error of a mean of independent folds (float64: squares
     of large terms overflow float32); with ``value="bound"``, the largest of that and the
     linear and per-coordinate U-statistics of :mod:`steinkit.feature_bounds` on the data x (when
-    given), or the interaction one where its value less INTERACTION_MARGIN stderr is larger."""
+    given), or the pooled or interaction one where it clears them (:func:`~steinkit.feature_bounds.reported`)."""
     lam = settings.lam
     values, variances = [], []
     for fit in folds:
@@ -296,10 +296,7 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
     if settings.value == "bound" and x is not None:
         found = feature_bounds(x, lambda z: score_rows(score, z), lam, seed=seed)
         bounds.update({name: bound or nan for name, bound in found.items()})
-    interaction = bounds.pop("interaction", nan)
-    source = max((k for k in bounds if bounds[k][0] == bounds[k][0]), key=lambda k: bounds[k][0])
-    if interaction[0] - INTERACTION_MARGIN * interaction[1] > bounds[source][0]:
-        bounds["interaction"], source = interaction, "interaction"
+    source = reported(bounds)
     value, stderr = bounds[source]
     train_value = sum(fit.train_mean if settings.value == "mean" else fit.train_scaled for fit in folds) / len(folds)
     overfit = train_value - value > 3 * stderr and value < train_value / 2
@@ -308,7 +305,8 @@ def _estimate(folds: Sequence[HeldOutFit], score: Any, settings: CriticSettings,
     return DiscrepancyEstimate(value, stderr, n_test, lam, first.best_iteration, first.history, critic,
                                float(terms.mean()), objective, train_value, bool(overfit), first.hidden, settings.value,
                                tuple(values) if len(values) > 1 else (), scaled, bounds.get("linear", nan),
-                               bounds.get("coordinate", nan), source, interaction)
+                               bounds.get("coordinate", nan), source, bounds.get("interaction", nan),
+                               bounds.get("pooled", nan))
 
 
 def stein_discrepancy(

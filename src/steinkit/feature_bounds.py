@@ -15,14 +15,20 @@ for L when the features are Gaussian (the factor makes E[M_j] = C_j⁻¹: the me
 Wishart matrix) and close to it otherwise. The folds' values are averaged; the standard error is
 the jackknife's over each fold's groups. A class with K > N/2 − 1 gives no value (None).
 
-Two classes (:func:`linear_lsd`, :func:`coordinate_lsd`; both from one pass: :func:`feature_bounds`):
+Four classes (all from :func:`feature_bounds`, the first three from one pass over the rows):
 
 - linear critics f(x) = Wx + c (ψ = [x, 1] shared by every output, K = d + 1): exact for every
-  Gaussian model against Gaussian data;
+  Gaussian model against Gaussian data (:func:`linear_lsd`);
 - per-coordinate critics f_j = Σ_m α_jm u_m(z)_j + c_j on the coordinate features of
   :mod:`steinkit.coordinate_features` (K = 8 per output, :class:`~steinkit.coordinate_class.CoordinateClass`
   fitted to all rows; a ridge, :data:`COORDINATE_RIDGE`): scales, steps, skew and radial shrinkage, e.g. heavy
-  tails, coordinate by coordinate.
+  tails, coordinate by coordinate (:func:`coordinate_lsd`);
+- pooled critics, the same features with one α for every coordinate (8 coefficients in all, each
+  estimated from n·d values, so no ridge and a jackknifed C⁻¹): a misfit that the coordinates
+  share, found with far less noise in high dimension (:func:`pooled_lsd`);
+- pairwise cubic critics on screened partners (:func:`interaction_lsd`): curved dependence.
+
+:func:`reported` picks the one the default estimate reports.
 
 Example:
     >>> import torch
@@ -44,8 +50,8 @@ from .coordinate_class import CoordinateClass, varying
 from .interaction_class import InteractionClass
 from .validation import positive_float
 
-__all__ = ["linear_lsd", "coordinate_lsd", "interaction_lsd", "feature_bounds", "GROUPS", "FOLDS", "COORDINATE_RIDGE",
-           "SCREEN", "SCREEN_ROWS", "INTERACTION_MARGIN"]
+__all__ = ["linear_lsd", "coordinate_lsd", "pooled_lsd", "interaction_lsd", "feature_bounds", "reported", "GROUPS",
+           "FOLDS", "COORDINATE_RIDGE", "SCREEN", "SCREEN_ROWS", "GATED", "GATED_MARGIN"]
 
 FOLDS = 5
 GROUPS = 20
@@ -62,10 +68,13 @@ SCREEN = 0.2
 """The share of the rows on which the interaction class screens its partners (never scored by it)."""
 SCREEN_ROWS = 2000
 """At most this many rows screen the partners (the screen's cost grows as d²·rows)."""
-INTERACTION_MARGIN = 2.0
-"""The estimate reports the interaction bound only where its value less this many standard errors
-is above the largest of the other bounds: its class has 16 coefficients an output, and a maximum
-over bounds would otherwise pick its noise (set a priori, not tuned; docs/estimate.md)."""
+GATED = ("interaction", "pooled")
+"""The bounds whose classes are estimated without a ridge, so with more noise: the estimate
+reports one of them only where it clears the others by :data:`GATED_MARGIN` (:func:`reported`)."""
+GATED_MARGIN = 2.0
+"""A gated bound is reported only where its value less this many standard errors is above the
+largest of the other bounds; a maximum over bounds would otherwise pick their noise (set a priori
+for the interaction bound, not tuned, and kept for the pooled one; docs/estimate.md)."""
 
 Scores = Tensor | Callable[[Tensor], Tensor]
 Sums = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -142,46 +151,88 @@ Class = tuple[Sums, float | Tensor, bool]
 """A class's per-row sums, its ridge, and whether its C⁻¹ is jackknifed (:func:`_fold`)."""
 
 
-def _class_lsds(x: Tensor, s: Scores, lam: float, classes: dict[str, Class], folds: int, groups: int,
-                seed: int, rows: Tensor | None = None) -> dict[str, tuple[float, float] | None]:
-    """The cross-fitted U-statistic (module docstring) of each class (its per-row sums, its ridge
-    and its inverse), from one pass over the rows (only those indexed by ``rows``, if given; x is
-    not copied): each group's scores are computed once for all classes."""
-    positive_float(lam, "lam")
+Parts = tuple[dict[str, list[tuple[Tensor, Tensor]]], list[Tensor], list[int]]
+"""Per class, each fold's (group τ sums (G, d, K), the fold's Σψψᵀ); each fold's group sizes; each
+fold's rows (:func:`_gather`)."""
+
+
+def _gather(x: Tensor, s: Scores, sums: dict[str, Sums], folds: int, groups: int, seed: int,
+            rows: Tensor | None = None) -> Parts:
+    """One pass over the rows (only those indexed by ``rows``, if given; x is not copied), cut at
+    random with ``seed`` into folds and each fold into groups: every class's sums per group, each
+    group's scores computed once for all classes."""
     n = x.shape[0] if rows is None else rows.numel()
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
     if rows is not None:
         order = rows.to(x.device)[order]
     bounds = [round(k * n / folds) for k in range(folds + 1)]
-    per_fold: dict[str, list] = {name: [] for name in classes}  # (group τ sums (G, d, K), Σψψᵀ of the fold)
+    per_fold: dict[str, list] = {name: [] for name in sums}
     sizes = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         m = b - a
         g = max(2, min(groups, m // 2))
         cuts = [a + round(i * m / g) for i in range(g + 1)]
-        found: dict[str, list] = {name: [] for name in classes}
+        found: dict[str, list] = {name: [] for name in sums}
         for lo, hi in zip(cuts[:-1], cuts[1:]):
-            rows = order[lo:hi]
-            xs = x[rows].detach()
-            ss = (s[rows] if isinstance(s, Tensor) else s(xs)).detach()
+            idx = order[lo:hi]
+            xs = x[idx].detach()
+            ss = (s[idx] if isinstance(s, Tensor) else s(xs)).detach()
             xs, ss = xs.double().cpu(), ss.double().cpu()
-            for name, (sums, _, _) in classes.items():
-                found[name].append(sums(xs, ss))
+            for name, class_sums in sums.items():
+                found[name].append(class_sums(xs, ss))
         for name, pairs in found.items():
             per_fold[name].append((torch.stack([tau for tau, _ in pairs]), sum(c for _, c in pairs)))
         sizes.append(torch.tensor([hi - lo for lo, hi in zip(cuts[:-1], cuts[1:])], dtype=torch.float64))
-    out: dict[str, tuple[float, float] | None] = {}
-    counts = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
-    for name, (_, ridge, jackknife) in classes.items():
-        total = sum(c for _, c in per_fold[name])
-        results = []
-        for k, ((tau, c), rows) in enumerate(zip(per_fold[name], sizes)):
-            blocks = [(c_f, counts[f]) for f, (_, c_f) in enumerate(per_fold[name]) if f != k] if jackknife else None
-            if (r := _fold(tau, rows, total - c, n - counts[k], lam, ridge, blocks)) is not None:
-                results.append(r)
-        out[name] = None if not results else (sum(v for v, _ in results) / len(results),
-                                              sum(e * e for _, e in results) ** 0.5 / len(results))
-    return out
+    return per_fold, sizes, [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _value(parts: list[tuple[Tensor, Tensor]], sizes: list[Tensor], counts: list[int], lam: float,
+           ridge: float | Tensor, jackknife: bool) -> tuple[float, float] | None:
+    """The cross-fitted U-statistic (module docstring) of one class from its folds' sums: the
+    mean of the folds' values and its standard error; None when no fold has rows enough."""
+    n, total = sum(counts), sum(c for _, c in parts)
+    results = []
+    for k, ((tau, c), rows) in enumerate(zip(parts, sizes)):
+        blocks = [(c_f, counts[f]) for f, (_, c_f) in enumerate(parts) if f != k] if jackknife else None
+        if (r := _fold(tau, rows, total - c, n - counts[k], lam, ridge, blocks)) is not None:
+            results.append(r)
+    if not results:
+        return None
+    return sum(v for v, _ in results) / len(results), sum(e * e for _, e in results) ** 0.5 / len(results)
+
+
+def _class_lsds(x: Tensor, s: Scores, lam: float, classes: dict[str, Class], folds: int, groups: int,
+                seed: int, rows: Tensor | None = None) -> dict[str, tuple[float, float] | None]:
+    """The cross-fitted U-statistic of each class (its per-row sums, its ridge and its inverse)
+    from one pass over the rows (:func:`_gather`)."""
+    positive_float(lam, "lam")
+    parts, sizes, counts = _gather(x, s, {name: c[0] for name, c in classes.items()}, folds, groups, seed, rows)
+    return {name: _value(parts[name], sizes, counts, lam, ridge, jackknife)
+            for name, (_, ridge, jackknife) in classes.items()}
+
+
+def _pooled(parts: list[tuple[Tensor, Tensor]], keep: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """The pooled class's folds' sums from the per-coordinate class's: one θ for every coordinate,
+    so its τ and Σψψᵀ are those summed over the coordinates that vary."""
+    return [(tau[:, keep].sum(1, keepdim=True), c[keep].sum(0)) for tau, c in parts]
+
+
+def reported(bounds: dict[str, tuple[float, float]]) -> str:
+    """Which of the (value, stderr) ``bounds`` an estimate reports: the largest value among those
+    not in :data:`GATED`, unless a gated one's value less :data:`GATED_MARGIN` standard errors is
+    above it (then the gated one clearing it by most); NaN values never count.
+
+    Example:
+        >>> reported({"critic": (1.0, 0.1), "linear": (1.2, 0.1), "pooled": (1.5, 0.2)})
+        'linear'
+        >>> reported({"critic": (1.0, 0.1), "linear": (1.2, 0.1), "pooled": (2.0, 0.2)})
+        'pooled'
+    """
+    known = {k: v for k, v in bounds.items() if v[0] == v[0]}
+    source = max((k for k in known if k not in GATED), key=lambda k: known[k][0])
+    clear = {k: known[k][0] - GATED_MARGIN * known[k][1] for k in GATED if k in known}
+    clear = {k: v for k, v in clear.items() if v > known[source][0]}
+    return max(clear, key=lambda k: clear[k]) if clear else source
 
 
 def _linear_class(x: Tensor) -> Class:
@@ -204,20 +255,26 @@ def linear_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int
 
 
 def feature_bounds(x: Tensor, s: Scores, lam: float, seed: int = 0) -> dict[str, tuple[float, float] | None]:
-    """:func:`linear_lsd` and :func:`coordinate_lsd` (keys ``"linear"``, ``"coordinate"``) from
-    one pass over the rows, with the same folds and groups as each alone, so the same values (a
-    score function is called once per group for both), and :func:`interaction_lsd` (key
-    ``"interaction"``) from a second pass.
+    """:func:`linear_lsd`, :func:`coordinate_lsd` and :func:`pooled_lsd` (keys ``"linear"``,
+    ``"coordinate"``, ``"pooled"``) from one pass over the rows, with the same folds and groups as
+    each alone, so the same values (a score function is called once per group for all three; the
+    pooled class's sums are the per-coordinate class's summed over coordinates), and
+    :func:`interaction_lsd` (key ``"interaction"``) from a second pass.
 
     Example:
         >>> x = torch.randn(1000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         >>> both = feature_bounds(x, -x / 2, 0.5)
-        >>> both["linear"] == linear_lsd(x, -x / 2, 0.5), both["coordinate"] == coordinate_lsd(x, -x / 2, 0.5)
+        >>> both["linear"] == linear_lsd(x, -x / 2, 0.5), both["pooled"] == pooled_lsd(x, -x / 2, 0.5)
         (True, True)
     """
-    classes = {"linear": _linear_class(x), "coordinate": _coordinate_class(x, COORDINATE_RIDGE)}
-    found = _class_lsds(x, s, lam, classes, FOLDS, GROUPS, seed)
-    return {**found, "interaction": interaction_lsd(x, s, lam, seed=seed)}
+    positive_float(lam, "lam")
+    coordinate = CoordinateClass.fit(x)
+    sums = {"linear": _linear_sums(varying(x)), "coordinate": coordinate.sums}
+    parts, sizes, counts = _gather(x, s, sums, FOLDS, GROUPS, seed)
+    return {"linear": _value(parts["linear"], sizes, counts, lam, 0.0, False),
+            "coordinate": _value(parts["coordinate"], sizes, counts, lam, COORDINATE_RIDGE, False),
+            "pooled": _value(_pooled(parts["coordinate"], coordinate.keep), sizes, counts, lam, 0.0, True),
+            "interaction": interaction_lsd(x, s, lam, seed=seed)}
 
 
 def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
@@ -238,6 +295,28 @@ def coordinate_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups:
     """
     classes = {"coordinate": _coordinate_class(x, ridge, residual)}
     return _class_lsds(x, s, lam, classes, folds, groups, seed)["coordinate"]
+
+
+def pooled_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
+               seed: int = 0) -> tuple[float, float] | None:
+    """:func:`linear_lsd` for the pooled class: the per-coordinate features of
+    :func:`coordinate_lsd` with one coefficient vector for every coordinate, f_j = Σ_m α_m v_m(z)_j + c
+    (K = 8 in all, whatever d). Its τ and C are sums over the coordinates, so they are estimated
+    from n·d values; no ridge, and C⁻¹ is jackknifed (its features are not Gaussian). A subclass of
+    the per-coordinate class, so a lower bound of it, with much less noise when the coordinates
+    share a misfit (a scale or tail shape) in high dimension.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(2000, 50, generator=g, dtype=torch.float64)   # N(0, I) data, model N(0, 2I)
+        >>> value, se = pooled_lsd(x, -x / 2, lam=0.5)                    # truth d/4 = 12.5: f* = x/2 is pooled
+        >>> abs(value - 12.5) < 3 * se, se < 0.5
+        (True, True)
+    """
+    positive_float(lam, "lam")
+    coordinate = CoordinateClass.fit(x)
+    parts, sizes, counts = _gather(x, s, {"coordinate": coordinate.sums}, folds, groups, seed)
+    return _value(_pooled(parts["coordinate"], coordinate.keep), sizes, counts, lam, 0.0, True)
 
 
 def interaction_lsd(x: Tensor, s: Scores, lam: float, folds: int = FOLDS, groups: int = GROUPS,
