@@ -267,3 +267,16 @@ def test_a_gated_bound_is_reported_only_where_it_clears_the_others() -> None:
     assert reported({**plain, "pooled": (1.5, 0.2), "interaction": nan}) == "linear"  # 1.5 − 2·.2 < 1.2
     assert reported({**plain, "pooled": (1.7, 0.2), "interaction": (3.0, 0.95)}) == "pooled"  # 1.3 > 1.2 > 1.1
     assert reported({**plain, "pooled": (1.7, 0.2), "interaction": (3.0, 0.7)}) == "interaction"  # 1.6 > 1.3
+
+
+def test_pooled_bound_finds_nothing_on_heavy_tailed_data_against_the_right_model() -> None:
+    # Student-t₃ coordinates against their own model: the features' moments are heavy-tailed
+    nu, d, n = 3, 20, 1000
+    g = torch.Generator().manual_seed(7)
+    zs = []
+    for rep in range(20):
+        chi2 = torch.randn(n, d, nu, generator=g, dtype=torch.float64).pow(2).sum(-1)
+        x = torch.randn(n, d, generator=g, dtype=torch.float64) / (chi2 / nu).sqrt()
+        value, se = pooled_lsd(x, -(nu + 1) * x / (nu + x * x), LAM, seed=rep)
+        zs.append(value / se)
+    assert statistics.mean(zs) < 0.5 and max(zs) < 3  # no invented misfit
