@@ -65,6 +65,8 @@ def test_evaluate_command(files, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["value"] > 0 and out["stderr"] > 0
+    assert set(out["bounds"]) == {"critic", "linear", "coordinate", "pooled", "interaction"}
+    assert out["bounds"][out["source"]] == {"value": out["value"], "stderr": out["stderr"]}  # which one it reports
 
 
 @pytest.mark.parametrize(

@@ -132,8 +132,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     options.setdefault("progress", not args.json and long)
     est = stein_discrepancy(model, x, lam=args.lam, seed=args.seed, device=args.device, **options)
     if args.json:
+        bounds = {"critic": est.scaled, "linear": est.linear, "coordinate": est.coordinate, "pooled": est.pooled,
+                  "interaction": est.interaction}
         print(json_text({**_inputs(args, x), "method": "lsd", "value": est.value, "stderr": est.stderr,
-                         "n_test": est.n_test, "lam": est.lam, "best_iteration": est.best_iteration}))
+                         "source": est.source, "overfit": est.overfit, "n_test": est.n_test, "lam": est.lam,
+                         "best_iteration": est.best_iteration,
+                         "bounds": {k: {"value": v[0], "stderr": v[1]} for k, v in bounds.items()}}))
     else:
         print(est)
     return 0
