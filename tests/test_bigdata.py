@@ -3,6 +3,7 @@ only for long runs, and the time estimate's structure."""
 
 import functools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -174,7 +175,7 @@ def test_progress_bar_only_for_long_runs(files, capsys, monkeypatch, seconds, sh
 def test_the_time_estimate_counts_folds_models_and_early_stopping(monkeypatch):
     """With every timed piece but the step set to zero and a step costing one second per ensemble
     member, the prediction is (steps) x (critics): folds and models multiply it, early stopping
-    cuts the steps to EXPECTED_BEST + patience validations, and above CROSSFIT_MAX_N one split
+    cuts the steps to patience + BEST_RATE·√n_train/d validations, and above CROSSFIT_MAX_N one split
     replaces the folds."""
     monkeypatch.setattr(fit_time, "_seconds", lambda fn, repeats: 0.0)
     monkeypatch.setattr(fit_time._Timer, "step", lambda self, rows: float(self.members))
@@ -186,7 +187,9 @@ def test_the_time_estimate_counts_folds_models_and_early_stopping(monkeypatch):
     assert fit_time.estimate_seconds(one, cfg) == 5 * 100
     assert fit_time.estimate_seconds(two, cfg) == 2 * 5 * 100
     stopping = cfg.replace(n_iters=1000, patience=10)  # expected to stop 10 validations after the best
-    assert fit_time.estimate_seconds(one, stopping) == 5 * 10 * (10 + fit_time.EXPECTED_BEST)
+    n_train = 500 - 100 - 44  # less a fold's test part and the validation share .1/.9 of the rest
+    best = math.ceil(fit_time.BEST_RATE * n_train**0.5 / 2)
+    assert fit_time.estimate_seconds(one, stopping) == 5 * 10 * (10 + best)
     import steinkit.evaluate
 
     monkeypatch.setattr(steinkit.evaluate, "CROSSFIT_MAX_N", 400)

@@ -8,7 +8,7 @@ closed-form pieces, and the model's score per row; then it counts them as the ca
 * :func:`estimate_seconds` (:func:`steinkit.stein_discrepancy`, :func:`steinkit.compare`):
   ``folds`` critics per model up to :data:`steinkit.evaluate.CROSSFIT_MAX_N` points, trained as one
   ensemble; early stopping (``patience``) makes the number of steps data dependent, so it is
-  predicted from :data:`EXPECTED_BEST` (measured: docs/bigdata.md); validations on at
+  predicted from the training rows and d (:data:`BEST_RATE`, measured: docs/bigdata.md); validations on at
   most :data:`~steinkit.fit.VALIDATION_ROWS` rows each; the closed-form refit's ridge search; the
   test terms; the feature-class bounds of :mod:`steinkit.feature_bounds`.
 * :func:`lsd_test_seconds` (the LSD test, by protocol): the prequential stages of the trained critic
@@ -51,17 +51,19 @@ from .settings import ESTIMATE, LEARNED_TEST, TEST, CriticSettings, sized_for
 from .splits import split_sizes
 
 __all__ = ["fit_seconds", "estimate_seconds", "lsd_test_seconds", "witness_test_seconds", "expected_steps",
-           "EXPECTED_BEST", "PROGRESS_SECONDS"]
+           "BEST_RATE", "PROGRESS_SECONDS"]
 
 PROGRESS_SECONDS = 10.0
 """The command line shows a progress bar when a fit is predicted to take at least this long."""
 
-EXPECTED_BEST = 8
-"""With early stopping (``patience``), the validations a fit is expected to take beyond ``patience``
-(the last kept critic's validation: an ensemble stops once every member has stalled for
-``patience`` validations, or at ``n_iters``): 8 on average over the default estimate measured at
-n = 10³-5·10⁴, d = 5-20 (docs/bigdata.md). A critic that keeps improving for longer (a large
-misfit in high dimension) runs longer than predicted."""
+BEST_RATE = 3.0
+"""With early stopping (``patience``), a fit is expected to take about BEST_RATE·√n_train/d
+validations (at least 1) beyond ``patience``: an ensemble stops once every member has stalled for
+``patience`` validations (or at ``n_iters``), and more training rows let a critic improve for
+longer, more dimensions stop it sooner. Fitted on 48 default estimates of four tuning families of
+the estimate panel at d = 2-50, n = 500-8000 (``benchmarks/time_estimate.py --steps``; the
+exponents ½ and −1 are the least-squares fit's .52 and −1.01, rounded). Single runs scatter about
+it by a factor of 2 (docs/bigdata.md)."""
 
 _TIMED_ROWS = 2048  # rows on which the per-row costs are timed
 
@@ -175,17 +177,21 @@ def _members(problems: Sequence[Problem]) -> int:
     return len(problems)
 
 
-def expected_steps(settings: CriticSettings) -> int:
-    """The steps a fit with these settings is expected to take: ``n_iters``, or with early stopping
-    ``val_every`` × (``patience`` + :data:`EXPECTED_BEST`) when that is fewer.
+def expected_steps(settings: CriticSettings, n_train: int, d: int) -> int:
+    """The steps a fit with these settings on ``n_train`` training rows in d dimensions is expected
+    to take: ``n_iters``, or with early stopping ``val_every`` × (``patience`` + ⌈max(1,
+    :data:`BEST_RATE`·√n_train/d)⌉) when that is fewer.
 
     Example:
-        >>> expected_steps(ESTIMATE), expected_steps(ESTIMATE.replace(patience=None))
-        (180, 2000)
+        >>> expected_steps(ESTIMATE, 720, 20), expected_steps(ESTIMATE, 5760, 2)
+        (150, 1240)
+        >>> expected_steps(ESTIMATE.replace(patience=None), 720, 20)
+        2000
     """
     if settings.patience is None or settings.selection == "last":
         return settings.n_iters
-    return min(settings.n_iters, settings.val_every * (settings.patience + EXPECTED_BEST))
+    best = math.ceil(max(1.0, BEST_RATE * math.sqrt(n_train) / d))
+    return min(settings.n_iters, settings.val_every * (settings.patience + best))
 
 
 def estimate_seconds(problems: Sequence[Problem], settings: CriticSettings | None = None, *,
@@ -215,7 +221,7 @@ def estimate_seconds(problems: Sequence[Problem], settings: CriticSettings | Non
         n_train, n_val, n_test = split_sizes(n, cfg.split)
     cfg = sized_for(cfg, n_train, problems[0][1].shape[1])
     timer = _Timer(problems, cfg, models * folds, steps)
-    iters = expected_steps(cfg)
+    iters = expected_steps(cfg, n_train, problems[0][1].shape[1])
     validations = math.ceil(iters / cfg.val_every)
     per_row = timer.terms_per_row()
     total = timer.score_per_row * n + iters * timer.step(n_train)
