@@ -267,6 +267,8 @@ def test_a_gated_bound_is_reported_only_where_it_clears_the_others() -> None:
     assert reported({**plain, "pooled": (1.5, 0.2), "interaction": nan}) == "linear"  # 1.5 − 2·.2 < 1.2
     assert reported({**plain, "pooled": (1.7, 0.2), "interaction": (3.0, 0.95)}) == "pooled"  # 1.3 > 1.2 > 1.1
     assert reported({**plain, "pooled": (1.7, 0.2), "interaction": (3.0, 0.7)}) == "interaction"  # 1.6 > 1.3
+    with pytest.raises(ValueError, match="bounds must hold a value"):
+        reported({"critic": nan, "pooled": (1.7, 0.2)})
 
 
 def test_pooled_bound_finds_nothing_on_heavy_tailed_data_against_the_right_model() -> None:

@@ -229,6 +229,8 @@ def reported(bounds: dict[str, tuple[float, float]]) -> str:
         'pooled'
     """
     known = {k: v for k, v in bounds.items() if v[0] == v[0]}
+    if not any(k not in GATED for k in known):
+        raise ValueError(f"bounds must hold a value outside the gated {GATED}, got {bounds!r}")
     source = max((k for k in known if k not in GATED), key=lambda k: known[k][0])
     clear = {k: known[k][0] - GATED_MARGIN * known[k][1] for k in GATED if k in known}
     clear = {k: v for k, v in clear.items() if v > known[source][0]}
