@@ -10,7 +10,8 @@ each (features, ridge, rule) by the panel's criteria against the stored
 critic value (``scaled``, or ``value`` in a store made with ``value="scaled"``). Rules: the
 largest value, or the largest value less k standard errors; where the store holds the pooled and
 interaction bounds, they are reported as the default does (:data:`GATED`: a value less
-GATED_MARGIN standard errors above the rest). A ridge r with ``--power p`` is r·(1000/n)^p at n rows (p = 0: the same at every n).
+GATED_MARGIN standard errors above the rest). A ridge r with ``--power p`` is r·(1000/n)^p at n
+rows (p = 0: the same at every n).
 
 Usage:
   python benchmarks/estimate_bound_rules.py STORE [--half tuning] [--ridges 0 0.01 0.1 1] [--ks 0 1 2]
