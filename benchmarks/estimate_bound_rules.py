@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from estimate_panel import HALVES, LAM, load, problem
+from estimate_panel import HALVES, LAM, cell_data, load
 from steinkit.feature_bounds import GATED, GATED_MARGIN, coordinate_lsd, linear_lsd
 from steinkit.scores import as_scores, score_rows
 
@@ -34,8 +34,7 @@ from steinkit.scores import as_scores, score_rows
 def bounds(row: dict, ridges: list[float], power: float, kinds: tuple[bool, ...]) -> dict:
     """The cell's linear bound and its per-coordinate bound at each ridge (times (1000/n)^power),
     on the cell's own data, for each kind of features in ``kinds`` (residual or not)."""
-    prob = problem(row["family"], row["params"], row["d"])
-    x = prob.sample(row["n"], seed=1000 * row["rep"] + 17)  # estimate_panel.run_cell's data
+    prob, x = cell_data(row["family"], row["params"], row["d"], row["n"], row["rep"])  # run_cell's data
     s = score_rows(as_scores([prob.model], x.device)[0], x)
     out = {"linear": linear_lsd(x, s, LAM, seed=row["rep"])}
     for ridge in ridges:

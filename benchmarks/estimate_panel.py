@@ -81,6 +81,12 @@ def problem(family: str, params: dict, d: int) -> P.Problem:
     return P.FAMILIES[family](d, **params)
 
 
+def cell_data(family: str, params: dict, d: int, n: int, rep: int) -> tuple[P.Problem, torch.Tensor]:
+    """A cell's problem and its n data points (repetition ``rep``'s own seed)."""
+    prob = problem(family, params, d)
+    return prob, prob.sample(n, seed=1000 * rep + 17)
+
+
 def truth(store: Path, name: str, prob: P.Problem) -> float:
     """The problem's LSD, from the store's cache of truths or computed (and cached)."""
     cache = store.with_suffix(".truths.json")
@@ -102,8 +108,7 @@ def fingerprint(settings_name: str) -> str:
 
 def run_cell(name: str, family: str, params: dict, d: int, n: int, rep: int, settings_name: str,
              store: Path) -> dict:
-    prob = problem(family, params, d)
-    x = prob.sample(n, seed=1000 * rep + 17)
+    prob, x = cell_data(family, params, d, n, rep)
     settings = getattr(S, settings_name)
     start = time.process_time()
     est = sk.stein_discrepancy(prob.model, x, settings, seed=rep, lam=LAM)
@@ -123,8 +128,7 @@ def rebound(row: dict) -> dict:
     from them and the stored critic value: what a rerun gives when only the bounds changed (the
     critic's fit does not depend on them). ``cpu_seconds`` stays the stored run's; ``bound_seconds``
     is the recomputation's."""
-    prob = problem(row["family"], row["params"], row["d"])
-    x = prob.sample(row["n"], seed=1000 * row["rep"] + 17)
+    prob, x = cell_data(row["family"], row["params"], row["d"], row["n"], row["rep"])
     score = as_scores([prob.model], x.device)[0]
     start = time.process_time()
     found = feature_bounds(x, lambda z: score_rows(score, z), LAM, seed=row["rep"])
